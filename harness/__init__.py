@@ -1,0 +1,12 @@
+"""harness: hyperparameter search for fine-tuning Hugging Face models.
+
+Public API (everything else is private to its module):
+
+- ``harness.sweep.run_sweep(cfg)``: run or resume the study a composed config describes.
+- ``harness.space.SearchSpace``: a search space as data (parse, validate, suggest, apply).
+- ``harness.errors.ConfigError``: bad input, naming the config field or file at fault.
+"""
+
+from harness import resolvers as _resolvers  # noqa: F401  (registers the OmegaConf resolvers)
+
+__version__ = "0.1.0"

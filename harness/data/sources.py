@@ -1,0 +1,211 @@
+"""Where labelled text comes from. Each source returns a raw ``datasets.DatasetDict``.
+
+Sources are named in ``conf/data/*.yaml`` by ``source._target_``; :mod:`harness.data.prepare`
+turns whatever they return into labelled, split, capped data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+from harness.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+_FILE_BUILDERS = {
+    ".csv": ("csv", {}),
+    ".tsv": ("csv", {"delimiter": "\t"}),
+    ".json": ("json", {}),
+    ".jsonl": ("json", {}),
+    ".parquet": ("parquet", {}),
+}
+VADER_LABELS = ["negative", "neutral", "positive"]
+
+
+def local_files(
+    train_file: str, validation_file: str | None = None, test_file: str | None = None
+):
+    """Local csv / tsv / json / jsonl / parquet files (all of one format)."""
+    from datasets import load_dataset
+
+    files = {"train": train_file, "validation": validation_file, "test": test_file}
+    files = {split: f for split, f in files.items() if f}
+    builder = None
+    for split, name in files.items():
+        field = f"data.{split}_file"
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise ConfigError(field, f"file '{name}' does not exist")
+        suffix = path.suffix.lower()
+        if suffix not in _FILE_BUILDERS:
+            raise ConfigError(
+                field,
+                f"'{name}' has an unsupported extension '{suffix}' "
+                f"(use one of {', '.join(_FILE_BUILDERS)})",
+            )
+        if builder is not None and _FILE_BUILDERS[suffix] != builder:
+            raise ConfigError(field, f"'{name}' is not the same format as data.train_file")
+        builder = _FILE_BUILDERS[suffix]
+        files[split] = str(path.resolve())
+    kind, options = builder
+    try:
+        return load_dataset(kind, data_files=files, **options)
+    except Exception as exc:  # datasets raises many types for unreadable files
+        raise ConfigError("data.train_file", f"could not read {files}: {exc}") from exc
+
+
+def hub_dataset(path: str, config_name: str | None = None, revision: str | None = None):
+    """A dataset from the Hugging Face hub by name, through ``datasets.load_dataset``."""
+    from datasets import DatasetDict, load_dataset
+
+    try:
+        loaded = load_dataset(path, config_name, revision=revision)
+    except Exception as exc:
+        raise ConfigError(
+            "data.path", f"could not load dataset '{path}' from the hub: {exc}"
+        ) from exc
+    if not isinstance(loaded, DatasetDict):
+        raise ConfigError("data.path", f"'{path}' did not load as a set of named splits")
+    return loaded
+
+
+def vader_tweets(
+    cache_dir: str,
+    version: str = "3.3.2",
+    negative_below: float = -0.5,
+    positive_above: float = 0.5,
+    validation_size: float = 0.15,
+    test_size: float = 0.15,
+    seed: int = 42,
+):
+    """The VADER tweets ground truth (Hutto & Gilbert, ICWSM-14), labelled and split.
+
+    4,200 tweets, each with the mean rating of about 20 human raters on -4 … +4, read from the
+    ``vaderSentiment`` source distribution (fetched once with pip, through whatever index pip is
+    configured with). Labels: negative (< ``negative_below``), neutral, positive
+    (> ``positive_above``). Stratified, seeded train / validation / test splits are saved under
+    ``cache_dir`` and reused.
+    """
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_from_disk
+
+    if not negative_below < positive_above:
+        raise ConfigError("data.source.negative_below", "must be below positive_above")
+    if not (0 < validation_size < 1 and 0 < test_size < 1 and validation_size + test_size < 1):
+        raise ConfigError(
+            "data.source.validation_size",
+            "validation_size and test_size must be in (0, 1) with a sum below 1",
+        )
+    settings = dict(
+        version=version, negative_below=negative_below, positive_above=positive_above,
+        validation_size=validation_size, test_size=test_size, seed=seed, format=1,
+    )
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    root = Path(cache_dir).expanduser()
+    target = root / f"vader-tweets-{key}"
+    if (target / "dataset_dict.json").is_file():
+        return load_from_disk(str(target))
+
+    rows = _read_vader_tweets(root, version)
+    labels = [
+        0 if r < negative_below else 2 if r > positive_above else 1 for _, r, _ in rows
+    ]
+    features = Features(
+        id=Value("string"), text=Value("string"), rating=Value("float32"),
+        label=ClassLabel(names=VADER_LABELS),
+    )
+    full = Dataset.from_dict(
+        {
+            "id": [i for i, _, _ in rows],
+            "text": [t for _, _, t in rows],
+            "rating": [r for _, r, _ in rows],
+            "label": labels,
+        },
+        features=features,
+    )
+    held_out = full.train_test_split(
+        test_size=validation_size + test_size, stratify_by_column="label", seed=seed
+    )
+    val_test = held_out["test"].train_test_split(
+        test_size=test_size / (validation_size + test_size), stratify_by_column="label", seed=seed
+    )
+    splits = DatasetDict(
+        train=held_out["train"], validation=val_test["train"], test=val_test["test"]
+    )
+    # Write beside the target, then rename: a killed run never leaves a half-written cache.
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".vader-", dir=root))
+    splits.save_to_disk(str(tmp / "d"))
+    shutil.rmtree(target, ignore_errors=True)
+    (tmp / "d").rename(target)
+    shutil.rmtree(tmp, ignore_errors=True)
+    log.info(
+        "VADER tweets prepared: %s (cached in %s)",
+        ", ".join(f"{k} {len(v)}" for k, v in splits.items()), target,
+    )
+    return load_from_disk(str(target))
+
+
+def _read_vader_tweets(root: Path, version: str) -> list[tuple[str, float, str]]:
+    """Rows (id, mean rating, text) of tweets_GroundTruth.txt, fetched once into ``root``."""
+    raw = root / f"vaderSentiment-{version}" / "tweets_GroundTruth.txt"
+    if not raw.is_file():
+        _fetch_vader_ground_truth(raw, version)
+    data = raw.read_bytes()
+    text = data.decode("utf-8", errors="replace")
+    if "\ufffd" in text:
+        log.warning("%s: some bytes are not UTF-8; they were replaced with U+FFFD", raw)
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split("\t", 2)
+        if len(parts) != 3:
+            raise ConfigError(str(raw), f"line {number} is not 'id<TAB>rating<TAB>text'")
+        rows.append((parts[0], float(parts[1]), html.unescape(parts[2]).strip()))
+    return rows
+
+
+def _fetch_vader_ground_truth(dest: Path, version: str) -> None:
+    log.info("fetching the VADER ground truth: pip download vaderSentiment==%s (sdist)", version)
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [
+            sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+            "--disable-pip-version-check", "-q", f"vaderSentiment=={version}", "-d", tmp,
+        ]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        sdists = list(Path(tmp).glob("vaderSentiment-*.tar.gz")) + list(
+            Path(tmp).glob("vadersentiment-*.tar.gz")
+        )
+        if done.returncode != 0 or not sdists:
+            last = (done.stderr.strip().splitlines() or ["no source distribution downloaded"])[-1]
+            raise ConfigError(
+                "data.source", f"could not fetch vaderSentiment=={version} with pip: {last}"
+            )
+        with tarfile.open(sdists[0]) as sdist:
+            inner = next(
+                (m for m in sdist.getmembers() if m.name.endswith("hutto_ICWSM_2014.tar.gz")),
+                None,
+            )
+            if inner is None:
+                raise ConfigError(
+                    "data.source", f"vaderSentiment=={version} does not ship hutto_ICWSM_2014"
+                )
+            with tarfile.open(fileobj=sdist.extractfile(inner)) as ground_truth:
+                member = next(
+                    m for m in ground_truth.getmembers()
+                    if m.name.endswith("tweets_GroundTruth.txt")
+                )
+                payload = ground_truth.extractfile(member).read()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_suffix(".part")
+    partial.write_bytes(payload)
+    partial.rename(dest)

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Creates .venv if it is missing and installs the project into it; safe to run again.
+# torch==2.13.0 goes in first: without the pin pip resolves a multi-GB CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+TORCH_VERSION=${TORCH_VERSION:-2.13.0}
+stamp=.venv/.harness-installed
+want="torch=${TORCH_VERSION} $(sha256sum pyproject.toml | cut -d' ' -f1)"
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+echo "setup: installing torch==${TORCH_VERSION}, then the project (pip install -e '.[dev]')"
+# pip's exit status is kept; only the local index's "Location ... is ignored" noise is dropped.
+pip_install() {
+  .venv/bin/python -m pip install -q --disable-pip-version-check "$@" \
+    2> >(grep -v '^WARNING: Location' >&2)
+}
+pip_install -U pip
+pip_install "torch==${TORCH_VERSION}"
+pip_install -e '.[dev]'
+.venv/bin/python -c "import torch, transformers, peft, optuna, mlflow, evaluate, hydra" \
+  || { echo "setup: the install is incomplete (see pip's output above)" >&2; exit 1; }
+echo "$want" > "$stamp"
+echo "setup: done"
