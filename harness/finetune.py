@@ -1,0 +1,181 @@
+"""One fine-tune: a fresh model (+ adapter) → HF Trainer → the best validation score.
+
+This module knows nothing about Optuna studies or MLflow runs: the caller passes callbacks
+(pruning, metric logging, progress) and gets a :class:`FinetuneResult` back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from harness.errors import ConfigError
+from harness.model import BaseModel, build_trial_model, count_parameters
+
+# TrainingArguments the harness sets itself (evaluation cadence, no checkpoints of its own,
+# no reporting integrations: tracking is the harness's job).
+OWNED_ARGS = (
+    "output_dir", "eval_strategy", "eval_steps", "logging_strategy", "logging_steps",
+    "save_strategy", "report_to", "disable_tqdm", "load_best_model_at_end",
+)
+
+
+@dataclass
+class FinetuneResult:
+    value: float | None  # best validation value of the study metric (None: never evaluated)
+    best_metrics: dict[str, float]  # all validation metrics of that evaluation
+    best_step: int
+    evaluations: int
+    pruned: bool
+    train_runtime: float  # seconds inside Trainer.train (training and evaluation)
+    trainable_params: int
+    total_params: int
+    checkpoint: Path | None = None
+
+
+def steps_per_epoch(train_cfg: DictConfig, train_size: int) -> int:
+    batches = math.ceil(train_size / int(train_cfg.per_device_train_batch_size))
+    return max(1, batches // int(train_cfg.get("gradient_accumulation_steps", 1) or 1))
+
+
+def training_arguments(
+    train_cfg: DictConfig, train_size: int, output_dir: str, trainer_bars: bool = False
+) -> Any:
+    """``TrainingArguments`` from ``train`` plus the fields the harness owns.
+
+    Raises :class:`ConfigError` naming the ``train.*`` field that TrainingArguments rejects.
+    """
+    from transformers import TrainingArguments
+
+    kwargs = OmegaConf.to_container(train_cfg, resolve=True)
+    evals_per_epoch = kwargs.pop("evals_per_epoch", 4)
+    if isinstance(evals_per_epoch, bool) or not isinstance(evals_per_epoch, int) or (
+        evals_per_epoch < 1
+    ):
+        raise ConfigError(
+            "train.evals_per_epoch", f"must be an integer >= 1, got {evals_per_epoch!r}"
+        )
+    for key in OWNED_ARGS:
+        if key in kwargs:
+            raise ConfigError(f"train.{key}", "is set by the harness; remove it from train")
+    for key in ("per_device_train_batch_size", "per_device_eval_batch_size"):
+        value = kwargs.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"train.{key}", f"must be a positive integer, got {value!r}")
+    # Rounded up: the last evaluation of an epoch falls on (or just after) its last step.
+    eval_steps = max(1, math.ceil(steps_per_epoch(train_cfg, train_size) / evals_per_epoch))
+    try:
+        return TrainingArguments(
+            output_dir=output_dir,
+            eval_strategy="steps",
+            eval_steps=eval_steps,
+            logging_strategy="steps",
+            logging_steps=eval_steps,
+            save_strategy="no",
+            report_to="none",
+            disable_tqdm=not trainer_bars,
+            **kwargs,
+        )
+    except TypeError as exc:
+        import dataclasses
+
+        known = {f.name for f in dataclasses.fields(TrainingArguments)}
+        unknown = [k for k in kwargs if k not in known]
+        field_name = f"train.{unknown[0]}" if unknown else "train"
+        raise ConfigError(
+            field_name, "is not an argument of transformers.TrainingArguments"
+            if unknown else str(exc)
+        ) from exc
+    except ValueError as exc:
+        raise ConfigError("train", str(exc).strip().splitlines()[0]) from exc
+
+
+def finetune(
+    trial_cfg: DictConfig,
+    base: BaseModel,
+    datasets: Any,
+    compute_metrics: Any,
+    callbacks: list[Any] = (),
+    checkpoint_dir: Path | None = None,
+    trainer_bars: bool = False,
+) -> FinetuneResult:
+    """Fine-tune a fresh copy of ``base`` on ``datasets`` (tokenized train / validation).
+
+    ``callbacks`` are extra TrainerCallbacks; a :class:`~harness.callbacks.PruningCallback`
+    among them stops the run early (``result.pruned``). For a run that was not pruned and
+    ``checkpoint_dir`` given, the weights of the best evaluation are saved there.
+    """
+    from transformers import DataCollatorWithPadding, PrinterCallback
+
+    from harness.callbacks import BestSnapshot, EvaluateAtEnd, PruningCallback
+
+    study = trial_cfg.study
+    snapshot = BestSnapshot(study.metric, study.direction)
+    model = build_trial_model(base, trial_cfg.peft, int(trial_cfg.train.seed))
+    trainable, total = count_parameters(model)
+    with tempfile.TemporaryDirectory(prefix="harness-trainer-") as scratch:
+        args = training_arguments(trial_cfg.train, len(datasets["train"]), scratch, trainer_bars)
+        trainer = _trainer_class()(
+            model=model,
+            args=args,
+            train_dataset=datasets["train"],
+            eval_dataset=datasets["validation"],
+            processing_class=base.tokenizer,
+            data_collator=DataCollatorWithPadding(base.tokenizer),
+            compute_metrics=compute_metrics,
+            callbacks=[snapshot, EvaluateAtEnd(), *callbacks],
+        )
+        trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
+        output = trainer.train()
+    pruned = any(isinstance(c, PruningCallback) and c.pruned for c in callbacks)
+    result = FinetuneResult(
+        value=snapshot.value,
+        best_metrics=snapshot.metrics,
+        best_step=snapshot.step,
+        evaluations=snapshot.evaluations,
+        pruned=pruned,
+        train_runtime=float(output.metrics.get("train_runtime", 0.0)),
+        trainable_params=trainable,
+        total_params=total,
+    )
+    if not pruned and checkpoint_dir is not None and snapshot.value is not None:
+        snapshot.restore(model)
+        save_checkpoint(model, base.tokenizer, checkpoint_dir)
+        result.checkpoint = checkpoint_dir
+    del trainer, model
+    return result
+
+
+def _trainer_class() -> type:
+    from torch.utils.data import SequentialSampler
+    from transformers import Trainer
+
+    class SortedEvalTrainer(Trainer):
+        """Evaluates in the dataset's own order: validation splits come sorted by length, so
+        batches pad to almost nothing (group_by_length would shuffle them again)."""
+
+        def _get_eval_sampler(self, eval_dataset: Any) -> Any:
+            return SequentialSampler(eval_dataset)
+
+    return SortedEvalTrainer
+
+
+def save_checkpoint(model: Any, tokenizer: Any, path: Path) -> None:
+    """Weights (or adapter), tokenizer and label map: what transformers / peft load back.
+
+    A peft checkpoint also keeps the model config (with the label names) beside the adapter.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    config = getattr(model, "get_base_model", lambda: model)().config
+    config.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    labels = {"id2label": {int(k): v for k, v in config.id2label.items()}}
+    (path / "labels.json").write_text(json.dumps(labels, indent=2) + "\n")

@@ -1,0 +1,78 @@
+"""Validation metrics through the ``evaluate`` library.
+
+Bundled names (accuracy, f1, precision, recall, matthews_correlation) load from local module
+files, offline; any other name, hub id or path goes to ``evaluate.load`` unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ConfigError
+
+BUNDLED = ("accuracy", "f1", "precision", "recall", "matthews_correlation")
+_HERE = Path(__file__).resolve().parent
+
+
+class MetricSuite:
+    """The configured metrics, computed together; callable as a Trainer ``compute_metrics``."""
+
+    def __init__(self, modules: Mapping[str, Any], args: Mapping[str, Mapping[str, Any]]) -> None:
+        self._modules = dict(modules)
+        self._args = {name: dict(args.get(name) or {}) for name in modules}
+
+    def compute(self, predictions: Sequence[int], references: Sequence[int]) -> dict[str, float]:
+        results: dict[str, float] = {}
+        for name, module in self._modules.items():
+            try:
+                out = module.compute(
+                    predictions=predictions, references=references, **self._args[name]
+                )
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"metric_args.{name}", f"metric '{name}' failed: {exc}") from exc
+            for key, value in (out or {}).items():
+                if isinstance(value, int | float):
+                    results[key] = float(value)
+        return results
+
+    def __call__(self, eval_prediction: Any) -> dict[str, float]:
+        import numpy as np
+
+        logits = eval_prediction.predictions
+        if isinstance(logits, tuple):  # some models also return hidden states
+            logits = logits[0]
+        predictions = np.asarray(logits).argmax(axis=-1)
+        return self.compute(predictions.tolist(), np.asarray(eval_prediction.label_ids).tolist())
+
+    def output_names(self, num_labels: int) -> list[str]:
+        """The names :meth:`compute` returns (found by computing on a tiny example)."""
+        labels = list(range(num_labels)) * 2
+        return sorted(self.compute(labels, labels[::-1]))
+
+
+def load_metrics(names: Sequence[str], metric_args: Mapping[str, Any] | None) -> MetricSuite:
+    """Load each named metric with ``evaluate.load`` (bundled names from local modules)."""
+    if isinstance(names, str) or not names:
+        raise ConfigError("metrics", f"must be a non-empty list of metric names, got {names!r}")
+    metric_args = metric_args or {}
+    for name in metric_args:
+        if name not in names:
+            continue
+        if not isinstance(metric_args[name], Mapping):
+            raise ConfigError(f"metric_args.{name}", "must be a mapping of keyword arguments")
+    import evaluate
+
+    modules = {}
+    for name in names:
+        source = str(_HERE / name) if name in BUNDLED else name
+        try:
+            modules[name] = evaluate.load(source, keep_in_memory=True)
+        except Exception as exc:  # evaluate raises many kinds: FileNotFoundError, ConnectionError…
+            raise ConfigError(
+                "metrics",
+                f"could not load metric '{name}' (bundled offline: {', '.join(BUNDLED)}; other "
+                f"names need the Hugging Face hub or a local module path): {exc}",
+            ) from exc
+    return MetricSuite(modules, metric_args)

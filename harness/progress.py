@@ -1,0 +1,97 @@
+"""The study-level progress display: trial i of N, best so far, the running trial's evaluations."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+
+class StudyProgress:
+    """A tqdm bar over finished trials (complete + pruned), on stderr."""
+
+    def __init__(self, total: int, done: int, metric: str, enabled: bool = True) -> None:
+        from tqdm.auto import tqdm
+
+        self.metric = metric
+        self.best = ""
+        self.current = ""
+        self.bar = tqdm(
+            total=total, initial=min(done, total), desc="trials", unit="trial",
+            file=sys.stderr, dynamic_ncols=True, disable=not enabled, leave=True,
+        )
+
+    def trial_started(self, number: int) -> None:
+        self.current = f"trial {number}"
+        self._refresh()
+
+    def evaluation(self, number: int, index: int, value: float | None) -> None:
+        shown = "?" if value is None else f"{value:.4f}"
+        self.current = f"trial {number} eval {index}: {self.metric} {shown}"
+        self._refresh()
+
+    def trial_finished(self, counted: bool, best: tuple[int, float] | None) -> None:
+        if best is not None:
+            self.best = f"best {self.metric} {best[1]:.4f} (trial {best[0]})"
+        self.current = ""
+        if counted:
+            self.bar.update(1)
+        self._refresh()
+
+    def write(self, line: str) -> None:
+        self.bar.write(line, file=sys.stderr)
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def _refresh(self) -> None:
+        self.bar.set_postfix_str(" | ".join(p for p in (self.best, self.current) if p))
+
+
+class TqdmLogHandler(logging.Handler):
+    """Log lines that do not break a progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm.auto import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # logging must never break the study
+            self.handleError(record)
+
+
+def configure_logging(level: int = logging.INFO) -> Any:
+    """harness logs at INFO through tqdm; the libraries' own chatter and bars are silenced.
+
+    Done with environment variables where a library reads them at import, so that nothing
+    heavy is imported before the config is validated.
+    """
+    import os
+    import warnings
+
+    import optuna
+
+    quiet = {
+        "TRANSFORMERS_VERBOSITY": "error",
+        "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # transformers' weight-loading bars
+        "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+        "DATASETS_VERBOSITY": "error",
+        "MLFLOW_LOGGING_LEVEL": "WARNING",
+    }
+    for key, value in quiet.items():
+        os.environ.setdefault(key, value)
+    handler = TqdmLogHandler()
+    handler.setFormatter(logging.Formatter("[harness] %(message)s"))
+    root = logging.getLogger("harness")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    for name in ("alembic", "mlflow", "datasets", "transformers", "peft", "evaluate"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", module="sqlalchemy")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="peft")
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+    return handler
