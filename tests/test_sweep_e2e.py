@@ -183,3 +183,18 @@ def test_resuming_with_other_settings_is_refused(sweep_overrides):
     with pytest.raises(ConfigError, match="train.num_train_epochs") as err:
         sweep([*sweep_overrides, "study.n_trials=2", "train.num_train_epochs=3"])
     assert err.value.field == "study.name"
+
+
+def test_a_failing_trial_is_recorded_as_failed_and_the_study_goes_on(sweep_overrides):
+    # a dropout above 1 passes the study's checks (the default is 0.1) but breaks every trial
+    overrides = [*sweep_overrides, "study.n_trials=2", "pruner=none",
+                 "search_space={peft.config.lora_dropout: {low: 1.5, high: 2.0}}"]
+    summary = sweep(overrides)
+    cfg, study, client, parent, children = stores(overrides)
+    assert [t.state for t in study.trials] == [TrialState.FAIL] * 2  # both attempts ran
+    assert (summary.complete, summary.failed) == (0, 2)
+    for run in children.values():
+        assert run.info.status == "FAILED" and run.data.tags["optuna.state"] == "FAIL"
+        assert "dropout" in run.data.tags["error"]
+    assert parent.info.status == "FINISHED"
+    assert "0 complete, 0 pruned, 2 failed" in summary.format()
