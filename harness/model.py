@@ -86,8 +86,10 @@ def build_trial_model(base: BaseModel, peft_cfg: Any, seed: int) -> Any:
     from peft import get_peft_model
 
     from harness.errors import instantiate
+    from harness.families import resolve_targets
 
     config = instantiate("peft.config", peft_cfg.config)
+    resolve_targets(config, base.model.config.model_type, base.model.config)
     if base.new_modules and hasattr(config, "modules_to_save"):
         config.modules_to_save = sorted(set(config.modules_to_save or []) | set(base.new_modules))
     try:

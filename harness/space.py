@@ -62,6 +62,30 @@ class Param:
         return self.choices[labels.index(label)]
 
 
+    def grid_values(self, points: int) -> list[Any]:
+        """Values for a grid search: the choices, the int steps, or ``points`` floats spread
+        evenly (on a log scale for ``log: true``) from low to high."""
+        if self.kind == "categorical":
+            return [_choice_label(c) for c in self.choices]
+        if self.kind == "int" and not self.log:
+            values = list(range(self.low, self.high + 1, self.step or 1))
+            if len(values) <= points:
+                return values
+        if self.step is not None and self.kind == "float":
+            n = int(math.floor((self.high - self.low) / self.step + 1e-9)) + 1
+            return [self.low + i * self.step for i in range(n)]
+        if points < 2:
+            raise ConfigError("sampler.search_space", f"needs at least 2 points, got {points}")
+        if self.log:
+            lo, hi = math.log(self.low), math.log(self.high)
+            values = [math.exp(lo + (hi - lo) * i / (points - 1)) for i in range(points)]
+        else:
+            values = [self.low + (self.high - self.low) * i / (points - 1) for i in range(points)]
+        if self.kind == "int":
+            return sorted({int(round(v)) for v in values})
+        return values
+
+
 def _choice_label(choice: Any) -> Any:
     return choice if isinstance(choice, _PRIMITIVE) else json.dumps(choice)
 
@@ -76,6 +100,8 @@ class SearchSpace:
     def from_config(cls, space: Any, cfg: DictConfig | None = None) -> SearchSpace:
         """Parse ``search_space``; with ``cfg``, check every path exists and may vary."""
         if space is None or (isinstance(space, Mapping | DictConfig) and len(space) == 0):
+            if cfg is not None and cfg.get("method_space"):
+                return cls([])
             raise ConfigError(
                 "search_space",
                 "no search space: choose a sweep with +sweep=NAME (see conf/sweep/) "
@@ -91,9 +117,18 @@ class SearchSpace:
                 _check_path(param.path, cfg)
         return cls(params)
 
+    def grid(self, points: int = 3) -> dict[str, list[Any]]:
+        """The space as an ``optuna.samplers.GridSampler`` search space."""
+        return {p.path: p.grid_values(points) for p in self.params}
+
     def suggest(self, trial: Any) -> dict[str, Any]:
         """Sample one value per parameter (define-by-run)."""
         return {p.path: p.suggest(trial) for p in self.params}
+
+    def sample(self, trial: Any, cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
+        """A trial's config (values applied to a copy of ``cfg``) and the sampled params."""
+        values = self.suggest(trial)
+        return self.apply(cfg, values), values
 
     @staticmethod
     def apply(cfg: DictConfig, values: Mapping[str, Any]) -> DictConfig:
@@ -183,3 +218,69 @@ def _check_path(path: str, cfg: DictConfig) -> None:
         raise ConfigError(where, f"'{path}' is not in the composed config{hint}")
     if isinstance(parent._get_node(key), DictConfig):
         raise ConfigError(where, f"'{path}' is a config section, not a value")
+
+
+class MethodSpace:
+    """A conditional space: the fine-tuning method is a parameter (``method``), and each
+    method's own parameters are sampled only in trials that chose it (define-by-run).
+
+    In a sweep's YAML::
+
+        methods:            # the peft config of each method (composed from conf/peft/)
+        method_space:       # method -> its search space (dotted paths, as in search_space)
+          lora: {train.learning_rate: {...}, peft.config.r: {...}}
+          none: {train.learning_rate: {...}}
+        search_space: {...} # optional: parameters every method shares
+
+    A method's parameters are named ``<method>/<path>`` (one name per method and path, so
+    each keeps its own distribution).
+    """
+
+    PARAM = "method"
+
+    def __init__(self, shared: SearchSpace | None, per_method: dict[str, SearchSpace]) -> None:
+        self.shared = shared
+        self.per_method = per_method
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> MethodSpace:
+        spaces = cfg.get("method_space")
+        methods = cfg.get("methods")
+        if not isinstance(spaces, DictConfig) or len(spaces) == 0:
+            raise ConfigError("method_space", "must map method names to search spaces")
+        per_method = {}
+        for name in spaces:
+            if methods is None or name not in methods:
+                known = ", ".join(map(str, methods or []))
+                raise ConfigError(f"method_space.{name}",
+                                  f"'{name}' has no peft config under methods (methods: {known})")
+            method_cfg = cfg.copy()
+            OmegaConf.set_struct(method_cfg, False)
+            method_cfg.peft = methods[name]
+            space = spaces[name]
+            per_method[str(name)] = (SearchSpace.from_config(space, method_cfg)
+                                     if space else SearchSpace([]))
+        shared = cfg.get("search_space")
+        shared_space = SearchSpace.from_config(shared, cfg) if shared else None
+        return cls(shared_space, per_method)
+
+    def sample(self, trial: Any, cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
+        method = trial.suggest_categorical(self.PARAM, list(self.per_method))
+        trial_cfg = cfg.copy()
+        OmegaConf.set_readonly(trial_cfg, False)
+        OmegaConf.update(trial_cfg, "peft", cfg.methods[method], merge=False)
+        logged: dict[str, Any] = {self.PARAM: method}
+        values: dict[str, Any] = {}
+        for param in self.per_method[method]:
+            named = Param(f"{method}/{param.path}", param.kind, param.low, param.high,
+                          param.log, param.step, param.choices)
+            values[param.path] = logged[named.path] = named.suggest(trial)
+        if self.shared is not None:
+            shared = self.shared.suggest(trial)
+            values.update(shared)
+            logged.update(shared)
+        return SearchSpace.apply(trial_cfg, values), logged
+
+    def __iter__(self):
+        for space in self.per_method.values():
+            yield from space

@@ -28,8 +28,11 @@ log = logging.getLogger(__name__)
 # Config sections that define what a study's trials mean. Resuming a study with different
 # values would mix incomparable trials, so it is refused. (n_trials, timeout, sampler, pruner,
 # tracking and display may change between runs.)
-FINGERPRINT_KEYS = ("model", "data", "peft", "train", "search_space", "metrics", "metric_args")
-FINGERPRINT_STUDY_KEYS = ("metric", "direction")
+FINGERPRINT_KEYS = ("model", "data", "peft", "train", "search_space", "method_space", "methods",
+                    "metrics", "metric_args")
+FINGERPRINT_STUDY_KEYS = ("metric", "direction", "second_objective")
+# study.second_objective -> what a trial reports for it (always minimized)
+SECOND_OBJECTIVES = ("trainable_params", "train_time")
 FINGERPRINT_ATTR = "harness.fingerprint"
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 
@@ -37,7 +40,7 @@ PARENT_RUN_ATTR = "mlflow_parent_run_id"
 # ----------------------------------------------------------------------------- validate
 
 
-def validate_config(cfg: DictConfig) -> SearchSpace:
+def validate_config(cfg: DictConfig) -> Any:
     """Cheap checks of the composed config (no data, no model): raise :class:`ConfigError`."""
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
@@ -47,7 +50,12 @@ def validate_config(cfg: DictConfig) -> SearchSpace:
     except (InterpolationResolutionError, MissingMandatoryValue) as exc:
         key = getattr(exc, "full_key", None) or "config"
         raise ConfigError(str(key), str(exc).splitlines()[0]) from exc
-    space = SearchSpace.from_config(cfg.get("search_space"), cfg)
+    if cfg.get("method_space"):
+        from harness.space import MethodSpace
+
+        space = MethodSpace.from_config(cfg)
+    else:
+        space = SearchSpace.from_config(cfg.get("search_space"), cfg)
     study = cfg.study
     if not study.name or not str(study.name).strip():
         raise ConfigError("study.name", "must not be empty")
@@ -55,6 +63,17 @@ def validate_config(cfg: DictConfig) -> SearchSpace:
         raise ConfigError(
             "study.direction", f"must be maximize or minimize, got {study.direction!r}"
         )
+    second = study.get("second_objective")
+    if second is not None:
+        if second not in SECOND_OBJECTIVES:
+            raise ConfigError("study.second_objective",
+                              f"must be one of {', '.join(SECOND_OBJECTIVES)} or null, "
+                              f"got {second!r}")
+        if cfg.pruner.get("_target_") != "optuna.pruners.NopPruner":
+            raise ConfigError(
+                "pruner", f"Optuna cannot prune a multi-objective study (study.second_objective="
+                f"{second}): choose pruner=none, or drop the second objective to keep pruning",
+            )
     n_trials = study.n_trials
     if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
         raise ConfigError("study.n_trials", f"must be a positive integer, got {n_trials!r}")
@@ -110,8 +129,35 @@ def prepare(cfg: DictConfig, space: SearchSpace) -> Prepared:
     tokenizer = load_tokenizer(cfg.model)
     tokenized = tokenize(data, tokenizer, cfg.data.max_length)
     base = load_base_model(cfg.model, data.label_names, tokenizer, int(cfg.train.seed))
-    build_trial_model(base, cfg.peft, int(cfg.train.seed))  # check the method fits the model
+    methods = cfg.get("methods") if cfg.get("method_space") else None
+    for name in methods or [None]:
+        method_cfg = cfg if name is None else SearchSpace.apply(cfg, {})
+        if name is not None:
+            OmegaConf.update(method_cfg, "peft", cfg.methods[name], merge=False)
+        model = build_trial_model(base, method_cfg.peft, int(cfg.train.seed))
+        _check_method_runs(model, tokenized, base, method_cfg)
     return Prepared(cfg, space, data.label_names, tokenized, base, metrics)
+
+
+def _check_method_runs(model: Any, tokenized: Any, base: Any, cfg: DictConfig) -> None:
+    """One forward pass on two validation examples: a method the model family cannot run
+    (e.g. prefix tuning without past key values) fails here, before any study exists."""
+    import torch
+    from transformers import DataCollatorWithPadding
+
+    rows = tokenized["validation"].select(range(min(2, len(tokenized["validation"]))))
+    rows = rows.remove_columns([c for c in rows.column_names
+                                if c not in ("input_ids", "attention_mask", "token_type_ids")])
+    batch = DataCollatorWithPadding(base.tokenizer)([rows[i] for i in range(len(rows))])
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(**batch)
+    except Exception as exc:
+        raise ConfigError(
+            "peft", f"method '{cfg.peft.method}' does not run on model "
+            f"'{cfg.model.name}' ({base.model.config.model_type}): {str(exc).splitlines()[0]}"
+        ) from exc
 
 
 # ----------------------------------------------------------------------------- run
@@ -135,6 +181,11 @@ class SweepSummary:
     tracking_uri: str = ""
     experiment: str = ""
     overheads: list[float] = field(default_factory=list)  # seconds, in trial order
+    # methods study: method -> (best trial number, value, trainable params)
+    per_method: dict[str, tuple[int, float, int | None]] = field(default_factory=dict)
+    # two objectives: the Pareto front as (trial number, study metric, second objective)
+    second_objective: str | None = None
+    pareto: list[tuple[int, float, float]] = field(default_factory=list)
     resume_command: str = ""
 
     def format(self) -> str:
@@ -156,6 +207,17 @@ class SweepSummary:
                 lines.append(f"Best checkpoint: {self.best_checkpoint}")
             if self.best_artifact_uri:
                 lines.append(f"  in MLflow: {self.best_artifact_uri}")
+        if self.pareto:
+            lines.append(f"Pareto front ({self.metric} {self.direction}, "
+                         f"{self.second_objective} minimize): {len(self.pareto)} trials")
+            for number, value, second in self.pareto:
+                lines.append(f"  trial {number}: {self.metric} {value:.4f}, "
+                             f"{self.second_objective} {second:,.6g}")
+        if self.per_method:
+            lines.append(f"Best per method (validation {self.metric}):")
+            for method, (number, value, trainable) in self.per_method.items():
+                params = f", {trainable:,} trainable params" if trainable else ""
+                lines.append(f"  {method:<8} {value:.4f}  (trial {number}{params})")
         if len(self.overheads) > 1:
             later = self.overheads[1:]
             lines.append(
@@ -199,7 +261,7 @@ def run_sweep(cfg: DictConfig, resume_command: str = "") -> SweepSummary:
         storage=storage,
         sampler=_instantiate("sampler", cfg.sampler, **sampler_kwargs),
         pruner=_instantiate("pruner", cfg.pruner),
-        direction=study_cfg.direction,
+        directions=[study_cfg.direction] + (["minimize"] if _multi(cfg) else []),
         load_if_exists=True,
     )
     if existing is None:
@@ -264,8 +326,7 @@ class Objective:
 
         start = time.perf_counter()
         cfg, metric = self.cfg, self.cfg.study.metric
-        values = self.prepared.space.suggest(trial)
-        trial_cfg = SearchSpace.apply(cfg, values)
+        trial_cfg, values = self.prepared.space.sample(trial, cfg)
         self.progress.trial_started(trial.number)
         run = self.tracker.start_trial(
             trial.number,
@@ -281,7 +342,7 @@ class Objective:
                 self.prepared.datasets,
                 self.prepared.metrics,
                 callbacks=[
-                    PruningCallback(trial, metric),
+                    *([] if _multi(cfg) else [PruningCallback(trial, metric)]),
                     MetricsLogger(run.log_metrics),
                     OnEvaluate(lambda i, m: self.progress.evaluation(
                         trial.number, i, m.get(f"eval_{metric}"))),
@@ -292,8 +353,13 @@ class Objective:
             state = "PRUNED" if result.pruned else "COMPLETE"
             summary = {f"best_val_{k}": v for k, v in result.best_metrics.items()}
             summary.update(trainable_params=result.trainable_params,
-                           total_params=result.total_params, best_step=result.best_step,
-                           train_runtime_s=result.train_runtime)
+                           total_params=result.total_params,
+                           trainable_ratio=result.trainable_ratio, best_step=result.best_step,
+                           train_runtime_s=result.train_runtime, epochs_trained=result.epochs)
+            if result.stopped_epoch is not None:
+                summary["stopped_epoch"] = result.stopped_epoch
+            trial.set_user_attr("trainable_params", result.trainable_params)
+            trial.set_user_attr("train_runtime_s", round(result.train_runtime, 3))
             if result.checkpoint is not None:
                 run.log_checkpoint(result.checkpoint)
                 self._keep_if_best(trial, result.value, result.checkpoint, run.run_id)
@@ -317,6 +383,10 @@ class Objective:
             gc.collect()
         if result.pruned:
             raise optuna.TrialPruned(f"pruned at evaluation {result.evaluations}")
+        if _multi(cfg):  # (study metric, the second objective), the second minimized
+            second = cfg.study.second_objective
+            return result.value, float(result.trainable_params if second == "trainable_params"
+                                        else result.train_runtime)
         return result.value
 
     def after_trial(self, study: Any, trial: Any) -> None:
@@ -325,7 +395,7 @@ class Objective:
 
         counted = trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
         best = _best_trial(study)
-        self.progress.trial_finished(counted, (best.number, best.value) if best else None)
+        self.progress.trial_finished(counted, (best.number, _primary(best)) if best else None)
         _record_best(study, self.tracker)
 
     def _keep_if_best(self, trial: Any, value: float, checkpoint: Path, run_id: str) -> None:
@@ -333,7 +403,7 @@ class Objective:
         from harness.callbacks import is_better
 
         best = _best_trial(trial.study)
-        if best is not None and not is_better(value, best.value, self.cfg.study.direction):
+        if best is not None and not is_better(value, _primary(best), self.cfg.study.direction):
             return
         info = {"trial": trial.number, "value": value, "metric": self.cfg.study.metric,
                 "params": trial.params, "mlflow_run_id": run_id}
@@ -426,7 +496,24 @@ def _count(study: Any) -> dict[str, int]:
             "finished": complete + pruned}
 
 
+def _multi(cfg: DictConfig) -> bool:
+    return cfg.study.get("second_objective") is not None
+
+
+def _primary(trial: Any) -> float:
+    """A trial's value of the study metric (the first objective)."""
+    return trial.values[0]
+
+
 def _best_trial(study: Any) -> Any:
+    """The best trial on the study metric (for two objectives: on the first, among the
+    Pareto front)."""
+    if len(study.directions) > 1:
+        front = study.best_trials
+        if not front:
+            return None
+        sign = 1 if study.directions[0].name == "MAXIMIZE" else -1
+        return max(front, key=lambda t: sign * t.values[0])
     try:
         return study.best_trial
     except ValueError:  # no completed trial yet
@@ -439,23 +526,44 @@ def _fixed_params(prepared: Prepared) -> dict[str, Any]:
         "model": cfg.model.name,
         "model.name_or_path": str(cfg.model.name_or_path),
         "data": cfg.data.name,
-        "method": cfg.peft.method,
+        "method": "search" if cfg.get("method_space") else cfg.peft.method,
         "labels": ",".join(prepared.label_names),
     }
 
 
 def _study_params(prepared: Prepared) -> dict[str, Any]:
     cfg = prepared.cfg
-    space = OmegaConf.to_container(cfg.search_space, resolve=True)
+    space = {key: OmegaConf.to_container(cfg[key], resolve=True)
+             for key in ("search_space", "method_space") if cfg.get(key)}
     return {
         **_fixed_params(prepared),
         "study.metric": cfg.study.metric,
         "study.direction": cfg.study.direction,
         "sampler": cfg.sampler._target_,
+        "sampler.seed": cfg.sampler.get("seed"),
         "pruner": cfg.pruner._target_,
-        "search_space": json.dumps(space),
+        **{key: json.dumps(value) for key, value in space.items()},
         **{f"data.{k}_size": len(v) for k, v in prepared.datasets.items()},
     }
+
+
+def _best_per_method(study: Any) -> dict[str, tuple[int, float, int | None]]:
+    """Methods studies: the best completed trial of each method."""
+    from optuna.trial import TrialState
+
+    from harness.callbacks import is_better
+    from harness.space import MethodSpace
+
+    direction = "maximize" if study.directions[0].name == "MAXIMIZE" else "minimize"
+    best: dict[str, Any] = {}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        method = trial.params.get(MethodSpace.PARAM)
+        if method is not None and (method not in best
+                                   or is_better(_primary(trial), _primary(best[method]),
+                                                direction)):
+            best[method] = trial
+    return {m: (t.number, _primary(t), t.user_attrs.get("trainable_params"))
+            for m, t in sorted(best.items())}
 
 
 def _record_best(study: Any, tracker: Any) -> None:
@@ -464,10 +572,13 @@ def _record_best(study: Any, tracker: Any) -> None:
     tags: dict[str, Any] = {"optuna.n_trials_finished": counts["finished"]}
     best = _best_trial(study)
     if best is not None:
-        metrics["best_value"] = best.value
-        tags.update({"best_trial": best.number, "best_value": best.value,
+        metrics["best_value"] = _primary(best)
+        tags.update({"best_trial": best.number, "best_value": _primary(best),
                      "best_run_id": best.user_attrs.get("mlflow_run_id", "")})
         tags.update({f"best.{k}": v for k, v in best.params.items()})
+    for method, (number, value, _) in _best_per_method(study).items():
+        tags[f"best_trial.{method}"] = number
+        metrics[f"best_value.{method}"] = value
     try:
         tracker.record_best({"tags": tags, "metrics": metrics}, counts["finished"])
     except Exception as exc:  # the study's own record is Optuna's; MLflow is a view of it
@@ -484,9 +595,14 @@ def _summary(study: Any, cfg: DictConfig, tracker: Any, objective: Objective,
         tracking_uri=str(cfg.tracking.uri), experiment=tracker.experiment_name,
         overheads=objective.overheads, resume_command=resume_command,
     )
+    summary.per_method = _best_per_method(study)
     best = _best_trial(study)
     if best is not None:
-        summary.best_number, summary.best_value = best.number, best.value
+        summary.best_number, summary.best_value = best.number, _primary(best)
+        if _multi(cfg):
+            summary.second_objective = cfg.study.second_objective
+            summary.pareto = [(t.number, t.values[0], t.values[1])
+                              for t in sorted(study.best_trials, key=lambda t: t.number)]
         summary.best_params = dict(best.params)
         local = Path(cfg.study.output_dir) / "best"
         info = local / "trial.json"
