@@ -118,6 +118,29 @@ class MetricsLogger(TrainerCallback):
             self.log(out, state.global_step)
 
 
+class EarlyStopping(TrainerCallback):
+    """Stops a trial after ``patience`` evaluations without improving the study metric by more
+    than ``threshold`` (the classic BERT recipe), independent of the study's pruner."""
+
+    def __init__(self, metric: str, direction: str, patience: int, threshold: float = 0.0) -> None:
+        self.metric, self.direction = metric, direction
+        self.patience, self.threshold = patience, threshold
+        self.best: float | None = None
+        self.bad_evaluations = 0
+        self.stopped_epoch: float | None = None  # epoch at which training was stopped
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        value = _study_value(metrics or {}, self.metric)
+        margin = self.threshold if self.direction == "maximize" else -self.threshold
+        if self.best is None or is_better(value - margin, self.best, self.direction):
+            self.best, self.bad_evaluations = value, 0
+            return
+        self.bad_evaluations += 1
+        if self.bad_evaluations >= self.patience and not control.should_training_stop:
+            control.should_training_stop = True
+            self.stopped_epoch = float(state.epoch or 0.0)
+
+
 class EvaluateAtEnd(TrainerCallback):
     """Evaluates after the last step when it does not fall on an evaluation step."""
 

@@ -24,6 +24,8 @@ OWNED_ARGS = (
     "output_dir", "eval_strategy", "eval_steps", "logging_strategy", "logging_steps",
     "save_strategy", "report_to", "disable_tqdm", "load_best_model_at_end",
 )
+# Keys of `train` that are the harness's, not TrainingArguments'.
+HARNESS_KEYS = ("evals_per_epoch", "early_stopping_patience", "early_stopping_threshold")
 
 
 @dataclass
@@ -36,12 +38,36 @@ class FinetuneResult:
     train_runtime: float  # seconds inside Trainer.train (training and evaluation)
     trainable_params: int
     total_params: int
+    epochs: float = 0.0  # epochs trained (fewer than configured when stopped early or pruned)
+    stopped_epoch: float | None = None  # where early stopping ended the trial (None: it did not)
     checkpoint: Path | None = None
+
+    @property
+    def trainable_ratio(self) -> float:
+        return self.trainable_params / self.total_params if self.total_params else 0.0
 
 
 def steps_per_epoch(train_cfg: DictConfig, train_size: int) -> int:
     batches = math.ceil(train_size / int(train_cfg.per_device_train_batch_size))
     return max(1, batches // int(train_cfg.get("gradient_accumulation_steps", 1) or 1))
+
+
+def harness_options(train_cfg: DictConfig) -> dict[str, Any]:
+    """The harness's own keys of ``train``, checked."""
+    evals = train_cfg.get("evals_per_epoch", 4)
+    if isinstance(evals, bool) or not isinstance(evals, int) or evals < 1:
+        raise ConfigError("train.evals_per_epoch", f"must be an integer >= 1, got {evals!r}")
+    patience = train_cfg.get("early_stopping_patience")
+    if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int)
+                                 or patience < 1):
+        raise ConfigError("train.early_stopping_patience",
+                          f"must be a positive integer (evaluations) or null, got {patience!r}")
+    threshold = train_cfg.get("early_stopping_threshold", 0.0) or 0.0
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or threshold < 0:
+        raise ConfigError("train.early_stopping_threshold",
+                          f"must be a number >= 0, got {threshold!r}")
+    return {"evals_per_epoch": evals, "early_stopping_patience": patience,
+            "early_stopping_threshold": float(threshold)}
 
 
 def training_arguments(
@@ -54,13 +80,10 @@ def training_arguments(
     from transformers import TrainingArguments
 
     kwargs = OmegaConf.to_container(train_cfg, resolve=True)
-    evals_per_epoch = kwargs.pop("evals_per_epoch", 4)
-    if isinstance(evals_per_epoch, bool) or not isinstance(evals_per_epoch, int) or (
-        evals_per_epoch < 1
-    ):
-        raise ConfigError(
-            "train.evals_per_epoch", f"must be an integer >= 1, got {evals_per_epoch!r}"
-        )
+    own = harness_options(train_cfg)
+    for key in HARNESS_KEYS:
+        kwargs.pop(key, None)
+    evals_per_epoch = own["evals_per_epoch"]
     for key in OWNED_ARGS:
         if key in kwargs:
             raise ConfigError(f"train.{key}", "is set by the harness; remove it from train")
@@ -113,10 +136,15 @@ def finetune(
     """
     from transformers import DataCollatorWithPadding, PrinterCallback
 
-    from harness.callbacks import BestSnapshot, EvaluateAtEnd, PruningCallback
+    from harness.callbacks import BestSnapshot, EarlyStopping, EvaluateAtEnd, PruningCallback
 
     study = trial_cfg.study
     snapshot = BestSnapshot(study.metric, study.direction)
+    own = harness_options(trial_cfg.train)
+    stopper = None
+    if own["early_stopping_patience"]:
+        stopper = EarlyStopping(study.metric, study.direction, own["early_stopping_patience"],
+                                own["early_stopping_threshold"])
     model = build_trial_model(base, trial_cfg.peft, int(trial_cfg.train.seed))
     trainable, total = count_parameters(model)
     with tempfile.TemporaryDirectory(prefix="harness-trainer-") as scratch:
@@ -129,7 +157,7 @@ def finetune(
             processing_class=base.tokenizer,
             data_collator=DataCollatorWithPadding(base.tokenizer),
             compute_metrics=compute_metrics,
-            callbacks=[snapshot, EvaluateAtEnd(), *callbacks],
+            callbacks=[snapshot, EvaluateAtEnd(), *([stopper] if stopper else []), *callbacks],
         )
         trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
         output = trainer.train()
@@ -143,6 +171,8 @@ def finetune(
         train_runtime=float(output.metrics.get("train_runtime", 0.0)),
         trainable_params=trainable,
         total_params=total,
+        epochs=float(trainer.state.epoch or 0.0),
+        stopped_epoch=stopper.stopped_epoch if stopper else None,
     )
     if not pruned and checkpoint_dir is not None and snapshot.value is not None:
         snapshot.restore(model)

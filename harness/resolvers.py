@@ -26,5 +26,13 @@ def slug(value: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", last)
 
 
+def grid(space: object, points: int = 3) -> object:
+    """``${grid:${search_space},N}``: the search space as a GridSampler grid (N points a float)."""
+    from harness.space import SearchSpace
+
+    return OmegaConf.create(SearchSpace.from_config(space).grid(int(points)))
+
+
 OmegaConf.register_new_resolver("embedded_model", embedded_model, replace=True)
+OmegaConf.register_new_resolver("grid", grid, replace=True)
 OmegaConf.register_new_resolver("slug", slug, replace=True)
