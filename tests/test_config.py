@@ -19,7 +19,8 @@ REQUIRED = {
     ("pruner", "threshold"): ["pruner.lower=0.5"],
 }
 # The sweep each option is tried with (the LoRA sweep searches LoRA's own settings).
-SWEEP_FOR = {("peft", "none"): "full"}
+SWEEP_FOR = {("peft", "none"): "full", ("peft", "prefix"): "prefix", ("peft", "prompt"): "prompt",
+             ("peft", "ia3"): "ia3"}
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
 OPTIONS = [(g, o.stem) for g in GROUPS for o in sorted((CONF / g).glob("*.yaml"))]
 
