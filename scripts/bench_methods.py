@@ -1,0 +1,78 @@
+"""Benchmark: every fine-tuning method on the embedded model and data, same trial budget each.
+
+    .venv/bin/python scripts/bench_methods.py [--trials 4] [--methods full,lora,...] [key=value ...]
+
+Runs one study per method (studies `bench-<method>` in sweeps/bench.db, MLflow as configured),
+then scores the best trial's checkpoint on the held-out test split, and prints a Markdown table:
+best validation accuracy, test accuracy of the best trial, trainable parameters, wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=overrides)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=4, help="trials per method (default 4)")
+    parser.add_argument("--methods", default="full,lora,prefix,prompt,ia3,methods",
+                        help="comma-separated sweeps to compare (conf/sweep/NAME.yaml)")
+    parser.add_argument("overrides", nargs="*", help="extra key=value overrides for every sweep")
+    args = parser.parse_args()
+
+    import optuna
+
+    import harness  # noqa: F401
+    from harness.checkpoint import accuracy_on, load_checkpoint
+    from harness.data import load_labelled_data
+    from harness.progress import configure_logging
+    from harness.study import run_sweep
+
+    configure_logging()
+    rows = []
+    for method in args.methods.split(","):
+        name = f"bench-{method}"
+        cfg = compose([f"+sweep={method}", f"study.name={name}", f"study.n_trials={args.trials}",
+                       "study.storage=sqlite:///sweeps/bench.db", *args.overrides])
+        start = time.perf_counter()
+        summary = run_sweep(cfg)
+        wall = time.perf_counter() - start
+        print(summary.format(), flush=True)
+        study = optuna.load_study(study_name=name, storage=cfg.study.storage)
+        test_acc = trainable = ratio = picked = None
+        if summary.best_number is not None and summary.best_checkpoint:
+            best = study.best_trial
+            trainable = best.user_attrs.get("trainable_params")
+            model, tokenizer = load_checkpoint(summary.best_checkpoint)
+            total = sum(p.numel() for p in model.parameters())
+            ratio = trainable / total if trainable else None
+            test = load_labelled_data(cfg.data).splits["test"]
+            test_acc = accuracy_on(model, tokenizer, list(test["text"]), list(test["label"]),
+                                   cfg.data.max_length)
+            picked = best.params.get("method")
+        rows.append((method, summary, test_acc, trainable, ratio, wall, picked))
+
+    print("\n| sweep | trials (complete / pruned) | best val acc | test acc of best | "
+          "trainable params | trainable % | wall time |")
+    print("|---|---|---|---|---|---|---|")
+    for method, s, test_acc, trainable, ratio, wall, picked in rows:
+        label = f"{method} (picked {picked})" if picked else method
+        print(f"| {label} | {s.complete} / {s.pruned} | "
+              f"{s.best_value:.4f} | {test_acc:.4f} | {trainable:,} | {100 * ratio:.3f} | "
+              f"{wall / 60:.1f} min |" if s.best_value is not None else f"| {label} | none |")
+
+
+if __name__ == "__main__":
+    main()
