@@ -120,3 +120,19 @@ def test_evaluates_after_a_last_step_that_is_not_an_evaluation_step(hooks):
     state.max_steps, state.global_step = 30, 30  # 30 is an evaluation step already
     EvaluateAtEnd().on_step_end(args, state, control)
     assert not control.should_evaluate
+
+
+def test_early_stopping_waits_for_patience_then_records_the_epoch(hooks):
+    from harness.callbacks import EarlyStopping
+
+    args, state, _ = hooks
+    stopper = EarlyStopping("accuracy", "maximize", patience=2, threshold=0.01)
+    stops = []
+    for epoch, value in enumerate((0.5, 0.7, 0.705, 0.69, 0.8), start=1):
+        state.epoch = epoch * 0.5
+        control = TrainerControl()
+        stopper.on_evaluate(args, state, control, metrics={"eval_accuracy": value})
+        stops.append(control.should_training_stop)
+    # 0.705 is not better than 0.7 by more than 0.01; 0.69 is the second miss in a row
+    assert stops == [False, False, False, True, False]
+    assert stopper.stopped_epoch == 2.0

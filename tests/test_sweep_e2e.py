@@ -198,3 +198,17 @@ def test_a_failing_trial_is_recorded_as_failed_and_the_study_goes_on(sweep_overr
         assert "dropout" in run.data.tags["error"]
     assert parent.info.status == "FINISHED"
     assert "0 complete, 0 pruned, 2 failed" in summary.format()
+
+
+def test_early_stopping_ends_a_trial_and_records_where(sweep_overrides):
+    # nothing improves accuracy by more than 1.0: the trial stops at its second evaluation
+    overrides = [*sweep_overrides, "study.n_trials=1", "pruner=none",
+                 "train.early_stopping_patience=1", "train.early_stopping_threshold=1.0"]
+    summary = sweep(overrides)
+    _, study, client, _, children = stores(overrides)
+    assert summary.complete == 1  # stopped early, not pruned
+    run = children[0]
+    assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == 2
+    assert run.data.metrics["stopped_epoch"] == pytest.approx(1.0, abs=0.1)  # 2 evals/epoch
+    assert run.data.metrics["epochs_trained"] < 4
+    assert 0 < run.data.metrics["trainable_ratio"] < 1
