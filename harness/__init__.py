@@ -3,7 +3,9 @@
 Public API (everything else is private to its module):
 
 - ``harness.sweep.run_sweep(cfg)``: run or resume the study a composed config describes.
-- ``harness.space.SearchSpace``: a search space as data (parse, validate, suggest, apply).
+- ``harness.space.SearchSpace``: a search space as data (parse, validate, suggest, apply);
+  ``harness.space.MethodSpace``: the conditional space of a methods study.
+- ``harness.checkpoint.load_checkpoint(path)``: a trial's checkpoint back as (model, tokenizer).
 - ``harness.errors.ConfigError``: bad input, naming the config field or file at fault.
 """
 
