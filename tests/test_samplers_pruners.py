@@ -8,8 +8,13 @@ from conftest import CONF, compose
 
 from harness.study import run_sweep
 
-SAMPLERS = sorted(p.stem for p in (CONF / "sampler").glob("*.yaml"))
-PRUNERS = sorted(p.stem for p in (CONF / "pruner").glob("*.yaml"))
+# The default run keeps the common options; the others run in make test-slow (all compose in
+# the default run: tests/test_config.py).
+QUICK = {"tpe", "random", "grid", "median", "hyperband", "threshold", "none"}
+SAMPLERS = [pytest.param(p.stem, marks=() if p.stem in QUICK else pytest.mark.slow)
+            for p in sorted((CONF / "sampler").glob("*.yaml"))]
+PRUNERS = [pytest.param(p.stem, marks=() if p.stem in QUICK else pytest.mark.slow)
+           for p in sorted((CONF / "pruner").glob("*.yaml"))]
 NEEDS = {"threshold": ["pruner.lower=0.0"]}
 CLASSES = {"cmaes": "optuna.samplers.CmaEsSampler", "gp": "optuna.samplers.GPSampler",
            "grid": "optuna.samplers.GridSampler", "nsga2": "optuna.samplers.NSGAIISampler",
