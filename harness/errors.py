@@ -12,6 +12,12 @@ class ConfigError(ValueError):
         self.message = message
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (library messages run to many lines)."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
 def instantiate(field: str, node: object, **kwargs: object) -> object:
     """``hydra.utils.instantiate`` with errors that name ``field``.
 

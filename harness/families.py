@@ -1,35 +1,27 @@
-"""What each model family needs from a method: the modules adapters attach to.
+"""What each model family needs from a method that peft does not work out itself.
 
-Used when a method's ``target_modules`` is null. peft knows some families itself; this table
-covers the ones the harness supports (encoders and GPT-2-style decoders) so that none is left to
-a guess, and any family peft knows still works through peft's own default.
+peft resolves null target modules from its own per-family tables (``query,value`` for BERT,
+``c_attn`` for GPT-2, …). Those tables lack DistilBERT, and ELECTRA for (IA)^3: the entries
+below fill exactly those gaps. Prompt-learning methods need the model's sizes, which peft reads
+under the usual attribute names only (DistilBERT calls them ``dim``, ``n_layers``, ``n_heads``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-# model_type -> method -> {config field: modules}
+# model_type -> method -> {config field: modules}, for families peft has no default for.
 TARGETS: dict[str, dict[str, dict[str, list[str]]]] = {
-    "bert": {
-        "lora": {"target_modules": ["query", "value"]},
-        "ia3": {"target_modules": ["key", "value", "output.dense"],
-                "feedforward_modules": ["output.dense"]},
-    },
     "distilbert": {
         "lora": {"target_modules": ["q_lin", "v_lin"]},
         "ia3": {"target_modules": ["k_lin", "v_lin", "lin2"], "feedforward_modules": ["lin2"]},
     },
-    "gpt2": {
-        "lora": {"target_modules": ["c_attn"]},
-        "ia3": {"target_modules": ["c_attn", "mlp.c_proj"], "feedforward_modules": ["mlp.c_proj"]},
+    "electra": {
+        "ia3": {"target_modules": ["key", "value", "output.dense"],
+                "feedforward_modules": ["output.dense"]},
     },
 }
-TARGETS["roberta"] = TARGETS["electra"] = TARGETS["bert"]
-
 _PEFT_TYPES = {"LORA": "lora", "IA3": "ia3"}
-# Prompt-learning configs need the model's sizes; peft reads them under the usual names only
-# (DistilBERT calls them dim / n_layers / n_heads).
 _SIZES = {
     "token_dim": ("hidden_size", "dim", "n_embd", "d_model"),
     "num_layers": ("num_hidden_layers", "n_layers", "n_layer", "num_layers"),
@@ -38,8 +30,8 @@ _SIZES = {
 
 
 def resolve_targets(peft_config: Any, model_type: str, model_config: Any = None) -> None:
-    """Fill what a method needs from the family, where the config leaves it null (in place):
-    target modules for LoRA and (IA)^3, model sizes for prefix and prompt tuning."""
+    """Fill, in place, what peft cannot work out and the config leaves null: target modules of
+    families peft has no table for, model sizes for prefix and prompt tuning."""
     if model_config is not None:
         for field, names in _SIZES.items():
             if hasattr(peft_config, field) and getattr(peft_config, field) is None:

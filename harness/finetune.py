@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, first_line
 from harness.model import BaseModel, build_trial_model, count_parameters
 
 # TrainingArguments the harness sets itself (evaluation cadence, no checkpoints of its own,
@@ -116,7 +116,7 @@ def training_arguments(
             if unknown else str(exc)
         ) from exc
     except ValueError as exc:
-        raise ConfigError("train", str(exc).strip().splitlines()[0]) from exc
+        raise ConfigError("train", first_line(exc)) from exc
 
 
 def finetune(

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, first_line, instantiate
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,6 @@ def build_trial_model(base: BaseModel, peft_cfg: Any, seed: int) -> Any:
 
     from peft import get_peft_model
 
-    from harness.errors import instantiate
     from harness.families import resolve_targets
 
     config = instantiate("peft.config", peft_cfg.config)
@@ -95,7 +94,7 @@ def build_trial_model(base: BaseModel, peft_cfg: Any, seed: int) -> Any:
     try:
         return get_peft_model(model, config)
     except (ValueError, TypeError, KeyError) as exc:
-        raise ConfigError("peft.config", _first_line(exc)) from exc
+        raise ConfigError("peft.config", first_line(exc)) from exc
 
 
 def count_parameters(model: Any) -> tuple[int, int]:
@@ -123,10 +122,5 @@ def _from_pretrained(cls: Any, model_cfg: Any, **kwargs: Any) -> Any:
     except (OSError, ValueError) as exc:
         where = "local folder" if looks_local else "hub id (or local folder)"
         raise ConfigError(
-            "model.name_or_path", f"could not load {where} '{name}': {_first_line(exc)}"
+            "model.name_or_path", f"could not load {where} '{name}': {first_line(exc)}"
         ) from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]

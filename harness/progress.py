@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
 
 
 class StudyProgress:
@@ -60,7 +59,7 @@ class TqdmLogHandler(logging.Handler):
             self.handleError(record)
 
 
-def configure_logging(level: int = logging.INFO) -> Any:
+def configure_logging(level: int = logging.INFO) -> None:
     """harness logs at INFO through tqdm; the libraries' own chatter and bars are silenced.
 
     Done with environment variables where a library reads them at import, so that nothing
@@ -94,4 +93,3 @@ def configure_logging(level: int = logging.INFO) -> Any:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module="peft")
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
-    return handler

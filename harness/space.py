@@ -130,6 +130,10 @@ class SearchSpace:
         values = self.suggest(trial)
         return self.apply(cfg, values), values
 
+    def trial_configs(self, cfg: DictConfig) -> list[DictConfig]:
+        """The configs a trial can run with, apart from sampled values: just ``cfg``."""
+        return [cfg]
+
     @staticmethod
     def apply(cfg: DictConfig, values: Mapping[str, Any]) -> DictConfig:
         """A copy of ``cfg`` with ``values`` (dotted paths) set; ``cfg`` is left untouched."""
@@ -138,9 +142,6 @@ class SearchSpace:
         for path, value in values.items():
             OmegaConf.update(trial_cfg, path, value, merge=False, force_add=False)
         return trial_cfg
-
-    def __len__(self) -> int:
-        return len(self.params)
 
     def __iter__(self):
         return iter(self.params)
@@ -254,21 +255,27 @@ class MethodSpace:
                 known = ", ".join(map(str, methods or []))
                 raise ConfigError(f"method_space.{name}",
                                   f"'{name}' has no peft config under methods (methods: {known})")
-            method_cfg = cfg.copy()
-            OmegaConf.set_struct(method_cfg, False)
-            method_cfg.peft = methods[name]
             space = spaces[name]
-            per_method[str(name)] = (SearchSpace.from_config(space, method_cfg)
+            per_method[str(name)] = (SearchSpace.from_config(space, cls.config_for(cfg, name))
                                      if space else SearchSpace([]))
         shared = cfg.get("search_space")
         shared_space = SearchSpace.from_config(shared, cfg) if shared else None
         return cls(shared_space, per_method)
 
+    @staticmethod
+    def config_for(cfg: DictConfig, method: str) -> DictConfig:
+        """A copy of ``cfg`` whose ``peft`` is the config of ``method``."""
+        method_cfg = SearchSpace.apply(cfg, {})
+        OmegaConf.update(method_cfg, "peft", cfg.methods[method], merge=False)
+        return method_cfg
+
+    def trial_configs(self, cfg: DictConfig) -> list[DictConfig]:
+        """One config per method a trial can choose (each is checked before the study)."""
+        return [self.config_for(cfg, method) for method in self.per_method]
+
     def sample(self, trial: Any, cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
         method = trial.suggest_categorical(self.PARAM, list(self.per_method))
-        trial_cfg = cfg.copy()
-        OmegaConf.set_readonly(trial_cfg, False)
-        OmegaConf.update(trial_cfg, "peft", cfg.methods[method], merge=False)
+        trial_cfg = self.config_for(cfg, method)
         logged: dict[str, Any] = {self.PARAM: method}
         values: dict[str, Any] = {}
         for param in self.per_method[method]:
@@ -280,7 +287,3 @@ class MethodSpace:
             values.update(shared)
             logged.update(shared)
         return SearchSpace.apply(trial_cfg, values), logged
-
-    def __iter__(self):
-        for space in self.per_method.values():
-            yield from space

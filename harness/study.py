@@ -20,7 +20,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, first_line, instantiate
 from harness.space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def validate_config(cfg: DictConfig) -> Any:
         OmegaConf.resolve(cfg.copy())
     except (InterpolationResolutionError, MissingMandatoryValue) as exc:
         key = getattr(exc, "full_key", None) or "config"
-        raise ConfigError(str(key), str(exc).splitlines()[0]) from exc
+        raise ConfigError(str(key), first_line(exc)) from exc
     if cfg.get("method_space"):
         from harness.space import MethodSpace
 
@@ -83,15 +83,9 @@ def validate_config(cfg: DictConfig) -> Any:
         raise ConfigError(
             "study.timeout", f"must be a positive number of seconds or null, got {timeout!r}"
         )
-    _instantiate("sampler", cfg.sampler)
-    _instantiate("pruner", cfg.pruner)
+    instantiate("sampler", cfg.sampler)
+    instantiate("pruner", cfg.pruner)
     return space
-
-
-def _instantiate(field_name: str, node: Any, **kwargs: Any) -> Any:
-    from harness.errors import instantiate
-
-    return instantiate(field_name, node, **kwargs)
 
 
 # ----------------------------------------------------------------------------- prepare
@@ -129,11 +123,7 @@ def prepare(cfg: DictConfig, space: SearchSpace) -> Prepared:
     tokenizer = load_tokenizer(cfg.model)
     tokenized = tokenize(data, tokenizer, cfg.data.max_length)
     base = load_base_model(cfg.model, data.label_names, tokenizer, int(cfg.train.seed))
-    methods = cfg.get("methods") if cfg.get("method_space") else None
-    for name in methods or [None]:
-        method_cfg = cfg if name is None else SearchSpace.apply(cfg, {})
-        if name is not None:
-            OmegaConf.update(method_cfg, "peft", cfg.methods[name], merge=False)
+    for method_cfg in space.trial_configs(cfg):
         model = build_trial_model(base, method_cfg.peft, int(cfg.train.seed))
         _check_method_runs(model, tokenized, base, method_cfg)
     return Prepared(cfg, space, data.label_names, tokenized, base, metrics)
@@ -156,7 +146,7 @@ def _check_method_runs(model: Any, tokenized: Any, base: Any, cfg: DictConfig) -
     except Exception as exc:
         raise ConfigError(
             "peft", f"method '{cfg.peft.method}' does not run on model "
-            f"'{cfg.model.name}' ({base.model.config.model_type}): {str(exc).splitlines()[0]}"
+            f"'{cfg.model.name}' ({base.model.config.model_type}): {first_line(exc)}"
         ) from exc
 
 
@@ -259,8 +249,8 @@ def run_sweep(cfg: DictConfig, resume_command: str = "") -> SweepSummary:
     study = optuna.create_study(
         study_name=study_cfg.name,
         storage=storage,
-        sampler=_instantiate("sampler", cfg.sampler, **sampler_kwargs),
-        pruner=_instantiate("pruner", cfg.pruner),
+        sampler=instantiate("sampler", cfg.sampler, **sampler_kwargs),
+        pruner=instantiate("pruner", cfg.pruner),
         directions=[study_cfg.direction] + (["minimize"] if _multi(cfg) else []),
         load_if_exists=True,
     )
