@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from harness import faults
 from harness.errors import ConfigError, first_line
 from harness.model import BaseModel, build_trial_model, count_parameters
 
@@ -126,13 +128,15 @@ def finetune(
     compute_metrics: Any,
     callbacks: list[Any] = (),
     checkpoint_dir: Path | None = None,
+    keep_checkpoint: Callable[[float], bool] | None = None,
     trainer_bars: bool = False,
 ) -> FinetuneResult:
     """Fine-tune a fresh copy of ``base`` on ``datasets`` (tokenized train / validation).
 
     ``callbacks`` are extra TrainerCallbacks; a :class:`~harness.callbacks.PruningCallback`
     among them stops the run early (``result.pruned``). For a run that was not pruned and
-    ``checkpoint_dir`` given, the weights of the best evaluation are saved there.
+    ``checkpoint_dir`` given, the weights of the best evaluation are saved there (unless
+    ``keep_checkpoint(best value)`` says they would not be kept).
     """
     from transformers import DataCollatorWithPadding, PrinterCallback
 
@@ -174,7 +178,8 @@ def finetune(
         epochs=float(trainer.state.epoch or 0.0),
         stopped_epoch=stopper.stopped_epoch if stopper else None,
     )
-    if not pruned and checkpoint_dir is not None and snapshot.value is not None:
+    if (not pruned and checkpoint_dir is not None and snapshot.value is not None
+            and (keep_checkpoint is None or keep_checkpoint(snapshot.value))):
         snapshot.restore(model)
         save_checkpoint(model, base.tokenizer, checkpoint_dir)
         result.checkpoint = checkpoint_dir
@@ -182,18 +187,46 @@ def finetune(
     return result
 
 
+class NonFiniteLoss(FloatingPointError):
+    """The training loss became NaN or infinite: the trial fails at that step."""
+
+
 def _trainer_class() -> type:
+    import torch
     from torch.utils.data import SequentialSampler
     from transformers import Trainer
 
-    class SortedEvalTrainer(Trainer):
-        """Evaluates in the dataset's own order: validation splits come sorted by length, so
-        batches pad to almost nothing (group_by_length would shuffle them again)."""
+    class HarnessTrainer(Trainer):
+        """The HF Trainer, plus: a NaN or infinite training loss fails the trial at the step it
+        appears (HF would only filter it out of the logged average), and validation splits are
+        evaluated in their own order: they come sorted by length, so batches pad to almost
+        nothing (group_by_length would shuffle them again)."""
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            if not model.training:
+                return out
+            loss = out[0] if return_outputs else out
+            if faults.hit("train_step") == "nan":
+                loss = loss * float("nan")
+                out = (loss, out[1]) if return_outputs else loss
+            if not torch.isfinite(loss.detach()).all():
+                step = self.state.global_step + 1
+                raise NonFiniteLoss(
+                    f"training loss became {loss.detach().float().mean().item()} at step {step} "
+                    f"(epoch {self.state.epoch or 0.0:.2f}): lower the learning rate, or clip "
+                    "gradients harder (train.max_grad_norm)"
+                )
+            return out
+
+        def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+            faults.hit("evaluate")
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
 
         def _get_eval_sampler(self, eval_dataset: Any) -> Any:
             return SequentialSampler(eval_dataset)
 
-    return SortedEvalTrainer
+    return HarnessTrainer
 
 
 def save_checkpoint(model: Any, tokenizer: Any, path: Path) -> None:
@@ -204,6 +237,7 @@ def save_checkpoint(model: Any, tokenizer: Any, path: Path) -> None:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
+    faults.hit("checkpoint")
     config = getattr(model, "get_base_model", lambda: model)().config
     config.save_pretrained(path)
     tokenizer.save_pretrained(path)

@@ -1,0 +1,99 @@
+"""Fault points: make a real run fail, pause or die at a named point (crash-safety tests).
+
+Set ``HARNESS_FAULTS`` to a comma-separated list of ``POINT[:TRIAL[:HIT]]=ACTION``:
+
+- POINT: ``train_step`` (a training step), ``evaluate`` (a validation batch), ``checkpoint``
+  (between the weights and the tokenizer of a checkpoint being written) or ``artifact``
+  (between two files of a checkpoint being logged to MLflow).
+- TRIAL: the trial number (any trial when left out); HIT: the n-th time the trial reaches the
+  point (1 = the first, the default).
+- ACTION: ``pause`` (print ``harness fault: POINT reached (trial T, pid P)`` on stderr and wait
+  to be killed or interrupted), ``raise`` (RuntimeError), ``oom`` (torch.OutOfMemoryError),
+  ``nan`` (``train_step`` only: that step's loss becomes NaN) or ``kill`` (SIGKILL itself).
+
+Unset (the normal case), :func:`hit` costs one dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+ENV = "HARNESS_FAULTS"
+POINTS = ("train_step", "evaluate", "checkpoint", "artifact")
+ACTIONS = ("pause", "raise", "oom", "nan", "kill")
+
+
+@dataclass(frozen=True)
+class Rule:
+    point: str
+    trial: int | None
+    hit: int
+    action: str
+
+
+class InjectedFault(RuntimeError):
+    """The error an injected ``raise`` fault throws."""
+
+
+_trial: int | None = None
+_hits: Counter = Counter()
+_parsed: tuple[str, list[Rule]] = ("", [])
+
+
+def set_trial(number: int | None) -> None:
+    """The trial now running in this process (fault rules may name one)."""
+    global _trial
+    _trial = number
+    _hits.clear()
+
+
+def hit(point: str) -> str | None:
+    """Called at a fault point: does what a matching rule says; returns ``"nan"`` for the caller
+    to act on, otherwise None."""
+    spec = os.environ.get(ENV)
+    if not spec:
+        return None
+    _hits[point] += 1
+    for rule in _rules(spec):
+        if rule.point == point and rule.trial in (None, _trial) and rule.hit == _hits[point]:
+            return _act(rule)
+    return None
+
+
+def _act(rule: Rule) -> str | None:
+    where = f"{rule.point} reached (trial {_trial}, pid {os.getpid()})"
+    if rule.action == "pause":
+        print(f"harness fault: {where}", file=sys.stderr, flush=True)
+        while True:  # until a signal ends it
+            time.sleep(0.05)
+    if rule.action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if rule.action == "raise":
+        raise InjectedFault(f"injected failure: {where}")
+    if rule.action == "oom":
+        import torch
+
+        raise torch.OutOfMemoryError(f"injected out of memory: {where}")
+    return rule.action  # nan
+
+
+def _rules(spec: str) -> list[Rule]:
+    global _parsed
+    if _parsed[0] != spec:
+        _parsed = (spec, [_parse(item.strip()) for item in spec.split(",") if item.strip()])
+    return _parsed[1]
+
+
+def _parse(item: str) -> Rule:
+    where, _, action = item.partition("=")
+    parts = where.split(":")
+    if action not in ACTIONS or parts[0] not in POINTS or len(parts) > 3:
+        raise ValueError(f"{ENV}: cannot read '{item}' (POINT[:TRIAL[:HIT]]=ACTION, points "
+                         f"{', '.join(POINTS)}, actions {', '.join(ACTIONS)})")
+    trial = int(parts[1]) if len(parts) > 1 and parts[1] else None
+    return Rule(parts[0], trial, int(parts[2]) if len(parts) > 2 else 1, action)

@@ -1,0 +1,55 @@
+"""Ctrl-C and SIGTERM: stop within seconds, as an exception the study can record.
+
+Inside :func:`raise_on_signals`, SIGINT and SIGTERM raise :class:`Interrupted` (a
+``KeyboardInterrupt``) in the main thread, wherever it is: the running trial is recorded as
+interrupted and the process exits with 128 + the signal number. A second signal while that
+record is being written exits at once (the next run recovers the trial like a ``kill -9``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(KeyboardInterrupt):
+    """The sweep was stopped by a signal."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+        super().__init__(f"interrupted by {self.name}")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+@contextmanager
+def raise_on_signals() -> Iterator[None]:
+    """SIGINT / SIGTERM raise :class:`Interrupted` while the block runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if received:  # the second one: stop now, recovery happens on the next run
+            print(f"\n{signal.Signals(signum).name} again: exiting now", file=sys.stderr,
+                  flush=True)
+            os._exit(128 + signum)
+        received.append(signum)
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

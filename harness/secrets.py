@@ -1,0 +1,100 @@
+"""Passwords in storage and tracking URLs never leave the process in clear.
+
+``postgresql://user:secret@host/db`` is shown as ``postgresql://user:***@host/db`` in everything
+the harness writes (summaries, errors, the config artifact in MLflow) and, inside
+:func:`masked_output`, in everything anyone writes to stdout, stderr or the log.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
+from urllib.parse import unquote, urlsplit
+
+MASK = "***"
+# scheme://user:password@  (the password part is replaced)
+_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<password>[^@\s/]+)@")
+_known: set[str] = set()
+
+
+def register(urls: Iterable[Any]) -> None:
+    """Remember the passwords of these URLs, so they are masked wherever they turn up
+    (also where a library prints them without the URL around them)."""
+    for url in urls:
+        if not isinstance(url, str):
+            continue
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            continue
+        if password:
+            _known.update({password, unquote(password)})
+
+
+def mask(text: str) -> str:
+    """``text`` with URL passwords and every registered password replaced by ``***``."""
+    text = _USERINFO.sub(lambda m: f"{m['head']}{MASK}@", text)
+    for secret in sorted(_known, key=len, reverse=True):
+        if len(secret) >= 3:  # a 1-2 character "password" would mask half of every line
+            text = text.replace(secret, MASK)
+    return text
+
+
+class _MaskingStream(io.TextIOBase):
+    """A text stream that masks what goes through it (stdout, stderr)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(mask(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._stream, "encoding", "utf-8")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class _MaskingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+@contextmanager
+def masked_output(urls: Iterable[Any]) -> Iterator[None]:
+    """Mask the passwords of ``urls`` (and any URL password) on stdout, stderr and in log
+    records while the block runs."""
+    register(urls)
+    stdout, stderr = sys.stdout, sys.stderr
+    log_filter = _MaskingFilter()
+    handlers = logging.getLogger().handlers
+    for handler in handlers:
+        handler.addFilter(log_filter)
+    sys.stdout, sys.stderr = _MaskingStream(stdout), _MaskingStream(stderr)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
+        for handler in handlers:
+            handler.removeFilter(log_filter)
