@@ -37,3 +37,12 @@ def instantiate(field: str, node: object, **kwargs: object) -> object:
         root = exc.__cause__ or exc
         lines = str(root).strip().splitlines()
         raise ConfigError(field, lines[-1] if lines else type(root).__name__) from exc
+
+
+class StudyStopped(RuntimeError):
+    """The study was stopped before reaching ``study.n_trials`` (e.g. its failure limit);
+    ``summary`` says where it got to."""
+
+    def __init__(self, message: str, summary: object) -> None:
+        super().__init__(message)
+        self.summary = summary

@@ -120,6 +120,12 @@ def _from_pretrained(cls: Any, model_cfg: Any, **kwargs: Any) -> Any:
             **kwargs,
         )
     except (OSError, ValueError) as exc:
+        if "custom code" in str(exc) and not model_cfg.get("trust_remote_code", False):
+            raise ConfigError(
+                "model.trust_remote_code",
+                f"'{name}' needs its own Python code to load; it runs only with "
+                "model.trust_remote_code=true (read that code first)",
+            ) from exc
         where = "local folder" if looks_local else "hub id (or local folder)"
         raise ConfigError(
             "model.name_or_path", f"could not load {where} '{name}': {first_line(exc)}"

@@ -88,7 +88,9 @@ def configure_logging(level: int = logging.INFO) -> None:
     root.propagate = False
     for name in ("alembic", "mlflow", "datasets", "transformers", "peft", "evaluate"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Optuna's own lines (trial finished / failed with its traceback) repeat the harness's
+    # trial lines; a failed trial's traceback is in its MLflow run (traceback.txt).
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", module="sqlalchemy")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module="peft")

@@ -12,24 +12,19 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from harness.errors import ConfigError
+from harness import faults
+from harness.errors import ConfigError, first_line
+from harness.secrets import mask
 
 log = logging.getLogger(__name__)
 
 ROLE_TAG = "harness.role"  # "study" for the parent run, "trial" for a child run
-# Optuna's trial states → MLflow run statuses.
-RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED", "KILLED": "KILLED"}
-
-
-def redact(url: str) -> str:
-    """A URL without its password (storage and tracking URLs end up in tags and summaries)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
+NUMBER_TAG = "optuna.trial_number"
+STATE_TAG = "optuna.state"
+# Optuna's trial states → MLflow run statuses. An interrupted trial is FAIL in Optuna and KILLED
+# in MLflow (its process was stopped; a trial that raised is FAILED).
+RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}
 
 
 class Tracker:
@@ -40,8 +35,11 @@ class Tracker:
 
         self.uri = uri
         self.experiment_name = experiment_name
-        _ensure_sqlite_folder(uri)
-        self.client = MlflowClient(tracking_uri=uri)
+        try:
+            self.client = MlflowClient(tracking_uri=uri)
+        except Exception as exc:
+            raise ConfigError("tracking.uri",
+                              mask(f"cannot use '{uri}': {first_line(exc)}")) from None
         self._artifact_location = artifact_location
         self.experiment_id: str | None = None
         self.parent_run_id: str | None = None
@@ -49,9 +47,20 @@ class Tracker:
     def check(self) -> None:
         """Fail early (before anything is created) when the tracking store cannot be reached."""
         try:
+            _ensure_sqlite_folder(self.uri)
             self.client.search_experiments(max_results=1)
         except Exception as exc:
-            raise ConfigError("tracking.uri", f"cannot use '{redact(self.uri)}': {exc}") from exc
+            raise ConfigError("tracking.uri",
+                              mask(f"cannot use '{self.uri}': {first_line(exc)}")) from None
+        self._check_artifact_location()
+
+    def _check_artifact_location(self) -> None:
+        """A local artifact location must be writable."""
+        from harness.prepare import check_writable
+
+        location = self._artifact_location
+        if location and ("://" not in location or location.startswith("file://")):
+            check_writable("tracking.artifact_location", location.removeprefix("file://"))
 
     def open_study(self, parent_run_id: str | None, params: Mapping[str, Any]) -> str:
         """Find the study's parent run again (or create it); it is RUNNING while trials run."""
@@ -73,7 +82,7 @@ class Tracker:
                     "(mlflow experiments restore) or choose another study.name",
                 )
             self.experiment_id = experiment.experiment_id
-        run = self._find_run(parent_run_id)
+        run = self._find_run(parent_run_id) or self._find_parent_by_tag()
         if run is None:
             run = self.client.create_run(
                 self.experiment_id,
@@ -98,17 +107,64 @@ class Tracker:
             return None
         return run
 
+    def _find_parent_by_tag(self) -> Any:
+        """The study's parent run when its id was not recorded (a process killed in between)."""
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'study'",
+            order_by=["attributes.start_time ASC"], max_results=1,
+        )
+        return runs[0] if runs else None
+
+    def trial_runs(self, number: int | None = None, status: str | None = None) -> list[Any]:
+        """The study's child runs (of one trial number, with one status)."""
+        query = [f"tags.`{ROLE_TAG}` = 'trial'",
+                 f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'"]
+        if number is not None:
+            query.append(f"tags.`{NUMBER_TAG}` = '{number}'")
+        if status is not None:
+            query.append(f"attributes.status = '{status}'")
+        return self.client.search_runs([self.experiment_id], filter_string=" and ".join(query),
+                                       max_results=1000)
+
+    def close_trial_run(self, number: int, state: str, status: str,
+                        tags: Mapping[str, Any]) -> None:
+        """End trial ``number``'s run with the trial's Optuna ``state`` and the MLflow ``status``
+        (the run is created here if the trial's process died before creating it)."""
+        runs = self.trial_runs(number)
+        if not runs:
+            runs = [self.client.create_run(self.experiment_id, run_name=f"trial-{number}",
+                                           tags=self._trial_tags(number))]
+        for run in runs:
+            TrialRun(self.client, run.info.run_id).finish(state, tags, status=status)
+
+    def delete_checkpoint(self, run_id: str, reason: str) -> None:
+        """Remove a run's ``checkpoint`` artifact (bounded disk); the run keeps a tag saying why."""
+        from mlflow.entities import RunTag
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        try:
+            uri = self.client.get_run(run_id).info.artifact_uri
+            get_artifact_repository(uri, tracking_uri=self.uri).delete_artifacts("checkpoint")
+        except Exception as exc:  # a store that cannot delete keeps it: say so, go on
+            log.warning("could not remove the checkpoint of MLflow run %s: %s", run_id,
+                        first_line(exc))
+            return
+        self.client.log_batch(run_id, tags=[RunTag("checkpoint", reason)])
+
+    def _trial_tags(self, number: int) -> dict[str, str]:
+        return {
+            "mlflow.parentRunId": self.parent_run_id,
+            ROLE_TAG: "trial",
+            "optuna.study_name": self.experiment_name,
+            NUMBER_TAG: str(number),
+            STATE_TAG: "RUNNING",
+        }
+
     def start_trial(self, number: int, params: Mapping[str, Any], config_yaml: str) -> TrialRun:
         run = self.client.create_run(
             self.experiment_id,
             run_name=f"trial-{number}",
-            tags={
-                "mlflow.parentRunId": self.parent_run_id,
-                ROLE_TAG: "trial",
-                "optuna.study_name": self.experiment_name,
-                "optuna.trial_number": str(number),
-                "optuna.state": "RUNNING",
-            },
+            tags=self._trial_tags(number),
         )
         trial_run = TrialRun(self.client, run.info.run_id)
         self.client.log_batch(trial_run.run_id, params=_params(params))
@@ -151,17 +207,32 @@ class TrialRun:
         )
 
     def log_checkpoint(self, folder: Path) -> None:
-        self.client.log_artifacts(self.run_id, str(folder), "checkpoint")
+        """The checkpoint folder as the run's ``checkpoint`` artifact, file by file."""
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                relative = path.parent.relative_to(folder)
+                where = "checkpoint" if relative == Path(".") else f"checkpoint/{relative}"
+                self.client.log_artifact(self.run_id, str(path), where)
+                faults.hit("artifact")
 
-    def finish(self, state: str, tags: Mapping[str, Any] | None = None) -> None:
-        """Record the trial's final Optuna state and end the run with the matching status."""
+    def log_traceback(self, text: str) -> None:
+        """A failed trial's traceback, as the run's ``traceback.txt`` (best effort)."""
+        try:
+            self.client.log_text(self.run_id, text, "traceback.txt")
+        except Exception as exc:
+            log.warning("could not log the traceback: %s", first_line(exc))
+
+    def finish(self, state: str, tags: Mapping[str, Any] | None = None,
+               status: str | None = None) -> None:
+        """Record the trial's final Optuna state and end the run (``status``: the MLflow status,
+        by default the one matching ``state``)."""
         from mlflow.entities import RunTag
 
-        all_tags = {"optuna.state": state, **(tags or {})}
+        all_tags = {STATE_TAG: state, **(tags or {})}
         self.client.log_batch(
-            self.run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in all_tags.items()]
+            self.run_id, tags=[RunTag(k, mask(str(v))[:5000]) for k, v in all_tags.items()]
         )
-        self.client.set_terminated(self.run_id, status=RUN_STATUS[state])
+        self.client.set_terminated(self.run_id, status=status or RUN_STATUS[state])
         self.ended = True
 
 

@@ -55,12 +55,28 @@ def local_files(
         if builder is not None and _FILE_BUILDERS[suffix] != builder:
             raise ConfigError(field, f"'{name}' is not the same format as data.train_file")
         builder = _FILE_BUILDERS[suffix]
+        if not _has_rows(path, builder[0]):
+            raise ConfigError(field, f"'{name}' has no data rows")
         files[split] = str(path.resolve())
     kind, options = builder
     try:
         return load_dataset(kind, data_files=files, **options)
     except Exception as exc:  # datasets raises many types for unreadable files
         raise ConfigError("data.train_file", f"could not read {files}: {exc}") from exc
+
+
+def _has_rows(path: Path, kind: str) -> bool:
+    """Whether a data file has at least one row (a header alone is none)."""
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows > 0
+    with path.open("rb") as handle:
+        lines = (line for line in handle if line.strip())
+        first = next(lines, None)
+        if kind == "csv":  # csv and tsv: the first line is the header
+            return first is not None and next(lines, None) is not None
+        return first is not None and first.strip() not in (b"[]", b"{}")
 
 
 def hub_dataset(path: str, config_name: str | None = None, revision: str | None = None):

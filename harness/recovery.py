@@ -1,0 +1,165 @@
+"""Trials a stopped process left behind: failed in Optuna, closed in MLflow, queued again.
+
+A sweep can stop at any moment: ``kill -9``, a lost machine, an out-of-memory kill, Ctrl-C.
+Every running trial has an Optuna heartbeat (``RDBStorage(heartbeat_interval, grace_period)``);
+a trial whose heartbeat stops is failed by the next worker that looks (Optuna's
+``fail_stale_trials``, run before every trial and when a sweep starts), and :class:`Recovery`,
+its stale-trial callback, then
+
+- ends the trial's MLflow run as KILLED with the reason (creating the run if the process died
+  before it had one), and removes any checkpoint it had half uploaded,
+- removes the trial's half-written local checkpoint,
+- queues the same parameters again with Optuna's ``RetryHeartbeatStaleTrialCallback`` (at most
+  ``max_retry`` times per original trial).
+
+On one machine nobody needs to wait for the grace period: a running trial whose process (same
+host, same boot) no longer exists is failed at once when the next sweep starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import socket
+import warnings
+from functools import cache
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+WORKER_ATTR = "worker"  # user attr of a running trial: the process that runs it
+INTERRUPTED_ATTR = "interrupted"  # user attr: why the trial was stopped
+
+
+@cache
+def this_worker() -> dict[str, Any]:
+    """Identifies this process among all workers of a study (host, boot, pid)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            boot = handle.read().strip()
+    except OSError:
+        boot = ""
+    return {"host": socket.gethostname(), "boot": boot, "pid": os.getpid()}
+
+
+def _process_is_gone(worker: Any) -> bool:
+    """True only when ``worker`` ran on this machine (this boot) and its process has ended."""
+    me = this_worker()
+    if not isinstance(worker, dict) or (worker.get("host"), worker.get("boot")) != (
+            me["host"], me["boot"]):
+        return False
+    pid = worker.get("pid")
+    if not isinstance(pid, int) or pid == me["pid"]:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+class Recovery:
+    """Fails, closes and retries trials whose process stopped (see the module docstring)."""
+
+    def __init__(self, tracker: Any, store: Any, max_retry: int | None, grace_period: int) -> None:
+        self.tracker = tracker
+        self.store = store
+        self.max_retry = max_retry
+        self.grace_period = grace_period
+
+    def __call__(self, study: Any, trial: Any) -> None:
+        """Optuna's stale-trial callback: ``trial`` is already FAIL in the storage."""
+        worker = trial.user_attrs.get(WORKER_ATTR) or {}
+        where = f" ({worker.get('host')}, pid {worker.get('pid')})" if worker else ""
+        self._close(study, trial, trial.user_attrs.get(INTERRUPTED_ATTR) or (
+            f"its worker{where} stopped: no heartbeat for more than {self.grace_period} s"))
+
+    def recover(self, study: Any) -> None:
+        """When a sweep starts: fail what dead processes left running, close MLflow runs that
+        are still open for finished trials, remove half-written checkpoints."""
+        import optuna
+        from optuna.trial import TrialState
+
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            worker = trial.user_attrs.get(WORKER_ATTR)
+            if _process_is_gone(worker):
+                self.fail(study, trial, f"its process (pid {worker['pid']}) is gone: killed or "
+                                        "crashed while the trial ran")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        self._close_orphan_runs(study)
+        self.store.prune(study)
+
+    def interrupted(self, study: Any, number: int | None, reason: str) -> None:
+        """After Ctrl-C / SIGTERM: the trial this process was running ends as FAIL (Optuna may
+        have done that already), interrupted, and its parameters are queued again."""
+        from optuna.trial import TrialState
+
+        if number is None:
+            return
+        trial = study.get_trials(deepcopy=False)[number]
+        if trial.state == TrialState.RUNNING:
+            self.fail(study, trial, reason)
+        elif trial.state == TrialState.FAIL:
+            self._close(study, trial, reason)
+
+    def fail(self, study: Any, trial: Any, reason: str) -> None:
+        """Fail a RUNNING trial with ``reason`` (unless another worker got there first)."""
+        from optuna.exceptions import UpdateFinishedTrialError
+        from optuna.trial import TrialState
+
+        storage = study._storage
+        try:
+            storage.set_trial_user_attr(trial._trial_id, INTERRUPTED_ATTR, reason)
+            if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                return
+        except UpdateFinishedTrialError:
+            return
+        self._close(study, storage.get_trial(trial._trial_id), reason)
+
+    def _close(self, study: Any, trial: Any, reason: str) -> None:
+        from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+        log.warning("trial %d stopped (%s): recorded as failed, its parameters queued again",
+                    trial.number, reason.removeprefix("interrupted by "))
+        self.store.discard(trial.number)
+        try:
+            for run in self.tracker.trial_runs(trial.number):
+                if "checkpoint" in {a.path for a in self.tracker.client.list_artifacts(
+                        run.info.run_id)}:
+                    self.tracker.delete_checkpoint(run.info.run_id, "removed: trial interrupted")
+            self.tracker.close_trial_run(trial.number, "FAIL", "KILLED",
+                                         {"error": f"interrupted: {reason}"})
+        except Exception as exc:  # Optuna's record is the one that counts: go on
+            log.warning("could not close the MLflow run of trial %d: %s", trial.number, exc)
+        clean = copy.deepcopy(trial)
+        clean.user_attrs = {}  # the retry is a new trial: no worker, no run id, no reason
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            RetryHeartbeatStaleTrialCallback(max_retry=self.max_retry)(study, clean)
+
+    def _close_orphan_runs(self, study: Any) -> None:
+        """Trial runs still RUNNING in MLflow whose Optuna trial has ended (a process killed
+        between the two records) end now with the trial's state."""
+        from optuna.trial import TrialState
+
+        from harness.tracking import RUN_STATUS
+
+        trials = study.get_trials(deepcopy=False)
+        for run in self.tracker.trial_runs(status="RUNNING"):
+            number = int(run.data.tags.get("optuna.trial_number", -1))
+            if not 0 <= number < len(trials) or trials[number].state == TrialState.RUNNING:
+                continue
+            trial = trials[number]
+            state, tags = trial.state.name, {}
+            status = RUN_STATUS.get(state, "FAILED")
+            if state == "FAIL":
+                error = trial.user_attrs.get("error")
+                interrupted = trial.user_attrs.get(INTERRUPTED_ATTR) or "process stopped"
+                status = "FAILED" if error else "KILLED"
+                tags = {"error": error or f"interrupted: {interrupted}"}
+            self.tracker.close_trial_run(number, state, status, tags)
