@@ -7,6 +7,7 @@ tokenizer, and the small files are written by the fixtures themselves.
 from __future__ import annotations
 
 import csv
+import os
 import random
 from pathlib import Path
 
@@ -77,6 +78,11 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def sweep_overrides(tmp_path, tiny_model_dir, sentiment_files) -> list[str]:
     """A quick LoRA sweep of the tiny model on the small files, with every store under tmp."""
+    return overrides_in(tmp_path, tiny_model_dir, sentiment_files)
+
+
+def overrides_in(tmp_path: Path, tiny_model_dir: Path, sentiment_files: dict) -> list[str]:
+    """The quick sweep's overrides with every store under ``tmp_path``."""
     return [
         "+sweep=lora",
         f"model.name_or_path={tiny_model_dir}",
@@ -150,3 +156,39 @@ def tiny_family(tmp_path_factory):
         return built[family]
 
     return get
+
+
+PG_URL = os.environ.get("HARNESS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture
+def postgres_database():
+    """``make(name) -> (database name, url builder)``: fresh PostgreSQL databases, dropped after.
+
+    Skips (with how to start one) where no PostgreSQL is reachable at HARNESS_TEST_PG
+    (default postgres@127.0.0.1:5432, trust auth); fails instead when CI is set.
+    """
+    import uuid
+
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        admin = psycopg.connect(PG_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        message = (f"no PostgreSQL at {PG_URL} ({str(exc).splitlines()[0]}): start one, e.g. "
+                   "`docker run -d -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust postgres`, "
+                   "or point HARNESS_TEST_PG at one")
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    created: list[str] = []
+
+    def make(label: str) -> str:
+        name = f"harness_test_{label}_{uuid.uuid4().hex[:8]}"
+        admin.execute(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return name
+
+    yield make
+    for name in created:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()

@@ -104,6 +104,9 @@ def test_prompt_tuning_with_text_initialisation(tiny_family, sentiment_files, tm
 
 def test_a_hub_model_that_cannot_be_reached_is_named(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # read once, when huggingface_hub was imported (earlier in this session): set it there too,
+    # or the lookups wait for network timeouts
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     cfg = compose(["+sweep=lora", "model=gpt2"])
     with pytest.raises(ConfigError, match="openai-community/gpt2") as err:
         load_tokenizer(cfg.model)

@@ -8,9 +8,10 @@ from conftest import CONF, compose
 
 from harness.study import run_sweep
 
-# The default run keeps the common options; the others run in make test-slow (all compose in
-# the default run: tests/test_config.py).
-QUICK = {"tpe", "random", "grid", "median", "hyperband", "threshold", "none"}
+# The default run keeps the options no other default test runs; the others run in make
+# test-slow (tpe, random, median, threshold and none run in the sweep and method tests, and all
+# compose in the default run: tests/test_config.py).
+QUICK = {"grid", "hyperband"}
 SAMPLERS = [pytest.param(p.stem, marks=() if p.stem in QUICK else pytest.mark.slow)
             for p in sorted((CONF / "sampler").glob("*.yaml"))]
 PRUNERS = [pytest.param(p.stem, marks=() if p.stem in QUICK else pytest.mark.slow)
