@@ -32,15 +32,20 @@ WORKER_ATTR = "worker"  # user attr of a running trial: the process that runs it
 INTERRUPTED_ATTR = "interrupted"  # user attr: why the trial was stopped
 
 
-@cache
 def this_worker() -> dict[str, Any]:
     """Identifies this process among all workers of a study (host, boot, pid)."""
+    host, boot = _machine()
+    return {"host": host, "boot": boot, "pid": os.getpid()}
+
+
+@cache
+def _machine() -> tuple[str, str]:
     try:
         with open("/proc/sys/kernel/random/boot_id") as handle:
             boot = handle.read().strip()
-    except OSError:
+    except OSError:  # not Linux: the host name alone
         boot = ""
-    return {"host": socket.gethostname(), "boot": boot, "pid": os.getpid()}
+    return socket.gethostname(), boot
 
 
 def _process_is_gone(worker: Any) -> bool:
@@ -95,17 +100,18 @@ class Recovery:
         self.store.prune(study)
 
     def interrupted(self, study: Any, number: int | None, reason: str) -> None:
-        """After Ctrl-C / SIGTERM: the trial this process was running ends as FAIL (Optuna may
-        have done that already), interrupted, and its parameters are queued again."""
+        """After Ctrl-C / SIGTERM: the trial this process was running (``number``, which Optuna
+        may have failed already) and any other trial it left RUNNING end as FAIL, interrupted,
+        with their parameters queued again."""
         from optuna.trial import TrialState
 
-        if number is None:
-            return
-        trial = study.get_trials(deepcopy=False)[number]
-        if trial.state == TrialState.RUNNING:
-            self.fail(study, trial, reason)
-        elif trial.state == TrialState.FAIL:
-            self._close(study, trial, reason)
+        me = this_worker()
+        for trial in study.get_trials(deepcopy=False):
+            if trial.state == TrialState.RUNNING and (
+                    trial.number == number or trial.user_attrs.get(WORKER_ATTR) == me):
+                self.fail(study, trial, reason)
+            elif trial.state == TrialState.FAIL and trial.number == number:
+                self._close(study, trial, reason)
 
     def fail(self, study: Any, trial: Any, reason: str) -> None:
         """Fail a RUNNING trial with ``reason`` (unless another worker got there first)."""
