@@ -11,13 +11,14 @@ setup:
 sweep: setup
 	$(PY) -m harness.sweep +sweep=lora $(ARGS)
 
-## The test suite CI runs (under 10 minutes on 2 CPU cores).
+## The test suite CI runs (under 10 minutes on 2 CPU cores): two pytest workers (pytest-xdist),
+## each test file on one of them; most of a test's time is single-threaded (start-up, imports).
 test: setup
-	$(PY) -m pytest -m "not slow" $(ARGS)
+	$(PY) -m pytest -m "not slow" -n 2 --dist loadfile $(ARGS)
 
-## Slow tests (a real sweep on the embedded model).
+## Slow tests (the rest of the family x method grid, more samplers and pruners, a real sweep).
 test-slow: setup
-	$(PY) -m pytest -m slow $(ARGS)
+	$(PY) -m pytest -m slow -n 2 --dist loadfile $(ARGS)
 
 lint: setup
 	$(PY) -m ruff check harness tests

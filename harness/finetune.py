@@ -27,7 +27,9 @@ OWNED_ARGS = (
     "save_strategy", "report_to", "disable_tqdm", "load_best_model_at_end",
 )
 # Keys of `train` that are the harness's, not TrainingArguments'.
-HARNESS_KEYS = ("evals_per_epoch", "early_stopping_patience", "early_stopping_threshold")
+HARNESS_KEYS = ("evals_per_epoch", "early_stopping_patience", "early_stopping_threshold",
+                "mixed_precision")
+MIXED_PRECISION = ("auto", "bf16", "fp16", "no")
 
 
 @dataclass
@@ -68,8 +70,35 @@ def harness_options(train_cfg: DictConfig) -> dict[str, Any]:
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or threshold < 0:
         raise ConfigError("train.early_stopping_threshold",
                           f"must be a number >= 0, got {threshold!r}")
+    precision = train_cfg.get("mixed_precision", "auto") or "no"
+    if precision not in MIXED_PRECISION:
+        raise ConfigError("train.mixed_precision",
+                          f"must be one of {', '.join(MIXED_PRECISION)}, got {precision!r}")
+    if precision != "auto" and (train_cfg.get("bf16") or train_cfg.get("fp16")):
+        raise ConfigError("train.mixed_precision",
+                          "set either train.mixed_precision or train.bf16 / train.fp16, not both")
     return {"evals_per_epoch": evals, "early_stopping_patience": patience,
-            "early_stopping_threshold": float(threshold)}
+            "early_stopping_threshold": float(threshold), "mixed_precision": precision}
+
+
+def precision_args(precision: str, train_cfg: DictConfig) -> dict[str, bool]:
+    """TrainingArguments' bf16 / fp16 for ``train.mixed_precision``: auto is bf16 on a GPU that
+    supports it, fp16 on other GPUs, full precision on CPU (unless train.bf16/fp16 say so)."""
+    if precision == "auto":
+        if train_cfg.get("bf16") or train_cfg.get("fp16"):
+            return {}
+        import torch
+
+        if not torch.cuda.is_available():
+            return {}
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    elif precision != "no":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("train.mixed_precision",
+                              f"{precision} needs a GPU (none is visible): use auto or no")
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
 def training_arguments(
@@ -105,7 +134,7 @@ def training_arguments(
             save_strategy="no",
             report_to="none",
             disable_tqdm=not trainer_bars,
-            **kwargs,
+            **{**kwargs, **precision_args(own["mixed_precision"], train_cfg)},
         )
     except TypeError as exc:
         import dataclasses

@@ -53,6 +53,7 @@ class Objective:
             mask(OmegaConf.to_yaml(trial_cfg, resolve=True)),
         )
         trial.set_user_attr("mlflow_run_id", run.run_id)
+        _reset_peak_memory()
         try:
             result = finetune(
                 trial_cfg,
@@ -87,8 +88,8 @@ class Objective:
             overhead = wall - result.train_runtime
             self.overheads.append(overhead)
             trial.set_user_attr("overhead_s", round(overhead, 3))
-            run.log_metrics({**summary, "wall_time_s": wall, "overhead_s": overhead},
-                            step=result.best_step)
+            run.log_metrics({**summary, **_memory(), "wall_time_s": wall,
+                             "overhead_s": overhead}, step=result.best_step)
             run.finish(state)
             self._report(trial.number, state, result.value, result.evaluations, wall, values)
         except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM: recorded, then the sweep stops
@@ -164,6 +165,33 @@ def fixed_params(prepared: Any) -> dict[str, Any]:
         "method": "search" if cfg.get("method_space") else cfg.peft.method,
         "labels": ",".join(prepared.label_names),
     }
+
+
+def _reset_peak_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _memory() -> dict[str, float]:
+    """Memory metrics of a trial: the GPU's peak during it, the process's resident memory at
+    its end (growth over trials would be a leak) and the process's peak so far."""
+    import resource
+
+    import torch
+
+    out = {"process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    out["process_rss_mb"] = int(line.split()[1]) / 1024
+    except OSError:  # not Linux
+        pass
+    if torch.cuda.is_available():
+        out["gpu_peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
 
 
 def _release_memory() -> None:

@@ -74,6 +74,9 @@ def validate_config(cfg: DictConfig) -> Any:
         raise ConfigError(
             "study.timeout", f"must be a positive number of seconds or null, got {timeout!r}"
         )
+    _integer(study, "study.workers", minimum=1)
+    _integer(study, "study.worker", minimum=0, nullable=True)
+    _integer(study, "study.threads", minimum=1, nullable=True)
     _integer(study, "study.heartbeat_interval", minimum=1)
     _integer(study, "study.grace_period", minimum=study.heartbeat_interval,
              why="at least study.heartbeat_interval")

@@ -85,7 +85,6 @@ class Recovery:
     def recover(self, study: Any) -> None:
         """When a sweep starts: fail what dead processes left running, close MLflow runs that
         are still open for finished trials, remove half-written checkpoints."""
-        import optuna
         from optuna.trial import TrialState
 
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -93,11 +92,18 @@ class Recovery:
             if _process_is_gone(worker):
                 self.fail(study, trial, f"its process (pid {worker['pid']}) is gone: killed or "
                                         "crashed while the trial ran")
+        self.check_stale(study)
+        self._close_orphan_runs(study)
+        self.store.prune(study)
+
+    @staticmethod
+    def check_stale(study: Any) -> None:
+        """Fail (and so recover) the trials whose heartbeat is older than the grace period."""
+        import optuna
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
-        self._close_orphan_runs(study)
-        self.store.prune(study)
 
     def interrupted(self, study: Any, number: int | None, reason: str) -> None:
         """After Ctrl-C / SIGTERM: the trial this process was running (``number``, which Optuna

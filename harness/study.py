@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,14 @@ def run_sweep(cfg: DictConfig, resume_command: str = "") -> SweepSummary:
     from harness.progress import StudyProgress
     from harness.recovery import Recovery
     from harness.tracking import Tracker
+    from harness.workers import threads_per_worker
 
     space = validate_config(cfg)
+    threads = threads_per_worker(cfg.study)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     prepared = prepare(cfg, space)
     study_cfg = cfg.study
     tracker = Tracker(cfg.tracking.uri, cfg.tracking.get("artifact_location"), study_cfg.name)
@@ -63,9 +70,10 @@ def run_sweep(cfg: DictConfig, resume_command: str = "") -> SweepSummary:
 
     n_before = len(existing.trials) if existing else 0
     sampler_seed = cfg.sampler.get("seed")
+    worker = study_cfg.get("worker")
     sampler_kwargs = {}
-    if sampler_seed is not None:  # never replay the samples of earlier runs of this study
-        sampler_kwargs["seed"] = int(sampler_seed) + n_before
+    if sampler_seed is not None:  # never replay the samples of earlier runs (or other workers)
+        sampler_kwargs["seed"] = int(sampler_seed) + n_before + 7919 * int(worker or 0)
     study = optuna.create_study(
         study_name=study_cfg.name,
         storage=storage,
@@ -81,7 +89,10 @@ def run_sweep(cfg: DictConfig, resume_command: str = "") -> SweepSummary:
     study.set_user_attr(PARENT_RUN_ATTR, parent)
     recovery.recover(study)
     finished = trials.count(study)["finished"]
-    if existing is not None:
+    if worker is not None:
+        log.info("worker %d on study '%s': %d trials finished, %d to go", worker, study_cfg.name,
+                 finished, max(0, study_cfg.n_trials - finished))
+    elif existing is not None:
         log.info("resuming study '%s': %d trials finished, %d to go", study_cfg.name, finished,
                  max(0, study_cfg.n_trials - finished))
 
@@ -91,22 +102,7 @@ def run_sweep(cfg: DictConfig, resume_command: str = "") -> SweepSummary:
     limit = FailureLimit(**OmegaConf.to_container(study_cfg.failure_limit))
     status = "FINISHED"
     try:
-        if finished < study_cfg.n_trials:
-            study.optimize(
-                objective,
-                timeout=study_cfg.timeout,
-                catch=(Exception,),  # a failed trial is recorded; the study goes on
-                callbacks=[
-                    # failed trials do not count: run until n_trials finished (or the limit)
-                    optuna.study.MaxTrialsCallback(
-                        study_cfg.n_trials,
-                        states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED),
-                    ),
-                    limit,
-                    objective.after_trial,
-                ],
-                gc_after_trial=True,
-            )
+        _run_trials(study, objective, study_cfg, limit, recovery)
     except KeyboardInterrupt as exc:
         status = "KILLED"
         reason = f"interrupted by {getattr(exc, 'name', 'KeyboardInterrupt')}"
@@ -118,11 +114,54 @@ def run_sweep(cfg: DictConfig, resume_command: str = "") -> SweepSummary:
     finally:
         progress.close()
         record_best(study, tracker)
-        tracker.close_study("FAILED" if limit.reason and status == "FINISHED" else status)
+        if not trials.count(study)["running"]:  # other workers still at it: the last one closes
+            tracker.close_study("FAILED" if limit.reason and status == "FINISHED" else status)
     summary = build_summary(study, cfg, tracker, store, objective.overheads, resume_command)
     if limit.reason:
         raise StudyStopped(limit.reason, summary)
     return summary
+
+
+def study_summary(cfg: DictConfig, resume_command: str = "") -> SweepSummary:
+    """The summary of the study a config names, read from its storage and MLflow (used after
+    ``study.workers`` processes have run it)."""
+    import optuna
+
+    from harness.checkpoint_store import CheckpointStore
+    from harness.tracking import Tracker
+
+    study = optuna.load_study(study_name=cfg.study.name, storage=str(cfg.study.storage))
+    tracker = Tracker(cfg.tracking.uri, cfg.tracking.get("artifact_location"), cfg.study.name)
+    store = CheckpointStore(cfg.study.output_dir, cfg.checkpoints.keep)
+    overheads = [t.user_attrs["overhead_s"] for t in study.get_trials(deepcopy=False)
+                 if "overhead_s" in t.user_attrs]
+    return build_summary(study, cfg, tracker, store, overheads, resume_command)
+
+
+def _run_trials(study: Any, objective: Any, study_cfg: DictConfig, limit: Any,
+                recovery: Any) -> None:
+    """Trials one after the other until the study has ``n_trials`` finished ones (failed ones
+    do not count), the failure limit trips or ``timeout`` passes.
+
+    Other workers may share the study: a trial starts only while finished + running trials are
+    short of ``n_trials`` (so W workers overshoot by at most W - 1, when they check at the same
+    moment). When the last trials are running elsewhere, this worker waits for them instead of
+    leaving: if one of them dies, its retry is queued and this worker runs it.
+    """
+    deadline = None if study_cfg.timeout is None else time.monotonic() + study_cfg.timeout
+    while limit.reason is None and (deadline is None or time.monotonic() < deadline):
+        counts = trials.count(study)
+        if counts["finished"] >= study_cfg.n_trials:
+            return
+        if counts["finished"] + counts["running"] >= study_cfg.n_trials and not counts["waiting"]:
+            time.sleep(min(5.0, float(study_cfg.heartbeat_interval)))
+            recovery.check_stale(study)
+            continue
+        study.optimize(
+            objective, n_trials=1,
+            catch=(Exception,),  # a failed trial is recorded; the study goes on
+            callbacks=[limit, objective.after_trial], gc_after_trial=True,
+        )
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -141,19 +180,32 @@ def _storage(study_cfg: DictConfig, recovery: Any) -> Any:
         except OSError as exc:
             raise ConfigError("study.storage", mask(f"cannot create the folder of '{url}': "
                                                     f"{exc.strerror or exc}")) from None
-    try:
-        with warnings.catch_warnings():  # the heartbeat is "experimental" since Optuna 2.8
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url,
-                heartbeat_interval=int(study_cfg.heartbeat_interval),
-                grace_period=int(study_cfg.grace_period),
-                heartbeat_stale_trial_callback=recovery,
-                engine_kwargs=_engine_kwargs(url),
-            )
-    except Exception as exc:
-        raise ConfigError("study.storage",
-                          mask(f"cannot open '{url}': {first_line(exc)}")) from None
+    for attempt in (1, 2):  # two workers creating the tables at once: the second retries
+        try:
+            with warnings.catch_warnings():  # the heartbeat is "experimental" since Optuna 2.8
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url,
+                    heartbeat_interval=int(study_cfg.heartbeat_interval),
+                    grace_period=int(study_cfg.grace_period),
+                    heartbeat_stale_trial_callback=recovery,
+                    engine_kwargs=_engine_kwargs(url),
+                )
+        except Exception as exc:
+            if attempt == 2 or isinstance(exc, ImportError):
+                raise ConfigError("study.storage",
+                                  mask(f"cannot open '{url}': {first_line(exc)}")) from None
+            time.sleep(1.0)
+    raise AssertionError("unreachable")
+
+
+def init_stores(cfg: DictConfig) -> None:
+    """Create the storage's and the tracking store's tables (before several workers start, so
+    that they do not race to create them)."""
+    from harness.tracking import Tracker
+
+    Tracker(cfg.tracking.uri, cfg.tracking.get("artifact_location"), cfg.study.name).check()
+    _storage(cfg.study, None).remove_session()
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:

@@ -48,6 +48,9 @@ class SweepSummary:
             f"trials finished: {self.complete} complete, {self.pruned} pruned, "
             f"{self.failed} failed",
         ]
+        if finished > self.n_trials:
+            lines.append(f"  ({finished - self.n_trials} more than study.n_trials: workers "
+                         "sharing the study started their last trials at the same moment)")
         if self.best_number is None:
             lines.append("No completed trial yet.")
         else:
@@ -92,7 +95,8 @@ def show(value: Any) -> str:
 def record_best(study: Any, tracker: Any) -> None:
     """The parent run's view of the study: counts, best trial and value (per method too)."""
     counts = trials.count(study)
-    metrics = {f"trials_{k}": v for k, v in counts.items() if k not in ("finished", "running")}
+    metrics = {f"trials_{k}": v for k, v in counts.items()
+               if k not in ("finished", "running", "waiting")}
     tags: dict[str, Any] = {"optuna.n_trials_finished": counts["finished"]}
     best = trials.best_trial(study)
     if best is not None:

@@ -45,6 +45,9 @@ def main(cfg: DictConfig) -> None:
     from harness.study import run_sweep
 
     command = resume_command()
+    if _launches_workers(cfg):
+        with masked_output(_urls(cfg)):
+            sys.exit(_run_workers(cfg, command))
     with masked_output(_urls(cfg)), raise_on_signals():
         try:
             summary = run_sweep(cfg, resume_command=command)
@@ -62,6 +65,36 @@ def main(cfg: DictConfig) -> None:
                   f"Resume with: {command}", file=sys.stderr)
             sys.exit(getattr(exc, "exit_code", 130))
         print(summary.format())
+
+
+def _launches_workers(cfg: DictConfig) -> bool:
+    try:
+        return int(cfg.study.get("workers") or 1) > 1 and cfg.study.get("worker") is None
+    except Exception:  # a malformed config: validation reports it
+        return False
+
+
+def _run_workers(cfg: DictConfig, command: str) -> int:
+    """``study.workers`` > 1: check the config once, start the workers, print the summary."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from harness.prepare import validate_config
+    from harness.secrets import mask
+    from harness.study import init_stores, study_summary
+    from harness.workers import run_workers
+
+    try:
+        validate_config(cfg)
+        init_stores(cfg)
+    except ConfigError as exc:
+        print(f"error: {mask(str(exc))}", file=sys.stderr)
+        return 2
+    code = run_workers(cfg, list(HydraConfig.get().overrides.task))
+    try:
+        print(study_summary(cfg, command).format())
+    except Exception as exc:  # e.g. every worker stopped on bad input before creating it
+        print(f"no summary: {mask(str(exc))}", file=sys.stderr)
+    return code
 
 
 def _urls(cfg: DictConfig) -> list[Any]:

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 ROLE_TAG = "harness.role"  # "study" for the parent run, "trial" for a child run
 NUMBER_TAG = "optuna.trial_number"
+PARENT_TAG = "harness.parent_run_id"  # experiment tag: the study's parent run
 STATE_TAG = "optuna.state"
 # Optuna's trial states → MLflow run statuses. An interrupted trial is FAIL in Optuna and KILLED
 # in MLflow (its process was stopped; a trial that raised is FAILED).
@@ -46,12 +47,16 @@ class Tracker:
 
     def check(self) -> None:
         """Fail early (before anything is created) when the tracking store cannot be reached."""
-        try:
-            _ensure_sqlite_folder(self.uri)
-            self.client.search_experiments(max_results=1)
-        except Exception as exc:
-            raise ConfigError("tracking.uri",
-                              mask(f"cannot use '{self.uri}': {first_line(exc)}")) from None
+        for attempt in (1, 2):  # workers creating a new store's tables at once: retry once
+            try:
+                _ensure_sqlite_folder(self.uri)
+                self.client.search_experiments(max_results=1)
+                break
+            except Exception as exc:
+                if attempt == 2 or isinstance(exc, OSError):
+                    raise ConfigError("tracking.uri",
+                                      mask(f"cannot use '{self.uri}': {first_line(exc)}")) from None
+                time.sleep(1.0)
         self._check_artifact_location()
 
     def _check_artifact_location(self) -> None:
@@ -63,18 +68,33 @@ class Tracker:
             check_writable("tracking.artifact_location", location.removeprefix("file://"))
 
     def open_study(self, parent_run_id: str | None, params: Mapping[str, Any]) -> str:
-        """Find the study's parent run again (or create it); it is RUNNING while trials run."""
+        """Find the study's parent run again (or create it); it is RUNNING while trials run.
+
+        Workers that start at the same moment agree on one parent run: creating the experiment
+        succeeds for exactly one of them (MLflow refuses a second experiment of the same name);
+        that one creates the parent run and records it as the experiment tag
+        ``harness.parent_run_id``, which the others wait for.
+        """
+        from mlflow.exceptions import MlflowException
+
         experiment = self.client.get_experiment_by_name(self.experiment_name)
+        created = False
         if experiment is None:
             location = None
             if self._artifact_location:
                 location = self._artifact_location
                 if "://" not in location:
                     location = (Path(location).resolve() / self.experiment_name).as_uri()
-            self.experiment_id = self.client.create_experiment(
-                self.experiment_name, artifact_location=location
-            )
-        else:
+            try:
+                self.experiment_id = self.client.create_experiment(
+                    self.experiment_name, artifact_location=location
+                )
+                created = True
+            except MlflowException:  # another worker created it first
+                experiment = self.client.get_experiment_by_name(self.experiment_name)
+                if experiment is None:
+                    raise
+        if not created:
             if experiment.lifecycle_stage == "deleted":
                 raise ConfigError(
                     "study.name",
@@ -82,7 +102,9 @@ class Tracker:
                     "(mlflow experiments restore) or choose another study.name",
                 )
             self.experiment_id = experiment.experiment_id
-        run = self._find_run(parent_run_id) or self._find_parent_by_tag()
+        run = None if created else (self._find_run(self._wait_for_parent_tag())
+                                    or self._find_run(parent_run_id)
+                                    or self._find_parent_by_tag())
         if run is None:
             run = self.client.create_run(
                 self.experiment_id,
@@ -90,10 +112,24 @@ class Tracker:
                 tags={ROLE_TAG: "study", "optuna.study_name": self.experiment_name},
             )
             self.client.log_batch(run.info.run_id, params=_params(params))
+            self.client.set_experiment_tag(self.experiment_id, PARENT_TAG, run.info.run_id)
         else:
             self.client.update_run(run.info.run_id, status="RUNNING")
         self.parent_run_id = run.info.run_id
         return self.parent_run_id
+
+    def _wait_for_parent_tag(self, timeout: float = 60.0) -> str | None:
+        """The parent run id its creator recorded on the experiment (waits while the experiment
+        is new and has no run yet: its creator is about to record it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            experiment = self.client.get_experiment(self.experiment_id)
+            run_id = experiment.tags.get(PARENT_TAG)
+            if run_id or time.monotonic() > deadline:
+                return run_id
+            if self.client.search_runs([self.experiment_id], max_results=1):
+                return None  # an experiment from before the tag existed: find the run by tag
+            time.sleep(0.25)
 
     def _find_run(self, run_id: str | None) -> Any:
         if not run_id:

@@ -14,7 +14,8 @@ def count(study: Any) -> dict[str, int]:
     states = [t.state for t in study.get_trials(deepcopy=False)]
     complete, pruned = states.count(TrialState.COMPLETE), states.count(TrialState.PRUNED)
     return {"complete": complete, "pruned": pruned, "failed": states.count(TrialState.FAIL),
-            "running": states.count(TrialState.RUNNING), "finished": complete + pruned}
+            "running": states.count(TrialState.RUNNING),
+            "waiting": states.count(TrialState.WAITING), "finished": complete + pruned}
 
 
 def primary(trial: Any) -> float:

@@ -2,7 +2,7 @@
 and nothing created (no study, no MLflow run, no output folder).
 
 The table runs ``harness.sweep.cli`` in this process (Hydra composes the command line exactly as
-for ``python -m harness.sweep``); two cases also run as a real subprocess.
+for ``python -m harness.sweep``); one case also runs as a real subprocess.
 """
 
 from __future__ import annotations
@@ -93,6 +93,8 @@ CASES = [
     (["search_space={train.learning_rate: {low: 1.0}}"],
      "error: search_space.train.learning_rate: low (1.0) must be less than high"),
     (["search_space={peft.config.r: {choices: []}}"], "error: search_space.peft.config.r: "),
+    (["data.train_file=/nonexistent/train.csv"],
+     "error: data.train_file: file '/nonexistent/train.csv' does not exist"),
     # a metric the evaluation does not produce
     (["study.metric=precision"], "error: study.metric: 'precision' is not computed by metrics"),
     (["study.direction=up"], "error: study.direction: must be maximize or minimize"),
@@ -131,8 +133,6 @@ def test_bad_input_is_one_line_exit_2_and_nothing_created(sweep_overrides, tmp_p
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("data.train_file=/nonexistent/train.csv",
-         "error: data.train_file: file '/nonexistent/train.csv' does not exist"),
         ("study.n_trail=5", "error: study.n_trail: no such setting"),
     ],
 )

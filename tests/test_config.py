@@ -69,3 +69,36 @@ def test_help_lists_the_config_groups():
     assert "harness.sweep" in out and "+sweep=NAME" in out
     for group in ("model", "data", "peft", "sampler", "pruner", "sweep"):
         assert f"{group}:" in out
+
+
+@pytest.mark.parametrize("precision", ["auto", "bf16", "fp16", "no"])
+def test_mixed_precision_maps_to_training_arguments(tmp_path, precision):
+    import torch
+
+    from harness.errors import ConfigError
+    from harness.finetune import training_arguments
+
+    train = compose(["+sweep=lora", f"train.mixed_precision={precision}"]).train
+    gpu = torch.cuda.is_available()
+    if precision in ("bf16", "fp16") and not gpu:
+        with pytest.raises(ConfigError, match=f"train.mixed_precision: {precision} needs a GPU"):
+            training_arguments(train, 100, str(tmp_path))
+        return
+    args = training_arguments(train, 100, str(tmp_path))
+    if precision == "auto":  # bf16 where the GPU has it, fp16 on other GPUs, none on CPU
+        bf16 = gpu and torch.cuda.is_bf16_supported()
+        assert (args.bf16, args.fp16) == (bf16, gpu and not bf16)
+    else:
+        assert (args.bf16, args.fp16) == (precision == "bf16", precision == "fp16")
+
+
+def test_mixed_precision_is_checked(tmp_path):
+    from harness.errors import ConfigError
+    from harness.finetune import training_arguments
+
+    with pytest.raises(ConfigError, match="train.mixed_precision: must be one of auto, bf16"):
+        training_arguments(compose(["+sweep=lora", "train.mixed_precision=fp8"]).train, 100,
+                           str(tmp_path))
+    with pytest.raises(ConfigError, match="not both"):
+        training_arguments(compose(["+sweep=lora", "train.mixed_precision=bf16",
+                                    "+train.fp16=true"]).train, 100, str(tmp_path))

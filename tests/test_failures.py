@@ -21,7 +21,7 @@ TrialState = optuna.trial.TrialState
 def test_nan_loss_and_out_of_memory_fail_their_trial_and_the_study_goes_on(sweep_overrides,
                                                                          monkeypatch):
     monkeypatch.setenv("HARNESS_FAULTS", "train_step:1:2=nan,train_step:3:5=oom")
-    overrides = [*sweep_overrides, "study.n_trials=3", "pruner=none"]
+    overrides = [*sweep_overrides, "study.n_trials=3", "pruner=none", "train.num_train_epochs=2"]
     summary = run_sweep(compose(overrides))
     _, study, client, _, children = assert_consistent(overrides, n_trials=3)
     assert [t.state for t in study.trials] == [
@@ -29,7 +29,7 @@ def test_nan_loss_and_out_of_memory_fail_their_trial_and_the_study_goes_on(sweep
         TrialState.COMPLETE]
     assert (summary.complete, summary.failed) == (3, 2)
     nan, oom = study.trials[1], study.trials[3]
-    # detected at the step it appeared, not at the end of the trial (60 steps)
+    # detected at the step it appeared, not at the end of the trial (30 steps)
     assert nan.user_attrs["error"].startswith("NonFiniteLoss: training loss became nan at step 2 ")
     assert oom.user_attrs["error"].startswith("OutOfMemoryError: injected out of memory")
     for trial, kind in ((nan, "NonFiniteLoss"), (oom, "OutOfMemoryError")):
@@ -102,7 +102,8 @@ def test_the_failure_limit_counts_in_a_row_or_as_a_rate(limit, sequence, stops_a
 
 
 def test_only_the_best_k_checkpoints_are_kept_locally_and_in_mlflow(sweep_overrides, tmp_path):
-    overrides = [*sweep_overrides, "study.n_trials=4", "pruner=none", "checkpoints.keep=2"]
+    overrides = [*sweep_overrides, "study.n_trials=4", "pruner=none", "checkpoints.keep=2",
+                 "train.num_train_epochs=2"]
     summary = run_sweep(compose(overrides))
     _, study, client, _, children = assert_consistent(overrides, n_trials=4)
     ranked = sorted(study.trials, key=lambda t: (-t.value, t.number))
