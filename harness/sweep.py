@@ -45,6 +45,7 @@ def main(cfg: DictConfig) -> None:
     from harness.study import run_sweep
 
     command = resume_command()
+    _mask_multirun_file(_urls(cfg))
     if _launches_workers(cfg):
         with masked_output(_urls(cfg)):
             sys.exit(_run_workers(cfg, command))
@@ -65,6 +66,27 @@ def main(cfg: DictConfig) -> None:
                   f"Resume with: {command}", file=sys.stderr)
             sys.exit(getattr(exc, "exit_code", 130))
         print(summary.format())
+
+
+def _mask_multirun_file(urls: list[Any]) -> None:
+    """Hydra saves a multirun's whole config (URLs with their passwords) as multirun.yaml in
+    hydra.sweep.dir: mask the passwords in it."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from harness.secrets import mask, register
+
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return
+    register(urls)
+    path = Path(hydra_cfg.sweep.dir) / "multirun.yaml"
+    try:
+        text = path.read_text()
+        if mask(text) != text:
+            path.write_text(mask(text))
+    except OSError:
+        pass
 
 
 def _launches_workers(cfg: DictConfig) -> bool:

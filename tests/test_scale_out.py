@@ -106,11 +106,15 @@ def test_three_workers_share_one_study_then_one_is_killed(shared_stores):
 
 
 def test_a_hydra_launcher_starts_the_workers(shared_stores):
-    overrides, storage, tracking, _, name = shared_stores
+    overrides, storage, tracking, secret, name = shared_stores
     command = [sys.executable, "-m", "harness.sweep", "-m", "hydra/launcher=joblib",
                "hydra.launcher.n_jobs=2", *overrides, "study.n_trials=6", "study.worker=0,1"]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert secret not in result.stdout + result.stderr
+    output_dir = next(o for o in overrides if o.startswith("study.output_dir=")).split("=", 1)[1]
+    saved = (Path(output_dir) / "multirun" / "multirun.yaml").read_text()  # Hydra's own record
+    assert secret not in saved and "postgresql://postgres:***@" in saved
     study, *_ = check_shared_study(storage, tracking, name, 6, 2)
     workers = {t.user_attrs["worker"]["pid"] for t in study.trials}
     assert len(workers) == 2  # both jobs ran trials
