@@ -2,11 +2,15 @@
 
 Public API (everything else is private to its module):
 
-- ``harness.sweep.run_sweep(cfg)``: run or resume the study a composed config describes.
+- ``harness.study.run_sweep(cfg)``: run or resume the study a composed config describes (one
+  worker); ``harness.study.study_summary(cfg)``: the summary of a study in its storage.
 - ``harness.space.SearchSpace``: a search space as data (parse, validate, suggest, apply);
   ``harness.space.MethodSpace``: the conditional space of a methods study.
 - ``harness.checkpoint.load_checkpoint(path)``: a trial's checkpoint back as (model, tokenizer).
-- ``harness.errors.ConfigError``: bad input, naming the config field or file at fault.
+- ``harness.errors.ConfigError``: bad input, naming the config field or file at fault;
+  ``harness.errors.StudyStopped``: the failure limit stopped the study (``.summary``).
+- ``python -m harness.sweep``: the command line (``harness.sweep.cli``); ``study.workers=N``
+  starts N workers (``harness.workers``).
 """
 
 from harness import resolvers as _resolvers  # noqa: F401  (registers the OmegaConf resolvers)
