@@ -6,7 +6,7 @@ a trial whose heartbeat stops is failed by the next worker that looks (Optuna's
 ``fail_stale_trials``, run before every trial and when a sweep starts), and :class:`Recovery`,
 its stale-trial callback, then
 
-- ends the trial's MLflow run as KILLED with the reason (creating the run if the process died
+- ends the trial's MLflow run as FAILED with the reason (creating the run if the process died
   before it had one), and removes any checkpoint it had half uploaded,
 - removes the trial's half-written local checkpoint,
 - queues the same parameters again with Optuna's ``RetryHeartbeatStaleTrialCallback`` (at most
@@ -80,7 +80,8 @@ class Recovery:
         worker = trial.user_attrs.get(WORKER_ATTR) or {}
         where = f" ({worker.get('host')}, pid {worker.get('pid')})" if worker else ""
         self._close(study, trial, trial.user_attrs.get(INTERRUPTED_ATTR) or (
-            f"its worker{where} stopped: no heartbeat for more than {self.grace_period} s"))
+            f"its worker{where} stopped: no heartbeat for more than {self.grace_period} s"),
+            status="FAILED")
 
     def recover(self, study: Any) -> None:
         """When a sweep starts: fail what dead processes left running, close MLflow runs that
@@ -115,12 +116,14 @@ class Recovery:
         for trial in study.get_trials(deepcopy=False):
             if trial.state == TrialState.RUNNING and (
                     trial.number == number or trial.user_attrs.get(WORKER_ATTR) == me):
-                self.fail(study, trial, reason)
+                self.fail(study, trial, reason, status="KILLED")
             elif trial.state == TrialState.FAIL and trial.number == number:
-                self._close(study, trial, reason)
+                self._close(study, trial, reason, status="KILLED")
 
-    def fail(self, study: Any, trial: Any, reason: str) -> None:
-        """Fail a RUNNING trial with ``reason`` (unless another worker got there first)."""
+    def fail(self, study: Any, trial: Any, reason: str, status: str = "FAILED") -> None:
+        """Fail a RUNNING trial with ``reason`` (unless another worker got there first); its
+        MLflow run ends with ``status``: KILLED when stopped by a signal, FAILED when its worker
+        died."""
         from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import TrialState
 
@@ -131,9 +134,9 @@ class Recovery:
                 return
         except UpdateFinishedTrialError:
             return
-        self._close(study, storage.get_trial(trial._trial_id), reason)
+        self._close(study, storage.get_trial(trial._trial_id), reason, status)
 
-    def _close(self, study: Any, trial: Any, reason: str) -> None:
+    def _close(self, study: Any, trial: Any, reason: str, status: str) -> None:
         from optuna.storages import RetryHeartbeatStaleTrialCallback
 
         log.warning("trial %d stopped (%s): recorded as failed, its parameters queued again",
@@ -144,7 +147,7 @@ class Recovery:
                 if "checkpoint" in {a.path for a in self.tracker.client.list_artifacts(
                         run.info.run_id)}:
                     self.tracker.delete_checkpoint(run.info.run_id, "removed: trial interrupted")
-            self.tracker.close_trial_run(trial.number, "FAIL", "KILLED",
+            self.tracker.close_trial_run(trial.number, "FAIL", status,
                                          {"error": f"interrupted: {reason}"})
         except Exception as exc:  # Optuna's record is the one that counts: go on
             log.warning("could not close the MLflow run of trial %d: %s", trial.number, exc)
@@ -172,6 +175,6 @@ class Recovery:
             if state == "FAIL":
                 error = trial.user_attrs.get("error")
                 interrupted = trial.user_attrs.get(INTERRUPTED_ATTR) or "process stopped"
-                status = "FAILED" if error else "KILLED"
+                status = "KILLED" if str(interrupted).startswith("interrupted by") else "FAILED"
                 tags = {"error": error or f"interrupted: {interrupted}"}
             self.tracker.close_trial_run(number, state, status, tags)

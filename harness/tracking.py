@@ -23,8 +23,8 @@ ROLE_TAG = "harness.role"  # "study" for the parent run, "trial" for a child run
 NUMBER_TAG = "optuna.trial_number"
 PARENT_TAG = "harness.parent_run_id"  # experiment tag: the study's parent run
 STATE_TAG = "optuna.state"
-# Optuna's trial states → MLflow run statuses. An interrupted trial is FAIL in Optuna and KILLED
-# in MLflow (its process was stopped; a trial that raised is FAILED).
+# Optuna's trial states → MLflow run statuses. A trial stopped by Ctrl-C / SIGTERM is FAIL in
+# Optuna and KILLED in MLflow; one that raised, or whose worker died, is FAILED.
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}
 
 

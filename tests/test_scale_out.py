@@ -97,7 +97,7 @@ def test_three_workers_share_one_study_then_one_is_killed(shared_stores):
                                                         20, 3)
     killed = study.trials[target]
     assert killed.state == TrialState.FAIL
-    assert by_number[target].info.status == "KILLED"
+    assert by_number[target].info.status == "FAILED"
     assert "heartbeat" in by_number[target].data.tags["error"]  # found by the other workers
     retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == target]
     assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
