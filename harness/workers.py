@@ -88,6 +88,8 @@ def run_workers(cfg: DictConfig, overrides: list[str]) -> int:
         if code < 0:
             print(f"worker {index} was killed ({signal.Signals(-code).name}): the other workers "
                   "recover its trial", file=sys.stderr)
+        elif code > 0:
+            print(f"worker {index} exited with status {code}", file=sys.stderr)
     return max((c for c in codes if c > 0), default=0)
 
 
