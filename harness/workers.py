@@ -49,6 +49,14 @@ def run_workers(cfg: DictConfig, overrides: list[str]) -> int:
     (0 when the study reached study.n_trials)."""
     workers = int(cfg.study.workers)
     processes: list[subprocess.Popen] = []
+
+    def pass_on(signum: int, frame: Any) -> None:  # workers run in their own sessions
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signum)
+
+    # installed before the first worker starts: no worker is ever left without its launcher
+    previous = {sig: signal.signal(sig, pass_on) for sig in (signal.SIGINT, signal.SIGTERM)}
     for index in range(workers):
         env = dict(os.environ)
         gpu = gpu_for(index)
@@ -70,12 +78,6 @@ def run_workers(cfg: DictConfig, overrides: list[str]) -> int:
     if cfg.display.progress:
         threading.Thread(target=_progress, args=(cfg, done), daemon=True).start()
 
-    def pass_on(signum: int, frame: Any) -> None:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signum)
-
-    previous = {sig: signal.signal(sig, pass_on) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         codes = [process.wait() for process in processes]
     finally:
