@@ -16,7 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from harness import faults
+from harness import faults, interrupts
 from harness.errors import ConfigError, first_line
 from harness.model import BaseModel, build_trial_model, count_parameters
 
@@ -232,6 +232,7 @@ def _trainer_class() -> type:
         nothing (group_by_length would shuffle them again)."""
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            interrupts.check()
             out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             if not model.training:
                 return out

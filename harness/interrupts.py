@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_received: list[int] = []  # the signals received inside raise_on_signals
 
 
 class Interrupted(KeyboardInterrupt):
@@ -31,20 +32,32 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum
 
 
+def check() -> None:
+    """Raise :class:`Interrupted` again if a signal has arrived.
+
+    A signal handler's exception is raised wherever the main thread happens to be; if that is
+    a finalizer run by the garbage collector (a ``__del__``, a weakref callback), Python prints
+    "Exception ignored" and drops it. The training loop and the trial loop call this, so a
+    dropped interruption still stops the sweep at the next step.
+    """
+    if _received:
+        raise Interrupted(_received[0])
+
+
 @contextmanager
 def raise_on_signals() -> Iterator[None]:
     """SIGINT / SIGTERM raise :class:`Interrupted` while the block runs (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    received: list[int] = []
+    _received.clear()
 
     def handler(signum: int, frame: object) -> None:
-        if received:  # the second one: stop now, recovery happens on the next run
+        if _received:  # the second one: stop now, recovery happens on the next run
             print(f"\n{signal.Signals(signum).name} again: exiting now", file=sys.stderr,
                   flush=True)
             os._exit(128 + signum)
-        received.append(signum)
+        _received.append(signum)
         raise Interrupted(signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in SIGNALS}
@@ -53,3 +66,4 @@ def raise_on_signals() -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+        _received.clear()

@@ -148,8 +148,11 @@ def _run_trials(study: Any, objective: Any, study_cfg: DictConfig, limit: Any,
     moment). When the last trials are running elsewhere, this worker waits for them instead of
     leaving: if one of them dies, its retry is queued and this worker runs it.
     """
+    from harness import interrupts
+
     deadline = None if study_cfg.timeout is None else time.monotonic() + study_cfg.timeout
     while limit.reason is None and (deadline is None or time.monotonic() < deadline):
+        interrupts.check()
         counts = trials.count(study)
         if counts["finished"] >= study_cfg.n_trials:
             return
