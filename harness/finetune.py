@@ -43,6 +43,7 @@ class FinetuneResult:
     trainable_params: int
     total_params: int
     epochs: float = 0.0  # epochs trained (fewer than configured when stopped early or pruned)
+    steps: int = 0  # optimizer steps trained
     stopped_epoch: float | None = None  # where early stopping ended the trial (None: it did not)
     checkpoint: Path | None = None
 
@@ -205,6 +206,7 @@ def finetune(
         trainable_params=trainable,
         total_params=total,
         epochs=float(trainer.state.epoch or 0.0),
+        steps=int(trainer.state.global_step),
         stopped_epoch=stopper.stopped_epoch if stopper else None,
     )
     if (not pruned and checkpoint_dir is not None and snapshot.value is not None

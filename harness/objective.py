@@ -47,9 +47,12 @@ class Objective:
         trial_cfg, values = self.prepared.space.sample(trial, cfg)
         method = trial_cfg.peft.method if cfg.get("method_space") else None
         self.progress.trial_started(trial.number)
+        # every trial run has every param name of the study (a methods study's other methods'
+        # params as "n/a"), so that MLflow's compare view lines the runs up
+        unsampled = dict.fromkeys(self.prepared.space.param_names(), "n/a")
         run = self.tracker.start_trial(
             trial.number,
-            {**fixed_params(self.prepared), **values},
+            {**fixed_params(self.prepared), **unsampled, **values},
             mask(OmegaConf.to_yaml(trial_cfg, resolve=True)),
         )
         trial.set_user_attr("mlflow_run_id", run.run_id)
@@ -75,10 +78,15 @@ class Objective:
             summary.update(trainable_params=result.trainable_params,
                            total_params=result.total_params,
                            trainable_ratio=result.trainable_ratio, best_step=result.best_step,
-                           train_runtime_s=result.train_runtime, epochs_trained=result.epochs)
-            if result.stopped_epoch is not None:
-                summary["stopped_epoch"] = result.stopped_epoch
+                           train_runtime_s=result.train_runtime, epochs_trained=result.epochs,
+                           steps_trained=result.steps,
+                           # every run logs the same metric names (MLflow's compare view lines
+                           # them up): stopped_epoch is where training ended, early or not
+                           stopped_early=float(result.stopped_epoch is not None),
+                           stopped_epoch=(result.epochs if result.stopped_epoch is None
+                                          else result.stopped_epoch))
             trial.set_user_attr("trainable_params", result.trainable_params)
+            trial.set_user_attr("steps_trained", result.steps)
             trial.set_user_attr("train_runtime_s", round(result.train_runtime, 3))
             if result.checkpoint is not None:
                 info = {"trial": trial.number, "value": result.value, "metric": metric,

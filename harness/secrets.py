@@ -98,3 +98,17 @@ def masked_output(urls: Iterable[Any]) -> Iterator[None]:
         sys.stdout, sys.stderr = stdout, stderr
         for handler in handlers:
             handler.removeFilter(log_filter)
+
+
+def config_urls(cfg: Any) -> list[Any]:
+    """The storage and tracking URLs (their passwords are masked in all output)."""
+    urls = []
+    for key in ("study.storage", "tracking.uri"):
+        try:
+            node: Any = cfg
+            for part in key.split("."):
+                node = node.get(part)
+            urls.append(node)
+        except Exception:  # a malformed config: validation reports it
+            continue
+    return urls

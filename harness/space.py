@@ -134,6 +134,10 @@ class SearchSpace:
         """The configs a trial can run with, apart from sampled values: just ``cfg``."""
         return [cfg]
 
+    def param_names(self) -> list[str]:
+        """Every param name a trial of this space can record."""
+        return [p.path for p in self.params]
+
     @staticmethod
     def apply(cfg: DictConfig, values: Mapping[str, Any]) -> DictConfig:
         """A copy of ``cfg`` with ``values`` (dotted paths) set; ``cfg`` is left untouched."""
@@ -272,6 +276,14 @@ class MethodSpace:
     def trial_configs(self, cfg: DictConfig) -> list[DictConfig]:
         """One config per method a trial can choose (each is checked before the study)."""
         return [self.config_for(cfg, method) for method in self.per_method]
+
+    def param_names(self) -> list[str]:
+        """Every param name a trial can record: ``method``, each method's ``<method>/<path>``
+        and the shared ones."""
+        names = [self.PARAM]
+        for method, space in self.per_method.items():
+            names += [f"{method}/{path}" for path in space.param_names()]
+        return names + (self.shared.param_names() if self.shared is not None else [])
 
     def sample(self, trial: Any, cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
         method = trial.suggest_categorical(self.PARAM, list(self.per_method))

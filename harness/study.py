@@ -117,9 +117,24 @@ def run_sweep(cfg: DictConfig, resume_command: str = "") -> SweepSummary:
         if not trials.count(study)["running"]:  # other workers still at it: the last one closes
             tracker.close_study("FAILED" if limit.reason and status == "FINISHED" else status)
     summary = build_summary(study, cfg, tracker, store, objective.overheads, resume_command)
+    summary.report = report_text(study, cfg, tracker)
     if limit.reason:
         raise StudyStopped(limit.reason, summary)
     return summary
+
+
+def report_text(study: Any, cfg: DictConfig, tracker: Any) -> str:
+    """Write the study report (``report.enabled``) and return it for the terminal; a report
+    that cannot be written is a warning, never a failed sweep."""
+    if not cfg.get("report") or not cfg.report.enabled:
+        return ""
+    from harness.report import write_report
+
+    try:
+        return write_report(study, cfg, tracker).format()
+    except Exception as exc:
+        log.warning("could not write the study report: %s", mask(first_line(exc)))
+        return ""
 
 
 def study_summary(cfg: DictConfig, resume_command: str = "") -> SweepSummary:
@@ -135,7 +150,10 @@ def study_summary(cfg: DictConfig, resume_command: str = "") -> SweepSummary:
     store = CheckpointStore(cfg.study.output_dir, cfg.checkpoints.keep)
     overheads = [t.user_attrs["overhead_s"] for t in study.get_trials(deepcopy=False)
                  if "overhead_s" in t.user_attrs]
-    return build_summary(study, cfg, tracker, store, overheads, resume_command)
+    summary = build_summary(study, cfg, tracker, store, overheads, resume_command)
+    tracker.parent_run_id = study.user_attrs.get(PARENT_RUN_ATTR)
+    summary.report = report_text(study, cfg, tracker)
+    return summary
 
 
 def _run_trials(study: Any, objective: Any, study_cfg: DictConfig, limit: Any,

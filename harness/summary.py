@@ -40,10 +40,12 @@ class SweepSummary:
     resume_command: str = ""
     kept_checkpoints: list[int] = field(default_factory=list)  # trial numbers, best first
     checkpoints_dir: str = ""
+    report: str = ""  # the study report's table and where it was written
 
     def format(self) -> str:
         finished = self.complete + self.pruned
-        lines = [
+        lines = [self.report, ""] if self.report else []
+        lines += [
             f"Study '{self.study_name}' ({mask(self.storage)}): {finished} of {self.n_trials} "
             f"trials finished: {self.complete} complete, {self.pruned} pruned, "
             f"{self.failed} failed",

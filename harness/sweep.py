@@ -8,8 +8,6 @@ the command that resumes; a study stopped by its failure limit exits with 1.
 
 from __future__ import annotations
 
-import os
-import re
 import shlex
 import sys
 from pathlib import Path
@@ -20,6 +18,7 @@ from omegaconf import DictConfig
 
 import harness  # noqa: F401  (registers the config resolvers)
 from harness.errors import ConfigError, StudyStopped
+from harness.hydra_cli import CONF, run_hydra
 
 
 def resume_command() -> str:
@@ -30,26 +29,21 @@ def resume_command() -> str:
     return " ".join(["python -m harness.sweep", *map(shlex.quote, overrides)])
 
 
-# An absolute path: the same whether this runs as `python -m harness.sweep`, as the
-# `harness-sweep` script or from another module (a relative one would be read as a package).
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
-
-
 @hydra.main(version_base="1.3", config_path=CONF, config_name="config")
 def main(cfg: DictConfig) -> None:
     from harness.interrupts import raise_on_signals
     from harness.progress import configure_logging
-    from harness.secrets import mask, masked_output
+    from harness.secrets import config_urls, mask, masked_output
 
     configure_logging()
     from harness.study import run_sweep
 
     command = resume_command()
-    _mask_multirun_file(_urls(cfg))
+    _mask_multirun_file(config_urls(cfg))
     if _launches_workers(cfg):
-        with masked_output(_urls(cfg)):
+        with masked_output(config_urls(cfg)):
             sys.exit(_run_workers(cfg, command))
-    with masked_output(_urls(cfg)), raise_on_signals():
+    with masked_output(config_urls(cfg)), raise_on_signals():
         try:
             summary = run_sweep(cfg, resume_command=command)
         except ConfigError as exc:
@@ -122,81 +116,9 @@ def _run_workers(cfg: DictConfig, command: str) -> int:
     return code
 
 
-def _urls(cfg: DictConfig) -> list[Any]:
-    """The storage and tracking URLs (their passwords are masked in all output)."""
-    urls = []
-    for key in ("study.storage", "tracking.uri"):
-        try:
-            node: Any = cfg
-            for part in key.split("."):
-                node = node.get(part)
-            urls.append(node)
-        except Exception:  # a malformed config: validation reports it
-            continue
-    return urls
-
-
 def cli() -> None:
-    """``python -m harness.sweep``: Hydra's own errors (unknown key, unparsable override,
-    missing config, malformed YAML) become one ``error:`` line too.
-
-    Hydra prints those as several lines plus a hint; with ``HYDRA_FULL_ERROR=1`` it raises them
-    instead, so they are caught here. Set ``HYDRA_FULL_ERROR=1`` yourself for the traceback.
-    """
-    if os.environ.get("HYDRA_FULL_ERROR") == "1":
-        main()
-        return
-    os.environ["HYDRA_FULL_ERROR"] = "1"
-    try:
-        main()
-    except Exception as exc:
-        line = composition_error(exc)
-        if line is None:
-            raise
-        print(f"error: {line}", file=sys.stderr)
-        sys.exit(2)
-    finally:
-        os.environ.pop("HYDRA_FULL_ERROR", None)
-
-
-def composition_error(exc: BaseException) -> str | None:
-    """One line for an error Hydra / OmegaConf / YAML raised while composing the config; None
-    for anything else."""
-    import yaml
-    from hydra.errors import HydraException, MissingConfigException, OverrideParseException
-    from omegaconf.errors import OmegaConfBaseException
-
-    chain, cause = [], exc
-    while cause is not None and len(chain) < 10:
-        chain.append(cause)
-        cause = cause.__cause__ or cause.__context__
-    for error in chain:
-        if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
-            mark = error.problem_mark
-            context = f" ({error.context})" if error.context else ""
-            return (f"{mark.name}: line {mark.line + 1}, column {mark.column + 1}: "
-                    f"{error.problem}{context}")
-    if not isinstance(exc, HydraException | OmegaConfBaseException):
-        return None
-    text = str(exc).strip()
-    if isinstance(exc, OverrideParseException):
-        return f"cannot parse the override {exc.override!r}: {text.splitlines()[0]}"
-    if isinstance(exc, MissingConfigException):
-        found = re.search(r"Could not find '([^']+)'", text)
-        missing = found.group(1) if found else (exc.missing_cfg_file or "config")
-        group, _, name = missing.rpartition("/")
-        options = f" (available: {', '.join(exc.options)})" if exc.options else ""
-        return f"{group or 'config'}: no config named '{name}'{options}"
-    found = re.search(r"Could not (?:override|append to|delete from) '([^']+)'", text)
-    if found:
-        key = found.group(1).lstrip("+~")
-        hint = text.splitlines()[1].strip() if len(text.splitlines()) > 1 else ""
-        cause = exc.__cause__
-        reason = str(cause).splitlines()[0] if cause else text.splitlines()[0]
-        if "not in struct" in reason:
-            reason = "no such setting"
-        return f"{key}: {reason}" + (f" ({hint[0].lower() + hint[1:]})" if hint else "")
-    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+    """``python -m harness.sweep`` (Hydra's composition errors as one ``error:`` line)."""
+    run_hydra(main)
 
 
 if __name__ == "__main__":

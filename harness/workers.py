@@ -63,7 +63,8 @@ def run_workers(cfg: DictConfig, overrides: list[str]) -> int:
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
         command = [sys.executable, "-m", "harness.sweep", *overrides,
-                   f"study.worker={index}", "display.progress=false"]
+                   f"study.worker={index}", "display.progress=false",
+                   "report.enabled=false"]  # the launcher writes the report at the end
         processes.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.PIPE, text=True,
                                           start_new_session=True))

@@ -1,0 +1,182 @@
+"""The study report: a table of the trials, plots, one HTML page; saved beside the study and
+logged to its parent MLflow run.
+
+Written at the end of every sweep (``report.enabled``) and by ``python -m harness.report`` for
+any study in a storage. A study with few or no completed trials still gets a report, which says
+what is missing and why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import trials
+from harness.errors import first_line
+from harness.report.page import render
+from harness.report.plots import PLOTS, draw
+from harness.report.table import format_table, trial_rows, write_csv
+from harness.secrets import mask
+
+__all__ = ["PLOTS", "Report", "write_report"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Report:
+    folder: Path
+    table: str
+    plots: dict[str, Path] = field(default_factory=dict)  # name -> PNG (inside folder)
+    missing: dict[str, str] = field(default_factory=dict)  # plot name -> why not drawn
+    notes: list[str] = field(default_factory=list)  # what the study lacks
+    pareto: list[str] = field(default_factory=list)
+    mlflow_uri: str | None = None  # where the parent run holds it
+
+    @property
+    def page(self) -> Path:
+        return self.folder / "report.html"
+
+    def format(self) -> str:
+        lines = [self.table]
+        lines += [f"Pareto front: {p}" for p in self.pareto]
+        lines += [f"Note: {n}" for n in self.notes]
+        drawn = ", ".join(self.plots) or "none"
+        lines.append(f"Report: {self.page} (plots: {drawn})")
+        lines += [f"  not drawn: {name}: {why}" for name, why in self.missing.items()]
+        if self.mlflow_uri:
+            lines.append(f"  in MLflow: {self.mlflow_uri}")
+        return "\n".join(lines)
+
+
+def write_report(study: Any, cfg: Any, tracker: Any = None) -> Report:
+    """Write the report of ``study`` into ``cfg.report.dir`` (replacing an earlier one as a
+    whole) and, when ``tracker`` has the study's parent run, log it there as ``report/``."""
+    report_cfg = cfg.report
+    metric = str(cfg.study.metric)
+    multi = len(study.directions) > 1
+    second = str(cfg.study.get("second_objective") or "second objective") if multi else None
+    params = key_params(study, int(report_cfg.max_params))
+    rows = trial_rows(study)
+    folder = Path(str(report_cfg.dir))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        names = [str(n) for n in report_cfg.plots] + (
+            ["pareto"] if multi and "pareto" not in report_cfg.plots else [])
+        plots, missing = draw(study, names, scratch, params, metric, second)
+        report = Report(folder=folder, table=format_table(rows, params, metric, second),
+                        missing=missing, notes=_notes(study, rows))
+        report.pareto = [
+            f"trial {r.number}: {metric} {r.value:.4f}, {second} {r.second:,.6g}"
+            for r in rows if "pareto" in r.marks and r.value is not None and r.second is not None
+        ]
+        all_params = sorted({p for r in rows for p in r.params})
+        write_csv(rows, all_params, scratch / "trials.csv", metric, second)
+        (scratch / "trials.txt").write_text(report.table + "\n")
+        (scratch / "report.html").write_text(render(
+            f"Study {study.study_name}", _facts(study, cfg), report.notes + _errors(study),
+            report.table, plots, missing, report.pareto))
+        scratch.chmod(0o755)  # mkdtemp's folder is private; the report is not
+        _replace(folder, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    report.plots = {name: folder / path.name for name, path in plots.items()}
+    if tracker is not None and tracker.parent_run_id and report_cfg.get("mlflow", True):
+        try:
+            tracker.client.log_artifacts(tracker.parent_run_id, str(folder), "report")
+            report.mlflow_uri = tracker.artifact_uri(tracker.parent_run_id, "report")
+        except Exception as exc:  # the local report stands; MLflow is a view
+            log.warning("could not log the report to MLflow: %s", mask(first_line(exc)))
+    return report
+
+
+def key_params(study: Any, limit: int) -> list[str]:
+    """Up to ``limit`` param names, the most important first (fANOVA, where it can be
+    computed), then in the order trials sampled them."""
+    import optuna
+    from optuna.trial import TrialState
+
+    names: list[str] = []
+    for trial in study.get_trials(deepcopy=False):
+        names += [p for p in trial.params if p not in names]
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    ordered = names
+    if len(complete) >= 2:
+        try:
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                importance = optuna.importance.get_param_importances(
+                    study, target=(lambda t: t.values[0]) if len(study.directions) > 1 else None)
+            ordered = list(importance) + [n for n in names if n not in importance]
+        except Exception:  # too few trials, or no param varied: keep the sampling order
+            pass
+    return ordered[:limit]
+
+
+def _notes(study: Any, rows: list[Any]) -> list[str]:
+    counts = trials.count(study)
+    notes = []
+    if not rows:
+        notes.append("The study has no trials yet.")
+    elif counts["complete"] == 0:
+        notes.append(f"No trial completed ({counts['pruned']} pruned, {counts['failed']} failed, "
+                     f"{counts['running']} running): there is no best trial and no checkpoint "
+                     "to export; the table shows each pruned trial's last evaluation.")
+    elif counts["complete"] == 1:
+        notes.append("Only one trial completed: nothing to compare it with (importances and "
+                     "parallel coordinates need at least two).")
+    if counts["running"]:
+        notes.append(f"{counts['running']} trial(s) still running: this report is a snapshot.")
+    return notes
+
+
+def _errors(study: Any) -> list[str]:
+    """One line per failed trial: its error (or why it was interrupted)."""
+    from optuna.trial import TrialState
+
+    out = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        why = trial.user_attrs.get("error") or trial.user_attrs.get("interrupted") or (
+            "its process stopped (no heartbeat)")
+        out.append(f"trial {trial.number} failed: {str(why).splitlines()[0]}")
+    return out
+
+
+def _facts(study: Any, cfg: Any) -> list[tuple[str, str]]:
+    counts = trials.count(study)
+    facts = [
+        ("study", study.study_name), ("storage", mask(str(cfg.study.storage))),
+        ("metric", f"validation {cfg.study.metric} ({trials.direction(study)})"),
+        ("trials", f"{counts['finished']} finished of {cfg.study.n_trials}: "
+                   f"{counts['complete']} complete, {counts['pruned']} pruned, "
+                   f"{counts['failed']} failed, {counts['running']} running"),
+    ]
+    best = trials.best_trial(study)
+    if best is not None:
+        facts.append(("best", f"trial {best.number}: {trials.primary(best):.4f}"))
+        facts += [(f"  {k}", str(v)) for k, v in best.params.items()]
+    run_id = study.user_attrs.get("mlflow_parent_run_id")
+    if run_id:
+        facts.append(("MLflow parent run", f"{run_id} at {mask(str(cfg.tracking.uri))}"))
+    facts.append(("written", time.strftime("%Y-%m-%d %H:%M:%S %Z")))
+    return facts
+
+
+def _replace(folder: Path, scratch: Path) -> None:
+    """Put ``scratch`` where ``folder`` is, as a whole (another process may do the same)."""
+    old = folder.with_name(f".{folder.name}-old-{uuid.uuid4().hex[:8]}")
+    if folder.exists():
+        folder.rename(old)
+    with contextlib.suppress(OSError):  # another process put its report there in between
+        scratch.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,129 @@
+"""The report's plots: Optuna's matplotlib visualisations, saved as PNG files.
+
+Each plot needs something of the study (completed trials, reported curves, two objectives);
+where that is missing the plot is skipped and the reason is returned instead of a file.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from harness.errors import first_line
+
+log = logging.getLogger(__name__)
+
+PLOTS = ("history", "intermediate", "importances", "parallel", "slice", "pareto")
+TITLES = {
+    "history": "Optimization history",
+    "intermediate": "Validation curves (intermediate values; pruned trials included)",
+    "importances": "Parameter importances (fANOVA)",
+    "parallel": "Parallel coordinates",
+    "slice": "Slice: value against each parameter",
+    "pareto": "Pareto front",
+}
+
+
+def draw(study: Any, names: list[str], folder: Path, params: list[str], metric: str,
+         second_objective: str | None = None) -> tuple[dict[str, Path], dict[str, str]]:
+    """Draw the plots ``names`` of ``study`` into ``folder``: ``({name: png}, {name: why
+    it is missing})``."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+    import optuna
+    from optuna.trial import TrialState
+
+    multi = len(study.directions) > 1
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    curves = [t for t in study.get_trials(deepcopy=False) if t.intermediate_values]
+    target: dict[str, Any] = ({"target": lambda t: t.values[0], "target_name": metric}
+                              if multi else {"target_name": metric})
+    plotted = [p for p in params if any(p in t.params for t in complete)]
+
+    def needs(n: int) -> str | None:
+        if len(complete) >= n:
+            return None
+        have = f"{len(complete)} complete trial" + ("" if len(complete) == 1 else "s")
+        return f"needs at least {n} complete trial{'s' if n > 1 else ''} (the study has {have})"
+
+    recipes: dict[str, tuple[str | None, Callable[[], Any]]] = {
+        "history": (needs(1), lambda: optuna.visualization.matplotlib.plot_optimization_history(
+            study, **target)),
+        "intermediate": (
+            None if curves else ("no trial reported validation values while training"
+                                 + (" (two-objective studies are not pruned, so their trials "
+                                    "report none)" if multi else "")),
+            lambda: optuna.visualization.matplotlib.plot_intermediate_values(study)),
+        "importances": (needs(2) or _varies(complete, plotted), lambda: (
+            optuna.visualization.matplotlib.plot_param_importances(
+                study, params=_shared(complete, plotted) or None, **target))),
+        "parallel": (needs(2), lambda: optuna.visualization.matplotlib.plot_parallel_coordinate(
+            study, params=plotted or None, **target)),
+        "slice": (needs(1), lambda: optuna.visualization.matplotlib.plot_slice(
+            study, params=plotted or None, **target)),
+        "pareto": (
+            None if multi and complete else (
+                "a one-objective study has no Pareto front" if not multi else needs(1)),
+            lambda: optuna.visualization.matplotlib.plot_pareto_front(
+                study, target_names=[metric, second_objective or "second objective"])),
+    }
+    files: dict[str, Path] = {}
+    missing: dict[str, str] = {}
+    for name in names:
+        if name not in recipes:
+            missing[name] = f"unknown plot (known: {', '.join(PLOTS)})"
+            continue
+        why, plot = recipes[name]
+        if why:
+            missing[name] = why
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "experimental", empty data, tight_layout
+                axes = plot()
+                figure = _figure(axes)
+                panels = len(axes.flat) if hasattr(axes, "flat") else 1
+                figure.set_size_inches(max(8.0, 3.2 * panels), 5.5)
+                if name == "intermediate":
+                    axes.set_xlabel("evaluation")
+                    axes.set_ylabel(f"validation {metric}")
+                if name not in ("slice", "parallel"):  # their colour bars defeat tight_layout
+                    figure.tight_layout()
+                path = folder / f"{name}.png"
+                figure.savefig(path, dpi=100, bbox_inches="tight")
+            files[name] = path
+        except Exception as exc:  # a plot that cannot be drawn says why; the report goes on
+            missing[name] = f"could not be drawn: {first_line(exc)}"
+            log.debug("plot %s failed", name, exc_info=True)
+        finally:
+            plt.close("all")
+    return files, missing
+
+
+def _figure(axes: Any) -> Any:
+    """The figure of what an Optuna plot function returned (one axes or an array of them)."""
+    import numpy as np
+
+    if isinstance(axes, np.ndarray):
+        return axes.flat[0].figure
+    return axes.figure
+
+
+def _shared(complete: list[Any], params: list[str]) -> list[str]:
+    """The params every completed trial has (importances need them in every trial)."""
+    return [p for p in params if all(p in t.params for t in complete)]
+
+
+def _varies(complete: list[Any], params: list[str]) -> str | None:
+    """Why importances cannot be computed, or None: some shared param must take two values."""
+    shared = _shared(complete, params)
+    if not shared:
+        return "no parameter is shared by every complete trial"
+    if not any(len({repr(t.params[p]) for t in complete}) > 1 for p in shared):
+        return "no parameter took more than one value among the complete trials"
+    return None

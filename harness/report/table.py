@@ -1,0 +1,157 @@
+"""The report's table: one row per trial (state, value, duration, steps trained, key params)."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import trials
+from harness.space import MethodSpace
+
+
+@dataclass
+class Row:
+    number: int
+    state: str  # COMPLETE, PRUNED, FAIL, RUNNING, WAITING
+    value: float | None  # the study metric (the best evaluation; a pruned trial's last)
+    second: float | None  # the second objective, in a two-objective study
+    duration_s: float | None
+    steps: int | None  # optimizer steps trained (None: not recorded, e.g. a failed trial)
+    params: dict[str, Any]
+    method: str | None = None  # a methods study's method
+    marks: list[str] = field(default_factory=list)  # "best", "best of method", "pareto"
+
+
+def trial_rows(study: Any) -> list[Row]:
+    """Every trial of ``study``, in trial order, with its marks."""
+    best = trials.best_trial(study)
+    best_of_method = {t.number for t in trials.best_per_method(study).values()}
+    multi = len(study.directions) > 1
+    pareto = {t.number for t in study.best_trials} if multi else set()
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        value, second = _values(trial, multi)
+        row = Row(
+            number=trial.number, state=trial.state.name, value=value, second=second,
+            duration_s=trial.duration.total_seconds() if trial.duration else None,
+            steps=trial.user_attrs.get("steps_trained"), params=dict(trial.params),
+            method=trial.params.get(MethodSpace.PARAM),
+        )
+        if best is not None and trial.number == best.number:
+            row.marks.append("best")
+        if trial.number in best_of_method:
+            row.marks.append("best of method")
+        if trial.number in pareto:
+            row.marks.append("pareto")
+        rows.append(row)
+    return rows
+
+
+def _values(trial: Any, multi: bool) -> tuple[float | None, float | None]:
+    """(study metric, second objective) of a trial; a pruned trial's last reported value."""
+    if trial.values:
+        return trial.values[0], (trial.values[1] if multi and len(trial.values) > 1 else None)
+    if trial.intermediate_values:
+        return trial.intermediate_values[max(trial.intermediate_values)], None
+    return None, None
+
+
+def short_names(params: list[str]) -> dict[str, str]:
+    """Column headers: the last part of a dotted path (``peft.config.r`` → ``r``), a methods
+    study's ``lora/peft.config.r`` → ``lora/r``; the full name where two would clash."""
+    def short(name: str) -> str:
+        prefix, _, path = name.rpartition("/")
+        return f"{prefix}/{path.rsplit('.', 1)[-1]}" if prefix else path.rsplit(".", 1)[-1]
+
+    shorts = [short(p) for p in params]
+    return {p: (s if shorts.count(s) == 1 else p) for p, s in zip(params, shorts, strict=True)}
+
+
+def format_table(rows: list[Row], params: list[str], metric: str,
+                 second_objective: str | None = None) -> str:
+    """A fixed-width table; ``*`` marks the best trial, ``+`` a method's best, ``P`` the
+    Pareto front. A methods study gets one block per method."""
+    names = short_names(params)
+    header = ["", "trial", "state", metric]
+    if second_objective:
+        header.append(second_objective)
+    header += ["duration", "steps", *names.values()]
+    methods = sorted({r.method for r in rows if r.method is not None})
+    blocks: list[tuple[str | None, list[Row]]] = (
+        [(m, [r for r in rows if r.method == m]) for m in methods]
+        + ([(None, [r for r in rows if r.method is None])] if any(r.method is None for r in rows)
+           else [])
+        if methods else [(None, rows)]
+    )
+    body: list[list[str] | str] = []
+    for method, block in blocks:
+        if methods:
+            body.append(f"method {method}" if method else "no method (failed before sampling)")
+        for row in block:
+            mark = ("*" if "best" in row.marks else "") + ("+" if "best of method" in row.marks
+                                                          and "best" not in row.marks else "")
+            mark += "P" if "pareto" in row.marks else ""
+            cells = [mark, str(row.number), row.state, _number(row.value)]
+            if second_objective:
+                cells.append(_number(row.second, ",.6g"))
+            cells += [_duration(row.duration_s), "-" if row.steps is None else str(row.steps)]
+            cells += [_param(row.params.get(p)) for p in params]
+            body.append(cells)
+    widths = [len(h) for h in header]
+    for cells in body:
+        if isinstance(cells, list):
+            widths = [max(w, len(c)) for w, c in zip(widths, cells, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i < 3 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+
+    out = [line(header), line(["-" * w for w in widths])]
+    out += [f"{cells}:" if isinstance(cells, str) else line(cells) for cells in body]
+    legend = ["* best trial"]
+    if methods:
+        legend.append("+ best of its method")
+    if second_objective:
+        legend.append("P on the Pareto front")
+    out.append("   ".join(legend) + f"   ({metric}: validation; a pruned trial's last "
+                                     "evaluation; duration: wall time)")
+    return "\n".join(out)
+
+
+def write_csv(rows: list[Row], params: list[str], path: Path, metric: str,
+              second_objective: str | None = None) -> None:
+    """All trials and all params, for a spreadsheet or pandas."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["trial", "state", metric, *([second_objective] if second_objective
+                                                      else []),
+                         "duration_s", "steps_trained", "marks", *params])
+        for row in rows:
+            writer.writerow([row.number, row.state, "" if row.value is None else row.value,
+                             *([row.second if row.second is not None else ""]
+                               if second_objective else []),
+                             "" if row.duration_s is None else round(row.duration_s, 3),
+                             "" if row.steps is None else row.steps, ";".join(row.marks),
+                             *["" if row.params.get(p) is None else row.params[p]
+                               for p in params]])
+
+
+def _number(value: float | None, spec: str = ".4f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{seconds:.1f}s"
+
+
+def _param(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
