@@ -8,18 +8,17 @@ what is missing and why.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness import trials
 from harness.errors import first_line
+from harness.files import replace_folder
 from harness.report.page import render
 from harness.report.plots import PLOTS, draw
 from harness.report.table import format_table, trial_rows, write_csv
@@ -85,7 +84,7 @@ def write_report(study: Any, cfg: Any, tracker: Any = None) -> Report:
             f"Study {study.study_name}", _facts(study, cfg), report.notes + _errors(study),
             report.table, plots, missing, report.pareto))
         scratch.chmod(0o755)  # mkdtemp's folder is private; the report is not
-        _replace(folder, scratch)
+        replace_folder(folder, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     report.plots = {name: folder / path.name for name, path in plots.items()}
@@ -170,13 +169,3 @@ def _facts(study: Any, cfg: Any) -> list[tuple[str, str]]:
         facts.append(("MLflow parent run", f"{run_id} at {mask(str(cfg.tracking.uri))}"))
     facts.append(("written", time.strftime("%Y-%m-%d %H:%M:%S %Z")))
     return facts
-
-
-def _replace(folder: Path, scratch: Path) -> None:
-    """Put ``scratch`` where ``folder`` is, as a whole (another process may do the same)."""
-    old = folder.with_name(f".{folder.name}-old-{uuid.uuid4().hex[:8]}")
-    if folder.exists():
-        folder.rename(old)
-    with contextlib.suppress(OSError):  # another process put its report there in between
-        scratch.rename(folder)
-    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,301 @@
+"""``python -m harness.export +sweep=NAME [export.dir=…] [key=value ...]``: the best trial's
+model in a folder that plain transformers (+ peft) loads.
+
+The folder holds the weights (a peft adapter merged into them, or kept separate:
+``export.merge_adapter``), the tokenizer, ``labels.json``, the trial's composed ``config.yaml``,
+``metrics.json`` and a model card (``README.md``: data, method, hyperparameters, metrics, how to
+load). ``export.register=true`` also registers it in MLflow's model registry under the study's
+name. Read-only on the study; the folder is written whole or not at all. Exit status 2 on bad
+input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+import harness  # noqa: F401  (registers the config resolvers)
+from harness.errors import ConfigError, first_line
+from harness.hydra_cli import CONF, run_hydra
+
+COPIED = ("adapter_config.json", "adapter_model.safetensors", "config.json")  # separate adapter
+
+
+@dataclass
+class Exported:
+    folder: Path
+    trial: int
+    value: float
+    merged: bool
+    registered: str | None = None  # "name version N"
+
+    def format(self) -> str:
+        kind = "merged weights" if self.merged else "separate adapter"
+        lines = [f"Exported trial {self.trial} (validation {self.value:.4f}) to {self.folder} "
+                 f"({kind})",
+                 f"Try it: python -m harness.predict {self.folder} \"some text\""]
+        if self.registered:
+            lines.append(f"Registered in MLflow: {self.registered}")
+        return "\n".join(lines)
+
+
+def export_model(cfg: DictConfig) -> Exported:
+    """Export the trial ``export.trial`` (default: the best) of the study the config names."""
+    from harness import trials
+    from harness.stored import load_study, open_tracker
+
+    study = load_study(cfg)
+    tracker = open_tracker(cfg, study)
+    trial = _chosen_trial(study, cfg.export.get("trial"))
+    best = trials.best_trial(study)
+    run_id = trial.user_attrs.get("mlflow_run_id")
+    target = Path(str(cfg.export.dir))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    except OSError as exc:
+        raise ConfigError("export.dir", f"cannot write '{target}': {exc.strerror or exc}") \
+            from None
+    try:
+        with tempfile.TemporaryDirectory(prefix="harness-export-") as download:
+            source = _checkpoint(cfg, trial, tracker, Path(download))
+            merged, peft_type = _write_model(source, scratch, str(cfg.export.merge_adapter))
+            labels = json.loads((source / "labels.json").read_text())["id2label"]
+            label_names = [labels[str(i)] for i in range(len(labels))]
+            (scratch / "labels.json").write_text(json.dumps(
+                {"id2label": dict(enumerate(label_names)),
+                 "label2id": {n: i for i, n in enumerate(label_names)}}, indent=2) + "\n")
+            run = _run(tracker, run_id)
+            (scratch / "config.yaml").write_text(_config_yaml(cfg, trial, tracker, run_id))
+            metrics = {k.removeprefix("best_val_"): v for k, v in sorted(
+                (run.data.metrics if run else {}).items()) if k.startswith("best_val_")}
+            metrics = metrics or {str(cfg.study.metric): trials.primary(trial)}
+            (scratch / "metrics.json").write_text(json.dumps(
+                {"study": study.study_name, "trial": trial.number, "split": "validation",
+                 **metrics}, indent=2) + "\n")
+            exported = Exported(target, trial.number, trials.primary(trial), merged)
+            card = _card_info(cfg, study, trial, best, run, tracker, metrics, label_names,
+                              merged, peft_type)
+            (scratch / "README.md").write_text(_model_card(card))
+            scratch.chmod(0o755)
+        from harness.files import replace_folder
+
+        replace_folder(target, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if cfg.export.register:
+        exported.registered = _register(tracker, run_id, target, study.study_name, cfg)
+        card["registered"] = exported.registered
+        (target / "README.md").write_text(_model_card(card))
+    return exported
+
+
+def _chosen_trial(study: Any, number: Any) -> Any:
+    from optuna.trial import TrialState
+
+    from harness import trials
+
+    if number is None:
+        best = trials.best_trial(study)
+        if best is None:
+            raise ConfigError("study.name", f"study '{study.study_name}' has no completed trial "
+                                            "to export yet")
+        return best
+    found = [t for t in study.get_trials(deepcopy=False) if t.number == int(number)]
+    if not found:
+        raise ConfigError("export.trial", f"no trial {number} in study '{study.study_name}' "
+                                          f"(it has {len(study.trials)})")
+    if found[0].state != TrialState.COMPLETE:
+        raise ConfigError("export.trial", f"trial {number} is {found[0].state.name}: only a "
+                                          "completed trial has a checkpoint")
+    return found[0]
+
+
+def _checkpoint(cfg: DictConfig, trial: Any, tracker: Any, download: Path) -> Path:
+    """The trial's checkpoint folder: the local one if kept, else the MLflow run's artifact."""
+    from harness.checkpoint_store import CheckpointStore
+
+    local = CheckpointStore(str(cfg.study.output_dir), None).path(trial.number)
+    info = local / "trial.json"
+    if info.is_file() and json.loads(info.read_text()).get("trial") == trial.number:
+        return local
+    run_id = trial.user_attrs.get("mlflow_run_id")
+    if tracker is not None and run_id:
+        try:
+            path = Path(tracker.client.download_artifacts(run_id, "checkpoint", str(download)))
+            if (path / "labels.json").is_file():
+                return path
+        except Exception:  # removed (not among the kept ones) or unreachable: said below
+            pass
+    raise ConfigError("export.trial", f"trial {trial.number}'s checkpoint was not kept (not in "
+                                      f"{local}, not in its MLflow run): checkpoints.keep keeps "
+                                      "the best trials' only; export the best trial")
+
+
+def _write_model(source: Path, folder: Path, merge: str) -> tuple[bool, str | None]:
+    """Weights and tokenizer into ``folder``: (merged?, peft type or None)."""
+    from harness.checkpoint import load_checkpoint
+
+    adapter = source / "adapter_config.json"
+    if not adapter.is_file():  # full fine-tune: copy as it is
+        for path in source.iterdir():
+            if path.is_file() and path.name not in ("trial.json", "README.md"):
+                shutil.copy2(path, folder / path.name)
+        return False, None
+    settings = json.loads(adapter.read_text())
+    peft_type = str(settings.get("peft_type"))
+    prompt_learning = peft_type in ("PREFIX_TUNING", "PROMPT_TUNING", "P_TUNING",
+                                    "ADAPTION_PROMPT", "MULTITASK_PROMPT_TUNING", "CPT")
+    if merge not in ("auto", "True", "False", "true", "false"):
+        raise ConfigError("export.merge_adapter", f"must be auto, true or false (got {merge!r})")
+    wanted = merge.lower()
+    if wanted == "true" and prompt_learning:
+        raise ConfigError("export.merge_adapter", f"a {peft_type} adapter cannot be merged into "
+                                                  "the weights: use auto or false")
+    if wanted == "false" or prompt_learning:
+        for name in COPIED:
+            shutil.copy2(source / name, folder / name)
+        _, tokenizer = load_checkpoint(source)
+        tokenizer.save_pretrained(folder)
+        return False, peft_type
+    model, tokenizer = load_checkpoint(source)
+    model = model.merge_and_unload()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return True, peft_type
+
+
+def _run(tracker: Any, run_id: str | None) -> Any:
+    if tracker is None or not run_id:
+        return None
+    try:
+        return tracker.client.get_run(run_id)
+    except Exception:
+        return None
+
+
+def _config_yaml(cfg: DictConfig, trial: Any, tracker: Any, run_id: str | None) -> str:
+    """The trial's composed config, as its MLflow run recorded it (passwords masked); the
+    study's config with the trial's params noted where the run is not reachable."""
+    from harness.secrets import mask
+
+    if tracker is not None and run_id:
+        try:
+            with tempfile.TemporaryDirectory() as folder:
+                return Path(tracker.client.download_artifacts(
+                    run_id, "config.yaml", folder)).read_text()
+        except Exception:  # not reachable: the study's config below
+            pass
+    params = json.dumps(trial.params, indent=2)
+    return (f"# the study's config; trial {trial.number} sampled these values over it:\n"
+            + "\n".join(f"# {line}" for line in params.splitlines()) + "\n"
+            + mask(OmegaConf.to_yaml(cfg)))
+
+
+def _card_info(cfg: DictConfig, study: Any, trial: Any, best: Any, run: Any, tracker: Any,
+               metrics: dict[str, float], label_names: list[str], merged: bool,
+               peft_type: str | None) -> dict[str, Any]:
+    from harness.model_card import SOURCES
+
+    data = cfg.data
+    target = str(data.source.get("_target_", ""))
+    source = SOURCES.get(target, target)
+    if target.endswith("local_files"):
+        files = [Path(str(data.get(k))).name for k in ("train_file", "validation_file",
+                                                       "test_file") if data.get(k)]
+        source += f" ({', '.join(files)})"
+    elif target.endswith("hub_dataset"):
+        source += f" (`{data.get('path')}`)"
+    params = run.data.params if run else {}
+    sizes = {}
+    parent = _parent_params(tracker)
+    for split in ("train", "validation", "test"):
+        size = parent.get(f"data.{split}_size")
+        if size is not None:
+            sizes[split] = int(size)
+    return {
+        "study": study.study_name, "trial": trial.number, "value": trial.values[0],
+        "metric": str(cfg.study.metric), "direction": str(cfg.study.direction),
+        "is_best": best is not None and best.number == trial.number,
+        "metrics": metrics, "params": dict(trial.params),
+        "method": params.get("method") or trial.params.get("method") or str(cfg.peft.method),
+        "merged": merged, "peft_type": peft_type,
+        "base_model": params.get("model.name_or_path") or str(cfg.model.name_or_path),
+        "data": {"name": str(data.name), "source": source, "sizes": sizes},
+        "labels": label_names,
+    }
+
+
+def _parent_params(tracker: Any) -> dict[str, str]:
+    if tracker is None:
+        return {}
+    try:
+        return tracker.client.get_run(tracker.parent_run_id).data.params
+    except Exception:
+        return {}
+
+
+def _model_card(info: dict[str, Any]) -> str:
+    from harness.model_card import model_card
+
+    return model_card(info)
+
+
+def _register(tracker: Any, run_id: str | None, folder: Path, name: str,
+              cfg: DictConfig) -> str:
+    """Log the folder to the trial's run (``model/``) and register it as a new version."""
+    from mlflow.exceptions import MlflowException
+
+    from harness.secrets import mask
+
+    if tracker is None or not run_id:
+        raise ConfigError("export.register", mask(
+            f"the study's MLflow runs are not in '{cfg.tracking.uri}': set tracking.uri to the "
+            "store the sweep used"))
+    client = tracker.client
+    try:
+        client.log_artifacts(run_id, str(folder), "model")
+        try:
+            client.create_registered_model(name, description=f"Exports of study '{name}'")
+        except MlflowException as exc:
+            if "already exists" not in str(exc).lower():
+                raise
+        version = client.create_model_version(name, tracker.artifact_uri(run_id, "model"),
+                                              run_id=run_id)
+    except MlflowException as exc:
+        raise ConfigError("export.register", mask(f"MLflow refused: {first_line(exc)}")) \
+            from None
+    return f"model '{name}' version {version.version}"
+
+
+@hydra.main(version_base="1.3", config_path=CONF, config_name="export_cli")
+def main(cfg: DictConfig) -> None:
+    from harness.progress import configure_logging
+    from harness.secrets import config_urls, mask, masked_output
+
+    configure_logging()
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    with masked_output(config_urls(cfg)):
+        try:
+            exported = export_model(cfg)
+        except ConfigError as exc:
+            print(f"error: {mask(str(exc))}", file=sys.stderr)
+            sys.exit(2)
+        print(exported.format())
+
+
+def cli() -> None:
+    run_hydra(main)
+
+
+if __name__ == "__main__":
+    cli()
