@@ -2,10 +2,14 @@
 PY := .venv/bin/python
 ARGS ?=
 
-.PHONY: setup sweep test test-slow lint
+.PHONY: setup browser sweep test test-slow lint
 
 setup:
 	@bash scripts/setup.sh
+
+## Debian's chromium for the browser test (installed with apt-get when missing).
+browser:
+	@bash scripts/setup_browser.sh
 
 ## Run the default study (LoRA on the embedded MiniLM + VADER tweets); ARGS='...' adds overrides.
 sweep: setup
@@ -13,7 +17,7 @@ sweep: setup
 
 ## The test suite CI runs (under 10 minutes on 2 CPU cores): two pytest workers (pytest-xdist),
 ## each test file on one of them; most of a test's time is single-threaded (start-up, imports).
-test: setup
+test: setup browser
 	$(PY) -m pytest -m "not slow" -n 2 --dist loadfile $(ARGS)
 
 ## Slow tests (the rest of the family x method grid, more samplers and pruners, a real sweep).
