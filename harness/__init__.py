@@ -9,8 +9,14 @@ Public API (everything else is private to its module):
 - ``harness.checkpoint.load_checkpoint(path)``: a trial's checkpoint back as (model, tokenizer).
 - ``harness.errors.ConfigError``: bad input, naming the config field or file at fault;
   ``harness.errors.StudyStopped``: the failure limit stopped the study (``.summary``).
-- ``python -m harness.sweep``: the command line (``harness.sweep.cli``); ``study.workers=N``
-  starts N workers (``harness.workers``).
+- ``harness.report.write_report(study, cfg, tracker=None)``: the study report (table, PNG plots,
+  HTML page; logged to the parent run) as a ``Report``.
+- ``harness.export.export_model(cfg)``: the best (or ``export.trial``) trial's model in a folder
+  plain transformers loads; ``harness.predict.predict(model, tokenizer, texts)``: labels and
+  probabilities.
+- Command lines: ``python -m harness.sweep`` (``harness.sweep.cli``; ``study.workers=N`` starts N
+  workers, ``harness.workers``), ``python -m harness.report``, ``python -m harness.export``,
+  ``python -m harness.predict``.
 """
 
 from harness import resolvers as _resolvers  # noqa: F401  (registers the OmegaConf resolvers)
