@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import harness  # noqa: F401  (registers the config resolvers)
 from harness.errors import ConfigError, first_line
-from harness.hydra_cli import CONF, run_hydra
+from harness.hydra_cli import CONF, run_command, run_hydra
 
 COPIED = ("adapter_config.json", "adapter_model.safetensors", "config.json")  # separate adapter
 
@@ -230,6 +229,7 @@ def _card_info(cfg: DictConfig, study: Any, trial: Any, best: Any, run: Any, tra
         "method": params.get("method") or trial.params.get("method") or str(cfg.peft.method),
         "merged": merged, "peft_type": peft_type,
         "base_model": params.get("model.name_or_path") or str(cfg.model.name_or_path),
+        "model_name": params.get("model") or str(cfg.model.name),
         "data": {"name": str(data.name), "source": source, "sizes": sizes},
         "labels": label_names,
     }
@@ -279,18 +279,8 @@ def _register(tracker: Any, run_id: str | None, folder: Path, name: str,
 
 @hydra.main(version_base="1.3", config_path=CONF, config_name="export_cli")
 def main(cfg: DictConfig) -> None:
-    from harness.progress import configure_logging
-    from harness.secrets import config_urls, mask, masked_output
-
-    configure_logging()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    with masked_output(config_urls(cfg)):
-        try:
-            exported = export_model(cfg)
-        except ConfigError as exc:
-            print(f"error: {mask(str(exc))}", file=sys.stderr)
-            sys.exit(2)
-        print(exported.format())
+    run_command(cfg, export_model)
 
 
 def cli() -> None:

@@ -13,6 +13,7 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 # An absolute path: the same whether an entry point runs as `python -m harness.X`, as a script
 # or from another module (a relative one would be read as a package).
@@ -35,6 +36,23 @@ def run_hydra(main: Callable[[], None]) -> None:
         sys.exit(2)
     finally:
         os.environ.pop("HYDRA_FULL_ERROR", None)
+
+
+def run_command(cfg: Any, action: Callable[[Any], Any]) -> None:
+    """The body of a read-only command (report, export): ``action(cfg).format()`` printed with
+    passwords masked; bad input (a ConfigError) is one ``error:`` line and exit status 2."""
+    from harness.errors import ConfigError
+    from harness.progress import configure_logging
+    from harness.secrets import config_urls, mask, masked_output
+
+    configure_logging()
+    with masked_output(config_urls(cfg)):
+        try:
+            result = action(cfg)
+        except ConfigError as exc:
+            print(f"error: {mask(str(exc))}", file=sys.stderr)
+            sys.exit(2)
+        print(result.format())
 
 
 def composition_error(exc: BaseException) -> str | None:

@@ -41,7 +41,7 @@ def model_card(info: dict[str, Any]) -> str:
         lines.append(f"- {split}: {size:,} examples")
     lines += [f"- labels: {', '.join(f'{i} = {n}' for i, n in enumerate(info['labels']))}", "",
               "## Method", "",
-              f"- base model: `{info['base_model']}`",
+              f"- base model: {info.get('model_name', '')} (`{info['base_model']}`)",
               f"- fine-tuning: {info['method']}"
               + (f" (peft {peft_type}, " + ("merged into the weights)" if merged
                                             else "adapter kept separate)") if peft_type else ""),

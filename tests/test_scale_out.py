@@ -81,6 +81,14 @@ def test_three_workers_share_one_study_then_one_is_killed(shared_stores):
     assert re.search(r"\): 1[234] of 12 trials finished", sweep.stdout), sweep.stdout
     assert {f"[worker {i}]" for i in range(3)} <= set(re.findall(r"\[worker \d\]", sweep.err))
     assert_secret_kept(secret, sweep.stdout + sweep.err, client, runs)
+    # the launcher wrote the study report once the workers were done, and logged it to MLflow
+    output_dir = next(o for o in overrides if o.startswith("study.output_dir=")).split("=", 1)[1]
+    page = (Path(output_dir) / "report" / "report.html").read_text()
+    assert "12 complete" in page or "finished of 12" in page
+    assert secret not in page and "postgresql://postgres:***@" in page
+    parent = next(r for r in runs if r.data.tags.get("harness.role") == "study")
+    assert "report/report.html" in {a.path for a in client.list_artifacts(parent.info.run_id,
+                                                                          "report")}
 
     # the same study extended to 20 trials; the worker that runs trial 14 is killed mid-trial
     extended = [*overrides, "study.workers=3", "study.n_trials=20"]

@@ -8,29 +8,17 @@ parent MLflow run when the tracking store has it. Exit status 2 on bad input.
 
 from __future__ import annotations
 
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
 import harness  # noqa: F401  (registers the config resolvers)
 from harness.errors import ConfigError
-from harness.hydra_cli import CONF, run_hydra
+from harness.hydra_cli import CONF, run_command, run_hydra
 
 
 @hydra.main(version_base="1.3", config_path=CONF, config_name="report_cli")
 def main(cfg: DictConfig) -> None:
-    from harness.progress import configure_logging
-    from harness.secrets import config_urls, mask, masked_output
-
-    configure_logging()
-    with masked_output(config_urls(cfg)):
-        try:
-            report = report_for(cfg)
-        except ConfigError as exc:
-            print(f"error: {mask(str(exc))}", file=sys.stderr)
-            sys.exit(2)
-        print(report.format())
+    run_command(cfg, report_for)
 
 
 def report_for(cfg: DictConfig):

@@ -90,8 +90,7 @@ def draw(study: Any, names: list[str], folder: Path, params: list[str], metric: 
                 panels = len(axes.flat) if hasattr(axes, "flat") else 1
                 figure.set_size_inches(max(8.0, 3.2 * panels), 5.5)
                 if name == "intermediate":
-                    axes.set_xlabel("evaluation")
-                    axes.set_ylabel(f"validation {metric}")
+                    _mark_pruned(axes, study, metric)
                 if name not in ("slice", "parallel"):  # their colour bars defeat tight_layout
                     figure.tight_layout()
                 path = folder / f"{name}.png"
@@ -103,6 +102,26 @@ def draw(study: Any, names: list[str], folder: Path, params: list[str], metric: 
         finally:
             plt.close("all")
     return files, missing
+
+
+def _mark_pruned(axes: Any, study: Any, metric: str) -> None:
+    """Validation curves: pruned trials dashed and named so in the legend; axes labelled."""
+    from matplotlib.ticker import MaxNLocator
+
+    states = {t.number: t.state.name for t in study.get_trials(deepcopy=False)}
+    for line in axes.get_lines():
+        label = str(line.get_label())
+        if label.startswith("Trial") and label[5:].isdigit():
+            number = int(label[5:])
+            pruned = states.get(number) == "PRUNED"
+            line.set_label(f"trial {number}" + (" (pruned)" if pruned else ""))
+            if pruned:
+                line.set_linestyle("--")
+    axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small")
+    axes.set_xlabel("evaluation")
+    axes.set_ylabel(f"validation {metric}")
+    axes.set_title("Validation curves (dashed: pruned)")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _figure(axes: Any) -> Any:
