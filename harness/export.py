@@ -52,6 +52,10 @@ def export_model(cfg: DictConfig) -> Exported:
     from harness import trials
     from harness.stored import load_study, open_tracker
 
+    merge = str(cfg.export.merge_adapter).lower()
+    if merge not in ("auto", "true", "false"):
+        raise ConfigError("export.merge_adapter",
+                          f"must be auto, true or false, got {cfg.export.merge_adapter!r}")
     study = load_study(cfg)
     tracker = open_tracker(cfg, study)
     trial = _chosen_trial(study, cfg.export.get("trial"))
@@ -154,8 +158,6 @@ def _write_model(source: Path, folder: Path, merge: str) -> tuple[bool, str | No
     peft_type = str(settings.get("peft_type"))
     prompt_learning = peft_type in ("PREFIX_TUNING", "PROMPT_TUNING", "P_TUNING",
                                     "ADAPTION_PROMPT", "MULTITASK_PROMPT_TUNING", "CPT")
-    if merge not in ("auto", "True", "False", "true", "false"):
-        raise ConfigError("export.merge_adapter", f"must be auto, true or false (got {merge!r})")
     wanted = merge.lower()
     if wanted == "true" and prompt_learning:
         raise ConfigError("export.merge_adapter", f"a {peft_type} adapter cannot be merged into "

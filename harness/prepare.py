@@ -92,6 +92,9 @@ def validate_config(cfg: DictConfig) -> Any:
     if cfg.checkpoints.mlflow not in CHECKPOINTS_IN_MLFLOW:
         raise ConfigError("checkpoints.mlflow", f"must be one of {', '.join(CHECKPOINTS_IN_MLFLOW)}"
                                                 f", got {cfg.checkpoints.mlflow!r}")
+    from harness.report import check_settings
+
+    check_settings(cfg)
     check_writable("study.output_dir", study.output_dir)
     instantiate("sampler", cfg.sampler)
     instantiate("pruner", cfg.pruner)

@@ -24,7 +24,7 @@ from harness.report.plots import PLOTS, draw
 from harness.report.table import format_table, trial_rows, write_csv
 from harness.secrets import mask
 
-__all__ = ["PLOTS", "Report", "write_report"]
+__all__ = ["PLOTS", "Report", "check_settings", "write_report"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,28 @@ class Report:
         if self.mlflow_uri:
             lines.append(f"  in MLflow: {self.mlflow_uri}")
         return "\n".join(lines)
+
+
+def check_settings(cfg: Any) -> None:
+    """``report.*`` is well formed (checked before a sweep starts): a ConfigError otherwise."""
+    from omegaconf import ListConfig
+
+    from harness.errors import ConfigError
+
+    report = cfg.get("report")
+    if report is None:
+        return
+    plots = report.get("plots")
+    if not isinstance(plots, ListConfig | list):
+        raise ConfigError("report.plots", f"must be a list of plot names ({', '.join(PLOTS)}), "
+                                          f"got {plots!r}")
+    for name in plots:
+        if name not in PLOTS:
+            raise ConfigError("report.plots", f"unknown plot {name!r} (known: "
+                                              f"{', '.join(PLOTS)})")
+    limit = report.get("max_params")
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ConfigError("report.max_params", f"must be a positive integer, got {limit!r}")
 
 
 def write_report(study: Any, cfg: Any, tracker: Any = None) -> Report:

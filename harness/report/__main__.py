@@ -23,9 +23,10 @@ def main(cfg: DictConfig) -> None:
 
 def report_for(cfg: DictConfig):
     """Load the study the config names and write its report."""
-    from harness.report import write_report
+    from harness.report import check_settings, write_report
     from harness.stored import load_study, open_tracker
 
+    check_settings(cfg)
     study = load_study(cfg)
     try:
         return write_report(study, cfg, open_tracker(cfg, study))
