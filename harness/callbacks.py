@@ -6,13 +6,13 @@ epoch, step k means the same fraction of training in every trial, whatever its b
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 from transformers import TrainerCallback
 
 from harness.errors import ConfigError
+from harness.trials import is_better
 
 # Trainer log keys that describe the run, not the model: not logged as metrics.
 _SKIP = {"eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "total_flos"}
@@ -24,12 +24,6 @@ def _study_value(metrics: dict[str, float], metric: str) -> float:
         found = sorted(k.removeprefix("eval_") for k in metrics if k.startswith("eval_"))
         raise ConfigError("study.metric", f"'{metric}' is not computed (computed: {found})")
     return float(metrics[key])
-
-
-def is_better(value: float, best: float | None, direction: str) -> bool:
-    if best is None or math.isnan(best):
-        return not math.isnan(value)
-    return value > best if direction == "maximize" else value < best
 
 
 class PruningCallback(TrainerCallback):

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
-
-from harness.callbacks import is_better
 
 
 def count(study: Any) -> dict[str, int]:
@@ -65,3 +64,10 @@ def best_per_method(study: Any) -> dict[str, Any]:
                 primary(trial), primary(best[method]), direction(study))):
             best[method] = trial
     return dict(sorted(best.items()))
+
+
+def is_better(value: float, best: float | None, direction: str) -> bool:
+    """Is ``value`` better than ``best`` (None or NaN: nothing yet) in ``direction``?"""
+    if best is None or math.isnan(best):
+        return not math.isnan(value)
+    return value > best if direction == "maximize" else value < best
