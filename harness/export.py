@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 import harness  # noqa: F401  (registers the config resolvers)
 from harness.errors import ConfigError, first_line
 from harness.hydra_cli import CONF, run_command, run_hydra
+from harness.model_card import SOURCES, model_card
 
 COPIED = ("adapter_config.json", "adapter_model.safetensors", "config.json")  # separate adapter
 
@@ -71,7 +72,7 @@ def export_model(cfg: DictConfig) -> Exported:
     try:
         with tempfile.TemporaryDirectory(prefix="harness-export-") as download:
             source = _checkpoint(cfg, trial, tracker, Path(download))
-            merged, peft_type = _write_model(source, scratch, str(cfg.export.merge_adapter))
+            merged, peft_type = _write_model(source, scratch, merge)
             labels = json.loads((source / "labels.json").read_text())["id2label"]
             label_names = [labels[str(i)] for i in range(len(labels))]
             (scratch / "labels.json").write_text(json.dumps(
@@ -88,7 +89,7 @@ def export_model(cfg: DictConfig) -> Exported:
             exported = Exported(target, trial.number, trials.primary(trial), merged)
             card = _card_info(cfg, study, trial, best, run, tracker, metrics, label_names,
                               merged, peft_type)
-            (scratch / "README.md").write_text(_model_card(card))
+            (scratch / "README.md").write_text(model_card(card))
             scratch.chmod(0o755)
         from harness.files import replace_folder
 
@@ -98,7 +99,7 @@ def export_model(cfg: DictConfig) -> Exported:
     if cfg.export.register:
         exported.registered = _register(tracker, run_id, target, study.study_name, cfg)
         card["registered"] = exported.registered
-        (target / "README.md").write_text(_model_card(card))
+        (target / "README.md").write_text(model_card(card))
     return exported
 
 
@@ -145,24 +146,23 @@ def _checkpoint(cfg: DictConfig, trial: Any, tracker: Any, download: Path) -> Pa
 
 
 def _write_model(source: Path, folder: Path, merge: str) -> tuple[bool, str | None]:
-    """Weights and tokenizer into ``folder``: (merged?, peft type or None)."""
+    """Weights and tokenizer into ``folder`` (``merge``: auto, true or false): (merged?, peft
+    type or None)."""
     from harness.checkpoint import load_checkpoint
 
-    adapter = source / "adapter_config.json"
-    if not adapter.is_file():  # full fine-tune: copy as it is
+    if not (source / "adapter_config.json").is_file():  # full fine-tune: copy as it is
         for path in source.iterdir():
             if path.is_file() and path.name not in ("trial.json", "README.md"):
                 shutil.copy2(path, folder / path.name)
         return False, None
-    settings = json.loads(adapter.read_text())
-    peft_type = str(settings.get("peft_type"))
-    prompt_learning = peft_type in ("PREFIX_TUNING", "PROMPT_TUNING", "P_TUNING",
-                                    "ADAPTION_PROMPT", "MULTITASK_PROMPT_TUNING", "CPT")
-    wanted = merge.lower()
-    if wanted == "true" and prompt_learning:
+    from peft import PeftConfig
+
+    settings = PeftConfig.from_pretrained(source)
+    peft_type = str(settings.peft_type.value)
+    if merge == "true" and settings.is_prompt_learning:
         raise ConfigError("export.merge_adapter", f"a {peft_type} adapter cannot be merged into "
                                                   "the weights: use auto or false")
-    if wanted == "false" or prompt_learning:
+    if merge == "false" or settings.is_prompt_learning:
         for name in COPIED:
             shutil.copy2(source / name, folder / name)
         _, tokenizer = load_checkpoint(source)
@@ -176,6 +176,7 @@ def _write_model(source: Path, folder: Path, merge: str) -> tuple[bool, str | No
 
 
 def _run(tracker: Any, run_id: str | None) -> Any:
+    """The MLflow run ``run_id``, or None where it cannot be read."""
     if tracker is None or not run_id:
         return None
     try:
@@ -205,8 +206,6 @@ def _config_yaml(cfg: DictConfig, trial: Any, tracker: Any, run_id: str | None) 
 def _card_info(cfg: DictConfig, study: Any, trial: Any, best: Any, run: Any, tracker: Any,
                metrics: dict[str, float], label_names: list[str], merged: bool,
                peft_type: str | None) -> dict[str, Any]:
-    from harness.model_card import SOURCES
-
     data = cfg.data
     target = str(data.source.get("_target_", ""))
     source = SOURCES.get(target, target)
@@ -218,7 +217,8 @@ def _card_info(cfg: DictConfig, study: Any, trial: Any, best: Any, run: Any, tra
         source += f" (`{data.get('path')}`)"
     params = run.data.params if run else {}
     sizes = {}
-    parent = _parent_params(tracker)
+    parent_run = _run(tracker, tracker.parent_run_id if tracker else None)
+    parent = parent_run.data.params if parent_run else {}
     for split in ("train", "validation", "test"):
         size = parent.get(f"data.{split}_size")
         if size is not None:
@@ -235,21 +235,6 @@ def _card_info(cfg: DictConfig, study: Any, trial: Any, best: Any, run: Any, tra
         "data": {"name": str(data.name), "source": source, "sizes": sizes},
         "labels": label_names,
     }
-
-
-def _parent_params(tracker: Any) -> dict[str, str]:
-    if tracker is None:
-        return {}
-    try:
-        return tracker.client.get_run(tracker.parent_run_id).data.params
-    except Exception:
-        return {}
-
-
-def _model_card(info: dict[str, Any]) -> str:
-    from harness.model_card import model_card
-
-    return model_card(info)
 
 
 def _register(tracker: Any, run_id: str | None, folder: Path, name: str,

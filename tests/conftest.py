@@ -105,6 +105,17 @@ def overrides_in(tmp_path: Path, tiny_model_dir: Path, sentiment_files: dict) ->
     ]
 
 
+def finished_sweep(tmp_path_factory, label: str, tiny_model_dir: Path,
+                   sentiment_files: dict, *extra: str) -> tuple[list[str], object]:
+    """Run a quick sweep (the quick overrides plus ``extra``) in a fresh folder, for a module's
+    tests that only read it: ``(overrides, summary)``."""
+    from harness.study import run_sweep
+
+    folder = tmp_path_factory.mktemp(label)
+    overrides = [*overrides_in(folder, tiny_model_dir, sentiment_files), *extra]
+    return overrides, run_sweep(compose(overrides))
+
+
 FAMILIES = ("bert", "roberta", "distilbert", "electra", "gpt2")
 
 

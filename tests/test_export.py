@@ -10,24 +10,20 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import compose
+from conftest import compose, finished_sweep
 from mlflow.tracking import MlflowClient
 
 from harness.errors import ConfigError
 from harness.export import export_model
-from harness.study import run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, tiny_model_dir, sentiment_files):
-    from conftest import overrides_in
-
-    tmp = tmp_path_factory.mktemp("export")
-    overrides = [*overrides_in(tmp, tiny_model_dir, sentiment_files), "study.n_trials=3",
-                 "report.enabled=false", "pruner=none", "checkpoints.keep=1"]
-    return overrides, run_sweep(compose(overrides)), tmp
+    return finished_sweep(tmp_path_factory, "export", tiny_model_dir, sentiment_files,
+                          "study.n_trials=3", "report.enabled=false", "pruner=none",
+                          "checkpoints.keep=1")
 
 
 def validation_accuracy(model, tokenizer, path: Path) -> float:
@@ -53,7 +49,7 @@ def test_the_exported_best_model_loads_with_plain_transformers_and_scores_as_rec
         finished, sentiment_files, tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    overrides, summary, _ = finished
+    overrides, summary = finished
     out = tmp_path / "merged"
     exported = export_model(compose([*overrides, f"export.dir={out}", "export.register=true"]))
     assert exported.trial == summary.best_number and exported.merged
@@ -90,7 +86,7 @@ def test_a_separate_adapter_loads_with_transformers_and_peft_and_scores_as_recor
     from peft import PeftConfig, PeftModel
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-    overrides, summary, _ = finished
+    overrides, summary = finished
     out = tmp_path / "adapter"
     exported = export_model(compose([*overrides, f"export.dir={out}",
                                      "export.merge_adapter=false"]))
@@ -107,7 +103,7 @@ def test_a_separate_adapter_loads_with_transformers_and_peft_and_scores_as_recor
 
 def test_exporting_a_trial_without_a_kept_checkpoint_names_the_field_and_writes_nothing(
         finished, tmp_path):
-    overrides, summary, _ = finished
+    overrides, summary = finished
     import optuna
 
     cfg = compose(overrides)
@@ -128,7 +124,7 @@ def test_exporting_a_trial_without_a_kept_checkpoint_names_the_field_and_writes_
 
 
 def test_predict_prints_a_label_and_probability_per_text(finished, tmp_path):
-    overrides, _, _ = finished
+    overrides, _ = finished
     out = tmp_path / "model"
     export_model(compose([*overrides, f"export.dir={out}"]))
     texts = tmp_path / "texts.txt"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import compose, free_port
+from conftest import compose, finished_sweep, free_port
 from mlflow.tracking import MlflowClient
 
 from harness.report import write_report
@@ -27,13 +27,10 @@ PLOTS = ("history", "intermediate", "importances", "parallel", "slice")
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, tiny_model_dir, sentiment_files):
     """A finished 4-trial tiny LoRA sweep: (overrides, summary, config)."""
-    from conftest import overrides_in
-
-    tmp = tmp_path_factory.mktemp("report")
-    overrides = [*overrides_in(tmp, tiny_model_dir, sentiment_files), "study.n_trials=4",
-                 "train.num_train_epochs=2"]
-    cfg = compose(overrides)
-    return overrides, run_sweep(cfg), cfg
+    overrides, summary = finished_sweep(tmp_path_factory, "report", tiny_model_dir,
+                                        sentiment_files, "study.n_trials=4",
+                                        "train.num_train_epochs=2")
+    return overrides, summary, compose(overrides)
 
 
 def test_every_sweep_ends_with_a_report_beside_the_study_and_in_mlflow(finished):

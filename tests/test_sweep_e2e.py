@@ -11,7 +11,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import compose, overrides_in
+from conftest import compose, finished_sweep
 from records import stores
 
 from harness.study import run_sweep
@@ -26,11 +26,8 @@ def sweep(overrides: list[str]):
 @pytest.fixture(scope="module")
 def three_trials(tmp_path_factory, tiny_model_dir, sentiment_files):
     """One three-trial sweep, shared by the tests that only read it."""
-    folder = tmp_path_factory.mktemp("three-trials")
-    overrides = [*overrides_in(folder, tiny_model_dir, sentiment_files), "study.n_trials=3",
-                 "pruner=none"]
-    summary = sweep(overrides)
-    return overrides, summary
+    return finished_sweep(tmp_path_factory, "three-trials", tiny_model_dir, sentiment_files,
+                          "study.n_trials=3", "pruner=none")
 
 
 def test_a_three_trial_sweep_records_every_trial_in_optuna_and_mlflow(three_trials):

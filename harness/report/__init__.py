@@ -12,6 +12,7 @@ import logging
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,8 +133,6 @@ def key_params(study: Any, limit: int) -> list[str]:
     ordered = names
     if len(complete) >= 2:
         try:
-            import warnings
-
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 importance = optuna.importance.get_param_importances(

@@ -79,20 +79,19 @@ def format_table(rows: list[Row], params: list[str], metric: str,
         header.append(second_objective)
     header += ["duration", "steps", *names.values()]
     methods = sorted({r.method for r in rows if r.method is not None})
-    blocks: list[tuple[str | None, list[Row]]] = (
-        [(m, [r for r in rows if r.method == m]) for m in methods]
-        + ([(None, [r for r in rows if r.method is None])] if any(r.method is None for r in rows)
-           else [])
-        if methods else [(None, rows)]
-    )
+    blocks: list[tuple[str | None, list[Row]]] = [(None, rows)]
+    if methods:
+        blocks = [(m, [r for r in rows if r.method == m]) for m in methods]
+        unsampled = [r for r in rows if r.method is None]  # failed before sampling a method
+        if unsampled:
+            blocks.append((None, unsampled))
     body: list[list[str] | str] = []
     for method, block in blocks:
         if methods:
             body.append(f"method {method}" if method else "no method (failed before sampling)")
         for row in block:
-            mark = ("*" if "best" in row.marks else "") + ("+" if "best of method" in row.marks
-                                                          and "best" not in row.marks else "")
-            mark += "P" if "pareto" in row.marks else ""
+            mark = ("*" if "best" in row.marks else "+" if "best of method" in row.marks
+                    else "") + ("P" if "pareto" in row.marks else "")
             cells = [mark, str(row.number), row.state, _number(row.value)]
             if second_objective:
                 cells.append(_number(row.second, ",.6g"))
