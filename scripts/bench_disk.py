@@ -50,7 +50,7 @@ def main() -> None:
                                    "train.evals_per_epoch=1"]
 
     import harness  # noqa: F401
-    from harness.progress import configure_logging
+    from harness.base.progress import configure_logging
     from harness.study import run_sweep
 
     configure_logging()

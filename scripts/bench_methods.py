@@ -35,9 +35,10 @@ def main() -> None:
     import optuna
 
     import harness  # noqa: F401
-    from harness.checkpoint import accuracy_on, load_checkpoint
+    from harness.export.predict import accuracy_on
+from harness.train.checkpoints import load_checkpoint
     from harness.data import load_labelled_data
-    from harness.progress import configure_logging
+    from harness.base.progress import configure_logging
     from harness.study import run_sweep
 
     configure_logging()

@@ -15,9 +15,9 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 import harness  # noqa: F401  (resolvers)
-from harness.checkpoint import accuracy_on
+from harness.export.predict import accuracy_on
 from harness.data import load_labelled_data
-from harness.hydra_cli import CONF
+from harness.config.command import CONF
 
 
 def main(overrides: list[str]) -> None:

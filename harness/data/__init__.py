@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.data.prepare import LabelledData, prepare, tokenize
+from harness.base.objects import build
+from harness.data.labelled import LabelledData, label_and_split, tokenize
 
 __all__ = ["LabelledData", "load_labelled_data", "tokenize"]
 
 
 def load_labelled_data(data_cfg: Any) -> LabelledData:
-    """Instantiate ``data_cfg.source`` (by ``_target_``) and prepare what it returns."""
-    from harness.errors import instantiate
-
-    raw = instantiate("data.source", data_cfg.source)
-    return prepare(raw, data_cfg)
+    """Build ``data_cfg.source`` (by ``_target_``), then label, split and cap what it returns."""
+    return label_and_split(build("data.source", data_cfg.source), data_cfg)

@@ -1,6 +1,6 @@
 """Where labelled text comes from. Each source returns a raw ``datasets.DatasetDict``.
 
-Sources are named in ``conf/data/*.yaml`` by ``source._target_``; :mod:`harness.data.prepare`
+Sources are named in ``conf/data/*.yaml`` by ``source._target_``; :mod:`harness.data.labelled`
 turns whatever they return into labelled, split, capped data.
 """
 
@@ -17,7 +17,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from harness.errors import ConfigError
+from harness.base.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ConfigError
+from harness.base.errors import ConfigError
 
 BUNDLED = ("accuracy", "f1", "precision", "recall", "matthews_correlation")
 _HERE = Path(__file__).resolve().parent

@@ -17,15 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import trials
-from harness.errors import first_line
-from harness.files import replace_folder
+from harness.base.errors import first_line
+from harness.base.files import replace_folder
+from harness.base.secrets import mask
+from harness.records import schema, trials
 from harness.report.page import render
 from harness.report.plots import PLOTS, draw
 from harness.report.table import format_table, trial_rows, write_csv
-from harness.secrets import mask
 
-__all__ = ["PLOTS", "Report", "check_settings", "write_report"]
+__all__ = ["PLOTS", "Report", "write_report"]
 
 log = logging.getLogger(__name__)
 
@@ -54,28 +54,6 @@ class Report:
         if self.mlflow_uri:
             lines.append(f"  in MLflow: {self.mlflow_uri}")
         return "\n".join(lines)
-
-
-def check_settings(cfg: Any) -> None:
-    """``report.*`` is well formed (checked before a sweep starts): a ConfigError otherwise."""
-    from omegaconf import ListConfig
-
-    from harness.errors import ConfigError
-
-    report = cfg.get("report")
-    if report is None:
-        return
-    plots = report.get("plots")
-    if not isinstance(plots, ListConfig | list):
-        raise ConfigError("report.plots", f"must be a list of plot names ({', '.join(PLOTS)}), "
-                                          f"got {plots!r}")
-    for name in plots:
-        if name not in PLOTS:
-            raise ConfigError("report.plots", f"unknown plot {name!r} (known: "
-                                              f"{', '.join(PLOTS)})")
-    limit = report.get("max_params")
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ConfigError("report.max_params", f"must be a positive integer, got {limit!r}")
 
 
 def write_report(study: Any, cfg: Any, tracker: Any = None) -> Report:
@@ -113,8 +91,7 @@ def write_report(study: Any, cfg: Any, tracker: Any = None) -> Report:
     report.plots = {name: folder / path.name for name, path in plots.items()}
     if tracker is not None and tracker.parent_run_id and report_cfg.get("mlflow", True):
         try:
-            tracker.client.log_artifacts(tracker.parent_run_id, str(folder), "report")
-            report.mlflow_uri = tracker.artifact_uri(tracker.parent_run_id, "report")
+            report.mlflow_uri = tracker.log_study_folder(folder, schema.REPORT_ARTIFACT)
         except Exception as exc:  # the local report stands; MLflow is a view
             log.warning("could not log the report to MLflow: %s", mask(first_line(exc)))
     return report
@@ -166,7 +143,8 @@ def _errors(study: Any) -> list[str]:
 
     out = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-        why = trial.user_attrs.get("error") or trial.user_attrs.get("interrupted") or (
+        why = (trial.user_attrs.get(schema.ERROR_ATTR)
+               or trial.user_attrs.get(schema.INTERRUPTED_ATTR) or
             "its process stopped (no heartbeat)")
         out.append(f"trial {trial.number} failed: {str(why).splitlines()[0]}")
     return out
@@ -183,9 +161,9 @@ def _facts(study: Any, cfg: Any) -> list[tuple[str, str]]:
     ]
     best = trials.best_trial(study)
     if best is not None:
-        facts.append(("best", f"trial {best.number}: {trials.primary(best):.4f}"))
+        facts.append(("best", f"trial {best.number}: {trials.study_value(best):.4f}"))
         facts += [(f"  {k}", str(v)) for k, v in best.params.items()]
-    run_id = study.user_attrs.get("mlflow_parent_run_id")
+    run_id = study.user_attrs.get(schema.PARENT_RUN_ATTR)
     if run_id:
         facts.append(("MLflow parent run", f"{run_id} at {mask(str(cfg.tracking.uri))}"))
     facts.append(("written", time.strftime("%Y-%m-%d %H:%M:%S %Z")))

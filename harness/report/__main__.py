@@ -1,43 +1,5 @@
-"""``python -m harness.report +sweep=NAME [key=value ...]``: the report of a study.
+"""``python -m harness.report``: see :mod:`harness.cli.report`."""
 
-Takes the sweep's own overrides (so the same command line names the same study), or
-``study.storage=URL study.name=NAME`` for any study in a storage. Prints the trials table and
-writes ``report.dir`` (report.html, trials.txt, trials.csv, PNG plots); logs it to the study's
-parent MLflow run when the tracking store has it. Exit status 2 on bad input.
-"""
+from harness.cli.report import cli
 
-from __future__ import annotations
-
-import hydra
-from omegaconf import DictConfig
-
-import harness  # noqa: F401  (registers the config resolvers)
-from harness.errors import ConfigError
-from harness.hydra_cli import CONF, run_command, run_hydra
-
-
-@hydra.main(version_base="1.3", config_path=CONF, config_name="report_cli")
-def main(cfg: DictConfig) -> None:
-    run_command(cfg, report_for)
-
-
-def report_for(cfg: DictConfig):
-    """Load the study the config names and write its report."""
-    from harness.report import check_settings, write_report
-    from harness.stored import load_study, open_tracker
-
-    check_settings(cfg)
-    study = load_study(cfg)
-    try:
-        return write_report(study, cfg, open_tracker(cfg, study))
-    except OSError as exc:
-        raise ConfigError("report.dir", f"cannot write '{cfg.report.dir}': "
-                                        f"{exc.strerror or exc}") from None
-
-
-def cli() -> None:
-    run_hydra(main)
-
-
-if __name__ == "__main__":
-    cli()
+cli()

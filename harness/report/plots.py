@@ -12,11 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.errors import first_line
+from harness.base.errors import first_line
+from harness.config.schema import PLOTS
 
 log = logging.getLogger(__name__)
 
-PLOTS = ("history", "intermediate", "importances", "parallel", "slice", "pareto")
 TITLES = {
     "history": "Optimization history",
     "intermediate": "Validation curves (intermediate values; pruned trials included)",

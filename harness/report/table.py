@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import trials
-from harness.space import MethodSpace
+from harness.records import schema, trials
 
 
 @dataclass
@@ -36,8 +35,8 @@ def trial_rows(study: Any) -> list[Row]:
         row = Row(
             number=trial.number, state=trial.state.name, value=value, second=second,
             duration_s=trial.duration.total_seconds() if trial.duration else None,
-            steps=trial.user_attrs.get("steps_trained"), params=dict(trial.params),
-            method=trial.params.get(MethodSpace.PARAM),
+            steps=trial.user_attrs.get(schema.STEPS_TRAINED_ATTR), params=dict(trial.params),
+            method=trial.params.get(schema.METHOD_PARAM),
         )
         if best is not None and trial.number == best.number:
             row.marks.append("best")

@@ -1,0 +1,57 @@
+"""Files and folders: written whole or not at all, checked writable before anything is made,
+and the local path behind a ``sqlite:///`` URL."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+from harness.base.errors import ConfigError
+
+
+def replace_folder(folder: Path, scratch: Path) -> None:
+    """Put the finished folder ``scratch`` (a sibling of ``folder``) where ``folder`` is, as a
+    whole: a reader sees the old folder or the new one, never a half-written one. Another
+    process doing the same at the same moment may win; its folder then stands."""
+    old = folder.with_name(f".{folder.name}-old-{uuid.uuid4().hex[:8]}")
+    if folder.exists():
+        folder.rename(old)
+    with contextlib.suppress(OSError):
+        scratch.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def check_writable(field: str, folder: Any) -> None:
+    """``folder`` can be created and written to (checked with a probe; nothing is left)."""
+    path = Path(str(folder)).expanduser()
+    created = [p for p in (path, *path.parents) if not p.exists()]
+    probe = path / f".harness-probe-{os.getpid()}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(field, f"cannot write to '{folder}': {exc.strerror or exc}") from None
+    finally:
+        for made in created:  # made again when something is written there
+            with contextlib.suppress(OSError):
+                made.rmdir()
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a ``sqlite:///PATH`` URL (SQLAlchemy's parser); None for other
+    URLs and for an in-memory database."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(str(url))
+    except (ArgumentError, ValueError):
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).expanduser()

@@ -1,0 +1,115 @@
+"""Entry point: ``python -m harness.sweep +sweep=NAME [key=value ...]`` (``--help`` for more).
+
+Composes the config with Hydra, runs or resumes the study, prints its summary. Bad input, Hydra's
+own composition errors included, ends with one line naming the field or file at fault and exit
+status 2, with nothing created. Ctrl-C / SIGTERM stop within seconds (exit 130 / 143) and print
+the command that resumes; a study stopped by its failure limit exits with 1.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from harness.base.errors import ConfigError, StudyStopped
+from harness.base.interrupts import raise_on_signals
+from harness.base.progress import configure_logging
+from harness.base.secrets import config_urls, mask, masked_output, register
+from harness.config.command import CONF, run_hydra
+from harness.study import init_stores, run_sweep, run_workers, study_summary, validate_config
+
+
+def resume_command() -> str:
+    """The command line that reruns (and so resumes) this study."""
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = list(HydraConfig.get().overrides.task)
+    return " ".join(["python -m harness.sweep", *map(shlex.quote, overrides)])
+
+
+@hydra.main(version_base="1.3", config_path=CONF, config_name="config")
+def main(cfg: DictConfig) -> None:
+    configure_logging()
+    command = resume_command()
+    _mask_multirun_file(config_urls(cfg))
+    if _launches_workers(cfg):
+        with masked_output(config_urls(cfg)):
+            sys.exit(_run_workers(cfg, command))
+    with masked_output(config_urls(cfg)), raise_on_signals():
+        try:
+            summary = run_sweep(cfg, resume_command=command)
+        except ConfigError as exc:
+            print(f"error: {mask(str(exc))}", file=sys.stderr)
+            sys.exit(2)
+        except StudyStopped as exc:
+            print(exc.summary.format())
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(1)
+        except KeyboardInterrupt as exc:
+            name = getattr(exc, "name", "Ctrl-C")
+            print(f"\ninterrupted ({name}): the running trial is recorded as interrupted and "
+                  "will run again; finished trials are kept.\n"
+                  f"Resume with: {command}", file=sys.stderr)
+            sys.exit(getattr(exc, "exit_code", 130))
+        print(summary.format())
+
+
+def _mask_multirun_file(urls: list[Any]) -> None:
+    """Hydra saves a multirun's whole config (URLs with their passwords) as multirun.yaml in
+    hydra.sweep.dir: mask the passwords in it."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return
+    register(urls)
+    path = Path(hydra_cfg.sweep.dir) / "multirun.yaml"
+    try:
+        text = path.read_text()
+        if mask(text) != text:
+            path.write_text(mask(text))
+    except OSError:
+        pass
+
+
+def _launches_workers(cfg: DictConfig) -> bool:
+    try:
+        return int(cfg.study.get("workers") or 1) > 1 and cfg.study.get("worker") is None
+    except Exception:  # a malformed config: validation reports it
+        return False
+
+
+def _run_workers(cfg: DictConfig, command: str) -> int:
+    """``study.workers`` > 1: check the config once, start the workers, print the summary."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        validate_config(cfg)
+        init_stores(cfg)
+    except ConfigError as exc:
+        print(f"error: {mask(str(exc))}", file=sys.stderr)
+        return 2
+    code = run_workers(cfg, list(HydraConfig.get().overrides.task))
+    try:
+        print(study_summary(cfg, command).format())
+    except Exception as exc:  # e.g. every worker stopped on bad input before creating it
+        print(f"no summary: {mask(str(exc))}", file=sys.stderr)
+    if code in (130, 143):  # Ctrl-C / SIGTERM, passed on to the workers
+        print(f"interrupted: the workers recorded their running trials as interrupted; "
+              f"finished trials are kept.\nResume with: {mask(command)}", file=sys.stderr)
+    return code
+
+
+def cli() -> None:
+    """``python -m harness.sweep`` (Hydra's composition errors as one ``error:`` line)."""
+    run_hydra(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,99 @@
+"""Hydra entry points of the harness (sweep, report, export): Hydra's own errors as one line.
+
+Hydra prints a composition error (unknown key, unparsable override, missing config, malformed
+YAML) as several lines plus a hint; with ``HYDRA_FULL_ERROR=1`` it raises them instead, so they
+are caught here and printed as one ``error:`` line with exit status 2. Set ``HYDRA_FULL_ERROR=1``
+yourself for the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from harness.base.errors import ConfigError
+from harness.base.progress import configure_logging
+from harness.base.secrets import config_urls, mask, masked_output
+from harness.config.schema import as_config_error, must_be
+
+# An absolute path: the same whether an entry point runs as `python -m harness.X`, as a script
+# or from another module (a relative one would be read as a package).
+CONF = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+def run_hydra(main: Callable[[], None]) -> None:
+    """Call a ``@hydra.main`` function; composition errors become one ``error:`` line."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        main()
+        return
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        main()
+    except Exception as exc:
+        line = composition_error(exc)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        os.environ.pop("HYDRA_FULL_ERROR", None)
+
+
+def run_command(cfg: Any, action: Callable[[Any], Any]) -> None:
+    """The body of a read-only command (report, export): ``action(cfg).format()`` printed with
+    passwords masked; bad input (a ConfigError) is one ``error:`` line and exit status 2."""
+    configure_logging()
+    with masked_output(config_urls(cfg)):
+        try:
+            result = action(cfg)
+        except ConfigError as exc:
+            print(f"error: {mask(str(exc))}", file=sys.stderr)
+            sys.exit(2)
+        print(result.format())
+
+
+def composition_error(exc: BaseException) -> str | None:
+    """One line for an error Hydra / OmegaConf / YAML raised while composing the config; None
+    for anything else."""
+    import yaml
+    from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+    from omegaconf.errors import OmegaConfBaseException, ValidationError
+
+    chain, cause = [], exc
+    while cause is not None and len(chain) < 10:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    for error in chain:
+        if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+            mark = error.problem_mark
+            context = f" ({error.context})" if error.context else ""
+            return (f"{mark.name}: line {mark.line + 1}, column {mark.column + 1}: "
+                    f"{error.problem}{context}")
+    if not isinstance(exc, HydraException | OmegaConfBaseException):
+        return None
+    for error in chain:  # a value of the wrong type for a typed setting
+        if isinstance(error, ValidationError) and must_be(str(error.full_key or "")):
+            return str(as_config_error(error))
+    text = str(exc).strip()
+    if isinstance(exc, OverrideParseException):
+        return f"cannot parse the override {exc.override!r}: {text.splitlines()[0]}"
+    if isinstance(exc, MissingConfigException):
+        found = re.search(r"Could not find '([^']+)'", text)
+        missing = found.group(1) if found else (exc.missing_cfg_file or "config")
+        group, _, name = missing.rpartition("/")
+        options = f" (available: {', '.join(exc.options)})" if exc.options else ""
+        return f"{group or 'config'}: no config named '{name}'{options}"
+    found = re.search(r"Could not (?:override|append to|delete from) '([^']+)'", text)
+    if found:
+        key = found.group(1).lstrip("+~")
+        hint = text.splitlines()[1].strip() if len(text.splitlines()) > 1 else ""
+        cause = exc.__cause__
+        reason = str(cause).splitlines()[0] if cause else text.splitlines()[0]
+        if "not in struct" in reason or re.match(r"Key '[^']+' not in '\w+'", reason):
+            reason = "no such setting"
+        return f"{key}: {reason}" + (f" ({hint[0].lower() + hint[1:]})" if hint else "")
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())

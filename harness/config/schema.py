@@ -1,0 +1,237 @@
+"""The harness's own settings as typed configs: the schemas of ``conf/config.yaml``.
+
+Each section (``study``, ``checkpoints``, ``report``, ``export``, ``display``) is a dataclass
+registered in Hydra's ConfigStore and listed first in the config's defaults, so Hydra checks the
+types of every override; each checks its ranges in ``__post_init__``, run by :func:`settings`
+before anything is created. A field's rule is written once, in its metadata: the range check and
+the message for a value of the wrong type (:func:`must_be`) both read it.
+
+``train`` stays open to any ``TrainingArguments`` field (an OmegaConf structured config is
+closed), so its harness keys are checked by :class:`TrainOptions`, built from those keys alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from harness.base.errors import ConfigError
+
+# report.plots: Optuna's matplotlib visualisations (drawn by harness.report.plots)
+PLOTS = ("history", "intermediate", "importances", "parallel", "slice", "pareto")
+SECOND_OBJECTIVES = ("trainable_params", "train_time")  # always minimized
+CHECKPOINTS_IN_MLFLOW = ("kept", "all")
+MERGE_ADAPTER = ("auto", "true", "false")
+MIXED_PRECISION = ("auto", "bf16", "fp16", "no")
+
+
+def _integer(default: Any, minimum: int = 1, nullable: bool = False) -> Any:
+    bound = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+    return field(default=default, metadata={
+        "must": bound + (" or null" if nullable else ""), "min": minimum, "null": nullable})
+
+
+def _rule(default: Any, must: str, **checks: Any) -> Any:
+    return field(default=default, metadata={"must": must, **checks})
+
+
+class _Checked:
+    """Checks every field's metadata rule; subclasses name their section."""
+
+    SECTION: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        for spec in dataclasses.fields(self):
+            value, rule = getattr(self, spec.name), spec.metadata
+            if "must" in rule and not _obeys(value, rule):
+                raise ConfigError(f"{self.SECTION}.{spec.name}",
+                                  f"must be {rule['must']}, got {value!r}")
+
+
+def _obeys(value: Any, rule: dict[str, Any]) -> bool:
+    if value is None:
+        return bool(rule.get("null"))
+    if "min" in rule:
+        return not isinstance(value, bool) and isinstance(value, int) and value >= rule["min"]
+    if "one_of" in rule:
+        return value in rule["one_of"]
+    if "range" in rule:  # [low, high)
+        low, high = rule["range"]
+        return low <= value < high
+    if "positive" in rule:
+        return value > 0
+    if "at_least" in rule:
+        return value >= rule["at_least"]
+    return True
+
+
+@dataclass
+class FailureLimitConfig(_Checked):
+    SECTION: ClassVar[str] = "study.failure_limit"
+    consecutive: int | None = _integer(3, nullable=True)
+    rate: float | None = _rule(0.5, "in [0, 1) or null", range=(0, 1), null=True)
+    min_trials: int = _integer(6)
+
+
+@dataclass
+class StudyConfig(_Checked):
+    SECTION: ClassVar[str] = "study"
+    name: str = MISSING
+    storage: str = MISSING
+    n_trials: int = _integer(10)
+    timeout: float | None = _rule(None, "a positive number of seconds or null", positive=True,
+                                  null=True)
+    metric: str = "accuracy"
+    direction: str = _rule("maximize", "maximize or minimize", one_of=("maximize", "minimize"))
+    second_objective: str | None = _rule(
+        None, f"one of {', '.join(SECOND_OBJECTIVES)} or null", one_of=SECOND_OBJECTIVES,
+        null=True)
+    output_dir: str = MISSING
+    heartbeat_interval: int = _integer(10)
+    grace_period: int = _rule(60, "at least study.heartbeat_interval")
+    max_retries: int | None = _integer(2, minimum=0, nullable=True)
+    workers: int = _integer(1)
+    worker: int | None = _integer(None, minimum=0, nullable=True)
+    threads: int | None = _integer(None, nullable=True)
+    failure_limit: FailureLimitConfig = field(default_factory=FailureLimitConfig)
+
+    def __post_init__(self) -> None:
+        if not str(self.name).strip():
+            raise ConfigError("study.name", "must not be empty")
+        super().__post_init__()
+        if self.grace_period < self.heartbeat_interval:
+            raise ConfigError("study.grace_period", f"must be at least study.heartbeat_interval, "
+                                                    f"got {self.grace_period!r}")
+
+
+@dataclass
+class CheckpointsConfig(_Checked):
+    SECTION: ClassVar[str] = "checkpoints"
+    keep: int | None = _integer(2, nullable=True)
+    mlflow: str = _rule("kept", f"one of {', '.join(CHECKPOINTS_IN_MLFLOW)}",
+                        one_of=CHECKPOINTS_IN_MLFLOW)
+
+
+@dataclass
+class ReportConfig(_Checked):
+    SECTION: ClassVar[str] = "report"
+    enabled: bool = True
+    dir: str = MISSING
+    plots: list[str] = field(default_factory=lambda: list(PLOTS[:-1]),
+                             metadata={"plots": True})
+    max_params: int = _integer(6)
+    mlflow: bool = True
+
+    def __post_init__(self) -> None:
+        for name in self.plots:
+            if name not in PLOTS:
+                raise ConfigError("report.plots", f"unknown plot {name!r} (known: "
+                                                  f"{', '.join(PLOTS)})")
+        super().__post_init__()
+
+
+@dataclass
+class ExportConfig(_Checked):
+    SECTION: ClassVar[str] = "export"
+    dir: str = MISSING
+    trial: int | None = _integer(None, minimum=0, nullable=True)
+    merge_adapter: str = _rule("auto", "auto, true or false", one_of=MERGE_ADAPTER)
+    register: bool = False
+
+    def __post_init__(self) -> None:
+        self.merge_adapter = str(self.merge_adapter).lower()  # false on a command line is a bool
+        super().__post_init__()
+
+
+@dataclass
+class DisplayConfig(_Checked):
+    SECTION: ClassVar[str] = "display"
+    progress: bool = True
+    trainer_bars: bool = False
+
+
+@dataclass
+class TrainOptions(_Checked):
+    """The harness's keys of ``train`` (the others are TrainingArguments fields)."""
+
+    SECTION: ClassVar[str] = "train"
+    evals_per_epoch: int = _integer(4)
+    early_stopping_patience: int | None = _rule(
+        None, "a positive integer (evaluations) or null", min=1, null=True)
+    early_stopping_threshold: float = _rule(0.0, "a number >= 0", at_least=0)
+    mixed_precision: str = _rule("auto", f"one of {', '.join(MIXED_PRECISION)}",
+                                 one_of=MIXED_PRECISION)
+
+    def __post_init__(self) -> None:
+        self.mixed_precision = self.mixed_precision or "no"
+        super().__post_init__()
+
+
+# section -> its schema (registered in the ConfigStore; conf/config.yaml lists them first)
+SECTIONS: dict[str, type] = {"study": StudyConfig, "checkpoints": CheckpointsConfig,
+                             "report": ReportConfig, "export": ExportConfig,
+                             "display": DisplayConfig}
+
+
+def register() -> None:
+    """Put the schemas in Hydra's ConfigStore as ``harness_schema_<section>``."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for section, schema in SECTIONS.items():
+        store.store(name=f"harness_schema_{section}", node=schema, package=section)
+
+
+def settings(cfg: Any, section: str) -> Any:
+    """``cfg.<section>`` as its dataclass, its ranges checked (a ConfigError naming the field)."""
+    node = cfg.get(section)
+    try:
+        return OmegaConf.to_object(node)
+    except OmegaConfBaseException as exc:
+        raise as_config_error(exc, f"{section}.") from None
+
+
+def train_options(train_cfg: Any) -> TrainOptions:
+    """The harness's keys of ``train``, typed and checked."""
+    names = [f.name for f in dataclasses.fields(TrainOptions)]
+    own = {k: train_cfg.get(k) for k in names if k in train_cfg}
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(TrainOptions), own)
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        raise as_config_error(exc, "train.") from None
+
+
+def must_be(full_key: str) -> str | None:
+    """What a typed setting must be (``study.n_trials`` → "a positive integer"), or None."""
+    section, _, rest = full_key.partition(".")
+    schema: Any = TrainOptions if section == "train" else SECTIONS.get(section)
+    *parents, name = rest.split(".") if rest else [""]
+    for parent in parents:
+        fields = {f.name: f for f in dataclasses.fields(schema)} if schema else {}
+        schema = fields[parent].default_factory if parent in fields else None
+    if schema is None or not dataclasses.is_dataclass(schema):
+        return None
+    if not name:
+        return "a mapping of settings"
+    spec = {f.name: f for f in dataclasses.fields(schema)}.get(name)
+    if spec is None:
+        return None
+    if spec.metadata.get("plots"):
+        return f"a list of plot names ({', '.join(PLOTS)})"
+    return spec.metadata.get("must") or f"of type {getattr(spec.type, '__name__', spec.type)}"
+
+
+def as_config_error(exc: OmegaConfBaseException, prefix: str = "") -> ConfigError:
+    """OmegaConf's type error as the harness's one-line form: "FIELD: must be …, got VALUE"."""
+    key = str(getattr(exc, "full_key", "") or "")
+    key = key if key.startswith(prefix) or not prefix else prefix + key
+    what = must_be(key)
+    value = getattr(exc, "value", None) if hasattr(exc, "value") else None
+    if what is not None and key:
+        return ConfigError(key, f"must be {what}, got {value!r}")
+    return ConfigError(key or prefix.rstrip(".") or "config", str(exc).splitlines()[0])

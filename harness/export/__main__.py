@@ -1,0 +1,5 @@
+"""``python -m harness.export``: see :mod:`harness.cli.export`."""
+
+from harness.cli.export import cli
+
+cli()

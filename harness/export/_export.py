@@ -1,0 +1,229 @@
+"""``python -m harness.export +sweep=NAME [export.dir=…] [key=value ...]``: the best trial's
+model in a folder that plain transformers (+ peft) loads.
+
+The folder holds the weights (a peft adapter merged into them, or kept separate:
+``export.merge_adapter``), the tokenizer, ``labels.json``, the trial's composed ``config.yaml``,
+``metrics.json`` and a model card (``README.md``: data, method, hyperparameters, metrics, how to
+load). ``export.register=true`` also registers it in MLflow's model registry under the study's
+name. Read-only on the study; the folder is written whole or not at all. Exit status 2 on bad
+input.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from harness.base.errors import ConfigError, first_line
+from harness.base.files import replace_folder
+from harness.base.secrets import mask
+from harness.config import settings
+from harness.export.card import SOURCES, model_card
+from harness.records import schema, trials
+from harness.records.lookup import load_study, open_tracker
+from harness.train.checkpoints import CheckpointStore, load_checkpoint
+
+COPIED = ("adapter_config.json", "adapter_model.safetensors", "config.json")  # separate adapter
+
+
+@dataclass
+class Exported:
+    folder: Path
+    trial: int
+    value: float
+    merged: bool
+    registered: str | None = None  # "name version N"
+
+    def format(self) -> str:
+        kind = "merged weights" if self.merged else "separate adapter"
+        lines = [f"Exported trial {self.trial} (validation {self.value:.4f}) to {self.folder} "
+                 f"({kind})",
+                 f"Try it: python -m harness.predict {self.folder} \"some text\""]
+        if self.registered:
+            lines.append(f"Registered in MLflow: {self.registered}")
+        return "\n".join(lines)
+
+
+def export_model(cfg: DictConfig) -> Exported:
+    """Export the trial ``export.trial`` (default: the best) of the study the config names."""
+    merge = settings(cfg, "export").merge_adapter
+    study = load_study(cfg)
+    tracker = open_tracker(cfg, study)
+    trial = _chosen_trial(study, cfg.export.get("trial"))
+    best = trials.best_trial(study)
+    run_id = trial.user_attrs.get(schema.RUN_ID_ATTR)
+    target = Path(str(cfg.export.dir))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    except OSError as exc:
+        raise ConfigError("export.dir", f"cannot write '{target}': {exc.strerror or exc}") \
+            from None
+    try:
+        with tempfile.TemporaryDirectory(prefix="harness-export-") as download:
+            source = _checkpoint(cfg, trial, tracker, Path(download))
+            merged, peft_type = _write_model(source, scratch, merge)
+            labels = json.loads((source / "labels.json").read_text())["id2label"]
+            label_names = [labels[str(i)] for i in range(len(labels))]
+            (scratch / "labels.json").write_text(json.dumps(
+                {"id2label": dict(enumerate(label_names)),
+                 "label2id": {n: i for i, n in enumerate(label_names)}}, indent=2) + "\n")
+            run = tracker.run(run_id) if tracker else None
+            (scratch / "config.yaml").write_text(_config_yaml(cfg, trial, tracker, run_id))
+            metrics = {k.removeprefix(schema.BEST_VAL_PREFIX): v for k, v in sorted(
+                (run.metrics if run else {}).items()) if k.startswith(schema.BEST_VAL_PREFIX)}
+            metrics = metrics or {str(cfg.study.metric): trials.study_value(trial)}
+            (scratch / "metrics.json").write_text(json.dumps(
+                {"study": study.study_name, "trial": trial.number, "split": "validation",
+                 **metrics}, indent=2) + "\n")
+            exported = Exported(target, trial.number, trials.study_value(trial), merged)
+            card = _card_info(cfg, study, trial, best, run, tracker, metrics, label_names,
+                              merged, peft_type)
+            (scratch / "README.md").write_text(model_card(card))
+            scratch.chmod(0o755)
+        replace_folder(target, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if cfg.export.register:
+        exported.registered = _register(tracker, run_id, target, study.study_name, cfg)
+        card["registered"] = exported.registered
+        (target / "README.md").write_text(model_card(card))
+    return exported
+
+
+def _chosen_trial(study: Any, number: Any) -> Any:
+    from optuna.trial import TrialState
+
+    if number is None:
+        best = trials.best_trial(study)
+        if best is None:
+            raise ConfigError("study.name", f"study '{study.study_name}' has no completed trial "
+                                            "to export yet")
+        return best
+    found = [t for t in study.get_trials(deepcopy=False) if t.number == int(number)]
+    if not found:
+        raise ConfigError("export.trial", f"no trial {number} in study '{study.study_name}' "
+                                          f"(it has {len(study.trials)})")
+    if found[0].state != TrialState.COMPLETE:
+        raise ConfigError("export.trial", f"trial {number} is {found[0].state.name}: only a "
+                                          "completed trial has a checkpoint")
+    return found[0]
+
+
+def _checkpoint(cfg: DictConfig, trial: Any, tracker: Any, download: Path) -> Path:
+    """The trial's checkpoint folder: the local one if kept, else the MLflow run's artifact."""
+    local = CheckpointStore.from_config(cfg).path(trial.number)
+    info = local / "trial.json"
+    if info.is_file() and json.loads(info.read_text()).get("trial") == trial.number:
+        return local
+    run_id = trial.user_attrs.get(schema.RUN_ID_ATTR)
+    if tracker is not None and run_id:
+        try:
+            path = Path(tracker.client.download_artifacts(run_id, "checkpoint", str(download)))
+            if (path / "labels.json").is_file():
+                return path
+        except Exception:  # removed (not among the kept ones) or unreachable: said below
+            pass
+    raise ConfigError("export.trial", f"trial {trial.number}'s checkpoint was not kept (not in "
+                                      f"{local}, not in its MLflow run): checkpoints.keep keeps "
+                                      "the best trials' only; export the best trial")
+
+
+def _write_model(source: Path, folder: Path, merge: str) -> tuple[bool, str | None]:
+    """Weights and tokenizer into ``folder`` (``merge``: auto, true or false): (merged?, peft
+    type or None)."""
+    if not (source / "adapter_config.json").is_file():  # full fine-tune: copy as it is
+        for path in source.iterdir():
+            if path.is_file() and path.name not in ("trial.json", "README.md"):
+                shutil.copy2(path, folder / path.name)
+        return False, None
+    from peft import PeftConfig
+
+    settings = PeftConfig.from_pretrained(source)
+    peft_type = str(settings.peft_type.value)
+    if merge == "true" and settings.is_prompt_learning:
+        raise ConfigError("export.merge_adapter", f"a {peft_type} adapter cannot be merged into "
+                                                  "the weights: use auto or false")
+    if merge == "false" or settings.is_prompt_learning:
+        for name in COPIED:
+            shutil.copy2(source / name, folder / name)
+        _, tokenizer = load_checkpoint(source)
+        tokenizer.save_pretrained(folder)
+        return False, peft_type
+    model, tokenizer = load_checkpoint(source)
+    model = model.merge_and_unload()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return True, peft_type
+
+
+def _config_yaml(cfg: DictConfig, trial: Any, tracker: Any, run_id: str | None) -> str:
+    """The trial's composed config, as its MLflow run recorded it (passwords masked); the
+    study's config with the trial's params noted where the run is not reachable."""
+    if tracker is not None and run_id:
+        try:
+            with tempfile.TemporaryDirectory() as folder:
+                return tracker.download(run_id, schema.CONFIG_ARTIFACT, Path(folder)).read_text()
+        except Exception:  # not reachable: the study's config below
+            pass
+    params = json.dumps(trial.params, indent=2)
+    return (f"# the study's config; trial {trial.number} sampled these values over it:\n"
+            + "\n".join(f"# {line}" for line in params.splitlines()) + "\n"
+            + mask(OmegaConf.to_yaml(cfg)))
+
+
+def _card_info(cfg: DictConfig, study: Any, trial: Any, best: Any, run: Any, tracker: Any,
+               metrics: dict[str, float], label_names: list[str], merged: bool,
+               peft_type: str | None) -> dict[str, Any]:
+    data = cfg.data
+    target = str(data.source.get("_target_", ""))
+    source = SOURCES.get(target, target)
+    if target.endswith("local_files"):
+        files = [Path(str(data.get(k))).name for k in ("train_file", "validation_file",
+                                                       "test_file") if data.get(k)]
+        source += f" ({', '.join(files)})"
+    elif target.endswith("hub_dataset"):
+        source += f" (`{data.get('path')}`)"
+    params = run.params if run else {}
+    sizes = {}
+    parent_run = tracker.run(tracker.parent_run_id) if tracker else None
+    parent = parent_run.params if parent_run else {}
+    for split in ("train", "validation", "test"):
+        size = parent.get(schema.DATA_SIZE_PARAM.format(split=split))
+        if size is not None:
+            sizes[split] = int(size)
+    return {
+        "study": study.study_name, "trial": trial.number, "value": trial.values[0],
+        "metric": str(cfg.study.metric), "direction": str(cfg.study.direction),
+        "is_best": best is not None and best.number == trial.number,
+        "metrics": metrics, "params": dict(trial.params),
+        "method": (params.get(schema.METHOD_PARAM) or trial.params.get(schema.METHOD_PARAM)
+                   or str(cfg.peft.method)),
+        "merged": merged, "peft_type": peft_type,
+        "base_model": params.get(schema.MODEL_PATH_PARAM) or str(cfg.model.name_or_path),
+        "model_name": params.get(schema.MODEL_PARAM) or str(cfg.model.name),
+        "data": {"name": str(data.name), "source": source, "sizes": sizes},
+        "labels": label_names,
+    }
+
+
+def _register(tracker: Any, run_id: str | None, folder: Path, name: str,
+              cfg: DictConfig) -> str:
+    """Log the folder to the trial's run (``model/``) and register it as a new version."""
+    from mlflow.exceptions import MlflowException
+
+    if tracker is None or not run_id:
+        raise ConfigError("export.register", mask(
+            f"the study's MLflow runs are not in '{cfg.tracking.uri}': set tracking.uri to the "
+            "store the sweep used"))
+    try:
+        return tracker.register_model(run_id, folder, name)
+    except MlflowException as exc:
+        raise ConfigError("export.register", mask(f"MLflow refused: {first_line(exc)}")) \
+            from None

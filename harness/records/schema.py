@@ -1,0 +1,69 @@
+"""Every name the harness writes into a study's records, defined once.
+
+Optuna holds the study (its user attributes and each trial's); MLflow is a view of it (tags,
+params, metrics and artifacts of one parent run per study and one child run per trial). Code and
+tests read and write these names only through the constants below.
+"""
+
+from __future__ import annotations
+
+# ---------------------------------------------------------------- Optuna: study user attributes
+FINGERPRINT_ATTR = "harness.fingerprint"  # the settings that define the study (resume check)
+PARENT_RUN_ATTR = "mlflow_parent_run_id"  # the study's MLflow parent run
+
+# ---------------------------------------------------------------- Optuna: trial user attributes
+WORKER_ATTR = "worker"  # a running trial's process: {host, boot, pid}
+ERROR_ATTR = "error"  # a failed trial: "ErrorClass: message"
+INTERRUPTED_ATTR = "interrupted"  # why a trial was stopped (signal, dead process)
+RUN_ID_ATTR = "mlflow_run_id"  # the trial's MLflow child run
+TRAINABLE_PARAMS_ATTR = "trainable_params"
+STEPS_TRAINED_ATTR = "steps_trained"  # optimizer steps the trial trained
+TRAIN_RUNTIME_ATTR = "train_runtime_s"  # seconds inside Trainer.train
+OVERHEAD_ATTR = "overhead_s"  # the trial's wall time outside training and evaluation
+
+# ---------------------------------------------------------------- Optuna: params
+METHOD_PARAM = "method"  # a methods study's fine-tuning method (its params are "<method>/<path>")
+
+# ---------------------------------------------------------------- MLflow: tags
+ROLE_TAG = "harness.role"  # on every run: ROLE_STUDY (parent) or ROLE_TRIAL (child)
+ROLE_STUDY = "study"
+ROLE_TRIAL = "trial"
+PARENT_EXPERIMENT_TAG = "harness.parent_run_id"  # experiment tag: the study's parent run
+PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's own nesting tag
+STUDY_NAME_TAG = "optuna.study_name"
+NUMBER_TAG = "optuna.trial_number"
+STATE_TAG = "optuna.state"  # the trial's Optuna state (RUNNING, COMPLETE, PRUNED, FAIL)
+ERROR_TAG = "error"  # a failed trial's error (or why it was interrupted)
+ERROR_TYPE_TAG = "error_type"
+CHECKPOINT_TAG = "checkpoint"  # why a run's checkpoint artifact was removed
+FINISHED_TAG = "optuna.n_trials_finished"  # parent run: trials finished so far
+BEST_TRIAL_TAG = "best_trial"  # parent run: the best trial's number ("best_trial.<method>")
+BEST_VALUE_TAG = "best_value"
+BEST_RUN_TAG = "best_run_id"
+BEST_PARAM_PREFIX = "best."  # parent run: the best trial's params
+
+# Optuna's trial states → MLflow run statuses. A trial stopped by Ctrl-C / SIGTERM is FAIL in
+# Optuna and KILLED in MLflow; one that raised, or whose worker died, is FAILED.
+RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}
+
+# ---------------------------------------------------------------- MLflow: metrics
+VAL_PREFIX = "val_"  # curves: val_<metric> at every evaluation
+BEST_VAL_PREFIX = "best_val_"  # a trial's metrics at its best evaluation
+BEST_VALUE_METRIC = "best_value"  # parent run: best value against trials finished
+TRIALS_PREFIX = "trials_"  # parent run: trials_complete, trials_pruned, trials_failed
+STEPS_TRAINED_METRIC = "steps_trained"
+WALL_TIME_METRIC = "wall_time_s"
+OVERHEAD_METRIC = "overhead_s"
+
+# ---------------------------------------------------------------- MLflow: artifacts
+CHECKPOINT_ARTIFACT = "checkpoint"  # a kept trial's weights (or adapter), tokenizer, labels
+CONFIG_ARTIFACT = "config.yaml"  # a trial's composed config (passwords masked)
+TRACEBACK_ARTIFACT = "traceback.txt"  # a failed trial's traceback
+REPORT_ARTIFACT = "report"  # the parent run's study report
+MODEL_ARTIFACT = "model"  # an export registered from a trial run
+
+# ---------------------------------------------------------------- MLflow: params
+DATA_SIZE_PARAM = "data.{split}_size"  # parent run: rows per split
+MODEL_PARAM = "model"
+MODEL_PATH_PARAM = "model.name_or_path"
+NOT_SAMPLED = "n/a"  # a param this trial did not sample (another method's, in a methods study)

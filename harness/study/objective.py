@@ -1,0 +1,202 @@
+"""One trial: sample → apply to a config copy → fine-tune → record in Optuna and MLflow.
+
+Whatever happens inside a trial ends in both records: COMPLETE / PRUNED (MLflow FINISHED),
+FAIL with the error's class and message (MLflow FAILED), or FAIL as interrupted (MLflow KILLED,
+when Ctrl-C / SIGTERM stopped it). A process that dies outright is handled by
+:mod:`harness.recovery` on the next run.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+import traceback
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from harness.base import faults
+from harness.base.secrets import mask
+from harness.records import schema, trials
+from harness.study.recovery import this_worker
+from harness.study.summary import record_best, show
+
+
+class Objective:
+    def __init__(self, prepared: Any, tracker: Any, store: Any, progress: Any) -> None:
+        self.prepared = prepared
+        self.tracker = tracker
+        self.store = store
+        self.progress = progress
+        self.cfg = prepared.cfg
+        self.multi = self.cfg.study.get("second_objective") is not None
+        self.overheads: list[float] = []
+        self.current: int | None = None  # the trial this process is running
+
+    def __call__(self, trial: Any) -> float | tuple[float, float]:
+        import optuna
+
+        # the training side imports transformers (6 s): here, where a trial starts, so that a
+        # config error or --help never pays for it
+        from harness.train.callbacks import MetricsLogger, OnEvaluate, PruningCallback
+        from harness.train.finetune import finetune
+
+        start = time.perf_counter()
+        cfg, metric = self.cfg, self.cfg.study.metric
+        self.current = trial.number
+        trial.set_user_attr(schema.WORKER_ATTR, this_worker())
+        faults.set_trial(trial.number)
+        trial_cfg, values = self.prepared.space.sample(trial, cfg)
+        method = trial_cfg.peft.method if cfg.get("method_space") else None
+        self.progress.trial_started(trial.number)
+        # every trial run has every param name of the study (a methods study's other methods'
+        # params as "n/a"), so that MLflow's compare view lines the runs up
+        unsampled = dict.fromkeys(self.prepared.space.param_names(), schema.NOT_SAMPLED)
+        run = self.tracker.start_trial(
+            trial.number,
+            {**self.prepared.fixed_params(), **unsampled, **values},
+            mask(OmegaConf.to_yaml(trial_cfg, resolve=True)),
+        )
+        trial.set_user_attr(schema.RUN_ID_ATTR, run.run_id)
+        _reset_peak_memory()
+        try:
+            result = finetune(
+                trial_cfg,
+                self.prepared.base,
+                self.prepared.datasets,
+                self.prepared.metrics,
+                callbacks=[
+                    *([] if self.multi else [PruningCallback(trial, metric)]),
+                    MetricsLogger(run.log_metrics),
+                    OnEvaluate(lambda i, m: self.progress.evaluation(
+                        trial.number, i, m.get(f"eval_{metric}"))),
+                ],
+                checkpoint_dir=self.store.partial(trial.number),
+                keep_checkpoint=lambda value: self.store.wanted(trial.study, value, method),
+                trainer_bars=bool(cfg.display.trainer_bars),
+            )
+            state = "PRUNED" if result.pruned else "COMPLETE"
+            summary = {f"{schema.BEST_VAL_PREFIX}{k}": v for k, v in result.best_metrics.items()}
+            summary.update(trainable_params=result.trainable_params,
+                           total_params=result.total_params,
+                           trainable_ratio=result.trainable_ratio, best_step=result.best_step,
+                           train_runtime_s=result.train_runtime, epochs_trained=result.epochs,
+                           steps_trained=result.steps,
+                           # every run logs the same metric names (MLflow's compare view lines
+                           # them up): stopped_epoch is where training ended, early or not
+                           stopped_early=float(result.stopped_epoch is not None),
+                           stopped_epoch=(result.epochs if result.stopped_epoch is None
+                                          else result.stopped_epoch))
+            trial.set_user_attr(schema.TRAINABLE_PARAMS_ATTR, result.trainable_params)
+            trial.set_user_attr(schema.STEPS_TRAINED_ATTR, result.steps)
+            trial.set_user_attr(schema.TRAIN_RUNTIME_ATTR, round(result.train_runtime, 3))
+            if result.checkpoint is not None:
+                info = {"trial": trial.number, "value": result.value, "metric": metric,
+                        "params": trial.params, schema.RUN_ID_ATTR: run.run_id}
+                run.log_checkpoint(self.store.commit(trial.number, info))
+            wall = time.perf_counter() - start
+            overhead = wall - result.train_runtime
+            self.overheads.append(overhead)
+            trial.set_user_attr(schema.OVERHEAD_ATTR, round(overhead, 3))
+            run.log_metrics({**summary, **_memory(), schema.WALL_TIME_METRIC: wall,
+                             schema.OVERHEAD_METRIC: overhead}, step=result.best_step)
+            run.finish(state)
+            self._report(trial.number, state, result.value, result.evaluations, wall, values)
+        except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM: recorded, then the sweep stops
+            reason = f"interrupted by {getattr(exc, 'name', 'KeyboardInterrupt')}"
+            trial.set_user_attr(schema.INTERRUPTED_ATTR, reason)
+            if not run.ended:
+                run.finish("FAIL", {schema.ERROR_TAG: reason}, status="KILLED")
+            self._report(trial.number, "FAIL", None, 0, time.perf_counter() - start, values,
+                         error=reason)
+            raise
+        except Exception as exc:
+            self.current = None
+            error = mask(f"{type(exc).__name__}: {exc}")
+            trial.set_user_attr(schema.ERROR_ATTR, error[:2000])
+            if not run.ended:
+                run.log_traceback(mask("".join(traceback.format_exception(exc))))
+                run.finish("FAIL", {schema.ERROR_TAG: error,
+                                    schema.ERROR_TYPE_TAG: type(exc).__name__})
+            self._report(trial.number, "FAIL", None, 0, time.perf_counter() - start, values,
+                         error=f"{error.splitlines()[0]} (traceback: MLflow run {run.run_id}, "
+                               "traceback.txt)")
+            raise
+        finally:
+            self.store.discard(trial.number)
+            faults.set_trial(None)
+            _release_memory()
+        self.current = None
+        if result.pruned:
+            raise optuna.TrialPruned(f"pruned at evaluation {result.evaluations}")
+        if self.multi:  # (study metric, the second objective), the second minimized
+            second = cfg.study.second_objective
+            return result.value, float(result.trainable_params if second == "trainable_params"
+                                        else result.train_runtime)
+        return result.value
+
+    def after_trial(self, study: Any, trial: Any) -> None:
+        """Optuna callback: progress bar, checkpoints beyond the kept ones removed (locally and
+        in MLflow), the parent run's best-so-far record."""
+        import optuna
+
+        counted = trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        best = trials.best_trial(study)
+        self.progress.trial_finished(
+            counted, (best.number, trials.study_value(best)) if best else None)
+        removed = self.store.remove_unkept(study)
+        if self.cfg.checkpoints.mlflow == "kept":
+            for number in removed:
+                run_id = study.get_trials(deepcopy=False)[number].user_attrs.get(
+                    schema.RUN_ID_ATTR)
+                if run_id:
+                    self.tracker.delete_checkpoint(
+                        run_id, f"removed: not among the best {self.store.keep} trials")
+        record_best(study, self.tracker)
+
+    def _report(self, number: int, state: str, value: float | None, evaluations: int,
+                wall: float, values: dict[str, Any], error: str = "") -> None:
+        shown = "" if value is None else f" {self.cfg.study.metric} {value:.4f}"
+        where = f" after {evaluations} evaluations" if state == "PRUNED" else ""
+        params = " ".join(f"{k}={show(v)}" for k, v in values.items())
+        line = f"trial {number} {state}{shown}{where} in {wall:.1f} s | {params}"
+        self.progress.write(line + (f" | {error.splitlines()[0]}" if error else ""))
+
+
+def _reset_peak_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _memory() -> dict[str, float]:
+    """Memory metrics of a trial: the GPU's peak during it, the process's resident memory at
+    its end (growth over trials would be a leak) and the process's peak so far."""
+    import resource
+
+    import torch
+
+    out = {"process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    out["process_rss_mb"] = int(line.split()[1]) / 1024
+    except OSError:  # not Linux
+        pass
+    if torch.cuda.is_available():
+        out["gpu_peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def _release_memory() -> None:
+    """Between trials: free what the trial held (CUDA caches too, after an out-of-memory)."""
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # pragma: no cover - best effort
+        pass

@@ -1,0 +1,177 @@
+"""Trials a stopped process left behind: failed in Optuna, closed in MLflow, queued again.
+
+A sweep can stop at any moment: ``kill -9``, a lost machine, an out-of-memory kill, Ctrl-C.
+Every running trial has an Optuna heartbeat (``RDBStorage(heartbeat_interval, grace_period)``);
+a trial whose heartbeat stops is failed by the next worker that looks (Optuna's
+``fail_stale_trials``, run before every trial and when a sweep starts), and :class:`Recovery`,
+its stale-trial callback, then
+
+- ends the trial's MLflow run as FAILED with the reason (creating the run if the process died
+  before it had one), and removes any checkpoint it had half uploaded,
+- removes the trial's half-written local checkpoint,
+- queues the same parameters again with Optuna's ``RetryHeartbeatStaleTrialCallback`` (at most
+  ``max_retry`` times per original trial).
+
+On one machine nobody needs to wait for the grace period: a running trial whose process (same
+host, same boot) no longer exists is failed at once when the next sweep starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import socket
+import warnings
+from functools import cache
+from typing import Any
+
+from harness.records import schema
+
+log = logging.getLogger(__name__)
+
+
+
+def this_worker() -> dict[str, Any]:
+    """Identifies this process among all workers of a study (host, boot, pid)."""
+    host, boot = _machine()
+    return {"host": host, "boot": boot, "pid": os.getpid()}
+
+
+@cache
+def _machine() -> tuple[str, str]:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            boot = handle.read().strip()
+    except OSError:  # not Linux: the host name alone
+        boot = ""
+    return socket.gethostname(), boot
+
+
+def _process_is_gone(worker: Any) -> bool:
+    """True only when ``worker`` ran on this machine (this boot) and its process has ended."""
+    me = this_worker()
+    if not isinstance(worker, dict) or (worker.get("host"), worker.get("boot")) != (
+            me["host"], me["boot"]):
+        return False
+    pid = worker.get("pid")
+    if not isinstance(pid, int) or pid == me["pid"]:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+class Recovery:
+    """Fails, closes and retries trials whose process stopped (see the module docstring)."""
+
+    def __init__(self, tracker: Any, store: Any, max_retry: int | None, grace_period: int) -> None:
+        self.tracker = tracker
+        self.store = store
+        self.max_retry = max_retry
+        self.grace_period = grace_period
+
+    def __call__(self, study: Any, trial: Any) -> None:
+        """Optuna's stale-trial callback: ``trial`` is already FAIL in the storage."""
+        worker = trial.user_attrs.get(schema.WORKER_ATTR) or {}
+        where = f" ({worker.get('host')}, pid {worker.get('pid')})" if worker else ""
+        self._close(study, trial, trial.user_attrs.get(schema.INTERRUPTED_ATTR) or (
+            f"its worker{where} stopped: no heartbeat for more than {self.grace_period} s"),
+            status="FAILED")
+
+    def recover(self, study: Any) -> None:
+        """When a sweep starts: fail what dead processes left running, close MLflow runs that
+        are still open for finished trials, remove half-written checkpoints."""
+        from optuna.trial import TrialState
+
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            worker = trial.user_attrs.get(schema.WORKER_ATTR)
+            if _process_is_gone(worker):
+                self.fail(study, trial, f"its process (pid {worker['pid']}) is gone: killed or "
+                                        "crashed while the trial ran")
+        self.check_stale(study)
+        self._close_orphan_runs(study)
+        self.store.remove_unkept(study)
+
+    @staticmethod
+    def check_stale(study: Any) -> None:
+        """Fail (and so recover) the trials whose heartbeat is older than the grace period."""
+        import optuna
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+
+    def interrupted(self, study: Any, number: int | None, reason: str) -> None:
+        """After Ctrl-C / SIGTERM: the trial this process was running (``number``, which Optuna
+        may have failed already) and any other trial it left RUNNING end as FAIL, interrupted,
+        with their parameters queued again."""
+        from optuna.trial import TrialState
+
+        me = this_worker()
+        for trial in study.get_trials(deepcopy=False):
+            if trial.state == TrialState.RUNNING and (
+                    trial.number == number or trial.user_attrs.get(schema.WORKER_ATTR) == me):
+                self.fail(study, trial, reason, status="KILLED")
+            elif trial.state == TrialState.FAIL and trial.number == number:
+                self._close(study, trial, reason, status="KILLED")
+
+    def fail(self, study: Any, trial: Any, reason: str, status: str = "FAILED") -> None:
+        """Fail a RUNNING trial with ``reason`` (unless another worker got there first); its
+        MLflow run ends with ``status``: KILLED when stopped by a signal, FAILED when its worker
+        died."""
+        from optuna.exceptions import UpdateFinishedTrialError
+        from optuna.trial import TrialState
+
+        storage = study._storage
+        try:
+            storage.set_trial_user_attr(trial._trial_id, schema.INTERRUPTED_ATTR, reason)
+            if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                return
+        except UpdateFinishedTrialError:
+            return
+        self._close(study, storage.get_trial(trial._trial_id), reason, status)
+
+    def _close(self, study: Any, trial: Any, reason: str, status: str) -> None:
+        from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+        log.warning("trial %d stopped (%s): recorded as failed, its parameters queued again",
+                    trial.number, reason.removeprefix("interrupted by "))
+        self.store.discard(trial.number)
+        try:
+            for run in self.tracker.trial_runs(trial.number):
+                if self.tracker.has_checkpoint(run.run_id):
+                    self.tracker.delete_checkpoint(run.run_id, "removed: trial interrupted")
+            self.tracker.close_trial_run(trial.number, "FAIL", status,
+                                         {schema.ERROR_TAG: f"interrupted: {reason}"})
+        except Exception as exc:  # Optuna's record is the one that counts: go on
+            log.warning("could not close the MLflow run of trial %d: %s", trial.number, exc)
+        clean = copy.deepcopy(trial)
+        clean.user_attrs = {}  # the retry is a new trial: no worker, no run id, no reason
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            RetryHeartbeatStaleTrialCallback(max_retry=self.max_retry)(study, clean)
+
+    def _close_orphan_runs(self, study: Any) -> None:
+        """Trial runs still RUNNING in MLflow whose Optuna trial has ended (a process killed
+        between the two records) end now with the trial's state."""
+        from optuna.trial import TrialState
+
+        trials = study.get_trials(deepcopy=False)
+        for run in self.tracker.trial_runs(status="RUNNING"):
+            number = int(run.tags.get(schema.NUMBER_TAG, -1))
+            if not 0 <= number < len(trials) or trials[number].state == TrialState.RUNNING:
+                continue
+            trial = trials[number]
+            state, tags = trial.state.name, {}
+            status = schema.RUN_STATUS.get(state, "FAILED")
+            if state == "FAIL":
+                error = trial.user_attrs.get(schema.ERROR_ATTR)
+                interrupted = trial.user_attrs.get(schema.INTERRUPTED_ATTR) or "process stopped"
+                status = "KILLED" if str(interrupted).startswith("interrupted by") else "FAILED"
+                tags = {schema.ERROR_TAG: error or f"interrupted: {interrupted}"}
+            self.tracker.close_trial_run(number, state, status, tags)

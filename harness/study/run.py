@@ -1,0 +1,199 @@
+"""A study from start to end, read top to bottom: setup → search → close → summary.
+
+The study lives in Optuna's storage; MLflow is a view of it. A run can stop at any moment and the
+same command resumes: finished trials are kept, trials a stopped process left behind are failed,
+closed and retried (:mod:`harness.study.recovery`), and the study reaches ``study.n_trials``
+finished (complete + pruned) trials, failed ones not counting.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from harness.base import interrupts
+from harness.base.errors import StudyStopped, first_line
+from harness.base.objects import build
+from harness.base.progress import StudyProgress
+from harness.base.secrets import mask
+from harness.records import schema, trials
+from harness.records.lookup import build_tracker
+from harness.report import write_report
+from harness.study.failure_limit import FailureLimit
+from harness.study.objective import Objective
+from harness.study.recovery import Recovery
+from harness.study.setup import prepare_study, validate_config
+from harness.study.storage import existing_study, fingerprint, open_storage
+from harness.study.summary import SweepSummary, build_summary, record_best
+from harness.study.workers import SAMPLER_SEED_STRIDE, threads_per_worker
+from harness.train.checkpoints import CheckpointStore
+
+log = logging.getLogger(__name__)
+
+
+def run_sweep(cfg: DictConfig, resume_command: str = "") -> SweepSummary:
+    """Run (or resume) the study described by a composed config and return its summary.
+
+    Raises :class:`ConfigError` on bad input (nothing created), :class:`StudyStopped` when the
+    failure limit stopped the study, ``KeyboardInterrupt`` when interrupted (the running trial
+    recorded as interrupted and queued again).
+    """
+    sweep = Sweep(cfg)
+    sweep.setup()
+    status = "FINISHED"
+    try:
+        sweep.search()
+        # A stage after the search (re-running the best configurations) goes here: it runs on
+        # the same study, storage and tracker, before the parent run is closed.
+    except KeyboardInterrupt as exc:
+        status = "KILLED"
+        sweep.interrupted(f"interrupted by {getattr(exc, 'name', 'KeyboardInterrupt')}")
+        raise
+    except BaseException:
+        status = "FAILED"
+        raise
+    finally:
+        sweep.close(status)
+    return sweep.summary(resume_command)
+
+
+class Sweep:
+    """One worker's run of a study."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = cfg
+
+    def setup(self) -> None:
+        """Check the config, prepare what every trial shares (nothing created until both
+        passed), open the storage and the tracking store, recover what a stopped run left."""
+        import optuna
+
+        cfg, study_cfg = self.cfg, self.cfg.study
+        space = validate_config(cfg)
+        threads = threads_per_worker(study_cfg)
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        self.prepared = prepare_study(cfg, space)
+        self.tracker = build_tracker(cfg)
+        self.tracker.check()
+        self.store = CheckpointStore.from_config(cfg)
+        self.recovery = Recovery(self.tracker, self.store, study_cfg.max_retries,
+                                 study_cfg.grace_period)
+        storage = open_storage(study_cfg, self.recovery)
+        settings = fingerprint(cfg)
+        existing = existing_study(storage, study_cfg.name, settings)
+        self.study = study = optuna.create_study(
+            study_name=study_cfg.name, storage=storage,
+            sampler=build("sampler", cfg.sampler, **self._sampler_seed(existing)),
+            pruner=build("pruner", cfg.pruner),
+            directions=[study_cfg.direction] + (["minimize"] if study_cfg.second_objective
+                                                else []),
+            load_if_exists=True,
+        )
+        if schema.FINGERPRINT_ATTR not in study.user_attrs:  # new (or made by a killed process)
+            study.set_user_attr(schema.FINGERPRINT_ATTR, settings)
+        parent = self.tracker.open_study(study.user_attrs.get(schema.PARENT_RUN_ATTR),
+                                         self.prepared.study_params())
+        study.set_user_attr(schema.PARENT_RUN_ATTR, parent)
+        self.recovery.recover(study)
+        finished = trials.count(study)["finished"]
+        if study_cfg.worker is not None or existing is not None:
+            who = (f"worker {study_cfg.worker} on" if study_cfg.worker is not None
+                   else "resuming")
+            log.info("%s study '%s': %d trials finished, %d to go", who, study_cfg.name,
+                     finished, max(0, study_cfg.n_trials - finished))
+        self.progress = StudyProgress(study_cfg.n_trials, finished, study_cfg.metric,
+                                      enabled=bool(cfg.display.progress))
+        self.objective = Objective(self.prepared, self.tracker, self.store, self.progress)
+        self.limit = FailureLimit(**OmegaConf.to_container(study_cfg.failure_limit))
+
+    def search(self) -> None:
+        """Trials one after the other until the study has ``n_trials`` finished ones (failed
+        ones do not count), the failure limit trips or ``timeout`` passes.
+
+        Other workers may share the study: a trial starts only while finished + running trials
+        are short of ``n_trials`` (so W workers overshoot by at most W - 1, when they check at
+        the same moment). When the last trials are running elsewhere, this worker waits for them
+        instead of leaving: if one of them dies, its retry is queued and this worker runs it.
+        (Optuna's MaxTrialsCallback counts finished trials only and never waits for others.)
+        """
+        study_cfg, study = self.cfg.study, self.study
+        deadline = None if study_cfg.timeout is None else time.monotonic() + study_cfg.timeout
+        while self.limit.reason is None and (deadline is None or time.monotonic() < deadline):
+            interrupts.check()
+            counts = trials.count(study)
+            if counts["finished"] >= study_cfg.n_trials:
+                return
+            if (counts["finished"] + counts["running"] >= study_cfg.n_trials
+                    and not counts["waiting"]):
+                time.sleep(min(5.0, float(study_cfg.heartbeat_interval)))
+                self.recovery.check_stale(study)
+                continue
+            study.optimize(
+                self.objective, n_trials=1,
+                catch=(Exception,),  # a failed trial is recorded; the study goes on
+                callbacks=[self.limit, self.objective.after_trial], gc_after_trial=True,
+            )
+
+    def interrupted(self, reason: str) -> None:
+        """After Ctrl-C / SIGTERM: this process's running trials recorded as interrupted."""
+        self.recovery.interrupted(self.study, self.objective.current, reason)
+
+    def close(self, status: str) -> None:
+        """The parent run's final record; closed by the last worker still running trials."""
+        self.progress.close()
+        record_best(self.study, self.tracker)
+        if not trials.count(self.study)["running"]:
+            self.tracker.close_study("FAILED" if self.limit.reason and status == "FINISHED"
+                                     else status)
+
+    def summary(self, resume_command: str) -> SweepSummary:
+        """The summary (with the report, ``report.enabled``); StudyStopped when the failure
+        limit stopped the study."""
+        summary = build_summary(self.study, self.cfg, self.tracker, self.store,
+                                self.objective.overheads, resume_command)
+        summary.report = report_text(self.study, self.cfg, self.tracker)
+        if self.limit.reason:
+            raise StudyStopped(self.limit.reason, summary)
+        return summary
+
+    def _sampler_seed(self, existing: Any) -> dict[str, int]:
+        """A seeded sampler never replays the samples of earlier runs (or other workers)."""
+        seed = self.cfg.sampler.get("seed")
+        if seed is None:
+            return {}
+        before = len(existing.trials) if existing else 0
+        return {"seed": int(seed) + before + SAMPLER_SEED_STRIDE * int(self.cfg.study.worker or 0)}
+
+
+def report_text(study: Any, cfg: DictConfig, tracker: Any) -> str:
+    """Write the study report (``report.enabled``) and return it for the terminal; a report
+    that cannot be written is a warning, never a failed sweep."""
+    if not cfg.get("report") or not cfg.report.enabled:
+        return ""
+    try:
+        return write_report(study, cfg, tracker).format()
+    except Exception as exc:
+        log.warning("could not write the study report: %s", mask(first_line(exc)))
+        return ""
+
+
+def study_summary(cfg: DictConfig, resume_command: str = "") -> SweepSummary:
+    """The summary of the study a config names, read from its storage and MLflow (used after
+    ``study.workers`` processes have run it)."""
+    import optuna
+
+    study = optuna.load_study(study_name=cfg.study.name, storage=str(cfg.study.storage))
+    tracker = build_tracker(cfg)
+    tracker.attach(study.user_attrs.get(schema.PARENT_RUN_ATTR))
+    overheads = [t.user_attrs[schema.OVERHEAD_ATTR] for t in study.get_trials(deepcopy=False)
+                 if schema.OVERHEAD_ATTR in t.user_attrs]
+    summary = build_summary(study, cfg, tracker, CheckpointStore.from_config(cfg), overheads,
+                            resume_command)
+    summary.report = report_text(study, cfg, tracker)
+    return summary

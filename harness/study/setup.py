@@ -1,0 +1,152 @@
+"""Before a study exists: check the composed config, then prepare what every trial shares.
+
+Everything that does not depend on a trial's values (data, tokenization, base weights, metric
+modules) is prepared once, before the Optuna study or any MLflow run exists, so bad input stops
+the run with nothing created.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
+
+from harness.base.errors import ConfigError, first_line
+from harness.base.files import check_writable
+from harness.base.objects import build
+from harness.config import settings, train_options
+from harness.data import load_labelled_data, tokenize
+from harness.metrics import load_metrics
+from harness.records import schema
+from harness.space import MethodSpace, SearchSpace
+from harness.train.arguments import training_arguments
+from harness.train.model import build_trial_model, load_base_model, load_tokenizer
+
+# ----------------------------------------------------------------------------- validate
+
+
+def validate_config(cfg: DictConfig) -> Any:
+    """Cheap checks of the composed config (no data, no model): raise :class:`ConfigError`.
+
+    The harness's own sections check themselves (their schemas, :mod:`harness.config.schema`);
+    here the checks that span sections. Returns the study's search space (a SearchSpace, or a
+    MethodSpace for a methods study).
+    """
+    for section in ("study", "model", "data", "peft", "train", "sampler", "pruner", "tracking",
+                    "checkpoints"):
+        if not isinstance(cfg.get(section), DictConfig):
+            raise ConfigError(section, f"must be a mapping of settings, got {cfg.get(section)!r}")
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(missing[0], f"is required: set it on the command line ({missing[0]}=…)")
+    try:
+        OmegaConf.resolve(cfg.copy())
+    except (InterpolationResolutionError, MissingMandatoryValue) as exc:
+        key = getattr(exc, "full_key", None) or "config"
+        raise ConfigError(str(key), first_line(exc)) from exc
+    space = (MethodSpace.from_config(cfg) if cfg.get("method_space")
+             else SearchSpace.from_config(cfg.get("search_space"), cfg))
+    study = settings(cfg, "study")
+    for section in ("checkpoints", "report", "display"):
+        if cfg.get(section) is not None:
+            settings(cfg, section)
+    train_options(cfg.train)
+    if study.second_objective is not None and cfg.pruner.get("_target_") != (
+            "optuna.pruners.NopPruner"):
+        raise ConfigError(
+            "pruner", f"Optuna cannot prune a multi-objective study (study.second_objective="
+            f"{study.second_objective}): choose pruner=none, or drop the second objective to "
+            "keep pruning",
+        )
+    check_writable("study.output_dir", study.output_dir)
+    build("sampler", cfg.sampler)
+    build("pruner", cfg.pruner)
+    return space
+
+
+# ----------------------------------------------------------------------------- prepare
+
+
+@dataclass
+class Prepared:
+    """What every trial of the study shares, built once."""
+
+    cfg: DictConfig
+    space: SearchSpace
+    label_names: list[str]
+    datasets: Any  # tokenized DatasetDict
+    base: Any  # harness.train.model.BaseModel
+    metrics: Any  # harness.metrics.MetricSuite
+
+    def fixed_params(self) -> dict[str, Any]:
+        """Params every trial run (and the parent run) records besides the sampled ones."""
+        cfg = self.cfg
+        return {
+            schema.MODEL_PARAM: cfg.model.name,
+            schema.MODEL_PATH_PARAM: str(cfg.model.name_or_path),
+            "data": cfg.data.name,
+            schema.METHOD_PARAM: "search" if cfg.get("method_space") else cfg.peft.method,
+            "labels": ",".join(self.label_names),
+        }
+
+    def study_params(self) -> dict[str, Any]:
+        """The parent run's params: the fixed ones, the study's settings, its space, the data."""
+        cfg = self.cfg
+        space = {key: OmegaConf.to_container(cfg[key], resolve=True)
+                 for key in ("search_space", "method_space") if cfg.get(key)}
+        return {
+            **self.fixed_params(),
+            "study.metric": cfg.study.metric,
+            "study.direction": cfg.study.direction,
+            "sampler": cfg.sampler._target_,
+            "sampler.seed": cfg.sampler.get("seed"),
+            "pruner": cfg.pruner._target_,
+            "checkpoints.keep": cfg.checkpoints.keep,
+            **{key: json.dumps(value) for key, value in space.items()},
+            **{schema.DATA_SIZE_PARAM.format(split=k): len(v)
+               for k, v in self.datasets.items()},
+        }
+
+
+def prepare_study(cfg: DictConfig, space: SearchSpace) -> Prepared:
+    """Load and tokenize the data, load the metrics and the base model; check a trial builds."""
+    data = load_labelled_data(cfg.data)
+    with tempfile.TemporaryDirectory() as scratch:
+        training_arguments(cfg.train, len(data.splits["train"]), scratch)
+    metrics = load_metrics(list(cfg.metrics), cfg.get("metric_args"))
+    names = metrics.output_names(data.num_labels) + ["loss"]
+    if cfg.study.metric not in names:
+        raise ConfigError("study.metric", f"'{cfg.study.metric}' is not computed by metrics "
+                                          f"{list(cfg.metrics)} (choose one of {names})")
+    tokenizer = load_tokenizer(cfg.model)
+    tokenized = tokenize(data, tokenizer, cfg.data.max_length)
+    base = load_base_model(cfg.model, data.label_names, tokenizer, int(cfg.train.seed))
+    for method_cfg in space.trial_configs(cfg):
+        model = build_trial_model(base, method_cfg.peft, int(cfg.train.seed))
+        _check_method_runs(model, tokenized, base, method_cfg)
+    return Prepared(cfg, space, data.label_names, tokenized, base, metrics)
+
+
+def _check_method_runs(model: Any, tokenized: Any, base: Any, cfg: DictConfig) -> None:
+    """One forward pass on two validation examples: a method the model family cannot run
+    (e.g. prefix tuning without past key values) fails here, before any study exists."""
+    import torch
+    from transformers import DataCollatorWithPadding
+
+    rows = tokenized["validation"].select(range(min(2, len(tokenized["validation"]))))
+    rows = rows.remove_columns([c for c in rows.column_names
+                                if c not in ("input_ids", "attention_mask", "token_type_ids")])
+    batch = DataCollatorWithPadding(base.tokenizer)([rows[i] for i in range(len(rows))])
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(**batch)
+    except Exception as exc:
+        raise ConfigError(
+            "peft", f"method '{cfg.peft.method}' does not run on model "
+            f"'{cfg.model.name}' ({base.model.config.model_type}): {first_line(exc)}"
+        ) from exc

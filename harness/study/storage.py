@@ -1,0 +1,115 @@
+"""The study's Optuna storage: opened with heartbeats, and the study's identity in it (the
+settings that define its trials, checked on resume)."""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from harness.base.errors import ConfigError, first_line
+from harness.base.files import sqlite_path
+from harness.base.secrets import mask
+from harness.records import schema
+from harness.records.lookup import build_tracker
+
+# Config sections that define what a study's trials mean. Resuming a study with different
+# values would mix incomparable trials, so it is refused. (n_trials, timeout, sampler, pruner,
+# tracking, checkpoints and display may change between runs.)
+FINGERPRINT_KEYS = ("model", "data", "peft", "train", "search_space", "method_space", "methods",
+                    "metrics", "metric_args")
+FINGERPRINT_STUDY_KEYS = ("metric", "direction", "second_objective")
+
+
+def open_storage(study_cfg: DictConfig, recovery: Any) -> Any:
+    """Optuna's storage for ``study.storage``, with a heartbeat per running trial (a trial whose
+    heartbeat stops is failed and retried by ``recovery``)."""
+    import optuna
+
+    url = str(study_cfg.storage)
+    path = sqlite_path(url)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError("study.storage", mask(f"cannot create the folder of '{url}': "
+                                                    f"{exc.strerror or exc}")) from None
+    for attempt in (1, 2):  # two workers creating the tables at once: the second retries
+        try:
+            with warnings.catch_warnings():  # the heartbeat is "experimental" since Optuna 2.8
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url,
+                    heartbeat_interval=int(study_cfg.heartbeat_interval),
+                    grace_period=int(study_cfg.grace_period),
+                    heartbeat_stale_trial_callback=recovery,
+                    # SQLite: wait for a lock (the heartbeat thread and other workers write too)
+                    engine_kwargs={"connect_args": {"timeout": 60}} if path is not None else {},
+                )
+        except Exception as exc:
+            if attempt == 2 or isinstance(exc, ImportError):
+                raise ConfigError("study.storage",
+                                  mask(f"cannot open '{url}': {first_line(exc)}")) from None
+            time.sleep(1.0)
+    raise AssertionError("unreachable")
+
+
+def init_stores(cfg: DictConfig) -> None:
+    """Create the storage's and the tracking store's tables (before several workers start, so
+    that they do not race to create them)."""
+    build_tracker(cfg).check()
+    open_storage(cfg.study, None).remove_session()
+
+
+def fingerprint(cfg: DictConfig) -> dict[str, str]:
+    """The unresolved settings that define the study (the same on every machine)."""
+    out = {}
+    for key in FINGERPRINT_KEYS:
+        node = cfg.get(key)
+        container = OmegaConf.to_container(node, resolve=False) if node is not None else None
+        out[key] = json.dumps(container, sort_keys=True)
+    for key in FINGERPRINT_STUDY_KEYS:
+        out[f"study.{key}"] = json.dumps(cfg.study.get(key))
+    return out
+
+
+def existing_study(storage: Any, name: str, settings: dict[str, str]) -> Any:
+    """The study ``name`` when the storage has it (None otherwise); a ConfigError when it was
+    made with other ``settings`` (its fingerprint)."""
+    import optuna
+
+    try:
+        storage.get_study_id_from_name(name)
+    except KeyError:
+        return None
+    study = optuna.load_study(study_name=name, storage=storage)
+    stored = study.user_attrs.get(schema.FINGERPRINT_ATTR)
+    if stored:
+        changed = _diff(stored, settings)
+        if changed:
+            raise ConfigError(
+                "study.name",
+                f"study '{name}' exists with other settings ({'; '.join(changed[:4])}): resume "
+                "it with its own settings, or start a new study with study.name=NEW_NAME",
+            )
+    return study
+
+
+def _diff(stored: dict[str, str], current: dict[str, str]) -> list[str]:
+    def flat(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                flat(f"{prefix}.{k}", v, out)
+        else:
+            out[prefix] = value
+        return out
+
+    old, new = {}, {}
+    for key in set(stored) | set(current):
+        flat(key, json.loads(stored.get(key, "null")), old)
+        flat(key, json.loads(current.get(key, "null")), new)
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+            if old.get(k) != new.get(k)]

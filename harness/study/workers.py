@@ -1,0 +1,129 @@
+"""``study.workers=N``: N worker processes on this machine, all working on one study.
+
+There is no queue or scheduler here: the workers are N copies of the sweep (``study.worker=i``)
+that share the study through its storage, as workers on other machines do. This module only
+starts them (one GPU each, round-robin over the visible GPUs; on CPU the cores divided among
+them), prefixes their output, passes Ctrl-C / SIGTERM on, and prints the study's summary.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from typing import Any
+
+from omegaconf import DictConfig
+
+from harness.records import trials
+
+# A worker's sampler seed: sampler.seed + trials before it + this stride x its worker index.
+SAMPLER_SEED_STRIDE = 7919
+
+
+def threads_per_worker(study_cfg: DictConfig, worker: int | None = None) -> int | None:
+    """Torch threads for one worker: study.threads, or this machine's cores divided among its
+    ``study.workers`` (None: a lone process keeps torch's default)."""
+    if study_cfg.get("threads"):
+        return int(study_cfg.threads)
+    workers = int(study_cfg.get("workers") or 1)
+    if workers <= 1 or (worker if worker is not None else study_cfg.get("worker")) is None:
+        return None
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def gpu_for(worker: int) -> str | None:
+    """The GPU a worker gets (CUDA_VISIBLE_DEVICES value), round-robin; None without GPUs."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        ids = [v.strip() for v in visible.split(",") if v.strip()]
+    else:
+        try:
+            import torch
+
+            ids = [str(i) for i in range(torch.cuda.device_count())]
+        except Exception:
+            ids = []
+    return ids[worker % len(ids)] if ids else None
+
+
+def run_workers(cfg: DictConfig, overrides: list[str]) -> int:
+    """Start ``study.workers`` copies of this sweep and wait for them; returns the exit status
+    (0 when the study reached study.n_trials)."""
+    workers = int(cfg.study.workers)
+    processes: list[subprocess.Popen] = []
+
+    def pass_on(signum: int, frame: Any) -> None:  # workers run in their own sessions
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signum)
+
+    # installed before the first worker starts: no worker is ever left without its launcher
+    previous = {sig: signal.signal(sig, pass_on) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for index in range(workers):
+        env = dict(os.environ)
+        gpu = gpu_for(index)
+        if gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = gpu
+        command = [sys.executable, "-m", "harness.sweep", *overrides,
+                   f"study.worker={index}", "display.progress=false",
+                   "report.enabled=false"]  # the launcher writes the report at the end
+        processes.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.PIPE, text=True,
+                                          start_new_session=True))
+        where = (f"GPU {gpu}" if gpu is not None
+                 else f"{threads_per_worker(cfg.study, index) or 'all'} CPU threads")
+        print(f"worker {index}: pid {processes[-1].pid}, {where}", file=sys.stderr, flush=True)
+    readers = [threading.Thread(target=_forward, args=(i, p), daemon=True)
+               for i, p in enumerate(processes)]
+    for reader in readers:
+        reader.start()
+    done = threading.Event()
+    if cfg.display.progress:
+        threading.Thread(target=_progress, args=(cfg, done), daemon=True).start()
+
+    try:
+        codes = [process.wait() for process in processes]
+    finally:
+        done.set()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    for reader in readers:
+        reader.join(timeout=5)
+    for index, code in enumerate(codes):
+        if code < 0:
+            print(f"worker {index} was killed ({signal.Signals(-code).name}): the other workers "
+                  "recover its trial", file=sys.stderr)
+        elif code > 0:
+            print(f"worker {index} exited with status {code}", file=sys.stderr)
+    return max((c for c in codes if c > 0), default=0)
+
+
+def _forward(index: int, process: subprocess.Popen) -> None:
+    """A worker's stderr lines, prefixed, above the progress bar."""
+    from tqdm.auto import tqdm
+
+    for line in process.stderr:
+        tqdm.write(f"[worker {index}] {line.rstrip()}", file=sys.stderr)
+
+
+def _progress(cfg: DictConfig, done: threading.Event) -> None:
+    """The study's progress across all its workers, read from the storage every 2 s."""
+    import optuna
+    from tqdm.auto import tqdm
+
+    total = int(cfg.study.n_trials)
+    bar = tqdm(total=total, desc="trials", unit="trial", file=sys.stderr, dynamic_ncols=True)
+    study = None
+    while not done.wait(2.0):
+        try:
+            study = study or optuna.load_study(study_name=cfg.study.name,
+                                               storage=str(cfg.study.storage))
+            counts = trials.count(study)
+        except Exception:  # not created yet by the workers
+            continue
+        bar.n = min(counts["finished"], total)
+        bar.set_postfix_str(f"running {counts['running']}, failed {counts['failed']}")
+    bar.close()

@@ -1,0 +1,105 @@
+"""``TrainingArguments`` of a trial: the ``train`` section (open to any TrainingArguments field)
+plus the fields the harness owns (evaluation cadence, no checkpoints or reporting of HF's own)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from harness.base.errors import ConfigError, first_line
+from harness.config.schema import TrainOptions, train_options
+
+# TrainingArguments the harness sets itself (evaluation cadence, no checkpoints of its own,
+# no reporting integrations: tracking is the harness's job).
+OWNED_ARGS = (
+    "output_dir", "eval_strategy", "eval_steps", "logging_strategy", "logging_steps",
+    "save_strategy", "report_to", "disable_tqdm", "load_best_model_at_end",
+)
+# Keys of `train` that are the harness's, not TrainingArguments'.
+HARNESS_KEYS = tuple(f.name for f in dataclasses.fields(TrainOptions))
+
+
+def steps_per_epoch(train_cfg: DictConfig, train_size: int) -> int:
+    batches = math.ceil(train_size / int(train_cfg.per_device_train_batch_size))
+    return max(1, batches // int(train_cfg.get("gradient_accumulation_steps", 1) or 1))
+
+
+def harness_options(train_cfg: DictConfig) -> TrainOptions:
+    """The harness's own keys of ``train``, checked (also against train.bf16 / train.fp16)."""
+    own = train_options(train_cfg)
+    if own.mixed_precision != "auto" and (train_cfg.get("bf16") or train_cfg.get("fp16")):
+        raise ConfigError("train.mixed_precision",
+                          "set either train.mixed_precision or train.bf16 / train.fp16, not both")
+    return own
+
+
+def precision_args(precision: str, train_cfg: DictConfig) -> dict[str, bool]:
+    """TrainingArguments' bf16 / fp16 for ``train.mixed_precision``: auto is bf16 on a GPU that
+    supports it, fp16 on other GPUs, full precision on CPU (unless train.bf16/fp16 say so)."""
+    if precision == "auto":
+        if train_cfg.get("bf16") or train_cfg.get("fp16"):
+            return {}
+        import torch
+
+        if not torch.cuda.is_available():
+            return {}
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    elif precision != "no":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("train.mixed_precision",
+                              f"{precision} needs a GPU (none is visible): use auto or no")
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def training_arguments(
+    train_cfg: DictConfig, train_size: int, output_dir: str, trainer_bars: bool = False
+) -> Any:
+    """``TrainingArguments`` from ``train`` plus the fields the harness owns.
+
+    Raises :class:`ConfigError` naming the ``train.*`` field that TrainingArguments rejects.
+    """
+    from transformers import TrainingArguments
+
+    kwargs = OmegaConf.to_container(train_cfg, resolve=True)
+    own = harness_options(train_cfg)
+    for key in HARNESS_KEYS:
+        kwargs.pop(key, None)
+    evals_per_epoch = own.evals_per_epoch
+    for key in OWNED_ARGS:
+        if key in kwargs:
+            raise ConfigError(f"train.{key}", "is set by the harness; remove it from train")
+    for key in ("per_device_train_batch_size", "per_device_eval_batch_size"):
+        value = kwargs.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"train.{key}", f"must be a positive integer, got {value!r}")
+    # Rounded up: the last evaluation of an epoch falls on (or just after) its last step.
+    eval_steps = max(1, math.ceil(steps_per_epoch(train_cfg, train_size) / evals_per_epoch))
+    try:
+        return TrainingArguments(
+            output_dir=output_dir,
+            eval_strategy="steps",
+            eval_steps=eval_steps,
+            logging_strategy="steps",
+            logging_steps=eval_steps,
+            save_strategy="no",
+            report_to="none",
+            disable_tqdm=not trainer_bars,
+            **{**kwargs, **precision_args(own.mixed_precision, train_cfg)},
+        )
+    except TypeError as exc:
+        known = {f.name for f in dataclasses.fields(TrainingArguments)}
+        unknown = [k for k in kwargs if k not in known]
+        field_name = f"train.{unknown[0]}" if unknown else "train"
+        raise ConfigError(
+            field_name, "is not an argument of transformers.TrainingArguments"
+            if unknown else str(exc)
+        ) from exc
+    except ValueError as exc:
+        raise ConfigError("train", first_line(exc)) from exc
+
+

@@ -1,0 +1,155 @@
+"""Trainer callbacks of a trial: pruning, the best snapshot, metric logging, the final evaluation.
+
+Each evaluation is one pruning *step* (1, 2, …): with ``train.evals_per_epoch`` evaluations per
+epoch, step k means the same fraction of training in every trial, whatever its batch size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from transformers import TrainerCallback
+
+from harness.base.errors import ConfigError
+from harness.records.trials import is_better
+
+# Trainer log keys that describe the run, not the model: not logged as metrics.
+_SKIP = {"eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "total_flos"}
+
+
+def _study_value(metrics: dict[str, float], metric: str) -> float:
+    key = f"eval_{metric}"
+    if key not in metrics:
+        found = sorted(k.removeprefix("eval_") for k in metrics if k.startswith("eval_"))
+        raise ConfigError("study.metric", f"'{metric}' is not computed (computed: {found})")
+    return float(metrics[key])
+
+
+class PruningCallback(TrainerCallback):
+    """Reports the study metric to an Optuna trial at every evaluation; stops when pruned.
+
+    Training stops cleanly (``should_training_stop``); the caller raises ``optuna.TrialPruned``
+    once ``trainer.train()`` has returned and :attr:`pruned` is true.
+    """
+
+    def __init__(self, trial: Any, metric: str) -> None:
+        self.trial = trial
+        self.metric = metric
+        self.step = 0
+        self.pruned = False
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        self.step += 1
+        self.trial.report(_study_value(metrics or {}, self.metric), self.step)
+        if self.trial.should_prune():
+            self.pruned = True
+            control.should_training_stop = True
+
+
+class BestSnapshot(TrainerCallback):
+    """Keeps the trainable weights of the best evaluation in memory (not on disk).
+
+    A trial's value is its best evaluation, not its last; :meth:`restore` puts those weights
+    back so that the saved checkpoint is the one that scored it.
+    """
+
+    def __init__(self, metric: str, direction: str) -> None:
+        self.metric = metric
+        self.direction = direction
+        self.value: float | None = None
+        self.metrics: dict[str, float] = {}
+        self.step = 0  # the global step of the best evaluation
+        self.evaluations = 0
+        self._weights: dict[str, Any] = {}
+
+    def on_evaluate(self, args, state, control, model=None, metrics=None, **kwargs):
+        self.evaluations += 1
+        value = _study_value(metrics or {}, self.metric)
+        if not is_better(value, self.value, self.direction):
+            return
+        self.value, self.step = value, state.global_step
+        self.metrics = {
+            k.removeprefix("eval_"): float(v)
+            for k, v in (metrics or {}).items()
+            if k.startswith("eval_") and k not in _SKIP and isinstance(v, int | float)
+        }
+        if model is not None:
+            self._weights = {
+                name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad
+            }
+
+    def restore(self, model: Any) -> None:
+        import torch
+
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, saved in self._weights.items():
+                params[name].copy_(saved)
+
+
+class MetricsLogger(TrainerCallback):
+    """Forwards Trainer logs as metric histories: ``val_*``, ``train_loss``, ``learning_rate``."""
+
+    def __init__(self, log: Callable[[dict[str, float], int], None]) -> None:
+        self.log = log
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "train_runtime" in logs:  # the end-of-training summary, not a point on the curves
+            return
+        out: dict[str, float] = {}
+        for key, value in logs.items():
+            if key in _SKIP or not isinstance(value, int | float):
+                continue
+            if key.startswith("eval_"):
+                out["val_" + key.removeprefix("eval_")] = float(value)
+            elif key == "loss":
+                out["train_loss"] = float(value)
+            else:
+                out[key] = float(value)
+        if out:
+            self.log(out, state.global_step)
+
+
+class EarlyStopping(TrainerCallback):
+    """Stops a trial after ``patience`` evaluations without improving the study metric by more
+    than ``threshold`` (the classic BERT recipe), independent of the study's pruner."""
+
+    def __init__(self, metric: str, direction: str, patience: int, threshold: float = 0.0) -> None:
+        self.metric, self.direction = metric, direction
+        self.patience, self.threshold = patience, threshold
+        self.best: float | None = None
+        self.bad_evaluations = 0
+        self.stopped_epoch: float | None = None  # epoch at which training was stopped
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        value = _study_value(metrics or {}, self.metric)
+        margin = self.threshold if self.direction == "maximize" else -self.threshold
+        if self.best is None or is_better(value - margin, self.best, self.direction):
+            self.best, self.bad_evaluations = value, 0
+            return
+        self.bad_evaluations += 1
+        if self.bad_evaluations >= self.patience and not control.should_training_stop:
+            control.should_training_stop = True
+            self.stopped_epoch = float(state.epoch or 0.0)
+
+
+class EvaluateAtEnd(TrainerCallback):
+    """Evaluates after the last step when it does not fall on an evaluation step."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps and state.global_step % args.eval_steps != 0:
+            control.should_evaluate = True
+
+
+class OnEvaluate(TrainerCallback):
+    """Calls ``fn(evaluation_index, metrics)`` after every evaluation (progress display)."""
+
+    def __init__(self, fn: Callable[[int, dict[str, float]], None]) -> None:
+        self.fn = fn
+        self.count = 0
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        self.count += 1
+        self.fn(self.count, dict(metrics or {}))

@@ -1,0 +1,137 @@
+"""Bad input, through the command line: one ``error:`` line naming the problem, exit status 2,
+and nothing created (no study, no MLflow run, no output folder).
+
+The table runs ``harness.sweep.cli`` in this process (Hydra composes the command line exactly as
+for ``python -m harness.sweep``); one case also runs as a real subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import sweep
+from tests.helpers.sweeps import nothing_created
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _files(tmp_path: Path) -> dict[str, Path]:
+    """Malformed inputs written for the table."""
+    folder = tmp_path / "bad"
+    (folder / "conf" / "sweep").mkdir(parents=True)
+    (folder / "conf" / "sweep" / "broken.yaml").write_text(
+        "# @package _global_\nsearch_space:\n  train.learning_rate: {low: 1e-3, high: [\n")
+    (folder / "empty.csv").write_text("text,label\n")
+    (folder / "null_text.csv").write_text("text,label\nfine,positive\n,negative\nok,neutral\n")
+    (folder / "numbers.jsonl").write_text("".join(
+        json.dumps({"text": i if i == 3 else f"t {i}", "label": ["a", "b"][i % 2]}) + "\n"
+        for i in range(10)))
+    (folder / "a_file").write_text("")
+    return {"dir": folder, "file": folder / "a_file"}
+
+
+# (override(s), the start of the one error line). {tmp} and {bad} are filled in per test.
+CASES = [
+    # malformed YAML in a user's own sweep file
+    (["--config-dir={bad}/conf", "+sweep=broken"], "error: {bad}/conf/sweep/broken.yaml: line "),
+    # an override that does not parse
+    (["search_space={train.learning_rate: {low: 1e-3}"], "error: cannot parse the override"),
+    # an unknown key (a typo)
+    (["study.n_trail=5"], "error: study.n_trail: no such setting"),
+    # an unknown option of a config group, an unknown sweep
+    (["sampler=nope"], "error: sampler: no config named 'nope' (available: cmaes"),
+    (["+sweep=nope"], "error: sweep: no config named 'nope' (available: full, ia3, lora"),
+    # a value of the wrong type
+    (["study.n_trials=ten"], "error: study.n_trials: must be a positive integer, got 'ten'"),
+    (["study=3"], "error: study: must be a mapping of settings, got 3"),
+    # empty dataset
+    (["data.train_file={bad}/empty.csv"],
+     "error: data.train_file: '{bad}/empty.csv' has no data rows"),
+    # missing label column; labels that the given names cannot map
+    (["data.label_column=sentiment"], "error: data.label_column: column 'sentiment' is not in"),
+    (["data.label_names=[negative,positive]"],
+     "error: data.label_names: label(s) ['neutral'] in column 'label' are not in"),
+    # null or non-text rows
+    (["data.train_file={bad}/null_text.csv"], "error: data.text_column: 1 row(s) of "),
+    (["data.train_file={bad}/numbers.jsonl", "data.validation_file=null"],
+     "error: data.text_column: 1 row(s) of "),
+    # non-positive sizes
+    (["study.n_trials=0"], "error: study.n_trials: must be a positive integer, got 0"),
+    (["data.max_length=0"], "error: data.max_length: must be a positive integer, got 0"),
+    (["train.per_device_train_batch_size=0"],
+     "error: train.per_device_train_batch_size: must be a positive integer, got 0"),
+    (["checkpoints.keep=0"], "error: checkpoints.keep: must be a positive integer or null"),
+    (["report.plots=[history,histogram]"],
+     "error: report.plots: unknown plot 'histogram' (known: history, intermediate, importances, "
+     "parallel, slice, pareto)"),
+    (["report.max_params=0"], "error: report.max_params: must be a positive integer, got 0"),
+    # an unreachable, then a malformed storage URL
+    (["study.storage=postgresql://harness:pw@127.0.0.1:1/nowhere"],
+     "error: study.storage: cannot open 'postgresql://harness:***@127.0.0.1:1/nowhere'"),
+    (["study.storage=not-a-database-url"], "error: study.storage: cannot open"),
+    # unwritable tracking store, artifact location and output folder
+    (["tracking.uri=sqlite:///{file}/mlflow.db"], "error: tracking.uri: cannot use"),
+    (["tracking.artifact_location={file}/artifacts"],
+     "error: tracking.artifact_location: cannot write to"),
+    (["study.output_dir=/proc/harness-study"], "error: study.output_dir: cannot write to"),
+    # a search space that contradicts itself
+    (["search_space={train.learning_rate: {low: 1.0}}"],
+     "error: search_space.train.learning_rate: low (1.0) must be less than high"),
+    (["search_space={peft.config.r: {choices: []}}"], "error: search_space.peft.config.r: "),
+    (["data.train_file=/nonexistent/train.csv"],
+     "error: data.train_file: file '/nonexistent/train.csv' does not exist"),
+    # a metric the evaluation does not produce
+    (["study.metric=precision"], "error: study.metric: 'precision' is not computed by metrics"),
+    (["study.direction=up"], "error: study.direction: must be maximize or minimize"),
+    (["study.failure_limit.rate=2"], "error: study.failure_limit.rate: must be in [0, 1)"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "expected"), CASES,
+                         ids=[" ".join(c[0])[:60] for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_nothing_created(sweep_overrides, tmp_path, monkeypatch,
+                                                          capsys, overrides, expected):
+    files = _files(tmp_path)
+    places = {"{tmp}": tmp_path, "{bad}": files["dir"], "{file}": files["file"]}
+
+    def fill(text: str) -> str:
+        for place, path in places.items():
+            text = text.replace(place, str(path))
+        return text
+
+    overrides = [fill(o) for o in overrides]
+    keys = {o.split("=", 1)[0].lstrip("+") for o in overrides}
+    base = [o for o in sweep_overrides if o.split("=", 1)[0].lstrip("+") not in keys]
+    flags = [o for o in overrides if o.startswith("--")]  # before the overrides, as argparse wants
+    overrides = [o for o in overrides if not o.startswith("--")]
+    monkeypatch.setattr(sys, "argv", ["harness.sweep", *flags, *base, *overrides])
+    with pytest.raises(SystemExit) as exited:
+        sweep.cli()
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert exited.value.code == 2, err
+    assert len(errors) == 1 and errors[0].startswith(fill(expected)), err
+    assert "Traceback" not in err
+    nothing_created(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("study.n_trail=5", "error: study.n_trail: no such setting"),
+    ],
+)
+def test_bad_input_in_a_real_process(sweep_overrides, tmp_path, override, expected):
+    key = override.split("=", 1)[0]
+    overrides = [o for o in sweep_overrides if not o.startswith(key + "=")] + [override]
+    result = subprocess.run([sys.executable, "-m", "harness.sweep", *overrides], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith(expected), result.stderr
+    nothing_created(tmp_path)

@@ -1,0 +1,149 @@
+"""Export the best model of a finished tiny sweep; reload it with plain transformers (+ peft)
+and get the validation accuracy its trial recorded; register it in MLflow; predict texts."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from harness.base.errors import ConfigError
+from harness.export import export_model
+from tests.helpers.sweeps import finished_sweep
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, tiny_model_dir, sentiment_files):
+    return finished_sweep(tmp_path_factory, "export", tiny_model_dir, sentiment_files,
+                          "study.n_trials=3", "report.enabled=false", "pruner=none",
+                          "checkpoints.keep=1")
+
+
+def validation_accuracy(model, tokenizer, path: Path) -> float:
+    """Plain transformers: the model's accuracy on the validation file."""
+    import torch
+
+    with path.open() as handle:
+        rows = list(csv.DictReader(handle))
+    label2id = model.config.label2id
+    correct = 0
+    with torch.no_grad():
+        for start in range(0, len(rows), 16):
+            batch = rows[start:start + 16]
+            encoded = tokenizer([r["text"] for r in batch], padding=True, truncation=True,
+                                max_length=128, return_tensors="pt")
+            predicted = model(**encoded).logits.argmax(-1).tolist()
+            correct += sum(p == label2id[r["label"]] for p, r in zip(predicted, batch,
+                                                                     strict=True))
+    return correct / len(rows)
+
+
+def test_the_exported_best_model_loads_with_plain_transformers_and_scores_as_recorded(
+        finished, sentiment_files, tmp_path, compose):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    overrides, summary = finished
+    out = tmp_path / "merged"
+    exported = export_model(compose([*overrides, f"export.dir={out}", "export.register=true"]))
+    assert exported.trial == summary.best_number and exported.merged
+    assert {"model.safetensors", "config.json", "tokenizer.json", "labels.json", "config.yaml",
+            "metrics.json", "README.md"} <= {p.name for p in out.iterdir()}
+    assert not (out / "adapter_config.json").exists()
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert model.config.id2label == {0: "negative", 1: "neutral", 2: "positive"}
+    assert validation_accuracy(model, tokenizer, sentiment_files["validation"]) == \
+        pytest.approx(summary.best_value, abs=1e-9)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["trial"] == summary.best_number
+    assert metrics["accuracy"] == pytest.approx(summary.best_value)
+    card = (out / "README.md").read_text()
+    for text in ("## Data", "local files (train.csv, validation.csv)", "## Hyperparameters",
+                 "`train.learning_rate`", "| accuracy |", "merged into the weights",
+                 "Registered in MLflow as `model 'tiny-files-lora' version 1`"):
+        assert text in card, text
+    assert "train:" in (out / "config.yaml").read_text()
+    # registered: a version of the study's model, made from the best trial's run
+    client = MlflowClient(tracking_uri=compose(overrides).tracking.uri)
+    [version] = client.search_model_versions("name = 'tiny-files-lora'")
+    best_run = client.search_runs(
+        [client.get_experiment_by_name("tiny-files-lora").experiment_id],
+        f"tags.`optuna.trial_number` = '{summary.best_number}'")[0]
+    assert version.run_id == best_run.info.run_id
+    assert "model/model.safetensors" in {a.path for a in client.list_artifacts(
+        best_run.info.run_id, "model")}
+
+
+def test_a_separate_adapter_loads_with_transformers_and_peft_and_scores_as_recorded(
+        finished, sentiment_files, tmp_path, compose):
+    from peft import PeftConfig, PeftModel
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    overrides, summary = finished
+    out = tmp_path / "adapter"
+    exported = export_model(compose([*overrides, f"export.dir={out}",
+                                     "export.merge_adapter=false"]))
+    assert not exported.merged and (out / "adapter_model.safetensors").is_file()
+    base = AutoModelForSequenceClassification.from_pretrained(
+        PeftConfig.from_pretrained(out).base_model_name_or_path,
+        config=AutoConfig.from_pretrained(out))
+    model = PeftModel.from_pretrained(base, out).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert validation_accuracy(model, tokenizer, sentiment_files["validation"]) == \
+        pytest.approx(summary.best_value, abs=1e-9)
+    assert "adapter kept separate" in (out / "README.md").read_text()
+
+
+def test_exporting_a_trial_without_a_kept_checkpoint_names_the_field_and_writes_nothing(
+        finished, tmp_path, compose):
+    overrides, summary = finished
+    import optuna
+
+    cfg = compose(overrides)
+    study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
+    kept = set(summary.kept_checkpoints)
+    dropped = [t.number for t in study.trials
+               if t.state.name == "COMPLETE" and t.number not in kept]
+    out = tmp_path / "none"
+    assert len(dropped) == 2  # 3 complete trials, checkpoints.keep=1
+    with pytest.raises(ConfigError, match=rf"export.trial: trial {dropped[0]}'s checkpoint "
+                                          "was not kept"):
+        export_model(compose([*overrides, f"export.dir={out}", f"export.trial={dropped[0]}"]))
+    with pytest.raises(ConfigError, match="export.trial: no trial 99 in study"):
+        export_model(compose([*overrides, f"export.dir={out}", "export.trial=99"]))
+    with pytest.raises(ConfigError, match="study.name: no study 'other'"):
+        export_model(compose([*overrides, f"export.dir={out}", "study.name=other"]))
+    assert not out.exists() and not list(tmp_path.glob(".none-*"))
+
+
+def test_predict_prints_a_label_and_probability_per_text(finished, tmp_path, compose):
+    overrides, _ = finished
+    out = tmp_path / "model"
+    export_model(compose([*overrides, f"export.dir={out}"]))
+    texts = tmp_path / "texts.txt"
+    texts.write_text("this is wonderful\n\nthe worst day\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "harness.predict", str(out), "I love it", "--file", str(texts),
+         "--top-k", "2", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [p["text"] for p in lines] == ["I love it", "this is wonderful", "the worst day"]
+    for p in lines:
+        assert p["label"] in ("negative", "neutral", "positive")
+        assert 1 / 3 <= p["probability"] <= 1 and len(p["top"]) == 2
+        assert p["top"][0]["probability"] >= p["top"][1]["probability"]
+    plain = subprocess.run([sys.executable, "-m", "harness.predict", str(out), "fine"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+    label, probability, text = plain.stdout.strip().split("\t")
+    assert label in ("negative", "neutral", "positive") and text == "fine"
+    assert 0 < float(probability) <= 1
+    empty = subprocess.run([sys.executable, "-m", "harness.predict", str(tmp_path / "nope"),
+                            "x"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert empty.returncode == 2 and empty.stderr.startswith("error: ")

@@ -1,0 +1,2 @@
+"""Helpers the tests share (imported as ``tests.helpers.<module>``; fixtures live in
+``tests/conftest.py``)."""

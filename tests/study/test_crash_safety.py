@@ -1,0 +1,118 @@
+"""Real interruptions: a sweep in a subprocess is killed with SIGKILL (during training, during
+evaluation, while a checkpoint is written, while it is logged to MLflow) or stopped with SIGINT /
+SIGTERM, then the same command resumes. Fault points (``HARNESS_FAULTS=POINT:TRIAL=pause``) hold
+the process at the chosen point; the signal itself is real."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import optuna
+import pytest
+
+from harness.records import schema
+from tests.helpers.sweeps import SweepProcess, assert_consistent, finished_trials, stores
+
+TrialState = optuna.trial.TrialState
+
+
+@pytest.fixture
+def crash_overrides(sweep_overrides):
+    return [*sweep_overrides, "study.n_trials=4", "pruner=none", "train.num_train_epochs=2",
+            "study.heartbeat_interval=1", "study.grace_period=2"]
+
+
+def artifact_files(client, run_id: str, path: str = schema.CHECKPOINT_ARTIFACT) -> list[str]:
+    out = []
+    for item in client.list_artifacts(run_id, path):
+        out += artifact_files(client, run_id, item.path) if item.is_dir else [item.path]
+    return out
+
+
+def test_kill_9_at_any_point_then_the_same_command_resumes(crash_overrides, tmp_path):
+    output = tmp_path / "sweeps" / "study"
+    kept: dict = {}
+    # (fault point, trial killed there, trial whose parameters it ran)
+    kills = [("train_step:1:3", 1, 1), ("evaluate:2", 2, 1), ("checkpoint:4", 4, 4),
+             ("artifact:5", 5, 4)]
+    for spec, number, _ in kills:
+        sweep = SweepProcess(crash_overrides, faults=f"{spec}=pause")
+        sweep.wait_for(f"harness fault: {spec.split(':')[0]} reached (trial {number},")
+        sweep.signal(signal.SIGKILL)
+        assert sweep.wait() == -signal.SIGKILL
+        _, study, client, _, children = stores(crash_overrides)
+        assert study.trials[number].state == TrialState.RUNNING  # as the kill left it
+        assert children[number].info.status == "RUNNING"
+        now = finished_trials(study)
+        assert {n: now[n] for n in kept} == kept  # finished trials are never touched
+        kept = now
+        if spec.startswith("train_step"):
+            # as if the trial had run on another machine: only its heartbeat can tell it died
+            study._storage.set_trial_user_attr(study.trials[number]._trial_id, schema.WORKER_ATTR,
+                                               {"host": "elsewhere", "boot": "", "pid": 1})
+            time.sleep(3.5)  # past the grace period
+        if spec.startswith("checkpoint"):  # killed half-way through writing it
+            partial = output / ".partial" / f"trial-{number}"
+            assert (partial / "adapter_model.safetensors").is_file()
+            assert not (partial / "tokenizer.json").exists()
+        if spec.startswith("artifact"):  # killed half-way through logging it
+            assert len(artifact_files(client, children[number].info.run_id)) == 1
+
+    sweep = SweepProcess(crash_overrides)
+    assert sweep.wait() == 0, sweep.err
+    cfg, study, client, parent, children = assert_consistent(crash_overrides, n_trials=4)
+    assert {n: finished_trials(study)[n] for n in kept} == kept
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE,
+                      TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    for _, number, original in kills:  # killed: FAIL in Optuna, FAILED with the reason in MLflow
+        run = children[number]
+        assert run.info.status == "FAILED"
+        assert run.data.tags[schema.ERROR_TAG].startswith("interrupted")
+        assert schema.CHECKPOINT_ARTIFACT not in {
+            a.path for a in client.list_artifacts(run.info.run_id)}
+        retry = study.trials[number + 1]  # its parameters ran again, as the next trial
+        assert retry.system_attrs["failed_trial"] == original
+        assert retry.params == study.trials[original].params
+    assert "heartbeat" in children[1].data.tags[schema.ERROR_TAG]  # found by its heartbeat
+    assert "process" in children[2].data.tags[schema.ERROR_TAG]  # found by its process id, at once
+    assert not (output / ".partial").exists() or not any((output / ".partial").iterdir())
+    best = study.best_trial.number
+    assert (output / "best").resolve() == (output / "checkpoints" / f"trial-{best}").resolve()
+    assert schema.CHECKPOINT_ARTIFACT in {
+        a.path for a in client.list_artifacts(children[best].info.run_id)}
+
+
+def test_ctrl_c_and_sigterm_stop_within_seconds_record_the_trial_and_resume(crash_overrides):
+    overrides = [o for o in crash_overrides if not o.startswith("study.n_trials")]
+    overrides.append("study.n_trials=2")
+    for signum, spec, number in [(signal.SIGINT, "train_step:0:3", 0),
+                                 (signal.SIGTERM, "evaluate:1", 1)]:
+        sweep = SweepProcess(overrides, faults=f"{spec}=pause")
+        sweep.wait_for(f"reached (trial {number},")
+        sent = time.monotonic()
+        sweep.signal(signum)
+        code = sweep.wait(timeout=60)
+        stopped_in = time.monotonic() - sent
+        name = signal.Signals(signum).name
+        assert code == 128 + signum, sweep.err
+        assert stopped_in < 30, stopped_in  # generous: it is a matter of seconds
+        assert f"interrupted ({name})" in sweep.err
+        assert "Resume with: python -m harness.sweep" in sweep.err and "Traceback" not in sweep.err
+        _, study, client, parent, children = stores(overrides)
+        trial = study.trials[number]
+        assert trial.state == TrialState.FAIL
+        assert trial.user_attrs[schema.INTERRUPTED_ATTR] == f"interrupted by {name}"
+        assert children[number].info.status == "KILLED"
+        assert children[number].data.tags[schema.ERROR_TAG] == f"interrupted: interrupted by {name}"
+        assert parent.info.status == "KILLED"
+        queued = study.trials[number + 1]  # the same parameters, queued to run again
+        assert queued.state == TrialState.WAITING and queued.params == trial.params
+
+    sweep = SweepProcess(overrides)
+    assert sweep.wait() == 0, sweep.err
+    _, study, _, _, children = assert_consistent(overrides, n_trials=2)
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL,
+                                               TrialState.COMPLETE, TrialState.COMPLETE]
+    assert study.trials[2].params == study.trials[0].params

@@ -1,0 +1,138 @@
+"""Trainer callbacks against a real Optuna study (no Trainer needed: the hooks are called as the
+Trainer calls them)."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import torch
+from transformers import TrainerControl, TrainerState, TrainingArguments
+
+from harness.base.errors import ConfigError
+from harness.train.callbacks import (
+    BestSnapshot,
+    EvaluateAtEnd,
+    MetricsLogger,
+    PruningCallback,
+    is_better,
+)
+
+
+@pytest.fixture
+def hooks(tmp_path):
+    args = TrainingArguments(output_dir=str(tmp_path), eval_strategy="steps", eval_steps=10,
+                             report_to="none")
+    return args, TrainerState(), TrainerControl()
+
+
+def evaluate(callback, hooks, value, **kwargs):
+    args, state, control = hooks
+    callback.on_evaluate(args, state, control, metrics={"eval_accuracy": value,
+                                                        "eval_loss": 1 - value}, **kwargs)
+    return control
+
+
+def test_reports_every_evaluation_as_a_step_and_keeps_going_when_not_pruned(hooks):
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    trial = study.ask()
+    callback = PruningCallback(trial, "accuracy")
+    for value in (0.4, 0.6, 0.5):
+        control = evaluate(callback, hooks, value)
+    assert not callback.pruned and not control.should_training_stop
+    study.tell(trial, 0.6)
+    assert study.trials[0].intermediate_values == {1: 0.4, 2: 0.6, 3: 0.5}
+
+
+def test_stops_training_when_the_pruner_says_so(hooks):
+    study = optuna.create_study(
+        direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=0.5)
+    )
+    trial = study.ask()
+    callback = PruningCallback(trial, "accuracy")
+    assert not evaluate(callback, hooks, 0.7).should_training_stop
+    control = evaluate(callback, hooks, 0.3)
+    assert callback.pruned and control.should_training_stop
+    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    assert study.trials[0].state == optuna.trial.TrialState.PRUNED
+
+
+def test_median_pruner_prunes_a_trial_behind_earlier_ones(hooks):
+    study = optuna.create_study(
+        direction="maximize",
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
+    )
+    for good in (0.8, 0.9):  # two finished trials set the median per step
+        trial = study.ask()
+        callback = PruningCallback(trial, "accuracy")
+        for step_value in (good - 0.1, good):
+            evaluate(callback, hooks, step_value)
+        study.tell(trial, good)
+    trial = study.ask()
+    callback = PruningCallback(trial, "accuracy")
+    assert not evaluate(callback, hooks, 0.1).should_training_stop  # warm-up step
+    assert evaluate(callback, hooks, 0.2).should_training_stop
+
+
+def test_a_metric_that_is_not_computed_is_a_config_error(hooks):
+    study = optuna.create_study()
+    with pytest.raises(ConfigError, match="f1"):
+        evaluate(PruningCallback(study.ask(), "f1"), hooks, 0.5)
+
+
+def test_best_snapshot_keeps_the_best_evaluation_not_the_last(hooks):
+    model = torch.nn.Linear(2, 2)
+    snapshot = BestSnapshot("accuracy", "maximize")
+    for value, fill in ((0.5, 1.0), (0.9, 2.0), (0.7, 3.0)):
+        with torch.no_grad():
+            model.weight.fill_(fill)
+        evaluate(snapshot, hooks, value, model=model)
+    assert snapshot.value == 0.9 and snapshot.evaluations == 3
+    assert snapshot.metrics == {"accuracy": 0.9, "loss": pytest.approx(0.1)}
+    snapshot.restore(model)
+    assert torch.all(model.weight == 2.0)
+
+
+def test_is_better_follows_the_direction():
+    assert is_better(0.5, None, "maximize") and is_better(0.5, 0.4, "maximize")
+    assert is_better(0.3, 0.4, "minimize") and not is_better(0.5, 0.4, "minimize")
+
+
+def test_metrics_logger_names_curves_and_skips_the_summary(hooks):
+    args, state, control = hooks
+    state.global_step = 7
+    seen = []
+    logger = MetricsLogger(lambda metrics, step: seen.append((metrics, step)))
+    logger.on_log(args, state, control, logs={"loss": 1.2, "learning_rate": 1e-3, "epoch": 0.5})
+    logger.on_log(args, state, control, logs={"eval_accuracy": 0.6, "eval_runtime": 2.0})
+    logger.on_log(args, state, control, logs={"train_runtime": 9.0, "train_loss": 1.0})
+    assert seen == [
+        ({"train_loss": 1.2, "learning_rate": 1e-3, "epoch": 0.5}, 7),
+        ({"val_accuracy": 0.6}, 7),
+    ]
+
+
+def test_evaluates_after_a_last_step_that_is_not_an_evaluation_step(hooks):
+    args, state, control = hooks
+    state.max_steps, state.global_step = 25, 25
+    EvaluateAtEnd().on_step_end(args, state, control)
+    assert control.should_evaluate
+    control = TrainerControl()
+    state.max_steps, state.global_step = 30, 30  # 30 is an evaluation step already
+    EvaluateAtEnd().on_step_end(args, state, control)
+    assert not control.should_evaluate
+
+
+def test_early_stopping_waits_for_patience_then_records_the_epoch(hooks):
+    from harness.train.callbacks import EarlyStopping
+
+    args, state, _ = hooks
+    stopper = EarlyStopping("accuracy", "maximize", patience=2, threshold=0.01)
+    stops = []
+    for epoch, value in enumerate((0.5, 0.7, 0.705, 0.69, 0.8), start=1):
+        state.epoch = epoch * 0.5
+        control = TrainerControl()
+        stopper.on_evaluate(args, state, control, metrics={"eval_accuracy": value})
+        stops.append(control.should_training_stop)
+    # 0.705 is not better than 0.7 by more than 0.01; 0.69 is the second miss in a row
+    assert stops == [False, False, False, True, False]
+    assert stopper.stopped_epoch == 2.0
