@@ -45,6 +45,7 @@ def check_writable(field: str, folder: Any) -> None:
 def sqlite_path(url: str) -> Path | None:
     """The database file of a ``sqlite:///PATH`` URL (SQLAlchemy's parser); None for other
     URLs and for an in-memory database."""
+    # sqlalchemy takes 0.1 s to import: only where a store is opened, not on a config error
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 

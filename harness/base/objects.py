@@ -3,6 +3,8 @@ the tracker), built with errors that name the config field."""
 
 from __future__ import annotations
 
+from hydra.utils import instantiate as hydra_instantiate
+
 from harness.base.errors import ConfigError
 
 
@@ -12,7 +14,6 @@ def build(field: str, node: object, **kwargs: object) -> object:
     Hydra wraps whatever the target raises; a :class:`ConfigError` from the target comes out
     as itself, anything else as a ConfigError about ``field`` with the target's message.
     """
-    from hydra.utils import instantiate as hydra_instantiate
 
     try:
         return hydra_instantiate(node, **kwargs)

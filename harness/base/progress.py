@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import warnings
+
+import optuna
+from tqdm.auto import tqdm
 
 
 class StudyProgress:
     """A tqdm bar over finished trials (complete + pruned), on stderr."""
 
     def __init__(self, total: int, done: int, metric: str, enabled: bool = True) -> None:
-        from tqdm.auto import tqdm
-
         self.metric = metric
         self.best = ""
         self.current = ""
@@ -51,8 +54,6 @@ class TqdmLogHandler(logging.Handler):
     """Log lines that do not break a progress bar."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        from tqdm.auto import tqdm
-
         try:
             tqdm.write(self.format(record), file=sys.stderr)
         except Exception:  # logging must never break the study
@@ -65,10 +66,6 @@ def configure_logging(level: int = logging.INFO) -> None:
     Done with environment variables where a library reads them at import, so that nothing
     heavy is imported before the config is validated.
     """
-    import os
-    import warnings
-
-    import optuna
 
     quiet = {
         "TRANSFORMERS_VERBOSITY": "error",

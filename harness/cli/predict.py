@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+import yaml
+
 from harness.base.progress import configure_logging
 from harness.export.predict import predict
 from harness.train.checkpoints import load_checkpoint
@@ -18,7 +20,6 @@ def _max_length(folder: Path) -> int:
     config = folder / "config.yaml"
     if config.is_file():
         try:
-            import yaml
 
             return int(yaml.safe_load(config.read_text())["data"]["max_length"])
         except Exception:

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from harness.base.errors import ConfigError, StudyStopped
@@ -26,7 +28,6 @@ from harness.study import init_stores, run_sweep, run_workers, study_summary, va
 
 def resume_command() -> str:
     """The command line that reruns (and so resumes) this study."""
-    from hydra.core.hydra_config import HydraConfig
 
     overrides = list(HydraConfig.get().overrides.task)
     return " ".join(["python -m harness.sweep", *map(shlex.quote, overrides)])
@@ -62,8 +63,6 @@ def main(cfg: DictConfig) -> None:
 def _mask_multirun_file(urls: list[Any]) -> None:
     """Hydra saves a multirun's whole config (URLs with their passwords) as multirun.yaml in
     hydra.sweep.dir: mask the passwords in it."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
 
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode != RunMode.MULTIRUN:
@@ -87,7 +86,6 @@ def _launches_workers(cfg: DictConfig) -> bool:
 
 def _run_workers(cfg: DictConfig, command: str) -> int:
     """``study.workers`` > 1: check the config once, start the workers, print the summary."""
-    from hydra.core.hydra_config import HydraConfig
 
     try:
         validate_config(cfg)

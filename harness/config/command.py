@@ -15,6 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+from omegaconf.errors import OmegaConfBaseException, ValidationError
+
 from harness.base.errors import ConfigError
 from harness.base.progress import configure_logging
 from harness.base.secrets import config_urls, mask, masked_output
@@ -59,9 +63,6 @@ def run_command(cfg: Any, action: Callable[[Any], Any]) -> None:
 def composition_error(exc: BaseException) -> str | None:
     """One line for an error Hydra / OmegaConf / YAML raised while composing the config; None
     for anything else."""
-    import yaml
-    from hydra.errors import HydraException, MissingConfigException, OverrideParseException
-    from omegaconf.errors import OmegaConfBaseException, ValidationError
 
     chain, cause = [], exc
     while cause is not None and len(chain) < 10:

@@ -16,6 +16,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -179,7 +180,6 @@ SECTIONS: dict[str, type] = {"study": StudyConfig, "checkpoints": CheckpointsCon
 
 def register() -> None:
     """Put the schemas in Hydra's ConfigStore as ``harness_schema_<section>``."""
-    from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
     for section, schema in SECTIONS.items():

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
 
 from harness.base.errors import ConfigError, first_line
 from harness.base.files import replace_folder
@@ -98,8 +99,6 @@ def export_model(cfg: DictConfig) -> Exported:
 
 
 def _chosen_trial(study: Any, number: Any) -> Any:
-    from optuna.trial import TrialState
-
     if number is None:
         best = trials.best_trial(study)
         if best is None:

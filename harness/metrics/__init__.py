@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from harness.base.errors import ConfigError
 
 BUNDLED = ("accuracy", "f1", "precision", "recall", "matthews_correlation")
@@ -38,8 +40,6 @@ class MetricSuite:
         return results
 
     def __call__(self, eval_prediction: Any) -> dict[str, float]:
-        import numpy as np
-
         logits = eval_prediction.predictions
         if isinstance(logits, tuple):  # some models also return hidden states
             logits = logits[0]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import optuna
+
 from harness.base.errors import ConfigError, first_line
 from harness.base.files import sqlite_path
 from harness.base.objects import build
@@ -21,7 +23,6 @@ def build_tracker(cfg: Any) -> Tracker:
 def load_study(cfg: Any) -> Any:
     """The study ``study.name`` in ``study.storage``; a ConfigError naming the field when the
     storage or the study is not there (with the studies the storage does hold)."""
-    import optuna
 
     url = str(cfg.study.storage)
     path = sqlite_path(url)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from optuna.trial import TrialState
+
 from harness.records import schema
 
 
 def count(study: Any) -> dict[str, int]:
     """Trials by state; ``finished`` = complete + pruned (what ``study.n_trials`` counts)."""
-    from optuna.trial import TrialState
 
     states = [t.state for t in study.get_trials(deepcopy=False)]
     complete, pruned = states.count(TrialState.COMPLETE), states.count(TrialState.PRUNED)
@@ -47,7 +48,6 @@ def best_trial(study: Any) -> Any:
 
 def ranked(study: Any) -> list[Any]:
     """Completed trials, best first on the study metric."""
-    from optuna.trial import TrialState
 
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     sign = -1 if direction(study) == "maximize" else 1
@@ -56,7 +56,6 @@ def ranked(study: Any) -> list[Any]:
 
 def best_per_method(study: Any) -> dict[str, Any]:
     """Methods studies: the best completed trial of each method (empty for other studies)."""
-    from optuna.trial import TrialState
 
     best: dict[str, Any] = {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):

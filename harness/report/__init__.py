@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import optuna
+from optuna.trial import TrialState
+
 from harness.base.errors import first_line
 from harness.base.files import replace_folder
 from harness.base.secrets import mask
@@ -100,8 +103,6 @@ def write_report(study: Any, cfg: Any, tracker: Any = None) -> Report:
 def key_params(study: Any, limit: int) -> list[str]:
     """Up to ``limit`` param names, the most important first (fANOVA, where it can be
     computed), then in the order trials sampled them."""
-    import optuna
-    from optuna.trial import TrialState
 
     names: list[str] = []
     for trial in study.get_trials(deepcopy=False):
@@ -139,7 +140,6 @@ def _notes(study: Any, rows: list[Any]) -> list[str]:
 
 def _errors(study: Any) -> list[str]:
     """One line per failed trial: its error (or why it was interrupted)."""
-    from optuna.trial import TrialState
 
     out = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):

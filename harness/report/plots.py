@@ -12,6 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
 from harness.base.errors import first_line
 from harness.config.schema import PLOTS
 
@@ -35,8 +39,6 @@ def draw(study: Any, names: list[str], folder: Path, params: list[str], metric: 
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
-    import optuna
-    from optuna.trial import TrialState
 
     multi = len(study.directions) > 1
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -126,7 +128,6 @@ def _mark_pruned(axes: Any, study: Any, metric: str) -> None:
 
 def _figure(axes: Any) -> Any:
     """The figure of what an Optuna plot function returned (one axes or an array of them)."""
-    import numpy as np
 
     if isinstance(axes, np.ndarray):
         return axes.flat[0].figure

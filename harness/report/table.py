@@ -1,4 +1,9 @@
-"""The report's table: one row per trial (state, value, duration, steps trained, key params)."""
+"""The report's table: one row per trial (state, value, duration, steps trained, key params).
+
+Own rows rather than ``study.trials_dataframe()``: the table needs a pruned trial's last
+reported value, the marks (best, best of its method, Pareto front), one block per method and the
+steps each trial trained, none of which the dataframe carries.
+"""
 
 from __future__ import annotations
 

@@ -8,7 +8,9 @@ In a sweep's YAML::
       peft.config.r: {type: categorical, choices: [4, 8, 16]}
 
 The space is validated against the composed config before anything is created; a trial's
-values are applied to a copy of the config, never to the study's own.
+values are applied to a copy of the config, never to the study's own. The checks of an entry
+are the harness's own rather than ``optuna.distributions``' (which raise the same cases): these
+name the entry (``search_space.<path>``) and say what to change, and Optuna's would not.
 """
 
 from __future__ import annotations

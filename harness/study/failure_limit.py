@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from optuna.trial import TrialState
+
 from harness.records import schema
 
 
@@ -25,8 +27,6 @@ class FailureLimit:
         self.reason: str | None = None
 
     def __call__(self, study: Any, trial: Any) -> None:
-        from optuna.trial import TrialState
-
         if trial.state not in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
             return
         if trial.state == TrialState.FAIL and trial.user_attrs.get(schema.INTERRUPTED_ATTR):

@@ -9,10 +9,12 @@ when Ctrl-C / SIGTERM stopped it). A process that dies outright is handled by
 from __future__ import annotations
 
 import gc
+import resource
 import time
 import traceback
 from typing import Any
 
+import optuna
 from omegaconf import OmegaConf
 
 from harness.base import faults
@@ -34,8 +36,6 @@ class Objective:
         self.current: int | None = None  # the trial this process is running
 
     def __call__(self, trial: Any) -> float | tuple[float, float]:
-        import optuna
-
         # the training side imports transformers (6 s): here, where a trial starts, so that a
         # config error or --help never pays for it
         from harness.train.callbacks import MetricsLogger, OnEvaluate, PruningCallback
@@ -138,7 +138,6 @@ class Objective:
     def after_trial(self, study: Any, trial: Any) -> None:
         """Optuna callback: progress bar, checkpoints beyond the kept ones removed (locally and
         in MLflow), the parent run's best-so-far record."""
-        import optuna
 
         counted = trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
         best = trials.best_trial(study)
@@ -173,7 +172,6 @@ def _reset_peak_memory() -> None:
 def _memory() -> dict[str, float]:
     """Memory metrics of a trial: the GPU's peak during it, the process's resident memory at
     its end (growth over trials would be a leak) and the process's peak so far."""
-    import resource
 
     import torch
 

@@ -26,6 +26,11 @@ import warnings
 from functools import cache
 from typing import Any
 
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+
 from harness.records import schema
 
 log = logging.getLogger(__name__)
@@ -86,7 +91,6 @@ class Recovery:
     def recover(self, study: Any) -> None:
         """When a sweep starts: fail what dead processes left running, close MLflow runs that
         are still open for finished trials, remove half-written checkpoints."""
-        from optuna.trial import TrialState
 
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             worker = trial.user_attrs.get(schema.WORKER_ATTR)
@@ -100,7 +104,6 @@ class Recovery:
     @staticmethod
     def check_stale(study: Any) -> None:
         """Fail (and so recover) the trials whose heartbeat is older than the grace period."""
-        import optuna
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -110,7 +113,6 @@ class Recovery:
         """After Ctrl-C / SIGTERM: the trial this process was running (``number``, which Optuna
         may have failed already) and any other trial it left RUNNING end as FAIL, interrupted,
         with their parameters queued again."""
-        from optuna.trial import TrialState
 
         me = this_worker()
         for trial in study.get_trials(deepcopy=False):
@@ -124,8 +126,6 @@ class Recovery:
         """Fail a RUNNING trial with ``reason`` (unless another worker got there first); its
         MLflow run ends with ``status``: KILLED when stopped by a signal, FAILED when its worker
         died."""
-        from optuna.exceptions import UpdateFinishedTrialError
-        from optuna.trial import TrialState
 
         storage = study._storage
         try:
@@ -137,8 +137,6 @@ class Recovery:
         self._close(study, storage.get_trial(trial._trial_id), reason, status)
 
     def _close(self, study: Any, trial: Any, reason: str, status: str) -> None:
-        from optuna.storages import RetryHeartbeatStaleTrialCallback
-
         log.warning("trial %d stopped (%s): recorded as failed, its parameters queued again",
                     trial.number, reason.removeprefix("interrupted by "))
         self.store.discard(trial.number)
@@ -159,7 +157,6 @@ class Recovery:
     def _close_orphan_runs(self, study: Any) -> None:
         """Trial runs still RUNNING in MLflow whose Optuna trial has ended (a process killed
         between the two records) end now with the trial's state."""
-        from optuna.trial import TrialState
 
         trials = study.get_trials(deepcopy=False)
         for run in self.tracker.trial_runs(status="RUNNING"):

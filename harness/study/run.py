@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Any
 
+import optuna
 from omegaconf import DictConfig, OmegaConf
 
 from harness.base import interrupts
@@ -69,7 +70,6 @@ class Sweep:
     def setup(self) -> None:
         """Check the config, prepare what every trial shares (nothing created until both
         passed), open the storage and the tracking store, recover what a stopped run left."""
-        import optuna
 
         cfg, study_cfg = self.cfg, self.cfg.study
         space = validate_config(cfg)
@@ -186,7 +186,6 @@ def report_text(study: Any, cfg: DictConfig, tracker: Any) -> str:
 def study_summary(cfg: DictConfig, resume_command: str = "") -> SweepSummary:
     """The summary of the study a config names, read from its storage and MLflow (used after
     ``study.workers`` processes have run it)."""
-    import optuna
 
     study = optuna.load_study(study_name=cfg.study.name, storage=str(cfg.study.storage))
     tracker = build_tracker(cfg)

@@ -8,6 +8,7 @@ import time
 import warnings
 from typing import Any
 
+import optuna
 from omegaconf import DictConfig, OmegaConf
 
 from harness.base.errors import ConfigError, first_line
@@ -27,7 +28,6 @@ FINGERPRINT_STUDY_KEYS = ("metric", "direction", "second_objective")
 def open_storage(study_cfg: DictConfig, recovery: Any) -> Any:
     """Optuna's storage for ``study.storage``, with a heartbeat per running trial (a trial whose
     heartbeat stops is failed and retried by ``recovery``)."""
-    import optuna
 
     url = str(study_cfg.storage)
     path = sqlite_path(url)
@@ -79,7 +79,6 @@ def fingerprint(cfg: DictConfig) -> dict[str, str]:
 def existing_study(storage: Any, name: str, settings: dict[str, str]) -> Any:
     """The study ``name`` when the storage has it (None otherwise); a ConfigError when it was
     made with other ``settings`` (its fingerprint)."""
-    import optuna
 
     try:
         storage.get_study_id_from_name(name)

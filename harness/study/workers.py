@@ -15,7 +15,9 @@ import sys
 import threading
 from typing import Any
 
+import optuna
 from omegaconf import DictConfig
+from tqdm.auto import tqdm
 
 from harness.records import trials
 
@@ -103,7 +105,6 @@ def run_workers(cfg: DictConfig, overrides: list[str]) -> int:
 
 def _forward(index: int, process: subprocess.Popen) -> None:
     """A worker's stderr lines, prefixed, above the progress bar."""
-    from tqdm.auto import tqdm
 
     for line in process.stderr:
         tqdm.write(f"[worker {index}] {line.rstrip()}", file=sys.stderr)
@@ -111,8 +112,6 @@ def _forward(index: int, process: subprocess.Popen) -> None:
 
 def _progress(cfg: DictConfig, done: threading.Event) -> None:
     """The study's progress across all its workers, read from the storage every 2 s."""
-    import optuna
-    from tqdm.auto import tqdm
 
     total = int(cfg.study.n_trials)
     bar = tqdm(total=total, desc="trials", unit="trial", file=sys.stderr, dynamic_ncols=True)

@@ -19,6 +19,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from optuna.trial import TrialState
+
 from harness.base import faults
 from harness.records import trials
 
@@ -132,7 +134,6 @@ class CheckpointStore:
     def remove_unkept(self, study: Any) -> list[int]:
         """Remove the checkpoints of finished trials that are not kept; point ``best`` at the
         best trial's. Returns the trial numbers whose checkpoints were removed."""
-        from optuna.trial import TrialState
 
         keep = self.kept(study)
         finished = {t.number for t in study.get_trials(deepcopy=False)

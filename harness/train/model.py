@@ -14,6 +14,7 @@ from typing import Any
 
 from harness.base.errors import ConfigError, first_line
 from harness.base.objects import build
+from harness.train.families import resolve_targets
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,6 @@ def build_trial_model(base: BaseModel, peft_cfg: Any, seed: int) -> Any:
 
     from peft import get_peft_model
 
-    from harness.train.families import resolve_targets
 
     config = build("peft.config", peft_cfg.config)
     resolve_targets(config, base.model.config.model_type, base.model.config)
@@ -99,13 +99,13 @@ def build_trial_model(base: BaseModel, peft_cfg: Any, seed: int) -> Any:
 
 
 def count_parameters(model: Any) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
-    trainable = total = 0
-    for param in model.parameters():
-        total += param.numel()
-        if param.requires_grad:
-            trainable += param.numel()
-    return trainable, total
+    """(trainable, total) parameter counts: peft's own count for an adapter model (the same
+    figures, checked for LoRA, prefix, prompt and IA3), the plain sum for a full fine-tune."""
+    if hasattr(model, "get_nb_trainable_parameters"):
+        trainable, total = model.get_nb_trainable_parameters()
+        return int(trainable), int(total)
+    params = list(model.parameters())
+    return (sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params))
 
 
 def _from_pretrained(cls: Any, model_cfg: Any, **kwargs: Any) -> Any:

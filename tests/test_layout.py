@@ -1,0 +1,91 @@
+"""The package's plan holds: small modules, imports that run one way (down the layers), and
+harness modules imported inside functions only where a heavy library must stay off the CLI's
+fast path (the README's "Architecture" section shows the same table)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+HARNESS = Path(__file__).resolve().parents[1] / "harness"
+
+# Lowest first: a package may import its own modules and those of lower layers, never a package
+# of its own layer or above. "entry" is the command-line and public-name modules at the top.
+LAYERS = [
+    ("base",),
+    ("records", "data", "metrics"),
+    ("space",),
+    ("config",),
+    ("report", "train"),
+    ("export",),
+    ("study",),
+    ("cli",),
+    ("entry",),
+]
+LAYER = {package: level for level, packages in enumerate(LAYERS) for package in packages}
+# Harness imports inside functions, each with its reason (nothing else may import lazily).
+LAZY = {
+    ("study/objective.py", "harness.train.callbacks"): "imports transformers (6 s)",
+    ("study/objective.py", "harness.train.finetune"): "imports transformers (6 s)",
+}
+MAX_LINES = 250
+
+
+def modules() -> list[Path]:
+    return sorted(p for p in HARNESS.rglob("*.py") if p.parent.name != "metrics"
+                  or p.name in ("__init__.py", "_module.py"))
+
+
+def package_of(path: Path) -> str:
+    parts = path.relative_to(HARNESS).parts
+    if len(parts) == 1 or parts[-1] == "__main__.py":
+        return "entry"
+    return parts[0]
+
+
+def harness_imports(path: Path) -> list[tuple[str, bool]]:
+    """(imported harness module, whether the import is inside a function)."""
+    tree = ast.parse(path.read_text())
+    inner = {id(node) for fn in ast.walk(tree)
+             if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef)
+             for node in ast.walk(fn)}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            raise AssertionError(f"{path}: relative import (use harness.…)")
+        names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module
+                 else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+        for name in names:
+            if name == "harness" and isinstance(node, ast.ImportFrom):
+                names_from = [f"harness.{a.name}" for a in node.names]
+                found += [(n, id(node) in inner) for n in names_from]
+            elif name.startswith("harness."):
+                found.append((name, id(node) in inner))
+    return found
+
+
+def test_every_package_has_a_layer():
+    packages = {package_of(p) for p in modules()}
+    assert packages <= set(LAYER), packages - set(LAYER)
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(HARNESS)))
+def test_imports_run_down_the_layers(path):
+    own = package_of(path)
+    for module, lazy in harness_imports(path):
+        target = module.split(".")[1]
+        target = "entry" if target in ("sweep", "predict", "errors", "checkpoint") else target
+        assert target == own or LAYER[target] < LAYER[own], (
+            f"{path.relative_to(HARNESS)} ({own}, layer {LAYER[own]}) imports {module} "
+            f"({target}, layer {LAYER[target]}): upward or sideways")
+        if lazy:
+            key = (str(path.relative_to(HARNESS)), module)
+            assert key in LAZY, f"{key}: a harness import inside a function (import it at the top)"
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(HARNESS)))
+def test_modules_stay_small(path):
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_LINES, f"{path.relative_to(HARNESS)}: {lines} lines (at most {MAX_LINES})"
