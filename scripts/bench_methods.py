@@ -35,11 +35,11 @@ def main() -> None:
     import optuna
 
     import harness  # noqa: F401
-    from harness.export.predict import accuracy_on
-from harness.train.checkpoints import load_checkpoint
-    from harness.data import load_labelled_data
     from harness.base.progress import configure_logging
+    from harness.data import load_labelled_data
+    from harness.export.predict import accuracy_on
     from harness.study import run_sweep
+    from harness.train.checkpoints import load_checkpoint
 
     configure_logging()
     rows = []

@@ -15,9 +15,9 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 import harness  # noqa: F401  (resolvers)
-from harness.export.predict import accuracy_on
-from harness.data import load_labelled_data
 from harness.config.command import CONF
+from harness.data import load_labelled_data
+from harness.export.predict import accuracy_on
 
 
 def main(overrides: list[str]) -> None:
