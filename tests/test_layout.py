@@ -29,6 +29,7 @@ LAYER = {package: level for level, packages in enumerate(LAYERS) for package in 
 LAZY = {
     ("study/objective.py", "harness.train.callbacks"): "imports transformers (6 s)",
     ("study/objective.py", "harness.train.finetune"): "imports transformers (6 s)",
+    ("study/objective.py", "harness.train.compute"): "imports transformers (6 s)",
 }
 MAX_LINES = 250
 

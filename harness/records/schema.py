@@ -20,6 +20,7 @@ TRAINABLE_PARAMS_ATTR = "trainable_params"
 STEPS_TRAINED_ATTR = "steps_trained"  # optimizer steps the trial trained
 TRAIN_RUNTIME_ATTR = "train_runtime_s"  # seconds inside Trainer.train
 OVERHEAD_ATTR = "overhead_s"  # the trial's wall time outside training and evaluation
+COMPUTE_ATTR = "compute"  # what the trial cost: {COMPUTE_METRICS name: value}
 
 # ---------------------------------------------------------------- Optuna: params
 METHOD_PARAM = "method"  # a methods study's fine-tuning method (its params are "<method>/<path>")
@@ -36,6 +37,7 @@ STATE_TAG = "optuna.state"  # the trial's Optuna state (RUNNING, COMPLETE, PRUNE
 ERROR_TAG = "error"  # a failed trial's error (or why it was interrupted)
 ERROR_TYPE_TAG = "error_type"
 CHECKPOINT_TAG = "checkpoint"  # why a run's checkpoint artifact was removed
+PRECISION_TAG = "precision"  # what a trial trained in: fp32, bf16 or fp16
 FINISHED_TAG = "optuna.n_trials_finished"  # parent run: trials finished so far
 BEST_TRIAL_TAG = "best_trial"  # parent run: the best trial's number ("best_trial.<method>")
 BEST_VALUE_TAG = "best_value"
@@ -54,6 +56,15 @@ TRIALS_PREFIX = "trials_"  # parent run: trials_complete, trials_pruned, trials_
 STEPS_TRAINED_METRIC = "steps_trained"
 WALL_TIME_METRIC = "wall_time_s"
 OVERHEAD_METRIC = "overhead_s"
+# A trial's compute (metrics of its run, and its COMPUTE_ATTR); the parent run sums them over
+# the finished trials as "total_<name>" (failed trials apart, as "failed_<name>").
+COMPUTE_METRICS = ("steps_trained", "steps_planned", "samples_seen", "train_flos",
+                   WALL_TIME_METRIC, "cpu_time_s", "gpu_busy_s")
+TOTAL_PREFIX = "total_"
+FAILED_PREFIX = "failed_"
+# parent run: 1 - steps trained / steps planned, over the finished trials, from pruning alone
+COMPUTE_SAVED_METRIC = "compute_saved_fraction"
+EARLY_STOPPING_SAVED_METRIC = "early_stopping_saved_fraction"  # the same, from early stopping
 
 # ---------------------------------------------------------------- MLflow: artifacts
 CHECKPOINT_ARTIFACT = "checkpoint"  # a kept trial's weights (or adapter), tokenizer, labels

@@ -24,6 +24,7 @@ from harness.base.errors import first_line
 from harness.base.files import replace_folder
 from harness.base.secrets import mask
 from harness.records import schema, trials
+from harness.records.compute import study_compute
 from harness.report.page import render
 from harness.report.plots import PLOTS, draw
 from harness.report.table import format_table, trial_rows, write_csv
@@ -163,6 +164,9 @@ def _facts(study: Any, cfg: Any) -> list[tuple[str, str]]:
     if best is not None:
         facts.append(("best", f"trial {best.number}: {trials.study_value(best):.4f}"))
         facts += [(f"  {k}", str(v)) for k, v in best.params.items()]
+    compute = study_compute(study).format()
+    if compute:
+        facts.append(("compute", compute.removeprefix("Compute: ")))
     run_id = study.user_attrs.get(schema.PARENT_RUN_ATTR)
     if run_id:
         facts.append(("MLflow parent run", f"{run_id} at {mask(str(cfg.tracking.uri))}"))

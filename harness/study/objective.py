@@ -9,6 +9,7 @@ when Ctrl-C / SIGTERM stopped it). A process that dies outright is handled by
 from __future__ import annotations
 
 import gc
+import logging
 import resource
 import time
 import traceback
@@ -22,6 +23,8 @@ from harness.base.secrets import mask
 from harness.records import schema, trials
 from harness.study.recovery import this_worker
 from harness.study.summary import record_best, show
+
+log = logging.getLogger(__name__)
 
 
 class Objective:
@@ -39,6 +42,7 @@ class Objective:
         # the training side imports transformers (6 s): here, where a trial starts, so that a
         # config error or --help never pays for it
         from harness.train.callbacks import MetricsLogger, OnEvaluate, PruningCallback
+        from harness.train.compute import ComputeMeter
         from harness.train.finetune import finetune
 
         start = time.perf_counter()
@@ -59,6 +63,7 @@ class Objective:
         )
         trial.set_user_attr(schema.RUN_ID_ATTR, run.run_id)
         _reset_peak_memory()
+        meter = ComputeMeter(len(self.prepared.datasets["train"]))
         try:
             result = finetune(
                 trial_cfg,
@@ -68,6 +73,7 @@ class Objective:
                 callbacks=[
                     *([] if self.multi else [PruningCallback(trial, metric)]),
                     MetricsLogger(run.log_metrics),
+                    meter,
                     OnEvaluate(lambda i, m: self.progress.evaluation(
                         trial.number, i, m.get(f"eval_{metric}"))),
                 ],
@@ -81,7 +87,6 @@ class Objective:
                            total_params=result.total_params,
                            trainable_ratio=result.trainable_ratio, best_step=result.best_step,
                            train_runtime_s=result.train_runtime, epochs_trained=result.epochs,
-                           steps_trained=result.steps,
                            # every run logs the same metric names (MLflow's compare view lines
                            # them up): stopped_epoch is where training ended, early or not
                            stopped_early=float(result.stopped_epoch is not None),
@@ -98,15 +103,18 @@ class Objective:
             overhead = wall - result.train_runtime
             self.overheads.append(overhead)
             trial.set_user_attr(schema.OVERHEAD_ATTR, round(overhead, 3))
-            run.log_metrics({**summary, **_memory(), schema.WALL_TIME_METRIC: wall,
-                             schema.OVERHEAD_METRIC: overhead}, step=result.best_step)
-            run.finish(state)
+            compute = _record_compute(trial, run, meter, wall)
+            run.log_metrics({**summary, **compute, **_memory(), schema.OVERHEAD_METRIC: overhead},
+                            step=result.best_step)
+            run.finish(state, {schema.PRECISION_TAG: meter.precision})
             self._report(trial.number, state, result.value, result.evaluations, wall, values)
         except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM: recorded, then the sweep stops
             reason = f"interrupted by {getattr(exc, 'name', 'KeyboardInterrupt')}"
             trial.set_user_attr(schema.INTERRUPTED_ATTR, reason)
             if not run.ended:
-                run.finish("FAIL", {schema.ERROR_TAG: reason}, status="KILLED")
+                _record_compute(trial, run, meter, time.perf_counter() - start)
+                run.finish("FAIL", {schema.ERROR_TAG: reason,
+                                    schema.PRECISION_TAG: meter.precision}, status="KILLED")
             self._report(trial.number, "FAIL", None, 0, time.perf_counter() - start, values,
                          error=reason)
             raise
@@ -115,8 +123,9 @@ class Objective:
             error = mask(f"{type(exc).__name__}: {exc}")
             trial.set_user_attr(schema.ERROR_ATTR, error[:2000])
             if not run.ended:
+                _record_compute(trial, run, meter, time.perf_counter() - start)
                 run.log_traceback(mask("".join(traceback.format_exception(exc))))
-                run.finish("FAIL", {schema.ERROR_TAG: error,
+                run.finish("FAIL", {schema.ERROR_TAG: error, schema.PRECISION_TAG: meter.precision,
                                     schema.ERROR_TYPE_TAG: type(exc).__name__})
             self._report(trial.number, "FAIL", None, 0, time.perf_counter() - start, values,
                          error=f"{error.splitlines()[0]} (traceback: MLflow run {run.run_id}, "
@@ -160,6 +169,18 @@ class Objective:
         params = " ".join(f"{k}={show(v)}" for k, v in values.items())
         line = f"trial {number} {state}{shown}{where} in {wall:.1f} s | {params}"
         self.progress.write(line + (f" | {error.splitlines()[0]}" if error else ""))
+
+
+def _record_compute(trial: Any, run: Any, meter: Any, wall: float) -> dict[str, float]:
+    """The trial's compute (complete, or spent so far when it failed) on the trial and its run,
+    where the study's totals are summed from."""
+    compute = {**meter.figures(), schema.WALL_TIME_METRIC: round(wall, 3)}
+    try:
+        trial.set_user_attr(schema.COMPUTE_ATTR, compute)
+        run.log_metrics(compute, step=meter.steps)
+    except Exception as exc:  # a failing trial's record is best effort: its error counts
+        log.warning("could not record the compute of trial %d: %s", trial.number, exc)
+    return compute
 
 
 def _reset_peak_memory() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from harness.base.secrets import mask
 from harness.records import schema, trials
+from harness.records.compute import study_compute
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class SweepSummary:
     kept_checkpoints: list[int] = field(default_factory=list)  # trial numbers, best first
     checkpoints_dir: str = ""
     report: str = ""  # the study report's table and where it was written
+    compute: str = ""  # what the trials cost, and what pruning saved
 
     def format(self) -> str:
         finished = self.complete + self.pruned
@@ -77,6 +79,8 @@ class SweepSummary:
             for method, (number, value, trainable) in self.per_method.items():
                 params = f", {trainable:,} trainable params" if trainable else ""
                 lines.append(f"  {method:<8} {value:.4f}  (trial {number}{params})")
+        if self.compute:
+            lines.append(self.compute)
         if len(self.overheads) > 1:
             later = self.overheads[1:]
             lines.append(
@@ -110,6 +114,7 @@ def record_best(study: Any, tracker: Any) -> None:
     for method, trial in trials.best_per_method(study).items():
         tags[f"{schema.BEST_TRIAL_TAG}.{method}"] = trial.number
         metrics[f"{schema.BEST_VALUE_METRIC}.{method}"] = trials.study_value(trial)
+    metrics.update(study_compute(study).metrics())
     try:
         tracker.record_best({"tags": tags, "metrics": metrics}, counts["finished"])
     except Exception as exc:  # the study's own record is Optuna's; MLflow is a view of it
@@ -125,6 +130,7 @@ def build_summary(study: Any, cfg: Any, tracker: Any, store: Any, overheads: lis
         complete=counts["complete"], pruned=counts["pruned"], failed=counts["failed"],
         tracking_uri=str(cfg.tracking.uri), experiment=tracker.experiment_name,
         overheads=overheads, resume_command=resume_command,
+        compute=study_compute(study).format(),
     )
     summary.per_method = {
         method: (t.number, trials.study_value(t), t.user_attrs.get(schema.TRAINABLE_PARAMS_ATTR))

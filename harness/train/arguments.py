@@ -38,22 +38,38 @@ def harness_options(train_cfg: DictConfig) -> TrainOptions:
 
 def precision_args(precision: str, train_cfg: DictConfig) -> dict[str, bool]:
     """TrainingArguments' bf16 / fp16 for ``train.mixed_precision``: auto is bf16 on a GPU that
-    supports it, fp16 on other GPUs, full precision on CPU (unless train.bf16/fp16 say so)."""
+    supports it, fp16 on other GPUs, full precision on CPU (unless train.bf16/fp16 say so);
+    bf16 also runs on a CPU with bf16 instructions (AVX-512 BF16 or AMX), under autocast."""
+    import torch
+
     if precision == "auto":
         if train_cfg.get("bf16") or train_cfg.get("fp16"):
             return {}
-        import torch
-
         if not torch.cuda.is_available():
             return {}
         precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    elif precision != "no":
-        import torch
+    elif precision == "bf16" and not torch.cuda.is_available() and not cpu_has_bf16():
+        raise ConfigError("train.mixed_precision",
+                          "bf16 needs a GPU or a CPU with bf16 instructions (AVX-512 BF16 or "
+                          "AMX); this one has neither: use auto or no")
+    elif precision == "fp16" and not torch.cuda.is_available():
+        raise ConfigError("train.mixed_precision",
+                          "fp16 needs a GPU (none is visible): use auto, bf16 or no")
+    out = {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+    if precision == "bf16" and not torch.cuda.is_available():
+        out["use_cpu"] = True  # TrainingArguments' own word for "bf16 autocast on the CPU"
+    return out
 
-        if not torch.cuda.is_available():
-            raise ConfigError("train.mixed_precision",
-                              f"{precision} needs a GPU (none is visible): use auto or no")
-    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+def cpu_has_bf16() -> bool:
+    """Does this CPU compute in bf16 natively (AVX-512 BF16 or AMX)? Linux's CPU flags."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            flags = next((line.split(":", 1)[1].split() for line in info
+                          if line.startswith("flags")), [])
+    except OSError:  # not Linux: not assumed
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def training_arguments(

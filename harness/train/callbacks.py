@@ -30,7 +30,8 @@ class PruningCallback(TrainerCallback):
     """Reports the study metric to an Optuna trial at every evaluation; stops when pruned.
 
     Training stops cleanly (``should_training_stop``); the caller raises ``optuna.TrialPruned``
-    once ``trainer.train()`` has returned and :attr:`pruned` is true.
+    once ``trainer.train()`` has returned and :attr:`pruned` is true. The pruner is not asked at
+    a trial's last evaluation: a trial that reached it is complete.
     """
 
     def __init__(self, trial: Any, metric: str) -> None:
@@ -42,6 +43,10 @@ class PruningCallback(TrainerCallback):
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         self.step += 1
         self.trial.report(_study_value(metrics or {}, self.metric), self.step)
+        # The last evaluation (the budget's end, or early stopping's): the trial has spent its
+        # budget, so stopping it now saves nothing. It ends COMPLETE, never PRUNED.
+        if state.global_step >= state.max_steps or control.should_training_stop:
+            return
         if self.trial.should_prune():
             self.pruned = True
             control.should_training_stop = True

@@ -20,6 +20,7 @@ from harness.base import faults, interrupts
 from harness.train.arguments import harness_options, training_arguments
 from harness.train.callbacks import BestSnapshot, EarlyStopping, EvaluateAtEnd, PruningCallback
 from harness.train.checkpoints import save_checkpoint
+from harness.train.compute import ComputeMeter
 from harness.train.model import BaseModel, build_trial_model, count_parameters
 
 
@@ -141,6 +142,16 @@ def _trainer_class() -> type:
                     "gradients harder (train.max_grad_norm)"
                 )
             return out
+
+        def evaluate(self, *args, **kwargs):
+            meters = [c for c in self.callback_handler.callbacks if isinstance(c, ComputeMeter)]
+            for meter in meters:
+                meter.evaluation_started()
+            try:
+                return super().evaluate(*args, **kwargs)
+            finally:
+                for meter in meters:
+                    meter.evaluation_ended()
 
         def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
             faults.hit("evaluate")

@@ -22,7 +22,7 @@ from harness.train.callbacks import (
 def hooks(tmp_path):
     args = TrainingArguments(output_dir=str(tmp_path), eval_strategy="steps", eval_steps=10,
                              report_to="none")
-    return args, TrainerState(), TrainerControl()
+    return args, TrainerState(global_step=10, max_steps=100), TrainerControl()
 
 
 def evaluate(callback, hooks, value, **kwargs):
@@ -54,6 +54,26 @@ def test_stops_training_when_the_pruner_says_so(hooks):
     assert callback.pruned and control.should_training_stop
     study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     assert study.trials[0].state == optuna.trial.TrialState.PRUNED
+
+
+def test_the_last_evaluation_is_never_pruned(hooks):
+    """A trial at its budget's end (or stopped early at this evaluation) has spent its compute:
+    pruning it there saves nothing, so the pruner is not asked and the trial is complete."""
+    args, state, control = hooks
+    study = optuna.create_study(
+        direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=0.5)
+    )
+    trial = study.ask()
+    callback = PruningCallback(trial, "accuracy")
+    state.global_step = state.max_steps  # the last evaluation
+    assert not evaluate(callback, hooks, 0.3).should_training_stop
+    assert not callback.pruned
+    state.global_step = 50  # early stopping decided at this evaluation, before the pruner
+    control.should_training_stop = True
+    evaluate(callback, hooks, 0.3)
+    assert not callback.pruned
+    assert trial.should_prune()  # the pruner would have pruned both
+    assert study.trials[0].intermediate_values == {1: 0.3, 2: 0.3}
 
 
 def test_median_pruner_prunes_a_trial_behind_earlier_ones(hooks):

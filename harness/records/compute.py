@@ -1,0 +1,84 @@
+"""What a study's trials cost, summed from their records: steps trained against the steps their
+full budgets plan, samples, FLOPs, wall, CPU and GPU seconds; what pruning saved, what early
+stopping saved and what failed trials cost, each apart."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from optuna.trial import TrialState
+
+from harness.records import schema
+
+
+@dataclass
+class StudyCompute:
+    totals: dict[str, float] = field(default_factory=dict)  # finished (complete + pruned) trials
+    failed: dict[str, float] = field(default_factory=dict)  # failed trials, up to their failure
+    trials: int = 0  # finished trials with a compute record
+    failed_trials: int = 0
+    saved_by_pruning: float = 0.0  # fraction of the finished trials' planned steps
+    saved_by_early_stopping: float = 0.0
+
+    def metrics(self) -> dict[str, float]:
+        """The parent run's metrics."""
+        out = {f"{schema.TOTAL_PREFIX}{k}": v for k, v in self.totals.items()}
+        out.update({f"{schema.FAILED_PREFIX}{k}": v for k, v in self.failed.items()})
+        if self.trials:
+            out[schema.COMPUTE_SAVED_METRIC] = self.saved_by_pruning
+            out[schema.EARLY_STOPPING_SAVED_METRIC] = self.saved_by_early_stopping
+        return out
+
+    def format(self) -> str:
+        """One line for the summary and the report (empty before any trial finished)."""
+        if not self.trials:
+            return ""
+        t = self.totals
+        line = (f"Compute: {t.get('steps_trained', 0):,.0f} of {t.get('steps_planned', 0):,.0f} "
+                f"planned training steps ({self.saved_by_pruning:.1%} saved by pruning"
+                + (f", {self.saved_by_early_stopping:.1%} by early stopping"
+                   if self.saved_by_early_stopping else "")
+                + f"), {t.get('samples_seen', 0):,.0f} samples, "
+                f"{t.get('train_flos', 0):.3g} FLOPs, {t.get('wall_time_s', 0):,.0f} s wall, "
+                f"{t.get('cpu_time_s', 0):,.0f} s CPU")
+        if "gpu_busy_s" in t:
+            line += f", {t['gpu_busy_s']:,.0f} s GPU busy"
+        if self.failed_trials:
+            line += (f"; {self.failed_trials} failed trial(s) cost "
+                     f"{self.failed.get('steps_trained', 0):,.0f} steps, "
+                     f"{self.failed.get('wall_time_s', 0):,.0f} s wall")
+        return line
+
+
+def study_compute(study: Any) -> StudyCompute:
+    """The compute of ``study``'s trials, from the record each trial keeps (COMPUTE_ATTR)."""
+    out = StudyCompute()
+    pruned_saved = early_saved = 0.0
+    for trial in study.get_trials(deepcopy=False):
+        figures = trial.user_attrs.get(schema.COMPUTE_ATTR)
+        if not isinstance(figures, dict):
+            continue
+        if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            out.trials += 1
+            _add(out.totals, figures)
+            unspent = max(0.0, figures.get("steps_planned", 0) - figures.get("steps_trained", 0))
+            if trial.state == TrialState.PRUNED:
+                pruned_saved += unspent
+            else:  # a complete trial that trained less than planned was stopped early
+                early_saved += unspent
+        elif trial.state == TrialState.FAIL:
+            out.failed_trials += 1
+            _add(out.failed, figures)
+    planned = out.totals.get("steps_planned", 0)
+    if planned:
+        out.saved_by_pruning = pruned_saved / planned
+        out.saved_by_early_stopping = early_saved / planned
+    return out
+
+
+def _add(totals: dict[str, float], figures: dict[str, Any]) -> None:
+    for name in schema.COMPUTE_METRICS:
+        value = figures.get(name)
+        if isinstance(value, int | float):
+            totals[name] = totals.get(name, 0) + value

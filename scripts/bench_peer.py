@@ -1,0 +1,202 @@
+"""Benchmark: the harness's default sweeps against HF ``Trainer.hyperparameter_search``, or
+against themselves without pruning, on the same data and embedded model, in one process.
+
+    .venv/bin/python scripts/bench_peer.py [--trials 8] [--seeds 1,2,3] [--sweeps lora,full]
+    .venv/bin/python scripts/bench_peer.py --mode pruning [--trials 16] [--seeds 1,2,3]
+
+``--mode peer`` (default): per seed, the harness's ``lora`` and ``full`` sweeps, then HF's search
+(optuna backend, TPE with the same seed, MedianPruner, LoRA built in ``model_init``: r 8, alpha 16,
+dropout 0.1, since HF searches TrainingArguments fields only; learning rate and warm-up searched
+over the lora sweep's ranges; ``compute_objective`` the validation accuracy; the same trial count,
+epochs and evaluations). ``--mode pruning``: each sweep with its own pruner and with
+``pruner=none``, same sampler seed. Prints per system: wall time, best validation accuracy, the
+chosen model's test accuracy, training steps, compute saved by pruning; then the means over the
+seeds. HF keeps no model: its best hyperparameters are trained once more to score the test split
+(that time is shown apart, not added to its wall time). Stores go to a scratch folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=overrides)
+
+
+def harness_sweep(sweep: str, seed: int, trials: int, folder: Path, extra: list[str]) -> dict:
+    """One harness sweep in its own stores: wall, best validation, test accuracy, steps."""
+    import optuna
+
+    from harness.export.predict import accuracy_on
+    from harness.records.compute import study_compute
+    from harness.study import run_sweep
+    from harness.train.checkpoints import load_checkpoint
+
+    name = f"peer-{sweep}-{seed}-{'-'.join(extra) or 'default'}".replace("=", "_")
+    cfg = compose([f"+sweep={sweep}", f"study.name={name}", f"study.n_trials={trials}",
+                   f"sampler.seed={seed}", f"study.storage=sqlite:///{folder}/optuna.db",
+                   f"study.output_dir={folder}/{name}", f"tracking.uri=sqlite:///{folder}/ml.db",
+                   f"tracking.artifact_location={folder}/mlruns", "report.enabled=false",
+                   "display.progress=false", *extra])
+    start = time.perf_counter()
+    summary = run_sweep(cfg)
+    wall = time.perf_counter() - start
+    compute = study_compute(optuna.load_study(study_name=name, storage=cfg.study.storage))
+    test = None
+    if summary.best_checkpoint:
+        texts, labels = test_split(cfg)
+        model, tokenizer = load_checkpoint(summary.best_checkpoint)
+        test = accuracy_on(model, tokenizer, texts, labels, int(cfg.data.max_length))
+    return {"system": f"harness {sweep}" + (f" ({' '.join(extra)})" if extra else ""),
+            "wall": wall, "best": summary.best_value, "test": test,
+            "steps": compute.totals.get("steps_trained", 0),
+            "saved": compute.saved_by_pruning, "extra": ""}
+
+
+def test_split(cfg) -> tuple[list[str], list[int]]:
+    from harness.data import load_labelled_data
+
+    data = load_labelled_data(cfg.data)
+    split = data.splits["test"]
+    return list(split["text"]), list(split["label"])
+
+
+def hf_search(seed: int, trials: int, folder: Path) -> dict:
+    """HF Trainer.hyperparameter_search with LoRA in model_init (what a user would write)."""
+    import optuna
+    from peft import LoraConfig, get_peft_model
+    from transformers import (
+        AutoModelForSequenceClassification,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
+
+    from harness.export.predict import accuracy_on
+    from harness.study import prepare_study, validate_config
+
+    cfg = compose(["+sweep=lora"])
+    prepared = prepare_study(cfg, validate_config(cfg))
+    names = prepared.label_names
+    path = str(cfg.model.name_or_path)
+    space = cfg.search_space
+    evals = int(cfg.train.evals_per_epoch) * int(cfg.train.num_train_epochs)
+    batch = int(cfg.train.per_device_train_batch_size)
+    steps_per_epoch = -(-len(prepared.datasets["train"]) // batch)
+    eval_steps = max(1, -(-steps_per_epoch * int(cfg.train.num_train_epochs) // evals))
+
+    def model_init(trial=None):
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=len(names), id2label=dict(enumerate(names)),
+            label2id={n: i for i, n in enumerate(names)})
+        lora = LoraConfig(task_type="SEQ_CLS", r=8, lora_alpha=16, lora_dropout=0.1,
+                          target_modules=["query", "value"])
+        return get_peft_model(model, lora)
+
+    def hp_space(trial):
+        lr = space["train.learning_rate"]
+        warm = space["train.warmup_steps"]
+        return {"learning_rate": trial.suggest_float("learning_rate", lr.low, lr.high, log=True),
+                "warmup_steps": trial.suggest_float("warmup_steps", warm.low, warm.high)}
+
+    steps: dict[int, tuple[int, int]] = {}
+
+    class CountSteps(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            number = len(steps_log)
+            steps[number] = (state.global_step, state.max_steps)
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            steps_log.append(1)
+
+    steps_log: list[int] = []
+    args = TrainingArguments(
+        output_dir=str(folder / "hf"), num_train_epochs=float(cfg.train.num_train_epochs),
+        per_device_train_batch_size=int(cfg.train.per_device_train_batch_size),
+        per_device_eval_batch_size=int(cfg.train.per_device_eval_batch_size),
+        eval_strategy="steps", eval_steps=eval_steps, save_strategy="no", report_to="none",
+        logging_strategy="no", seed=int(cfg.train.seed), disable_tqdm=True)
+    trainer = Trainer(model_init=model_init, args=args, train_dataset=prepared.datasets["train"],
+                      eval_dataset=prepared.datasets["validation"],
+                      processing_class=prepared.base.tokenizer,
+                      data_collator=DataCollatorWithPadding(prepared.base.tokenizer),
+                      compute_metrics=prepared.metrics, callbacks=[CountSteps()])
+    start = time.perf_counter()
+    best = trainer.hyperparameter_search(
+        direction="maximize", backend="optuna", hp_space=hp_space, n_trials=trials,
+        compute_objective=lambda metrics: metrics["eval_accuracy"],
+        sampler=optuna.samplers.TPESampler(seed=seed), pruner=optuna.pruners.MedianPruner())
+    wall = time.perf_counter() - start
+    trained = sum(s for s, _ in steps.values())
+    planned = sum(p for _, p in steps.values())
+    # HF keeps no model: train its best hyperparameters once more to score the test split
+    retrain = time.perf_counter()
+    for key, value in best.hyperparameters.items():
+        setattr(trainer.args, key, value)
+    trainer.model = model_init()
+    trainer.train()
+    texts, labels = test_split(cfg)
+    test = accuracy_on(trainer.model.eval(), prepared.base.tokenizer, texts, labels,
+                       int(cfg.data.max_length))
+    return {"system": "HF hyperparameter_search (LoRA)", "wall": wall, "best": best.objective,
+            "test": test, "steps": trained, "saved": 1 - trained / planned if planned else 0,
+            "extra": f"re-train for the test score {time.perf_counter() - retrain:.0f} s"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=("peer", "pruning"), default="peer")
+    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--seeds", default="1", help="comma-separated sampler seeds")
+    parser.add_argument("--sweeps", default="lora,full", help="harness sweeps to run")
+    args = parser.parse_args()
+
+    from harness.base.progress import configure_logging
+
+    configure_logging()
+    rows: list[dict] = []
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        with tempfile.TemporaryDirectory(prefix="bench-peer-") as scratch:
+            folder = Path(scratch)
+            for sweep in args.sweeps.split(","):
+                rows.append({**harness_sweep(sweep, seed, args.trials, folder, []), "seed": seed})
+                if args.mode == "pruning":
+                    rows.append({**harness_sweep(sweep, seed, args.trials, folder,
+                                                 ["pruner=none"]), "seed": seed})
+            if args.mode == "peer":
+                rows.append({**hf_search(seed, args.trials, folder), "seed": seed})
+        print_table(rows)
+    print("\nMeans over seeds:")
+    means = []
+    for system in dict.fromkeys(r["system"] for r in rows):
+        mine = [r for r in rows if r["system"] == system]
+        means.append({"system": system, "seed": "mean",
+                      **{k: statistics.mean(r[k] for r in mine if r[k] is not None)
+                         for k in ("wall", "best", "test", "steps", "saved")
+                         if any(r[k] is not None for r in mine)}, "extra": ""})
+    print_table(means)
+
+
+def print_table(rows: list[dict]) -> None:
+    print("\n| system | seed | wall s | best val acc | test acc | steps | saved by pruning | |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        test = "-" if r.get("test") is None else f"{r['test']:.4f}"
+        print(f"| {r['system']} | {r['seed']} | {r['wall']:.0f} | {r['best']:.4f} | {test} | "
+              f"{r['steps']:,.0f} | {r['saved']:.1%} | {r.get('extra', '')} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
