@@ -1,16 +1,20 @@
-"""Benchmark: every fine-tuning method on the embedded model and data, same trial budget each.
+"""Benchmark: every default sweep on the embedded model and data (or data=…), at its own budget.
 
-    .venv/bin/python scripts/bench_methods.py [--trials 4] [--methods full,lora,...] [key=value ...]
+    .venv/bin/python scripts/bench_methods.py [--trials N] [--methods full,lora,...] [key=value ...]
+    .venv/bin/python scripts/bench_methods.py data=amazon      # the second data set
 
-Runs one study per method (studies `bench-<method>` in sweeps/bench.db, MLflow as configured),
-then scores the best trial's checkpoint on the held-out test split, and prints a Markdown table:
-best validation accuracy, test accuracy of the best trial, trainable parameters, wall time.
+Runs one study per sweep (studies `bench-<sweep>-<data>` in sweeps/bench.db, MLflow as
+configured; --trials overrides every sweep's own study.n_trials), then scores the best trial's
+checkpoint on the held-out test split, and prints a Markdown table: best validation accuracy
+against the majority class of the validation split, test accuracy of the best trial, trainable
+parameters, training steps and what pruning saved, wall time.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +30,8 @@ def compose(overrides: list[str]):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=4, help="trials per method (default 4)")
+    parser.add_argument("--trials", type=int, default=None,
+                        help="trials per sweep (default: each sweep's own study.n_trials)")
     parser.add_argument("--methods", default="full,lora,prefix,prompt,ia3,methods",
                         help="comma-separated sweeps to compare (conf/sweep/NAME.yaml)")
     parser.add_argument("overrides", nargs="*", help="extra key=value overrides for every sweep")
@@ -38,20 +43,27 @@ def main() -> None:
     from harness.base.progress import configure_logging
     from harness.data import load_labelled_data
     from harness.export.predict import accuracy_on
+    from harness.records.compute import study_compute
     from harness.study import run_sweep
     from harness.train.checkpoints import load_checkpoint
 
     configure_logging()
     rows = []
     for method in args.methods.split(","):
-        name = f"bench-{method}"
-        cfg = compose([f"+sweep={method}", f"study.name={name}", f"study.n_trials={args.trials}",
+        data = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("data=")),
+                    "vader")
+        name = f"bench-{method}-{data}"
+        trials = [f"study.n_trials={args.trials}"] if args.trials else []
+        cfg = compose([f"+sweep={method}", f"study.name={name}", *trials,
                        "study.storage=sqlite:///sweeps/bench.db", *args.overrides])
         start = time.perf_counter()
         summary = run_sweep(cfg)
         wall = time.perf_counter() - start
         print(summary.format(), flush=True)
         study = optuna.load_study(study_name=name, storage=cfg.study.storage)
+        compute = study_compute(study)
+        labels = load_labelled_data(cfg.data).splits["validation"]["label"]
+        majority = Counter(labels).most_common(1)[0][1] / len(labels)
         test_acc = trainable = ratio = picked = None
         if summary.best_number is not None and summary.best_checkpoint:
             best = study.best_trial
@@ -63,16 +75,23 @@ def main() -> None:
             test_acc = accuracy_on(model, tokenizer, list(test["text"]), list(test["label"]),
                                    cfg.data.max_length)
             picked = best.params.get("method")
-        rows.append((method, summary, test_acc, trainable, ratio, wall, picked))
+        rows.append((method, summary, test_acc, trainable, ratio, wall, picked, majority,
+                     compute))
+        print_table(rows)
 
-    print("\n| sweep | trials (complete / pruned) | best val acc | test acc of best | "
-          "trainable params | trainable % | wall time |")
-    print("|---|---|---|---|---|---|---|")
-    for method, s, test_acc, trainable, ratio, wall, picked in rows:
+
+def print_table(rows: list) -> None:
+    print("\n| sweep | trials (complete / pruned) | best val acc (majority) | test acc of best | "
+          "trainable params | trainable % | steps trained (saved by pruning) | wall time |")
+    print("|---|---|---|---|---|---|---|---|")
+    for method, s, test_acc, trainable, ratio, wall, picked, majority, compute in rows:
         label = f"{method} (picked {picked})" if picked else method
-        print(f"| {label} | {s.complete} / {s.pruned} | "
-              f"{s.best_value:.4f} | {test_acc:.4f} | {trainable:,} | {100 * ratio:.3f} | "
-              f"{wall / 60:.1f} min |" if s.best_value is not None else f"| {label} | none |")
+        steps = (f"{compute.totals.get('steps_trained', 0):,.0f} "
+                 f"({compute.saved_by_pruning:.0%})")
+        print(f"| {label} | {s.complete} / {s.pruned} | {s.best_value:.4f} ({majority:.3f}) | "
+              f"{test_acc:.4f} | {trainable:,} | {100 * ratio:.3f} | {steps} | "
+              f"{wall / 60:.1f} min |" if s.best_value is not None else f"| {label} | none |",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from harness.base.errors import ConfigError
 
@@ -29,6 +30,7 @@ _FILE_BUILDERS = {
     ".parquet": ("parquet", {}),
 }
 VADER_LABELS = ["negative", "neutral", "positive"]
+VADER_CORPORA = ("tweets", "movieReviewSnippets", "amazonReviewSnippets", "nytEditorialSnippets")
 
 
 def local_files(
@@ -94,8 +96,14 @@ def hub_dataset(path: str, config_name: str | None = None, revision: str | None 
     return loaded
 
 
-def vader_tweets(
+def vader_tweets(cache_dir: str, **settings: Any):
+    """The VADER tweets (``vader_ground_truth`` with corpus ``tweets``: conf/data/vader.yaml)."""
+    return vader_ground_truth(cache_dir, "tweets", **settings)
+
+
+def vader_ground_truth(
     cache_dir: str,
+    corpus: str = "tweets",
     version: str = "3.3.2",
     negative_below: float = -0.5,
     positive_above: float = 0.5,
@@ -103,16 +111,20 @@ def vader_tweets(
     test_size: float = 0.15,
     seed: int = 42,
 ):
-    """The VADER tweets ground truth (Hutto & Gilbert, ICWSM-14), labelled and split.
+    """A VADER ground truth (Hutto & Gilbert, ICWSM-14), labelled and split.
 
-    4,200 tweets, each with the mean rating of about 20 human raters on -4 … +4, read from the
-    ``vaderSentiment`` source distribution (fetched once with pip, through whatever index pip is
-    configured with). Labels: negative (< ``negative_below``), neutral, positive
-    (> ``positive_above``). Stratified, seeded train / validation / test splits are saved under
-    ``cache_dir`` and reused.
+    ``corpus``: tweets (4,200), movieReviewSnippets (10,605), amazonReviewSnippets (3,708) or
+    nytEditorialSnippets (5,190) texts, each with the mean rating of about 20 human raters on
+    -4 … +4, read from the ``vaderSentiment`` source distribution (fetched once with pip, through
+    whatever index pip is configured with). Labels: negative (< ``negative_below``), neutral,
+    positive (> ``positive_above``). Stratified, seeded train / validation / test splits are
+    saved under ``cache_dir`` and reused.
     """
     from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_from_disk
 
+    if corpus not in VADER_CORPORA:
+        raise ConfigError("data.source.corpus", f"must be one of {', '.join(VADER_CORPORA)}, "
+                                                f"got {corpus!r}")
     if not negative_below < positive_above:
         raise ConfigError("data.source.negative_below", "must be below positive_above")
     if not (0 < validation_size < 1 and 0 < test_size < 1 and validation_size + test_size < 1):
@@ -123,14 +135,15 @@ def vader_tweets(
     settings = dict(
         version=version, negative_below=negative_below, positive_above=positive_above,
         validation_size=validation_size, test_size=test_size, seed=seed, format=1,
+        **({} if corpus == "tweets" else {"corpus": corpus}),  # the tweets' cache key as before
     )
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     root = Path(cache_dir).expanduser()
-    target = root / f"vader-tweets-{key}"
+    target = root / f"vader-{corpus}-{key}"
     if (target / "dataset_dict.json").is_file():
         return load_from_disk(str(target))
 
-    rows = _read_vader_tweets(root, version)
+    rows = _read_vader(root, version, corpus)
     labels = [
         0 if r < negative_below else 2 if r > positive_above else 1 for _, r, _ in rows
     ]
@@ -164,15 +177,15 @@ def vader_tweets(
     (tmp / "d").rename(target)
     shutil.rmtree(tmp, ignore_errors=True)
     log.info(
-        "VADER tweets prepared: %s (cached in %s)",
+        "VADER %s prepared: %s (cached in %s)", corpus,
         ", ".join(f"{k} {len(v)}" for k, v in splits.items()), target,
     )
     return load_from_disk(str(target))
 
 
-def _read_vader_tweets(root: Path, version: str) -> list[tuple[str, float, str]]:
-    """Rows (id, mean rating, text) of tweets_GroundTruth.txt, fetched once into ``root``."""
-    raw = root / f"vaderSentiment-{version}" / "tweets_GroundTruth.txt"
+def _read_vader(root: Path, version: str, corpus: str) -> list[tuple[str, float, str]]:
+    """Rows (id, mean rating, text) of <corpus>_GroundTruth.txt, fetched once into ``root``."""
+    raw = root / f"vaderSentiment-{version}" / f"{corpus}_GroundTruth.txt"
     if not raw.is_file():
         _fetch_vader_ground_truth(raw, version)
     data = raw.read_bytes()
@@ -218,7 +231,7 @@ def _fetch_vader_ground_truth(dest: Path, version: str) -> None:
             with tarfile.open(fileobj=sdist.extractfile(inner)) as ground_truth:
                 member = next(
                     m for m in ground_truth.getmembers()
-                    if m.name.endswith("tweets_GroundTruth.txt")
+                    if m.name.endswith(dest.name)
                 )
                 payload = ground_truth.extractfile(member).read()
     dest.parent.mkdir(parents=True, exist_ok=True)
