@@ -103,8 +103,8 @@ class Objective:
             overhead = wall - result.train_runtime
             self.overheads.append(overhead)
             trial.set_user_attr(schema.OVERHEAD_ATTR, round(overhead, 3))
-            compute = _record_compute(trial, run, meter, wall)
-            run.log_metrics({**summary, **compute, **_memory(), schema.OVERHEAD_METRIC: overhead},
+            _record_compute(trial, run, meter, wall)
+            run.log_metrics({**summary, **_memory(), schema.OVERHEAD_METRIC: overhead},
                             step=result.best_step)
             run.finish(state, {schema.PRECISION_TAG: meter.precision})
             self._report(trial.number, state, result.value, result.evaluations, wall, values)

@@ -64,4 +64,7 @@ def overrides_in(tmp_path: Path, tiny_model_dir: Path, sentiment_files: dict) ->
         # tiny model needs high rates to learn anything in 60 steps (trial values then differ).
         "search_space={train.learning_rate: {low: 1.0e-2, high: 5.0e-2}}",
         "display.progress=false",
+        # the mechanics these tests check were written against the median pruner (the sweeps'
+        # own successive halving runs in test_samplers_pruners and the slow suite)
+        "pruner=median",
     ]

@@ -1,0 +1,49 @@
+"""A study's compute summed from its trials' records (a real in-memory Optuna study)."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from harness.records import schema
+from harness.records.compute import study_compute
+
+TrialState = optuna.trial.TrialState
+
+
+def trial(study, state, trained, planned, **more):
+    t = study.ask()
+    t.set_user_attr(schema.COMPUTE_ATTR, {"steps_trained": trained, "steps_planned": planned,
+                                          "wall_time_s": 10.0, **more})
+    if state == TrialState.COMPLETE:
+        study.tell(t, 0.5)
+    else:
+        study.tell(t, state=state)
+
+
+def test_pruning_early_stopping_and_failures_are_counted_apart():
+    study = optuna.create_study(direction="maximize")
+    trial(study, TrialState.COMPLETE, 100, 100, train_flos=1e9)  # ran its budget
+    trial(study, TrialState.COMPLETE, 60, 100, train_flos=6e8)  # stopped early at 60
+    trial(study, TrialState.PRUNED, 25, 100, train_flos=2.5e8)  # pruned at 25
+    trial(study, TrialState.FAIL, 30, 100)  # failed after 30
+    compute = study_compute(study)
+    assert compute.trials == 3 and compute.failed_trials == 1
+    assert compute.totals["steps_trained"] == 185 and compute.totals["steps_planned"] == 300
+    assert compute.totals["train_flos"] == pytest.approx(1.85e9)
+    assert compute.saved_by_pruning == pytest.approx(75 / 300)
+    assert compute.saved_by_early_stopping == pytest.approx(40 / 300)
+    assert compute.failed == {"steps_trained": 30, "steps_planned": 100, "wall_time_s": 10.0}
+    metrics = compute.metrics()
+    assert metrics[schema.COMPUTE_SAVED_METRIC] == pytest.approx(0.25)
+    assert metrics["total_steps_trained"] == 185 and metrics["failed_steps_trained"] == 30
+    line = compute.format()
+    assert line.startswith("Compute: 185 of 300 planned training steps (25.0% saved by "
+                           "pruning, 13.3% by early stopping)")
+    assert "1 failed trial(s) cost 30 steps, 10 s wall" in line
+
+
+def test_a_study_without_finished_trials_has_no_compute_line():
+    study = optuna.create_study()
+    assert study_compute(study).format() == ""
+    assert schema.COMPUTE_SAVED_METRIC not in study_compute(study).metrics()
