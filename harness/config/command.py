@@ -63,7 +63,6 @@ def run_command(cfg: Any, action: Callable[[Any], Any]) -> None:
 def composition_error(exc: BaseException) -> str | None:
     """One line for an error Hydra / OmegaConf / YAML raised while composing the config; None
     for anything else."""
-
     chain, cause = [], exc
     while cause is not None and len(chain) < 10:
         chain.append(cause)

@@ -231,7 +231,7 @@ def as_config_error(exc: OmegaConfBaseException, prefix: str = "") -> ConfigErro
     key = str(getattr(exc, "full_key", "") or "")
     key = key if key.startswith(prefix) or not prefix else prefix + key
     what = must_be(key)
-    value = getattr(exc, "value", None) if hasattr(exc, "value") else None
+    value = getattr(exc, "value", None)
     if what is not None and key:
         return ConfigError(key, f"must be {what}, got {value!r}")
     return ConfigError(key or prefix.rstrip(".") or "config", str(exc).splitlines()[0])
