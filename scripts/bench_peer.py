@@ -2,7 +2,8 @@
 against themselves without pruning, on the same data and embedded model, in one process.
 
     .venv/bin/python scripts/bench_peer.py [--trials 8] [--seeds 1,2,3] [--sweeps lora,full]
-    .venv/bin/python scripts/bench_peer.py --mode pruning [--trials 16] [--seeds 1,2,3]
+    .venv/bin/python scripts/bench_peer.py --mode pruning [--trials 12] [--seeds 1,2,3]
+    .venv/bin/python scripts/bench_peer.py ... [--out results.jsonl] [--set key=value ...]
 
 ``--mode peer`` (default): per seed, the harness's ``lora`` and ``full`` sweeps, then HF's search
 (optuna backend, TPE with the same seed, MedianPruner, LoRA built in ``model_init``: r 8, alpha 16,
@@ -11,13 +12,18 @@ over the lora sweep's ranges; ``compute_objective`` the validation accuracy; the
 epochs and evaluations). ``--mode pruning``: each sweep with its own pruner and with
 ``pruner=none``, same sampler seed. Prints per system: wall time, best validation accuracy, the
 chosen model's test accuracy, training steps, compute saved by pruning; then the means over the
-seeds. HF keeps no model: its best hyperparameters are trained once more to score the test split
+seeds. ``--out`` appends every row, with each trial's validation curve, to a JSON-lines file
+(``--arms unpruned`` or ``--arms pruned`` then runs one side of the pruning comparison).
+``--set`` adds Hydra overrides to every system (e.g. ``data.max_train_samples=200`` for a smoke
+run). HF keeps no model: its best hyperparameters are trained once more to score the test split
 (that time is shown apart, not added to its wall time). Stores go to a scratch folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import statistics
 import tempfile
 import time
@@ -43,7 +49,7 @@ def harness_sweep(sweep: str, seed: int, trials: int, folder: Path, extra: list[
     from harness.study import run_sweep
     from harness.train.checkpoints import load_checkpoint
 
-    name = f"peer-{sweep}-{seed}-{'-'.join(extra) or 'default'}".replace("=", "_")
+    name = re.sub(r"[^A-Za-z0-9-]+", "_", f"peer-{sweep}-{seed}-{'-'.join(extra) or 'default'}")
     cfg = compose([f"+sweep={sweep}", f"study.name={name}", f"study.n_trials={trials}",
                    f"sampler.seed={seed}", f"study.storage=sqlite:///{folder}/optuna.db",
                    f"study.output_dir={folder}/{name}", f"tracking.uri=sqlite:///{folder}/ml.db",
@@ -52,7 +58,11 @@ def harness_sweep(sweep: str, seed: int, trials: int, folder: Path, extra: list[
     start = time.perf_counter()
     summary = run_sweep(cfg)
     wall = time.perf_counter() - start
-    compute = study_compute(optuna.load_study(study_name=name, storage=cfg.study.storage))
+    study = optuna.load_study(study_name=name, storage=cfg.study.storage)
+    compute = study_compute(study)
+    curves = [{"number": t.number, "state": t.state.name, "value": t.value,
+               "curve": [t.intermediate_values[k] for k in sorted(t.intermediate_values)]}
+              for t in study.trials]
     test = None
     if summary.best_checkpoint:
         texts, labels = test_split(cfg)
@@ -61,7 +71,7 @@ def harness_sweep(sweep: str, seed: int, trials: int, folder: Path, extra: list[
     return {"system": f"harness {sweep}" + (f" ({' '.join(extra)})" if extra else ""),
             "wall": wall, "best": summary.best_value, "test": test,
             "steps": compute.totals.get("steps_trained", 0),
-            "saved": compute.saved_by_pruning, "extra": ""}
+            "saved": compute.saved_by_pruning, "extra": "", "trials": curves}
 
 
 def test_split(cfg) -> tuple[list[str], list[int]]:
@@ -72,7 +82,7 @@ def test_split(cfg) -> tuple[list[str], list[int]]:
     return list(split["text"]), list(split["label"])
 
 
-def hf_search(seed: int, trials: int, folder: Path) -> dict:
+def hf_search(seed: int, trials: int, folder: Path, extra: list[str]) -> dict:
     """HF Trainer.hyperparameter_search with LoRA in model_init (what a user would write)."""
     import optuna
     from peft import LoraConfig, get_peft_model
@@ -87,7 +97,7 @@ def hf_search(seed: int, trials: int, folder: Path) -> dict:
     from harness.export.predict import accuracy_on
     from harness.study import prepare_study, validate_config
 
-    cfg = compose(["+sweep=lora"])
+    cfg = compose(["+sweep=lora", *extra])
     prepared = prepare_study(cfg, validate_config(cfg))
     names = prepared.label_names
     path = str(cfg.model.name_or_path)
@@ -161,6 +171,10 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--seeds", default="1", help="comma-separated sampler seeds")
     parser.add_argument("--sweeps", default="lora,full", help="harness sweeps to run")
+    parser.add_argument("--arms", default="pruned,unpruned",
+                        help="--mode pruning: which sides to run (pruned, unpruned)")
+    parser.add_argument("--set", nargs="*", default=[], help="Hydra overrides for every system")
+    parser.add_argument("--out", type=Path, help="append every row (with curves) to this file")
     args = parser.parse_args()
 
     from harness.base.progress import configure_logging
@@ -170,13 +184,21 @@ def main() -> None:
     for seed in [int(s) for s in args.seeds.split(",")]:
         with tempfile.TemporaryDirectory(prefix="bench-peer-") as scratch:
             folder = Path(scratch)
+            runs = []
             for sweep in args.sweeps.split(","):
-                rows.append({**harness_sweep(sweep, seed, args.trials, folder, []), "seed": seed})
-                if args.mode == "pruning":
-                    rows.append({**harness_sweep(sweep, seed, args.trials, folder,
-                                                 ["pruner=none"]), "seed": seed})
+                if args.mode == "peer" or "pruned" in args.arms.split(","):
+                    runs.append(lambda s=sweep: harness_sweep(s, seed, args.trials, folder,
+                                                              args.set))
+                if args.mode == "pruning" and "unpruned" in args.arms.split(","):
+                    runs.append(lambda s=sweep: harness_sweep(s, seed, args.trials, folder,
+                                                              [*args.set, "pruner=none"]))
             if args.mode == "peer":
-                rows.append({**hf_search(seed, args.trials, folder), "seed": seed})
+                runs.append(lambda: hf_search(seed, args.trials, folder, args.set))
+            for run in runs:
+                rows.append({**run(), "seed": seed})
+                if args.out:
+                    with args.out.open("a") as out:
+                        out.write(json.dumps(rows[-1]) + "\n")
         print_table(rows)
     print("\nMeans over seeds:")
     means = []

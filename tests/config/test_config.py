@@ -86,9 +86,10 @@ def test_mixed_precision_maps_to_training_arguments(tmp_path, precision, compose
             training_arguments(train, 100, str(tmp_path))
         return
     args = training_arguments(train, 100, str(tmp_path))
-    if precision == "auto":  # bf16 where the GPU has it, fp16 on other GPUs, none on CPU
-        bf16 = gpu and torch.cuda.is_bf16_supported()
+    if precision == "auto":  # bf16 where the GPU or CPU has it, fp16 on other GPUs, else none
+        bf16 = torch.cuda.is_bf16_supported() if gpu else cpu_has_bf16()
         assert (args.bf16, args.fp16) == (bf16, gpu and not bf16)
+        assert args.use_cpu == (bf16 and not gpu)
     else:
         assert (args.bf16, args.fp16) == (precision == "bf16", precision == "fp16")
 
