@@ -9,10 +9,12 @@ import pytest
 
 from harness.records import schema
 from harness.study import run_sweep
+from harness.train.arguments import cpu_has_bf16
 from tests.helpers.sweeps import stores
 
 TrialState = optuna.trial.TrialState
 EVALS = 8  # the quick sweep: 4 epochs x 2 evaluations
+AUTO_PRECISION = "bf16" if cpu_has_bf16() else "fp32"  # train.mixed_precision=auto on a CPU
 
 
 def sums_match(overrides: list[str]) -> dict[str, float]:
@@ -25,7 +27,7 @@ def sums_match(overrides: list[str]) -> dict[str, float]:
         assert metrics[f"{schema.TOTAL_PREFIX}{name}"] == pytest.approx(runs), name
     for trial in finished:
         run = children[trial.number].data
-        assert run.tags[schema.PRECISION_TAG] == "fp32"  # on CPU, fp32 by default
+        assert run.tags[schema.PRECISION_TAG] == AUTO_PRECISION
         assert run.metrics["samples_seen"] > 0 and run.metrics["train_flos"] > 0
         assert run.metrics["steps_trained"] == trial.user_attrs[schema.COMPUTE_ATTR][
             "steps_trained"]
