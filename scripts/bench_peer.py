@@ -184,18 +184,17 @@ def main() -> None:
     for seed in [int(s) for s in args.seeds.split(",")]:
         with tempfile.TemporaryDirectory(prefix="bench-peer-") as scratch:
             folder = Path(scratch)
-            runs = []
+            runs: list[tuple] = []
             for sweep in args.sweeps.split(","):
                 if args.mode == "peer" or "pruned" in args.arms.split(","):
-                    runs.append(lambda s=sweep: harness_sweep(s, seed, args.trials, folder,
-                                                              args.set))
+                    runs.append((harness_sweep, sweep, args.set))
                 if args.mode == "pruning" and "unpruned" in args.arms.split(","):
-                    runs.append(lambda s=sweep: harness_sweep(s, seed, args.trials, folder,
-                                                              [*args.set, "pruner=none"]))
+                    runs.append((harness_sweep, sweep, [*args.set, "pruner=none"]))
             if args.mode == "peer":
-                runs.append(lambda: hf_search(seed, args.trials, folder, args.set))
-            for run in runs:
-                rows.append({**run(), "seed": seed})
+                runs.append((hf_search, args.set))
+            for run, *run_args in runs:
+                *first, extra = run_args
+                rows.append({**run(*first, seed, args.trials, folder, extra), "seed": seed})
                 if args.out:
                     with args.out.open("a") as out:
                         out.write(json.dumps(rows[-1]) + "\n")
