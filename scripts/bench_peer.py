@@ -9,7 +9,9 @@ against themselves without pruning, on the same data and embedded model, in one 
 (optuna backend, TPE with the same seed, MedianPruner, LoRA built in ``model_init``: r 8, alpha 16,
 dropout 0.1, since HF searches TrainingArguments fields only; learning rate and warm-up searched
 over the lora sweep's ranges; ``compute_objective`` the validation accuracy; the same trial count,
-epochs and evaluations). ``--mode pruning``: each sweep with its own pruner and with
+epochs and evaluations; in fp32, the Trainer's default, or ``--hf-precisions fp32,bf16`` for
+bf16 autocast too, while the harness trains in what its ``train.mixed_precision=auto`` picks).
+``--mode pruning``: each sweep with its own pruner and with
 ``pruner=none``, same sampler seed. Prints per system: wall time, best validation accuracy, the
 chosen model's test accuracy, training steps, compute saved by pruning; then the means over the
 seeds. ``--out`` appends every row, with each trial's validation curve, to a JSON-lines file
@@ -27,6 +29,7 @@ import re
 import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,7 +85,7 @@ def test_split(cfg) -> tuple[list[str], list[int]]:
     return list(split["text"]), list(split["label"])
 
 
-def hf_search(seed: int, trials: int, folder: Path, extra: list[str]) -> dict:
+def hf_search(seed: int, trials: int, folder: Path, extra: list[str], bf16: bool = False) -> dict:
     """HF Trainer.hyperparameter_search with LoRA in model_init (what a user would write)."""
     import optuna
     from peft import LoraConfig, get_peft_model
@@ -137,7 +140,8 @@ def hf_search(seed: int, trials: int, folder: Path, extra: list[str]) -> dict:
         per_device_train_batch_size=int(cfg.train.per_device_train_batch_size),
         per_device_eval_batch_size=int(cfg.train.per_device_eval_batch_size),
         eval_strategy="steps", eval_steps=eval_steps, save_strategy="no", report_to="none",
-        logging_strategy="no", seed=int(cfg.train.seed), disable_tqdm=True)
+        logging_strategy="no", seed=int(cfg.train.seed), disable_tqdm=True,
+        **({"bf16": True, "use_cpu": True} if bf16 else {}))
     trainer = Trainer(model_init=model_init, args=args, train_dataset=prepared.datasets["train"],
                       eval_dataset=prepared.datasets["validation"],
                       processing_class=prepared.base.tokenizer,
@@ -160,7 +164,8 @@ def hf_search(seed: int, trials: int, folder: Path, extra: list[str]) -> dict:
     texts, labels = test_split(cfg)
     test = accuracy_on(trainer.model.eval(), prepared.base.tokenizer, texts, labels,
                        int(cfg.data.max_length))
-    return {"system": "HF hyperparameter_search (LoRA)", "wall": wall, "best": best.objective,
+    return {"system": f"HF hyperparameter_search (LoRA, {'bf16' if bf16 else 'fp32'})",
+            "wall": wall, "best": best.objective,
             "test": test, "steps": trained, "saved": 1 - trained / planned if planned else 0,
             "extra": f"re-train for the test score {time.perf_counter() - retrain:.0f} s"}
 
@@ -174,6 +179,8 @@ def main() -> None:
     parser.add_argument("--arms", default="pruned,unpruned",
                         help="--mode pruning: which sides to run (pruned, unpruned)")
     parser.add_argument("--set", nargs="*", default=[], help="Hydra overrides for every system")
+    parser.add_argument("--hf-precisions", default="fp32",
+                        help="HF's search in fp32 (its default), bf16 (autocast) or fp32,bf16")
     parser.add_argument("--out", type=Path, help="append every row (with curves) to this file")
     args = parser.parse_args()
 
@@ -184,17 +191,19 @@ def main() -> None:
     for seed in [int(s) for s in args.seeds.split(",")]:
         with tempfile.TemporaryDirectory(prefix="bench-peer-") as scratch:
             folder = Path(scratch)
-            runs: list[tuple] = []
+            runs = []  # what to run for this seed, in order
             for sweep in args.sweeps.split(","):
                 if args.mode == "peer" or "pruned" in args.arms.split(","):
-                    runs.append((harness_sweep, sweep, args.set))
+                    runs.append(partial(harness_sweep, sweep, seed, args.trials, folder, args.set))
                 if args.mode == "pruning" and "unpruned" in args.arms.split(","):
-                    runs.append((harness_sweep, sweep, [*args.set, "pruner=none"]))
+                    runs.append(partial(harness_sweep, sweep, seed, args.trials, folder,
+                                        [*args.set, "pruner=none"]))
             if args.mode == "peer":
-                runs.append((hf_search, args.set))
-            for run, *run_args in runs:
-                *first, extra = run_args
-                rows.append({**run(*first, seed, args.trials, folder, extra), "seed": seed})
+                runs += [partial(hf_search, seed, args.trials, folder, args.set, bf16=p == "bf16")
+                         for p in args.hf_precisions.split(",")]
+            for run in runs:
+                result = run()
+                rows.append({**result, "seed": seed})
                 if args.out:
                     with args.out.open("a") as out:
                         out.write(json.dumps(rows[-1]) + "\n")
