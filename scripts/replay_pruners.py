@@ -1,0 +1,109 @@
+"""Replay Optuna's pruners over the validation curves of unpruned sweeps: what each would have
+saved, and what it would have cost in best validation accuracy, without training again.
+
+    .venv/bin/python scripts/replay_pruners.py --jsonl results.jsonl   # bench_peer.py --out rows
+    .venv/bin/python scripts/replay_pruners.py --storage sqlite:///sweeps/x.db --study NAME
+
+Input: sweeps run with ``pruner=none`` (every trial trains its whole budget), from the rows
+``scripts/bench_peer.py --mode pruning --arms unpruned --out FILE`` writes, or from a study.
+Each pruner sees the trials in their order, each evaluation reported as the harness reports it
+(step = evaluation number) and never asked at the last one; a pruned trial counts the
+evaluations it ran. Prints per pruner: the steps trained as a share of the unpruned sweep's
+(mean over the sweeps, and each) and the best validation accuracy lost (points). The sampler
+is not replayed: in a real pruned sweep a model-based sampler (TPE) sees pruned trials and may
+sample differently, so confirm a choice with a real sweep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+PRUNERS = {  # label: (class name, keyword arguments)
+    "successive halving, min 1, factor 3 (default)":
+        ("SuccessiveHalvingPruner", {"min_resource": 1, "reduction_factor": 3}),
+    "successive halving, min 2, factor 3":
+        ("SuccessiveHalvingPruner", {"min_resource": 2, "reduction_factor": 3}),
+    "successive halving, min 3, factor 4":
+        ("SuccessiveHalvingPruner", {"min_resource": 3, "reduction_factor": 4}),
+    "successive halving, min 2, factor 4":
+        ("SuccessiveHalvingPruner", {"min_resource": 2, "reduction_factor": 4}),
+    "hyperband, min 1, factor 3":
+        ("HyperbandPruner", {"min_resource": 1, "max_resource": "auto", "reduction_factor": 3}),
+    "median, 1 startup, warm-up 2":
+        ("MedianPruner", {"n_startup_trials": 1, "n_warmup_steps": 2}),
+    "median, 2 startup, warm-up 2 (pruner=median)":
+        ("MedianPruner", {"n_startup_trials": 2, "n_warmup_steps": 2}),
+    "percentile keeps best 33 %, 1 startup, warm-up 2":
+        ("PercentilePruner", {"percentile": 33.0, "n_startup_trials": 1, "n_warmup_steps": 2}),
+}
+
+
+def replay(curves: list[list[float]], pruner) -> tuple[int, float | None]:
+    """Steps (evaluations) trained and the best value of the complete trials under a pruner."""
+    import optuna
+
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    trained, best = 0, None
+    for curve in curves:
+        trial = study.ask()
+        for step, value in enumerate(curve, 1):
+            trial.report(value, step)
+            if step < len(curve) and trial.should_prune():
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                trained += step
+                break
+        else:
+            study.tell(trial, max(curve))
+            trained += len(curve)
+            best = max(curve) if best is None else max(best, max(curve))
+    return trained, best
+
+
+def sweeps_from(args: argparse.Namespace) -> list[list[list[float]]]:
+    """Each unpruned sweep as its trials' curves, in trial order."""
+    import optuna
+
+    if args.jsonl:
+        rows = [json.loads(line) for line in args.jsonl.read_text().splitlines() if line]
+        return [[t["curve"] for t in sorted(r["trials"], key=lambda t: t["number"])
+                 if t["state"] == "COMPLETE"] for r in rows if "pruner=none" in r["system"]]
+    out = []
+    for name in args.study:
+        study = optuna.load_study(study_name=name, storage=args.storage)
+        out.append([[t.intermediate_values[k] for k in sorted(t.intermediate_values)]
+                    for t in study.trials if t.state.name == "COMPLETE"])
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jsonl", type=Path, help="rows written by bench_peer.py --out")
+    parser.add_argument("--storage", help="an Optuna storage URL (with --study)")
+    parser.add_argument("--study", nargs="*", default=[], help="unpruned studies to replay")
+    args = parser.parse_args()
+    if not args.jsonl and not (args.storage and args.study):
+        parser.error("give --jsonl FILE, or --storage URL --study NAME [NAME ...]")
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    sweeps = sweeps_from(args)
+    print(f"{len(sweeps)} unpruned sweep(s), {[len(s) for s in sweeps]} trials\n")
+    print("| pruner | steps vs unpruned (mean) | each | best val acc lost, points (mean) | each |")
+    print("|---|---|---|---|---|")
+    for label, (cls, kwargs) in PRUNERS.items():
+        shares, losses = [], []
+        for curves in sweeps:
+            trained, best = replay(curves, getattr(optuna.pruners, cls)(**kwargs))
+            shares.append(trained / sum(len(c) for c in curves))
+            losses.append(100 * (max(max(c) for c in curves) - (best or 0.0)))
+        print(f"| {label} | {statistics.mean(shares):.1%} | "
+              f"{' '.join(f'{x:.0%}' for x in shares)} | {statistics.mean(losses):.2f} | "
+              f"{' '.join(f'{x:.1f}' for x in losses)} |")
+
+
+if __name__ == "__main__":
+    main()
