@@ -22,8 +22,9 @@ from omegaconf.errors import OmegaConfBaseException
 
 from harness.base.errors import ConfigError
 
-# report.plots: Optuna's matplotlib visualisations (drawn by harness.report.plots)
-PLOTS = ("history", "intermediate", "importances", "parallel", "slice", "pareto")
+# report.plots: Optuna's matplotlib visualisations and the expected best against trials and
+# compute (drawn by harness.report.plots)
+PLOTS = ("history", "intermediate", "expected_max", "importances", "parallel", "slice", "pareto")
 SECOND_OBJECTIVES = ("trainable_params", "train_time")  # always minimized
 CHECKPOINTS_IN_MLFLOW = ("kept", "all")
 MERGE_ADAPTER = ("auto", "true", "false")

@@ -18,12 +18,15 @@ from optuna.trial import TrialState
 
 from harness.base.errors import first_line
 from harness.config.schema import PLOTS
+from harness.records import schema
+from harness.report.expected_max import expected_max_curve
 
 log = logging.getLogger(__name__)
 
 TITLES = {
     "history": "Optimization history",
     "intermediate": "Validation curves (intermediate values; pruned trials included)",
+    "expected_max": "Expected best validation value against trials and training steps",
     "importances": "Parameter importances (fANOVA)",
     "parallel": "Parallel coordinates",
     "slice": "Slice: value against each parameter",
@@ -61,6 +64,9 @@ def draw(study: Any, names: list[str], folder: Path, params: list[str], metric: 
                                  + (" (two-objective studies are not pruned, so their trials "
                                     "report none)" if multi else "")),
             lambda: optuna.visualization.matplotlib.plot_intermediate_values(study)),
+        "expected_max": (
+            "a two-objective study has no single best value" if multi else needs(2),
+            lambda: _expected_max(study, complete, metric)),
         "importances": (needs(2) or _varies(complete, plotted), lambda: (
             optuna.visualization.matplotlib.plot_param_importances(
                 study, params=_shared(complete, plotted) or None, **target))),
@@ -124,6 +130,37 @@ def _mark_pruned(axes: Any, study: Any, metric: str) -> None:
     axes.set_ylabel(f"validation {metric}")
     axes.set_title("Validation curves (dashed: pruned)")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _expected_max(study: Any, complete: list[Any], metric: str) -> Any:
+    """Expected best of n complete trials (one curve per method in a methods study), against n
+    and against the training steps the study spent per complete trial (pruned ones included)."""
+    import matplotlib.pyplot as plt
+
+    direction = "minimize" if study.direction.name == "MINIMIZE" else "maximize"
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    steps = sum(t.user_attrs.get(schema.STEPS_TRAINED_ATTR) or 0 for t in finished)
+    per_trial = steps / len(complete) if steps else None
+    groups: dict[str, list[float]] = {}
+    for t in complete:
+        label = str(t.params.get(schema.METHOD_PARAM, "all trials"))
+        groups.setdefault(label, []).append(float(t.value))
+    _, axes = plt.subplots(1, 2 if per_trial else 1, squeeze=False)
+    for label, values in groups.items():
+        curve = expected_max_curve(values, direction)
+        for ax, scale in zip(axes.flat, (1.0, per_trial), strict=False):
+            x = curve.trials * scale
+            ax.plot(x, curve.mean, marker="o", label=f"{label} ({len(values)} complete)")
+            ax.fill_between(x, curve.low, curve.high, alpha=0.2)
+    axes.flat[0].set_xlabel("trials (complete)")
+    if per_trial:
+        axes.flat[1].set_xlabel(
+            f"training steps ({per_trial:,.0f} per complete trial, pruned included)")
+    for ax in axes.flat:
+        ax.set_ylabel(f"expected best validation {metric}")
+        ax.legend(fontsize="small")
+    axes.flat[0].set_title("Expected best of n trials (90% bootstrap band)")
+    return axes
 
 
 def _figure(axes: Any) -> Any:

@@ -23,7 +23,7 @@ from tests.helpers.servers import free_port
 from tests.helpers.sweeps import finished_sweep
 
 PNG = b"\x89PNG\r\n\x1a\n"
-PLOTS = ("history", "intermediate", "importances", "parallel", "slice")
+PLOTS = ("history", "intermediate", "expected_max", "importances", "parallel", "slice")
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +122,7 @@ def test_a_study_with_one_completed_trial_gets_a_report(tmp_path, compose):
                                           "study.name=one"]))
     assert set(report.plots) == {"history", "intermediate", "slice"}
     assert report.missing["importances"].startswith("needs at least 2 complete trials")
+    assert report.missing["expected_max"].startswith("needs at least 2 complete trials")
     assert report.notes == ["Only one trial completed: nothing to compare it with (importances "
                             "and parallel coordinates need at least two)."]
 
@@ -156,6 +157,31 @@ def test_a_methods_study_table_has_a_block_per_method_with_each_best_marked():
     lora = lines[lines.index("method lora:") + 1:]
     assert lora[1].split()[:3] == ["*", "2", "COMPLETE"]
     assert "+ best of its method" in lines[-1]
+
+
+def test_the_expected_best_plot_draws_one_curve_per_method_against_trials_and_steps(
+        tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    from harness.report import plots
+
+    study = optuna.create_study(direction="maximize")
+    for method, value in [("lora", 0.7), ("ia3", 0.6), ("lora", 0.75), ("ia3", 0.55),
+                          ("lora", 0.72)]:
+        study.enqueue_trial({"method": method})
+        study.optimize(lambda t, m=method, v=value: _fake(t, v, m), n_trials=1)
+    drawn: list[tuple[str, list[float], list[float]]] = []
+    plot = matplotlib.axes.Axes.plot
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", lambda self, x, y, **kw: (
+        drawn.append((kw["label"], list(x), list(y))), plot(self, x, y, **kw))[1])
+    files, missing = plots.draw(study, ["expected_max"], tmp_path, [], "accuracy")
+    assert missing == {} and files["expected_max"].read_bytes().startswith(PNG)
+    # per method, against trials (1..n) then steps (5 trials x 10 steps / 5 complete = 10 each)
+    assert [(label, x) for label, x, _ in drawn] == [
+        ("lora (3 complete)", [1, 2, 3]), ("lora (3 complete)", [10, 20, 30]),
+        ("ia3 (2 complete)", [1, 2]), ("ia3 (2 complete)", [10, 20])]
+    assert drawn[0][2] == pytest.approx([(0.7 + 0.75 + 0.72) / 3, (0.72 + 0.75 + 0.75) / 3,
+                                         0.75])
 
 
 def test_a_two_objective_table_marks_the_pareto_front():
