@@ -67,8 +67,8 @@ CASES = [
      "error: train.per_device_train_batch_size: must be a positive integer, got 0"),
     (["checkpoints.keep=0"], "error: checkpoints.keep: must be a positive integer or null"),
     (["report.plots=[history,histogram]"],
-     "error: report.plots: unknown plot 'histogram' (known: history, intermediate, importances, "
-     "parallel, slice, pareto)"),
+     "error: report.plots: unknown plot 'histogram' (known: history, intermediate, expected_max, "
+     "importances, parallel, slice, pareto)"),
     (["report.max_params=0"], "error: report.max_params: must be a positive integer, got 0"),
     # an unreachable, then a malformed storage URL
     (["study.storage=postgresql://harness:pw@127.0.0.1:1/nowhere"],
