@@ -43,6 +43,7 @@ BEST_TRIAL_TAG = "best_trial"  # parent run: the best trial's number ("best_tria
 BEST_VALUE_TAG = "best_value"
 BEST_RUN_TAG = "best_run_id"
 BEST_PARAM_PREFIX = "best."  # parent run: the best trial's params
+DESCRIPTION_TAG = "mlflow.note.content"  # parent run: the study in a few lines (its description)
 
 # Optuna's trial states → MLflow run statuses. A trial stopped by Ctrl-C / SIGTERM is FAIL in
 # Optuna and KILLED in MLflow; one that raised, or whose worker died, is FAILED.

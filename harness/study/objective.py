@@ -160,7 +160,7 @@ class Objective:
                 if run_id:
                     self.tracker.delete_checkpoint(
                         run_id, f"removed: not among the best {self.store.keep} trials")
-        record_best(study, self.tracker)
+        record_best(study, self.tracker, self.cfg)
 
     def _report(self, number: int, state: str, value: float | None, evaluations: int,
                 wall: float, values: dict[str, Any], error: str = "") -> None:

@@ -147,7 +147,7 @@ class Sweep:
     def close(self, status: str) -> None:
         """The parent run's final record; closed by the last worker still running trials."""
         self.progress.close()
-        record_best(self.study, self.tracker)
+        record_best(self.study, self.tracker, self.cfg)
         if not trials.count(self.study)["running"]:
             self.tracker.close_study("FAILED" if self.limit.reason and status == "FINISHED"
                                      else status)

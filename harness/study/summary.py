@@ -98,12 +98,40 @@ def show(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else json.dumps(value)
 
 
-def record_best(study: Any, tracker: Any) -> None:
-    """The parent run's view of the study: counts, best trial and value (per method too)."""
+def describe(study: Any, cfg: Any) -> str:
+    """The study in a few lines, for the parent run's description (MLflow shows it on top)."""
+    counts = trials.count(study)
+    names = list(cfg.method_space) if cfg.get("method_space") else [cfg.peft.get("method")]
+    methods = ", ".join("full fine-tuning" if m == "none" else str(m) for m in names)
+    lines = [
+        f"{cfg.model.name} ({mask(str(cfg.model.name_or_path))}) fine-tuned with {methods} on "
+        f"data '{cfg.data.name}'; validation {cfg.study.metric} ({cfg.study.direction}).",
+        f"Trials: {counts['finished']} finished of {cfg.study.n_trials} "
+        f"({counts['complete']} complete, {counts['pruned']} pruned), {counts['failed']} "
+        f"failed, {counts['running']} running.",
+    ]
+    compute = study_compute(study).format()
+    if compute:
+        lines.append(compute)
+    best = trials.best_trial(study)
+    if best is not None and len(study.directions) == 1:
+        params = ", ".join(f"{k}={show(v)}" for k, v in best.params.items())
+        lines.append(f"Best trial: {best.number}, {cfg.study.metric} "
+                     f"{trials.study_value(best):.4f} ({params}).")
+    for method, trial in trials.best_per_method(study).items():
+        lines.append(f"Best {method}: trial {trial.number}, {trials.study_value(trial):.4f}.")
+    return "\n\n".join(lines)
+
+
+def record_best(study: Any, tracker: Any, cfg: Any = None) -> None:
+    """The parent run's view of the study: counts, best trial and value (per method too), and
+    (given the config) its description."""
     counts = trials.count(study)
     metrics = {f"{schema.TRIALS_PREFIX}{k}": v for k, v in counts.items()
                if k not in ("finished", "running", "waiting")}
     tags: dict[str, Any] = {schema.FINISHED_TAG: counts["finished"]}
+    if cfg is not None:
+        tags[schema.DESCRIPTION_TAG] = describe(study, cfg)
     best = trials.best_trial(study)
     if best is not None:
         metrics[schema.BEST_VALUE_METRIC] = trials.study_value(best)

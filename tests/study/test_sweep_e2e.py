@@ -73,6 +73,12 @@ def test_a_three_trial_sweep_records_every_trial_in_optuna_and_mlflow(three_tria
     best = study.best_trial
     assert parent.data.tags[schema.BEST_TRIAL_TAG] == str(best.number)
     assert float(parent.data.tags["best_value"]) == pytest.approx(best.value)
+    # the parent run's description states the study
+    note = parent.data.tags[schema.DESCRIPTION_TAG]
+    assert f"fine-tuned with lora on data '{cfg.data.name}'" in note
+    assert "Trials: 3 finished of 3 (3 complete, 0 pruned), 0 failed, 0 running." in note
+    assert "Compute: " in note
+    assert f"Best trial: {best.number}, accuracy {best.value:.4f} (" in note
     assert summary.best_number == best.number and summary.best_value == best.value
     assert Path(summary.best_checkpoint, "adapter_model.safetensors").is_file()
     text = summary.format()
