@@ -25,7 +25,7 @@ def embedded_model(package: str) -> str:
 def slug(value: str) -> str:
     """A short, path-safe name from a hub id or a path: ``org/bert-base`` -> ``bert-base``."""
     last = str(value).rstrip("/").split("/")[-1] or "unnamed"
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", last)
+    return re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]+", "-", last))  # no ".." in names
 
 
 def grid(space: object, points: int = 3) -> object:

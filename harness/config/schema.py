@@ -104,6 +104,10 @@ class StudyConfig(_Checked):
     def __post_init__(self) -> None:
         if not str(self.name).strip():
             raise ConfigError("study.name", "must not be empty")
+        # the name becomes folder names (study.output_dir, the MLflow artifact location)
+        if any(c in str(self.name) for c in "/\\\0") or ".." in str(self.name):
+            raise ConfigError("study.name", f"must be a name, not a path (no '/', '\\' or "
+                                            f"'..'), got {self.name!r}")
         super().__post_init__()
         if self.grace_period < self.heartbeat_interval:
             raise ConfigError("study.grace_period", f"must be at least study.heartbeat_interval, "

@@ -88,6 +88,11 @@ CASES = [
     # a metric the evaluation does not produce
     (["study.metric=precision"], "error: study.metric: 'precision' is not computed by metrics"),
     (["study.direction=up"], "error: study.direction: must be maximize or minimize"),
+    # a study name becomes folder names: it must not lead out of them
+    (["study.name=../../escape"], "error: study.name: must be a name, not a path (no '/', '\\' "
+                                  "or '..'), got '../../escape'"),
+    (["study.name=/tmp/x"], "error: study.name: must be a name, not a path"),
+    (["study.name=.."], "error: study.name: must be a name, not a path"),
     (["study.failure_limit.rate=2"], "error: study.failure_limit.rate: must be in [0, 1)"),
 ]
 
