@@ -1,7 +1,8 @@
 """Validation metrics through the ``evaluate`` library.
 
 Bundled names (accuracy, f1, precision, recall, matthews_correlation) load from local module
-files, offline; any other name, hub id or path goes to ``evaluate.load`` unchanged.
+files, offline; any other name, hub id or path goes to ``evaluate.load`` unchanged, which runs
+that module's code: only with ``metrics_trust_remote_code=true``.
 """
 
 from __future__ import annotations
@@ -52,10 +53,18 @@ class MetricSuite:
         return sorted(self.compute(labels, labels[::-1]))
 
 
-def load_metrics(names: Sequence[str], metric_args: Mapping[str, Any] | None) -> MetricSuite:
-    """Load each named metric with ``evaluate.load`` (bundled names from local modules)."""
+def load_metrics(names: Sequence[str], metric_args: Mapping[str, Any] | None,
+                 trust_remote_code: bool = False) -> MetricSuite:
+    """Load each named metric with ``evaluate.load`` (bundled names from local modules; any
+    other runs code from the hub or a path, so it needs ``trust_remote_code``)."""
     if isinstance(names, str) or not names:
         raise ConfigError("metrics", f"must be a non-empty list of metric names, got {names!r}")
+    foreign = [name for name in names if name not in BUNDLED]
+    if foreign and not trust_remote_code:
+        raise ConfigError(
+            "metrics", f"'{foreign[0]}' is not bundled ({', '.join(BUNDLED)}): loading it runs "
+                       "the code of an evaluate module from the hub or a local path; allow it "
+                       "with metrics_trust_remote_code=true")
     metric_args = metric_args or {}
     for name in metric_args:
         if name not in names:

@@ -117,7 +117,8 @@ def prepare_study(cfg: DictConfig, space: SearchSpace) -> Prepared:
     data = load_labelled_data(cfg.data)
     with tempfile.TemporaryDirectory() as scratch:
         training_arguments(cfg.train, len(data.splits["train"]), scratch)
-    metrics = load_metrics(list(cfg.metrics), cfg.get("metric_args"))
+    metrics = load_metrics(list(cfg.metrics), cfg.get("metric_args"),
+                           bool(cfg.get("metrics_trust_remote_code", False)))
     names = metrics.output_names(data.num_labels) + ["loss"]
     if cfg.study.metric not in names:
         raise ConfigError("study.metric", f"'{cfg.study.metric}' is not computed by metrics "

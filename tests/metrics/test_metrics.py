@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
@@ -36,9 +38,26 @@ def test_compute_metrics_takes_logits_from_the_trainer():
 def test_unknown_metric_and_bad_arguments_name_the_field(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ConfigError) as err:
-        load_metrics(["no_such_metric_xyz"], None)
+        load_metrics(["no_such_metric_xyz"], None, trust_remote_code=True)
     assert err.value.field == "metrics" and "no_such_metric_xyz" in err.value.message
     suite = load_metrics(["f1"], {"f1": {"average": "sideways"}})
     with pytest.raises(ConfigError) as err:
         suite.compute(PRED, REF)
     assert err.value.field == "metric_args.f1"
+
+
+def test_a_metric_module_outside_the_bundled_ones_runs_only_with_the_opt_in(tmp_path):
+    # a local evaluate module whose code leaves a mark when it is imported
+    module = tmp_path / "marker"
+    module.mkdir()
+    mark = tmp_path / "ran"
+    source = (Path(__file__).resolve().parents[2] / "harness/metrics/accuracy/accuracy.py")
+    (module / "marker.py").write_text(
+        f"from pathlib import Path\nPath({str(mark)!r}).write_text('ran')\n"
+        + source.read_text())
+    with pytest.raises(ConfigError) as err:
+        load_metrics([str(module)], None)
+    assert err.value.field == "metrics"
+    assert "metrics_trust_remote_code=true" in err.value.message and not mark.exists()
+    suite = load_metrics([str(module)], None, trust_remote_code=True)
+    assert mark.read_text() == "ran" and suite.compute(PRED, REF)["accuracy"] > 0
