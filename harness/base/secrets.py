@@ -14,11 +14,12 @@ import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 MASK = "***"
-# scheme://user:password@  (the password part is replaced)
-_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<password>[^@\s/]+)@")
+# scheme://user:password@  (the password part is replaced; as SQLAlchemy's URL parser reads
+# it, a password may hold '/': postgresql://u:ab/cd@host/db)
+_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<password>[^@\s]+)@")
 _known: set[str] = set()
 
 
@@ -28,12 +29,15 @@ def register(urls: Iterable[Any]) -> None:
     for url in urls:
         if not isinstance(url, str):
             continue
-        try:
-            password = urlsplit(url).password
-        except ValueError:
-            continue
-        if password:
-            _known.update({password, unquote(password)})
+        passwords = {found["password"] for found in _USERINFO.finditer(url)}
+        try:  # a database URL as SQLAlchemy (and so Optuna's storage) reads it
+            from sqlalchemy.engine import make_url
+
+            passwords.add(make_url(url).password or "")
+        except Exception:  # not a URL of its own (an override such as key=URL, a path)
+            pass
+        _known.update({p for password in passwords if password
+                       for p in (password, unquote(password))})
 
 
 def mask(text: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from omegaconf.errors import OmegaConfBaseException, ValidationError
 
 from harness.base.errors import ConfigError
 from harness.base.progress import configure_logging
-from harness.base.secrets import config_urls, mask, masked_output
+from harness.base.secrets import config_urls, mask, masked_output, register
 from harness.config.schema import as_config_error, must_be
 
 # An absolute path: the same whether an entry point runs as `python -m harness.X`, as a script
@@ -35,13 +36,15 @@ def run_hydra(main: Callable[[], None]) -> None:
         main()
         return
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    register(sys.argv[1:])  # passwords typed on the command line, even under a mistyped key
     try:
         main()
     except Exception as exc:
         line = composition_error(exc)
-        if line is None:
-            raise
-        print(f"error: {line}", file=sys.stderr)
+        if line is None:  # not bad input: the traceback, with every password masked
+            print(mask(traceback.format_exc()), file=sys.stderr, end="")
+            sys.exit(1)
+        print(f"error: {mask(line)}", file=sys.stderr)
         sys.exit(2)
     finally:
         os.environ.pop("HYDRA_FULL_ERROR", None)

@@ -74,6 +74,8 @@ CASES = [
     (["study.storage=postgresql://harness:pw@127.0.0.1:1/nowhere"],
      "error: study.storage: cannot open 'postgresql://harness:***@127.0.0.1:1/nowhere'"),
     (["study.storage=not-a-database-url"], "error: study.storage: cannot open"),
+    (["study.storage=postgresql://harness:p/w@127.0.0.1:1/nowhere"],
+     "error: study.storage: cannot open 'postgresql://harness:***@127.0.0.1:1/nowhere'"),
     # unwritable tracking store, artifact location and output folder
     (["tracking.uri=sqlite:///{file}/mlflow.db"], "error: tracking.uri: cannot use"),
     (["tracking.artifact_location={file}/artifacts"],

@@ -24,6 +24,10 @@ def test_mask_hides_url_passwords_and_registered_secrets(capsys):
     assert mask("postgresql://user:pa55word@db:5432/x") == "postgresql://user:***@db:5432/x"
     assert mask("http://u:p%40ss@host/") == "http://u:***@host/"
     assert mask("sqlite:///mlruns/mlflow.db") == "sqlite:///mlruns/mlflow.db"
+    # a password holding '/', as SQLAlchemy (Optuna's storage) reads the URL
+    assert mask("postgresql://u:ab/cd@host/db") == "postgresql://u:***@host/db"
+    register(["postgresql://u:slash/ed-pw@host/db"])
+    assert mask("password slash/ed-pw rejected") == "password *** rejected"
     register(["mysql://me:hunter-22@h/db"])
     assert mask("auth failed for hunter-22") == "auth failed for ***"  # without the URL around it
     with masked_output(["postgresql://a:tops3cret@h/db"]):
@@ -55,7 +59,7 @@ def _everything_in_files(folder: Path) -> str:
 
 def test_a_storage_password_never_shows_anywhere(sweep_overrides, tmp_path, postgres_database,
                                                  compose):
-    secret = f"s3cret-{uuid.uuid4().hex[:12]}"
+    secret = f"s3c/ret-{uuid.uuid4().hex[:12]}"  # '/' in a password is legal for SQLAlchemy
     database = postgres_database("secrets")
     storage = f"postgresql://postgres:{secret}@127.0.0.1:5432/{database}"  # trust auth: accepted
     overrides = [o for o in sweep_overrides if not o.startswith("study.storage=")]
@@ -83,6 +87,30 @@ def test_a_storage_password_never_shows_anywhere(sweep_overrides, tmp_path, post
     with pytest.raises(ConfigError) as err:
         run_sweep(compose([*overrides[:-4], f"study.storage={bad}"]))
     assert err.value.field == "study.storage" and secret not in str(err.value)
+
+
+def test_the_command_line_masks_passwords_under_a_mistyped_key_and_in_tracebacks(
+        monkeypatch, capsys):
+    from harness import sweep
+    from harness.config.command import run_hydra
+
+    secret = f"pw/{uuid.uuid4().hex[:10]}"
+    monkeypatch.setattr(sys, "argv", ["harness.sweep", "+sweep=lora",
+                                      f"study.storag=postgresql://u:{secret}@h/db"])
+    with pytest.raises(SystemExit) as exited:
+        sweep.cli()
+    out = capsys.readouterr()
+    assert exited.value.code == 2 and out.err.startswith("error: study.storag: no such setting")
+    assert secret not in out.out + out.err
+
+    def crashes() -> None:  # an error outside the ones the entry points catch
+        raise RuntimeError(f"cannot reach http://u:{secret}@mlflow.example:5000/api")
+
+    with pytest.raises(SystemExit) as exited:
+        run_hydra(crashes)
+    out = capsys.readouterr()
+    assert exited.value.code == 1 and "Traceback" in out.err and "RuntimeError" in out.err
+    assert "http://u:***@mlflow.example:5000/api" in out.err and secret not in out.err
 
 
 def _model_with_code(folder: Path, marker: Path, tiny_model_dir: Path) -> Path:
