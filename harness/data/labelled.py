@@ -7,11 +7,13 @@ in id order). Label names are derived from the data and logged, never guessed si
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from harness.base.errors import ConfigError
+from harness.data.labels import label_mapping, where_is
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ def label_and_split(raw: Any, data_cfg: Any) -> LabelledData:
     splits = {k: v for k, v in splits.items() if k in ("train", "validation", "test")}
 
     for name, split in splits.items():
-        where = _where(data_cfg, name)
+        where = where_is(data_cfg, name)
         if len(split) == 0:
             raise ConfigError(where, f"the {name} split is empty")
         for field, column in (("data.text_column", text_col), ("data.label_column", label_col)):
@@ -60,7 +62,7 @@ def label_and_split(raw: Any, data_cfg: Any) -> LabelledData:
         _check_texts(split[text_col], name, where)
 
     label_text_col = data_cfg.get("label_text_column")
-    names, to_id = _label_mapping(splits, data_cfg, label_text_col)
+    names, to_id = label_mapping(splits, data_cfg, label_text_col)
     prepared = {}
     for name, split in splits.items():
         ids = [to_id(value, name) for value in split[label_col]]
@@ -103,11 +105,6 @@ def tokenize(data: LabelledData, tokenizer: Any, max_length: int) -> Any:
     return encoded
 
 
-def _where(data_cfg: Any, split: str) -> str:
-    file = data_cfg.get(f"{split}_file") if split in ("train", "validation", "test") else None
-    return f"'{file}'" if file else f"the {split} split"
-
-
 def _check_texts(texts: Sequence[Any], split: str, where: str) -> None:
     for row, text in enumerate(texts):
         if not isinstance(text, str) or not text.strip():
@@ -116,88 +113,6 @@ def _check_texts(texts: Sequence[Any], split: str, where: str) -> None:
                 "data.text_column",
                 f"{bad} row(s) of {where} have no text (first: row {row}, value {text!r})",
             )
-
-
-def _label_mapping(splits: dict[str, Any], data_cfg: Any, label_text_col: str | None):
-    """Label names in id order, and a function that maps a raw label value to its id."""
-    from datasets import ClassLabel
-
-    label_col = data_cfg.label_column
-    given = list(data_cfg.label_names) if data_cfg.get("label_names") else None
-    feature = splits["train"].features[label_col]
-    values = {v for split in splits.values() for v in split[label_col]}
-    if None in values:
-        raise ConfigError("data.label_column", f"column '{label_col}' has rows with no label")
-    kinds = {type(v) for v in values}
-
-    if isinstance(feature, ClassLabel) and not given:
-        names = list(feature.names)
-        log.info("label names from the data's class labels: %s", names)
-    elif kinds <= {str}:
-        names = given or sorted(values)
-        if not given:
-            log.info("label names: the distinct values of '%s', sorted: %s", label_col, names)
-        unknown = values - set(names)
-        if unknown:
-            raise ConfigError(
-                "data.label_names",
-                f"label(s) {sorted(unknown)[:5]} in column '{label_col}' are not in {names}",
-            )
-        index = {name: i for i, name in enumerate(names)}
-        return [str(n) for n in names], lambda value, _split: index[value]
-    elif kinds <= {int, bool}:
-        if given:
-            names = given
-        elif label_text_col:
-            names = _names_from_text_column(splits, label_col, label_text_col)
-        else:
-            names = [str(v) for v in sorted(values)]
-            log.warning(
-                "labels in '%s' are integers without names; naming them by value: %s "
-                "(set data.label_names to name them)", label_col, names,
-            )
-            index = {v: i for i, v in enumerate(sorted(values))}
-            return names, lambda value, _split: index[value]
-    else:
-        example = next(v for v in values if type(v) not in (str, int, bool))
-        raise ConfigError(
-            "data.label_column",
-            f"column '{label_col}' holds {type(example).__name__} values (e.g. {example!r}) that "
-            "cannot be mapped to classes: use integer or string class labels",
-        )
-
-    out_of_range = sorted(v for v in values if not 0 <= int(v) < len(names))
-    if out_of_range:
-        raise ConfigError(
-            "data.label_names" if given else "data.label_column",
-            f"label id(s) {out_of_range[:5]} in column '{label_col}' are outside "
-            f"0..{len(names) - 1} ({len(names)} names: {names})",
-        )
-    return [str(n) for n in names], lambda value, _split: int(value)
-
-
-def _names_from_text_column(splits: dict[str, Any], label_col: str, text_col: str) -> list[str]:
-    pairs: dict[int, set[str]] = {}
-    for split in splits.values():
-        if text_col not in split.column_names:
-            raise ConfigError(
-                "data.label_text_column",
-                f"column '{text_col}' is not in the data "
-                f"(columns: {', '.join(split.column_names)})",
-            )
-        for label, text in zip(split[label_col], split[text_col], strict=True):
-            pairs.setdefault(int(label), set()).add(str(text))
-    ambiguous = {k: sorted(v) for k, v in pairs.items() if len(v) > 1}
-    if ambiguous:
-        raise ConfigError("data.label_text_column", f"ids with several names: {ambiguous}")
-    missing = [i for i in range(max(pairs) + 1) if i not in pairs]
-    if missing or min(pairs) < 0:
-        raise ConfigError(
-            "data.label_text_column", f"label ids are not 0..{max(pairs)} (missing: {missing})"
-        )
-    names = [next(iter(pairs[i])) for i in range(len(pairs))]
-    log.info("label names from column '%s': %s", text_col, names)
-    return names
 
 
 def _to_text_label(split: Any, text_col: str, ids: list[int], names: list[str]) -> Any:
@@ -212,6 +127,12 @@ def _to_text_label(split: Any, text_col: str, ids: list[int], names: list[str]) 
 def _carve_validation(train: Any, size: float, seed: int) -> tuple[Any, Any]:
     if not 0 < size < 1:
         raise ConfigError("data.validation_size", f"must be in (0, 1), got {size}")
+    held = math.ceil(size * len(train))  # as datasets' train_test_split counts it
+    if held < 1 or len(train) - held < 1:
+        raise ConfigError("data.validation_size", f"{size} of {len(train)} training rows leaves "
+                                                  f"{len(train) - held} to train on and {held} "
+                                                  "to validate on: give a validation file, or "
+                                                  "more rows")
     try:
         parts = train.train_test_split(test_size=size, stratify_by_column="label", seed=seed)
     except ValueError as exc:  # a class too small to stratify

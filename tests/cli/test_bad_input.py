@@ -32,6 +32,9 @@ def _files(tmp_path: Path) -> dict[str, Path]:
         json.dumps({"text": i if i == 3 else f"t {i}", "label": ["a", "b"][i % 2]}) + "\n"
         for i in range(10)))
     (folder / "a_file").write_text("")
+    (folder / "int_labels.csv").write_text("text,label\ngood,2\nbad,0\nmeh,1\n")
+    (folder / "surprise.csv").write_text("text,label\ngood,positive\nwow,surprised\n")
+    (folder / "three.csv").write_text("text,label\ngood,positive\nbad,negative\nok,positive\n")
     return {"dir": folder, "file": folder / "a_file"}
 
 
@@ -56,6 +59,22 @@ CASES = [
     (["data.label_column=sentiment"], "error: data.label_column: column 'sentiment' is not in"),
     (["data.label_names=[negative,positive]"],
      "error: data.label_names: label(s) ['neutral'] in column 'label' are not in"),
+    # labels of another kind in validation than in train (text / integers), labels that the
+    # train split never has, label names that are not a list of distinct names
+    (["data.validation_file={bad}/int_labels.csv"],
+     "error: data.validation_file: label(s) ['0', '1', '2'] in '{bad}/int_labels.csv' never "
+     "occur in '"),
+    (["data.validation_file={bad}/surprise.csv"],
+     "error: data.validation_file: label(s) ['surprised'] in '{bad}/surprise.csv' never occur "
+     "in '"),
+    (["data.label_names=[negative,negative,positive]"],
+     "error: data.label_names: names must differ: ['negative'] given more than once"),
+    (["data.label_names=abc"], "error: data.label_names: must be a list of names (e.g. "
+                               "[negative,positive]), got 'abc'"),
+    # a validation share that leaves nothing to train or validate on
+    (["data.train_file={bad}/three.csv", "data.validation_file=null", "data.validation_size=0.9"],
+     "error: data.validation_size: 0.9 of 3 training rows leaves 0 to train on and 3 to "
+     "validate on"),
     # null or non-text rows
     (["data.train_file={bad}/null_text.csv"], "error: data.text_column: 1 row(s) of "),
     (["data.train_file={bad}/numbers.jsonl", "data.validation_file=null"],
