@@ -97,6 +97,12 @@ def training_arguments(
         value = kwargs.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"train.{key}", f"must be a positive integer, got {value!r}")
+    for key in ("learning_rate", "num_train_epochs"):
+        value = kwargs.get(key)
+        if key in kwargs and (isinstance(value, bool) or not isinstance(value, int | float)
+                              or value <= 0) and not (key == "num_train_epochs"
+                                                      and (kwargs.get("max_steps") or 0) > 0):
+            raise ConfigError(f"train.{key}", f"must be a positive number, got {value!r}")
     # Rounded up: the last evaluation of an epoch falls on (or just after) its last step.
     eval_steps = max(1, math.ceil(steps_per_epoch(train_cfg, train_size) / evals_per_epoch))
     try:

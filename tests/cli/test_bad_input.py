@@ -82,6 +82,9 @@ CASES = [
     # non-positive sizes
     (["study.n_trials=0"], "error: study.n_trials: must be a positive integer, got 0"),
     (["data.max_length=0"], "error: data.max_length: must be a positive integer, got 0"),
+    (["train.learning_rate=-1"], "error: train.learning_rate: must be a positive number, got -1"),
+    (["train.num_train_epochs=0"],
+     "error: train.num_train_epochs: must be a positive number, got 0"),
     (["train.per_device_train_batch_size=0"],
      "error: train.per_device_train_batch_size: must be a positive integer, got 0"),
     (["checkpoints.keep=0"], "error: checkpoints.keep: must be a positive integer or null"),
