@@ -28,6 +28,7 @@ from harness.base.errors import ConfigError
 # Parts of the config that are prepared once per study (data, base model) or that describe the
 # study itself: a trial cannot vary them.
 FIXED_PER_STUDY = ("model", "data", "study", "tracking", "sampler", "pruner", "search_space")
+PER_TRIAL = ("train", "peft")  # the sections a trial reads: the only ones worth searching
 _KINDS = ("float", "int", "categorical")
 _KEYS = {
     "float": {"type", "low", "high", "log", "step"},
@@ -214,6 +215,10 @@ def _check_path(path: str, cfg: DictConfig) -> None:
             f"'{root}' is fixed for the whole study (data and model are prepared once per "
             "study); search over train.*, peft.* or other trial settings",
         )
+    if root not in PER_TRIAL:
+        raise ConfigError(where, f"'{root}' is not read by a trial (it is used once per study): "
+                                 f"only {' and '.join(f'{r}.*' for r in PER_TRIAL)} settings "
+                                 "change between trials")
     parent_path, _, key = path.rpartition(".")
     parent = OmegaConf.select(cfg, parent_path) if parent_path else cfg
     if not isinstance(parent, DictConfig) or key not in parent:

@@ -107,6 +107,14 @@ CASES = [
     (["search_space={train.learning_rate: {low: 1.0}}"],
      "error: search_space.train.learning_rate: low (1.0) must be less than high"),
     (["search_space={peft.config.r: {choices: []}}"], "error: search_space.peft.config.r: "),
+    # search-space paths that no trial reads (set once per study)
+    (["~search_space",
+      "+search_space={metric_args.f1.average: {type: categorical, choices: [macro, micro]}}"],
+     "error: search_space.metric_args.f1.average: 'metric_args' is not read by a trial"),
+    (["~search_space", "+search_space={checkpoints.keep: {type: int, low: 1, high: 3}}"],
+     "error: search_space.checkpoints.keep: 'checkpoints' is not read by a trial"),
+    (["~search_space", "+search_space={metrics: {type: categorical, choices: [accuracy, f1]}}"],
+     "error: search_space.metrics: 'metrics' is not read by a trial"),
     (["data.train_file=/nonexistent/train.csv"],
      "error: data.train_file: file '/nonexistent/train.csv' does not exist"),
     # a metric the evaluation does not produce
