@@ -7,18 +7,17 @@ turns whatever they return into labelled, split, capped data.
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import logging
 import shutil
-import subprocess
-import sys
-import tarfile
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 from harness.base.errors import ConfigError
+from harness.data.vader_files import read_vader
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +119,7 @@ def vader_ground_truth(
     positive (> ``positive_above``). Stratified, seeded train / validation / test splits are
     saved under ``cache_dir`` and reused.
     """
-    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_from_disk
+    from datasets import load_from_disk
 
     if corpus not in VADER_CORPORA:
         raise ConfigError("data.source.corpus", f"must be one of {', '.join(VADER_CORPORA)}, "
@@ -142,8 +141,22 @@ def vader_ground_truth(
     target = root / f"vader-{corpus}-{key}"
     if (target / "dataset_dict.json").is_file():
         return load_from_disk(str(target))
+    # Several processes (study.workers, or commands started together) on an empty cache: one
+    # fetches and prepares, the others wait for it and read what it wrote.
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / f".vader-{corpus}-{key}.lock")):
+        if (target / "dataset_dict.json").is_file():
+            return load_from_disk(str(target))
+        return _prepare_vader(root, target, corpus, version, negative_below, positive_above,
+                              validation_size, test_size, seed)
 
-    rows = _read_vader(root, version, corpus)
+
+def _prepare_vader(root: Path, target: Path, corpus: str, version: str, negative_below: float,
+                   positive_above: float, validation_size: float, test_size: float,
+                   seed: int) -> Any:
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_from_disk
+
+    rows = read_vader(root, version, corpus)
     labels = [
         0 if r < negative_below else 2 if r > positive_above else 1 for _, r, _ in rows
     ]
@@ -170,7 +183,6 @@ def vader_ground_truth(
         train=held_out["train"], validation=val_test["train"], test=val_test["test"]
     )
     # Write beside the target, then rename: a killed run never leaves a half-written cache.
-    root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".vader-", dir=root))
     splits.save_to_disk(str(tmp / "d"))
     shutil.rmtree(target, ignore_errors=True)
@@ -181,60 +193,3 @@ def vader_ground_truth(
         ", ".join(f"{k} {len(v)}" for k, v in splits.items()), target,
     )
     return load_from_disk(str(target))
-
-
-def _read_vader(root: Path, version: str, corpus: str) -> list[tuple[str, float, str]]:
-    """Rows (id, mean rating, text) of <corpus>_GroundTruth.txt, fetched once into ``root``."""
-    raw = root / f"vaderSentiment-{version}" / f"{corpus}_GroundTruth.txt"
-    if not raw.is_file():
-        _fetch_vader_ground_truth(raw, version)
-    data = raw.read_bytes()
-    text = data.decode("utf-8", errors="replace")
-    if "\ufffd" in text:
-        log.warning("%s: some bytes are not UTF-8; they were replaced with U+FFFD", raw)
-    rows = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split("\t", 2)
-        if len(parts) != 3:
-            raise ConfigError(str(raw), f"line {number} is not 'id<TAB>rating<TAB>text'")
-        rows.append((parts[0], float(parts[1]), html.unescape(parts[2]).strip()))
-    return rows
-
-
-def _fetch_vader_ground_truth(dest: Path, version: str) -> None:
-    log.info("fetching the VADER ground truth: pip download vaderSentiment==%s (sdist)", version)
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [
-            sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-            "--disable-pip-version-check", "-q", f"vaderSentiment=={version}", "-d", tmp,
-        ]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        sdists = list(Path(tmp).glob("vaderSentiment-*.tar.gz")) + list(
-            Path(tmp).glob("vadersentiment-*.tar.gz")
-        )
-        if done.returncode != 0 or not sdists:
-            last = (done.stderr.strip().splitlines() or ["no source distribution downloaded"])[-1]
-            raise ConfigError(
-                "data.source", f"could not fetch vaderSentiment=={version} with pip: {last}"
-            )
-        with tarfile.open(sdists[0]) as sdist:
-            inner = next(
-                (m for m in sdist.getmembers() if m.name.endswith("hutto_ICWSM_2014.tar.gz")),
-                None,
-            )
-            if inner is None:
-                raise ConfigError(
-                    "data.source", f"vaderSentiment=={version} does not ship hutto_ICWSM_2014"
-                )
-            with tarfile.open(fileobj=sdist.extractfile(inner)) as ground_truth:
-                member = next(
-                    m for m in ground_truth.getmembers()
-                    if m.name.endswith(dest.name)
-                )
-                payload = ground_truth.extractfile(member).read()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_suffix(".part")
-    partial.write_bytes(payload)
-    partial.rename(dest)
