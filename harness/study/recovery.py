@@ -19,6 +19,7 @@ host, same boot) no longer exists is failed at once when the next sweep starts.
 from __future__ import annotations
 
 import copy
+import datetime
 import logging
 import os
 import socket
@@ -101,13 +102,23 @@ class Recovery:
         self._close_orphan_runs(study)
         self.store.remove_unkept(study)
 
-    @staticmethod
-    def check_stale(study: Any) -> None:
-        """Fail (and so recover) the trials whose heartbeat is older than the grace period."""
+    def check_stale(self, study: Any) -> None:
+        """Fail (and so recover) the trials whose heartbeat is older than the grace period, and
+        those that never started: RUNNING for longer than the grace period without a worker
+        (a process stopped inside Optuna's ``ask()``, before its first heartbeat, or another
+        tool asked for a trial). Optuna's own check skips trials without a heartbeat, and one
+        left RUNNING would keep every later run waiting for it."""
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
+        now = datetime.datetime.now()
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            started = trial.datetime_start
+            if (schema.WORKER_ATTR not in trial.user_attrs and started is not None
+                    and (now - started).total_seconds() > self.grace_period):
+                self.fail(study, trial, f"it never started: RUNNING since {started:%H:%M:%S} "
+                                        "without a worker or a heartbeat")
 
     def interrupted(self, study: Any, number: int | None, reason: str) -> None:
         """After Ctrl-C / SIGTERM: the trial this process was running (``number``, which Optuna

@@ -116,3 +116,31 @@ def test_ctrl_c_and_sigterm_stop_within_seconds_record_the_trial_and_resume(cras
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL,
                                                TrialState.COMPLETE, TrialState.COMPLETE]
     assert study.trials[2].params == study.trials[0].params
+
+
+def test_a_trial_left_running_without_a_heartbeat_is_failed_and_retried_not_waited_for(
+        crash_overrides, compose):
+    """A process stopped inside Optuna's ask() (or another tool that asked for a trial) leaves a
+    RUNNING trial that never sent a heartbeat: Optuna's stale check skips it, so a sweep whose
+    finished + running trials reach n_trials would wait for it forever."""
+    import threading
+
+    from harness.study import run_sweep
+
+    cfg = compose([*crash_overrides, "study.n_trials=1"])
+    run_sweep(compose([*crash_overrides, "study.n_trials=1"]))  # creates the study: 1 finished
+    study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
+    orphan = study.ask()  # RUNNING, no heartbeat, no worker: nobody will ever finish it
+    extended = compose([*crash_overrides, "study.n_trials=2"])
+    done = threading.Event()
+    summary = {}
+    thread = threading.Thread(target=lambda: (summary.update(s=run_sweep(extended)),
+                                              done.set()), daemon=True)
+    thread.start()
+    assert done.wait(timeout=120), "the sweep waited for a trial that never started"
+    study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
+    stale = study.trials[orphan.number]
+    assert stale.state == TrialState.FAIL
+    assert "never started" in stale.user_attrs[schema.INTERRUPTED_ATTR]
+    assert summary["s"].complete == 2
+    assert not study.get_trials(states=(TrialState.RUNNING,))
