@@ -2,7 +2,8 @@
 
 Set ``HARNESS_FAULTS`` to a comma-separated list of ``POINT[:TRIAL[:HIT]]=ACTION``:
 
-- POINT: ``train_step`` (a training step), ``evaluate`` (a validation batch), ``checkpoint``
+- POINT: ``sample`` (a trial's parameters being sampled, before its MLflow run exists),
+  ``train_step`` (a training step), ``evaluate`` (a validation batch), ``checkpoint``
   (between the weights and the tokenizer of a checkpoint being written) or ``artifact``
   (between two files of a checkpoint being logged to MLflow).
 - TRIAL: the trial number (any trial when left out); HIT: the n-th time the trial reaches the
@@ -24,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 ENV = "HARNESS_FAULTS"
-POINTS = ("train_step", "evaluate", "checkpoint", "artifact")
+POINTS = ("sample", "train_step", "evaluate", "checkpoint", "artifact")
 ACTIONS = ("pause", "raise", "oom", "nan", "kill")
 
 

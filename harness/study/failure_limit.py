@@ -36,7 +36,9 @@ class FailureLimit:
             self.streak = []
             return
         self.failed += 1
-        error = str(trial.user_attrs.get(schema.ERROR_ATTR, "unknown error"))
+        error = str(trial.user_attrs.get(schema.ERROR_ATTR)
+                    or trial.user_attrs.get(schema.INTERRUPTED_ATTR)
+                    or "Optuna recorded it as failed (no error was raised inside the trial)")
         self.streak.append(error.splitlines()[0])
         if self.consecutive is not None and len(self.streak) >= self.consecutive:
             self._stop(study, f"{len(self.streak)} trials in a row failed "

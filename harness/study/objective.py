@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import resource
 import time
 import traceback
@@ -37,6 +38,7 @@ class Objective:
         self.multi = self.cfg.study.get("second_objective") is not None
         self.overheads: list[float] = []
         self.current: int | None = None  # the trial this process is running
+        self.pending: tuple[Any, dict[str, str]] | None = None  # a run to end in after_trial
 
     def __call__(self, trial: Any) -> float | tuple[float, float]:
         # the training side imports transformers (6 s): here, where a trial starts, so that a
@@ -47,24 +49,26 @@ class Objective:
 
         start = time.perf_counter()
         cfg, metric = self.cfg, self.cfg.study.metric
-        self.current = trial.number
-        trial.set_user_attr(schema.WORKER_ATTR, this_worker())
-        faults.set_trial(trial.number)
-        trial_cfg, values = self.prepared.space.sample(trial, cfg)
-        method = trial_cfg.peft.method if cfg.get("method_space") else None
-        self.progress.trial_started(trial.number)
-        # every trial run has every param name of the study (a methods study's other methods'
-        # params as "n/a"), so that MLflow's compare view lines the runs up
-        unsampled = dict.fromkeys(self.prepared.space.param_names(), schema.NOT_SAMPLED)
-        run = self.tracker.start_trial(
-            trial.number,
-            {**self.prepared.fixed_params(), **unsampled, **values},
-            mask(OmegaConf.to_yaml(trial_cfg, resolve=True)),
-        )
-        trial.set_user_attr(schema.RUN_ID_ATTR, run.run_id)
-        _reset_peak_memory()
-        meter = ComputeMeter(len(self.prepared.datasets["train"]))
+        self.current, self.pending = trial.number, None
+        run, meter, values = None, None, {}
         try:
+            trial.set_user_attr(schema.WORKER_ATTR, this_worker())
+            faults.set_trial(trial.number)
+            faults.hit("sample")
+            trial_cfg, values = self.prepared.space.sample(trial, cfg)
+            method = trial_cfg.peft.method if cfg.get("method_space") else None
+            self.progress.trial_started(trial.number)
+            # every trial run has every param name of the study (a methods study's other
+            # methods' params as "n/a"), so that MLflow's compare view lines the runs up
+            unsampled = dict.fromkeys(self.prepared.space.param_names(), schema.NOT_SAMPLED)
+            run = self.tracker.start_trial(
+                trial.number,
+                {**self.prepared.fixed_params(), **unsampled, **values},
+                mask(OmegaConf.to_yaml(trial_cfg, resolve=True)),
+            )
+            trial.set_user_attr(schema.RUN_ID_ATTR, run.run_id)
+            _reset_peak_memory()
+            meter = ComputeMeter(len(self.prepared.datasets["train"]))
             result = finetune(
                 trial_cfg,
                 self.prepared.base,
@@ -81,6 +85,8 @@ class Objective:
                 keep_checkpoint=lambda value: self.store.wanted(trial.study, value, method),
                 trainer_bars=bool(cfg.display.trainer_bars),
             )
+            if result.value is None or math.isnan(result.value):
+                raise ValueError(f"no evaluation gave a number for {metric} (NaN, or none ran)")
             state = "PRUNED" if result.pruned else "COMPLETE"
             summary = {f"{schema.BEST_VAL_PREFIX}{k}": v for k, v in result.best_metrics.items()}
             summary.update(trainable_params=result.trainable_params,
@@ -106,30 +112,28 @@ class Objective:
             _record_compute(trial, run, meter, wall)
             run.log_metrics({**summary, **_memory(), schema.OVERHEAD_METRIC: overhead},
                             step=result.best_step)
-            run.finish(state, {schema.PRECISION_TAG: meter.precision})
+            # the run ends with the state Optuna records (after_trial, once it is told)
+            self.pending = (run, {schema.PRECISION_TAG: meter.precision})
             self._report(trial.number, state, result.value, result.evaluations, wall, values)
         except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM: recorded, then the sweep stops
+            self.pending = None
             reason = f"interrupted by {getattr(exc, 'name', 'KeyboardInterrupt')}"
             trial.set_user_attr(schema.INTERRUPTED_ATTR, reason)
-            if not run.ended:
-                _record_compute(trial, run, meter, time.perf_counter() - start)
-                run.finish("FAIL", {schema.ERROR_TAG: reason,
-                                    schema.PRECISION_TAG: meter.precision}, status="KILLED")
+            self._end_failed(trial, run, meter, start, {schema.ERROR_TAG: reason}, "KILLED")
             self._report(trial.number, "FAIL", None, 0, time.perf_counter() - start, values,
                          error=reason)
             raise
         except Exception as exc:
-            self.current = None
+            self.current, self.pending = None, None
             error = mask(f"{type(exc).__name__}: {exc}")
             trial.set_user_attr(schema.ERROR_ATTR, error[:2000])
-            if not run.ended:
-                _record_compute(trial, run, meter, time.perf_counter() - start)
+            if run is not None and not run.ended:
                 run.log_traceback(mask("".join(traceback.format_exception(exc))))
-                run.finish("FAIL", {schema.ERROR_TAG: error, schema.PRECISION_TAG: meter.precision,
-                                    schema.ERROR_TYPE_TAG: type(exc).__name__})
+            self._end_failed(trial, run, meter, start, {
+                schema.ERROR_TAG: error, schema.ERROR_TYPE_TAG: type(exc).__name__}, "FAILED")
+            where = f" (traceback: MLflow run {run.run_id}, traceback.txt)" if run else ""
             self._report(trial.number, "FAIL", None, 0, time.perf_counter() - start, values,
-                         error=f"{error.splitlines()[0]} (traceback: MLflow run {run.run_id}, "
-                               "traceback.txt)")
+                         error=f"{error.splitlines()[0]}{where}")
             raise
         finally:
             self.store.discard(trial.number)
@@ -144,9 +148,32 @@ class Objective:
                                         else result.train_runtime)
         return result.value
 
+    def _end_failed(self, trial: Any, run: Any, meter: Any, start: float,
+                    tags: dict[str, str], status: str) -> None:
+        """A failed trial's run ends FAIL with its reason (created if it failed before it had
+        one: while sampling its parameters, say), with what it spent so far."""
+        if run is None:
+            self.tracker.close_trial_run(trial.number, "FAIL", status, tags)
+        elif not run.ended:
+            if meter is not None:
+                _record_compute(trial, run, meter, time.perf_counter() - start)
+                tags = {**tags, schema.PRECISION_TAG: meter.precision}
+            run.finish("FAIL", tags, status=status)
+
     def after_trial(self, study: Any, trial: Any) -> None:
-        """Optuna callback: progress bar, checkpoints beyond the kept ones removed (locally and
-        in MLflow), the parent run's best-so-far record."""
+        """Optuna callback, once the trial's state is recorded: its run ends with that state,
+        progress bar, checkpoints beyond the kept ones removed (locally and in MLflow), the
+        parent run's best-so-far record."""
+        if self.pending is not None:
+            run, tags = self.pending
+            self.pending = None
+            if trial.state.name == "FAIL":  # Optuna refused the result: the run says why
+                why = (trial.user_attrs.get(schema.ERROR_ATTR)
+                       or trial.user_attrs.get(schema.INTERRUPTED_ATTR)
+                       or "Optuna recorded the trial as failed when it was told its result")
+                run.finish("FAIL", {**tags, schema.ERROR_TAG: why}, status="FAILED")
+            else:
+                run.finish(trial.state.name, tags)
 
         counted = trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
         best = trials.best_trial(study)

@@ -130,3 +130,42 @@ def test_keep_null_keeps_every_completed_trials_checkpoint(sweep_overrides, tmp_
     run_sweep(compose(overrides))
     folder = tmp_path / "sweeps" / "study" / "checkpoints"
     assert sorted(p.name for p in folder.iterdir()) == ["trial-0", "trial-1", "trial-2"]
+
+
+def test_a_trial_failing_before_its_run_exists_records_why_on_both_sides(sweep_overrides,
+                                                                        monkeypatch, compose):
+    # an error while the trial's parameters are sampled: before its MLflow run was created
+    monkeypatch.setenv("HARNESS_FAULTS", "sample:1=raise")
+    overrides = [*sweep_overrides, "study.n_trials=2", "pruner=none", "train.num_train_epochs=1"]
+    summary = run_sweep(compose(overrides))
+    _, study, _, _, children = assert_consistent(overrides, n_trials=2)
+    failed = study.trials[1]
+    assert failed.state == TrialState.FAIL and (summary.complete, summary.failed) == (2, 1)
+    assert failed.user_attrs[schema.ERROR_ATTR].startswith("InjectedFault: ")
+    run = children[1]
+    assert run.info.status == "FAILED" and run.data.tags[schema.STATE_TAG] == "FAIL"
+    assert run.data.tags[schema.ERROR_TAG] == failed.user_attrs[schema.ERROR_ATTR]
+
+
+def test_a_worker_whose_output_pipe_broke_records_the_same_outcome_on_both_sides(
+        sweep_overrides):
+    """Its launcher died: writing the trial's line fails (EPIPE). Optuna and MLflow agree on
+    what happened to the trial, and the failure carries its reason."""
+    import subprocess
+    import sys
+
+    overrides = [*sweep_overrides, "study.n_trials=1", "pruner=none", "train.num_train_epochs=1"]
+    worker = subprocess.Popen([sys.executable, "-m", "harness.sweep", *overrides],
+                              cwd=Path(__file__).resolve().parents[2],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    worker.stderr.close()  # the reading end is gone: the worker's trial line cannot be written
+    worker.wait(timeout=300)
+    _, study, _, _, children = stores(overrides)
+    trial = study.trials[0]
+    run = children[0]
+    assert run.data.tags[schema.STATE_TAG] == trial.state.name
+    assert run.info.status == schema.RUN_STATUS[trial.state.name]
+    # the trial's own line could not be written: the trial failed, and says why on both sides
+    assert trial.state == TrialState.FAIL
+    assert "BrokenPipeError" in trial.user_attrs[schema.ERROR_ATTR]
+    assert run.data.tags[schema.ERROR_TAG] == trial.user_attrs[schema.ERROR_ATTR]
