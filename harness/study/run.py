@@ -23,6 +23,7 @@ from harness.base.secrets import mask
 from harness.records import schema, trials
 from harness.records.lookup import build_tracker
 from harness.report import write_report
+from harness.study import output_dir
 from harness.study.failure_limit import FailureLimit
 from harness.study.objective import Objective
 from harness.study.recovery import Recovery
@@ -97,6 +98,7 @@ class Sweep:
         )
         if schema.FINGERPRINT_ATTR not in study.user_attrs:  # new (or made by a killed process)
             study.set_user_attr(schema.FINGERPRINT_ATTR, settings)
+        output_dir.claim(str(study_cfg.output_dir), study_cfg.name)
         parent = self.tracker.open_study(study.user_attrs.get(schema.PARENT_RUN_ATTR),
                                          self.prepared.study_params())
         study.set_user_attr(schema.PARENT_RUN_ATTR, parent)
