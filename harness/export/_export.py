@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 
 from harness.base.errors import ConfigError, first_line
 from harness.base.files import replace_folder
+from harness.base.output_folders import check_replaceable, mark
 from harness.base.secrets import mask
 from harness.config import settings
 from harness.export.card import SOURCES, model_card
@@ -60,6 +61,8 @@ def export_model(cfg: DictConfig) -> Exported:
     best = trials.best_trial(study)
     run_id = trial.user_attrs.get(schema.RUN_ID_ATTR)
     target = Path(str(cfg.export.dir))
+    check_replaceable("export.dir", target, "export", study.study_name, cfg,
+                      default=Path(str(cfg.study.output_dir)) / "export")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
@@ -88,6 +91,7 @@ def export_model(cfg: DictConfig) -> Exported:
                               merged, peft_type)
             (scratch / "README.md").write_text(model_card(card))
             scratch.chmod(0o755)
+            mark(scratch, "export", study.study_name)
         replace_folder(target, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

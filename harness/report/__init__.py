@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 
 from harness.base.errors import first_line
 from harness.base.files import replace_folder
+from harness.base.output_folders import check_replaceable, mark
 from harness.base.secrets import mask
 from harness.records import schema, trials
 from harness.records.compute import study_compute
@@ -70,6 +71,8 @@ def write_report(study: Any, cfg: Any, tracker: Any = None) -> Report:
     params = key_params(study, int(report_cfg.max_params))
     rows = trial_rows(study)
     folder = Path(str(report_cfg.dir))
+    check_replaceable("report.dir", folder, "report", study.study_name, cfg,
+                      default=Path(str(cfg.study.output_dir)) / "report")
     folder.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
@@ -89,6 +92,7 @@ def write_report(study: Any, cfg: Any, tracker: Any = None) -> Report:
             f"Study {study.study_name}", _facts(study, cfg), report.notes + _errors(study),
             report.table, plots, missing, report.pareto))
         scratch.chmod(0o755)  # mkdtemp's folder is private; the report is not
+        mark(scratch, "report", study.study_name)
         replace_folder(folder, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

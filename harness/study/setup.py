@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -18,11 +19,13 @@ from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 from harness.base.errors import ConfigError, first_line
 from harness.base.files import check_writable
 from harness.base.objects import build
+from harness.base.output_folders import check_replaceable
 from harness.config import settings, train_options
 from harness.data import load_labelled_data, tokenize
 from harness.metrics import load_metrics
 from harness.records import schema
 from harness.space import MethodSpace, SearchSpace
+from harness.study.output_dir import check_owner
 from harness.train.arguments import training_arguments
 from harness.train.model import build_trial_model, load_base_model, load_tokenizer
 
@@ -62,7 +65,14 @@ def validate_config(cfg: DictConfig) -> Any:
             f"{study.second_objective}): choose pruner=none, or drop the second objective to "
             "keep pruning",
         )
+    if cfg.get("method_space") and str(cfg.sampler.get("_target_", "")).endswith("GridSampler"):
+        raise ConfigError("sampler", "a grid cannot search a methods study (its space differs "
+                                     "per method): use sampler=tpe or sampler=random")
     check_writable("study.output_dir", study.output_dir)
+    check_owner(str(study.output_dir), str(study.name))
+    if cfg.get("report") is not None and cfg.report.enabled:
+        check_replaceable("report.dir", Path(str(cfg.report.dir)), "report", str(study.name),
+                          cfg, default=Path(str(study.output_dir)) / "report")
     build("sampler", cfg.sampler)
     build("pruner", cfg.pruner)
     return space

@@ -107,6 +107,15 @@ CASES = [
     (["search_space={train.learning_rate: {low: 1.0}}"],
      "error: search_space.train.learning_rate: low (1.0) must be less than high"),
     (["search_space={peft.config.r: {choices: []}}"], "error: search_space.peft.config.r: "),
+    # a report folder that would replace what the study needs, or someone else's folder
+    (["report.dir={tmp}"], "error: report.dir: '{tmp}' holds the study storage (study.storage)"),
+    (["report.dir={tmp}/sweeps/study"],
+     "error: report.dir: '{tmp}/sweeps/study' is the study's output folder (study.output_dir)"),
+    (["report.dir=."], "error: report.dir: '.' is the working directory"),
+    (["report.dir={bad}"], "error: report.dir: '{bad}' exists and is not the report of study "),
+    # a grid over a methods study (its space differs per method)
+    (["+sweep=methods", "++search_space={}", "sampler=grid"],
+     "error: sampler: a grid cannot search a methods study"),
     # search-space paths that no trial reads (set once per study)
     (["~search_space",
       "+search_space={metric_args.f1.average: {type: categorical, choices: [macro, micro]}}"],

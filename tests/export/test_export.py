@@ -147,3 +147,29 @@ def test_predict_prints_a_label_and_probability_per_text(finished, tmp_path, com
     empty = subprocess.run([sys.executable, "-m", "harness.predict", str(tmp_path / "nope"),
                             "x"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert empty.returncode == 2 and empty.stderr.startswith("error: ")
+
+
+def test_export_replaces_only_its_own_folder(finished, tmp_path, compose):
+    """export.dir pointed at the study's storage folder, its output folder or someone else's
+    folder is refused with nothing deleted; the export's own folder is replaced."""
+    overrides, _ = finished
+    cfg = compose(overrides)
+    sweeps = Path(str(cfg.study.output_dir)).parent  # holds the Optuna storage
+    before = sorted(sweeps.rglob("*"))
+    for target, says in [(sweeps, "holds the study storage (study.storage)"),
+                         (Path(str(cfg.study.output_dir)), "is the study's output folder")]:
+        with pytest.raises(ConfigError) as err:
+            export_model(compose([*overrides, f"export.dir={target}"]))
+        assert err.value.field == "export.dir" and says in err.value.message
+    assert sorted(sweeps.rglob("*")) == before
+    theirs = tmp_path / "notes"
+    theirs.mkdir()
+    (theirs / "todo.txt").write_text("mine")
+    with pytest.raises(ConfigError) as err:
+        export_model(compose([*overrides, f"export.dir={theirs}"]))
+    assert err.value.message.startswith(f"'{theirs}' exists and is not the export of study ")
+    assert (theirs / "todo.txt").read_text() == "mine"
+    ours = tmp_path / "ours"
+    for _ in range(2):  # written, then replaced as its own
+        export_model(compose([*overrides, f"export.dir={ours}"]))
+        assert (ours / "metrics.json").is_file()
