@@ -9,8 +9,9 @@ Set ``HARNESS_FAULTS`` to a comma-separated list of ``POINT[:TRIAL[:HIT]]=ACTION
 - TRIAL: the trial number (any trial when left out); HIT: the n-th time the trial reaches the
   point (1 = the first, the default).
 - ACTION: ``pause`` (print ``harness fault: POINT reached (trial T, pid P)`` on stderr and wait
-  to be killed or interrupted), ``raise`` (RuntimeError), ``oom`` (torch.OutOfMemoryError),
-  ``nan`` (``train_step`` only: that step's loss becomes NaN) or ``kill`` (SIGKILL itself).
+  to be killed or interrupted), ``wait`` (print the same, wait 3 s, go on), ``raise``
+  (RuntimeError), ``oom`` (torch.OutOfMemoryError), ``nan`` (``train_step`` only: that step's
+  loss becomes NaN) or ``kill`` (SIGKILL itself).
 
 Unset (the normal case), :func:`hit` costs one dictionary lookup.
 """
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 
 ENV = "HARNESS_FAULTS"
 POINTS = ("sample", "train_step", "evaluate", "checkpoint", "artifact")
-ACTIONS = ("pause", "raise", "oom", "nan", "kill")
+ACTIONS = ("pause", "wait", "raise", "oom", "nan", "kill")
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,10 @@ def _act(rule: Rule) -> str | None:
         print(f"harness fault: {where}", file=sys.stderr, flush=True)
         while True:  # until a signal ends it
             time.sleep(0.05)
+    if rule.action == "wait":  # time for a test to act (suspend the process, say), then on
+        print(f"harness fault: {where}", file=sys.stderr, flush=True)
+        time.sleep(3.0)
+        return None
     if rule.action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     if rule.action == "raise":

@@ -88,6 +88,7 @@ class StudyConfig(_Checked):
     timeout: float | None = _rule(None, "a positive number of seconds or null", positive=True,
                                   null=True)
     metric: str = "accuracy"
+    prune_metric: str | None = None
     direction: str = _rule("maximize", "maximize or minimize", one_of=("maximize", "minimize"))
     second_objective: str | None = _rule(
         None, f"one of {', '.join(SECOND_OBJECTIVES)} or null", one_of=SECOND_OBJECTIVES,

@@ -18,6 +18,7 @@ INTERRUPTED_ATTR = "interrupted"  # why a trial was stopped (signal, dead proces
 RUN_ID_ATTR = "mlflow_run_id"  # the trial's MLflow child run
 TRAINABLE_PARAMS_ATTR = "trainable_params"
 STEPS_TRAINED_ATTR = "steps_trained"  # optimizer steps the trial trained
+BEST_SO_FAR_ATTR = "best_value"  # a pruned trial's best study-metric value before it stopped
 TRAIN_RUNTIME_ATTR = "train_runtime_s"  # seconds inside Trainer.train
 OVERHEAD_ATTR = "overhead_s"  # the trial's wall time outside training and evaluation
 COMPUTE_ATTR = "compute"  # what the trial cost: {COMPUTE_METRICS name: value}

@@ -21,6 +21,16 @@ def count(study: Any) -> dict[str, int]:
             "waiting": states.count(TrialState.WAITING), "finished": complete + pruned}
 
 
+def pruning_signal(study_cfg: Any) -> tuple[str, float]:
+    """What a trial reports to the pruner at each evaluation: (validation metric, the sign that
+    puts it in the study's direction). ``study.prune_metric`` (null: the study metric); ``loss``
+    is minimized, the other metrics maximized."""
+    name = study_cfg.get("prune_metric") or study_cfg.metric
+    own = study_cfg.direction if name == study_cfg.metric else (
+        "minimize" if name == "loss" else "maximize")
+    return str(name), 1.0 if own == study_cfg.direction else -1.0
+
+
 def study_value(trial: Any) -> float:
     """A trial's value of the study metric (the first objective)."""
     return trial.values[0]

@@ -78,7 +78,9 @@ def write_report(study: Any, cfg: Any, tracker: Any = None) -> Report:
     try:
         names = [str(n) for n in report_cfg.plots] + (
             ["pareto"] if multi and "pareto" not in report_cfg.plots else [])
-        plots, missing = draw(study, names, scratch, params, metric, second)
+        name, sign = trials.pruning_signal(cfg.study)
+        signal = None if name == metric else f"{'-' if sign < 0 else ''}{name} (pruning signal)"
+        plots, missing = draw(study, names, scratch, params, metric, second, signal)
         report = Report(folder=folder, table=format_table(rows, params, metric, second),
                         missing=missing, notes=_notes(study, rows))
         report.pareto = [
@@ -134,7 +136,8 @@ def _notes(study: Any, rows: list[Any]) -> list[str]:
     elif counts["complete"] == 0:
         notes.append(f"No trial completed ({counts['pruned']} pruned, {counts['failed']} failed, "
                      f"{counts['running']} running): there is no best trial and no checkpoint "
-                     "to export; the table shows each pruned trial's last evaluation.")
+                     "to export; the table shows each pruned trial's best evaluation before it "
+                     "stopped.")
     elif counts["complete"] == 1:
         notes.append("Only one trial completed: nothing to compare it with (importances and "
                      "parallel coordinates need at least two).")

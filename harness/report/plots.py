@@ -35,9 +35,11 @@ TITLES = {
 
 
 def draw(study: Any, names: list[str], folder: Path, params: list[str], metric: str,
-         second_objective: str | None = None) -> tuple[dict[str, Path], dict[str, str]]:
+         second_objective: str | None = None, signal: str | None = None,
+         ) -> tuple[dict[str, Path], dict[str, str]]:
     """Draw the plots ``names`` of ``study`` into ``folder``: ``({name: png}, {name: why
-    it is missing})``."""
+    it is missing})``. ``signal``: what the trials reported to the pruner, where it is not
+    the study metric (e.g. "-loss")."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -98,7 +100,7 @@ def draw(study: Any, names: list[str], folder: Path, params: list[str], metric: 
                 panels = len(axes.flat) if hasattr(axes, "flat") else 1
                 figure.set_size_inches(max(8.0, 3.2 * panels), 5.5)
                 if name == "intermediate":
-                    _mark_pruned(axes, study, metric)
+                    _mark_pruned(axes, study, signal or metric)
                 if name not in ("slice", "parallel"):  # their colour bars defeat tight_layout
                     figure.tight_layout()
                 path = folder / f"{name}.png"

@@ -1,8 +1,9 @@
 """The report's table: one row per trial (state, value, duration, steps trained, key params).
 
-Own rows rather than ``study.trials_dataframe()``: the table needs a pruned trial's last
-reported value, the marks (best, best of its method, Pareto front), one block per method and the
-steps each trial trained, none of which the dataframe carries.
+Own rows rather than ``study.trials_dataframe()``: the table needs a pruned trial's best
+value before it stopped (Optuna keeps its last report, which may be another metric), the marks
+(best, best of its method, Pareto front), one block per method and the steps each trial
+trained, none of which the dataframe carries.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from harness.records import schema, trials
 class Row:
     number: int
     state: str  # COMPLETE, PRUNED, FAIL, RUNNING, WAITING
-    value: float | None  # the study metric (the best evaluation; a pruned trial's last)
+    value: float | None  # the study metric: the best evaluation (a pruned trial's before it
+    #                      stopped; from before that was recorded, its last report)
     second: float | None  # the second objective, in a two-objective study
     duration_s: float | None
     steps: int | None  # optimizer steps trained (None: not recorded, e.g. a failed trial)
@@ -54,7 +56,10 @@ def trial_rows(study: Any) -> list[Row]:
 
 
 def _values(trial: Any, multi: bool) -> tuple[float | None, float | None]:
-    """(study metric, second objective) of a trial; a pruned trial's last reported value."""
+    """(study metric, second objective) of a trial; a pruned trial's best value before it
+    stopped (from before that was recorded: its last reported value)."""
+    if trial.user_attrs.get(schema.BEST_SO_FAR_ATTR) is not None:  # pruned (Optuna's value
+        return float(trial.user_attrs[schema.BEST_SO_FAR_ATTR]), None  # is its last report)
     if trial.values:
         return trial.values[0], (trial.values[1] if multi and len(trial.values) > 1 else None)
     if trial.intermediate_values:
@@ -118,8 +123,9 @@ def format_table(rows: list[Row], params: list[str], metric: str,
         legend.append("+ best of its method")
     if second_objective:
         legend.append("P on the Pareto front")
-    out.append("   ".join(legend) + f"   ({metric}: validation; a pruned trial's last "
-                                     "evaluation; duration: wall time)")
+    out.append("   ".join(legend) + f"   ({metric}: validation, the best evaluation "
+                                     "(a pruned trial's before it stopped); duration: wall "
+                                     "time)")
     return "\n".join(out)
 
 

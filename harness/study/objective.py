@@ -8,10 +8,9 @@ when Ctrl-C / SIGTERM stopped it). A process that dies outright is handled by
 
 from __future__ import annotations
 
-import gc
+import contextlib
 import logging
 import math
-import resource
 import time
 import traceback
 from typing import Any
@@ -22,6 +21,8 @@ from omegaconf import OmegaConf
 from harness.base import faults
 from harness.base.secrets import mask
 from harness.records import schema, trials
+from harness.study.heartbeat import TrialTakenOver, TrialWatch
+from harness.study.kept import drop_mlflow_checkpoints
 from harness.study.recovery import this_worker
 from harness.study.summary import record_best, show
 
@@ -39,18 +40,21 @@ class Objective:
         self.overheads: list[float] = []
         self.current: int | None = None  # the trial this process is running
         self.pending: tuple[Any, dict[str, str]] | None = None  # a run to end in after_trial
+        self.taken_over: int | None = None  # a trial another worker failed while this ran it
 
     def __call__(self, trial: Any) -> float | tuple[float, float]:
         # the training side imports transformers (6 s): here, where a trial starts, so that a
         # config error or --help never pays for it
-        from harness.train.callbacks import MetricsLogger, OnEvaluate, PruningCallback
+        from harness.train.callbacks import MetricsLogger, OnEvaluate, PruningCallback, StopWhen
         from harness.train.compute import ComputeMeter
         from harness.train.finetune import finetune
+        from harness.train.memory import memory_figures, release_memory, reset_peak_memory
 
         start = time.perf_counter()
         cfg, metric = self.cfg, self.cfg.study.metric
         self.current, self.pending = trial.number, None
         run, meter, values = None, None, {}
+        watch = TrialWatch(trial, float(cfg.study.heartbeat_interval))
         try:
             trial.set_user_attr(schema.WORKER_ATTR, this_worker())
             faults.set_trial(trial.number)
@@ -67,24 +71,29 @@ class Objective:
                 mask(OmegaConf.to_yaml(trial_cfg, resolve=True)),
             )
             trial.set_user_attr(schema.RUN_ID_ATTR, run.run_id)
-            _reset_peak_memory()
+            reset_peak_memory()
             meter = ComputeMeter(len(self.prepared.datasets["train"]))
+            watch.start()
             result = finetune(
                 trial_cfg,
                 self.prepared.base,
                 self.prepared.datasets,
                 self.prepared.metrics,
                 callbacks=[
-                    *([] if self.multi else [PruningCallback(trial, metric)]),
+                    *([] if self.multi else [PruningCallback.for_study(trial, cfg.study)]),
                     MetricsLogger(run.log_metrics),
                     meter,
                     OnEvaluate(lambda i, m: self.progress.evaluation(
                         trial.number, i, m.get(f"eval_{metric}"))),
+                    StopWhen(lambda: watch.taken_over),
                 ],
                 checkpoint_dir=self.store.partial(trial.number),
                 keep_checkpoint=lambda value: self.store.wanted(trial.study, value, method),
                 trainer_bars=bool(cfg.display.trainer_bars),
             )
+            if watch.taken_over or watch.check():
+                raise TrialTakenOver("failed by another worker while it ran (no heartbeat "
+                                     "for study.grace_period): stopped; its retry runs there")
             if result.value is None or math.isnan(result.value):
                 raise ValueError(f"no evaluation gave a number for {metric} (NaN, or none ran)")
             state = "PRUNED" if result.pruned else "COMPLETE"
@@ -100,6 +109,8 @@ class Objective:
                                           else result.stopped_epoch))
             trial.set_user_attr(schema.TRAINABLE_PARAMS_ATTR, result.trainable_params)
             trial.set_user_attr(schema.STEPS_TRAINED_ATTR, result.steps)
+            if result.pruned:  # what it reached (the pruner may have seen another metric)
+                trial.set_user_attr(schema.BEST_SO_FAR_ATTR, result.value)
             trial.set_user_attr(schema.TRAIN_RUNTIME_ATTR, round(result.train_runtime, 3))
             if result.checkpoint is not None:
                 info = {"trial": trial.number, "value": result.value, "metric": metric,
@@ -110,7 +121,7 @@ class Objective:
             self.overheads.append(overhead)
             trial.set_user_attr(schema.OVERHEAD_ATTR, round(overhead, 3))
             _record_compute(trial, run, meter, wall)
-            run.log_metrics({**summary, **_memory(), schema.OVERHEAD_METRIC: overhead},
+            run.log_metrics({**summary, **memory_figures(), schema.OVERHEAD_METRIC: overhead},
                             step=result.best_step)
             # the run ends with the state Optuna records (after_trial, once it is told)
             self.pending = (run, {schema.PRECISION_TAG: meter.precision})
@@ -122,6 +133,11 @@ class Objective:
             self._end_failed(trial, run, meter, start, {schema.ERROR_TAG: reason}, "KILLED")
             self._report(trial.number, "FAIL", None, 0, time.perf_counter() - start, values,
                          error=reason)
+            raise
+        except TrialTakenOver as exc:  # the other worker's record stands: nothing written
+            self.current, self.pending, self.taken_over = None, None, trial.number
+            self._report(trial.number, "FAIL", None, 0, time.perf_counter() - start, values,
+                         error=str(exc))
             raise
         except Exception as exc:
             self.current, self.pending = None, None
@@ -136,9 +152,10 @@ class Objective:
                          error=f"{error.splitlines()[0]}{where}")
             raise
         finally:
+            watch.stop()
             self.store.discard(trial.number)
             faults.set_trial(None)
-            _release_memory()
+            release_memory()
         self.current = None
         if result.pruned:
             raise optuna.TrialPruned(f"pruned at evaluation {result.evaluations}")
@@ -179,14 +196,11 @@ class Objective:
         best = trials.best_trial(study)
         self.progress.trial_finished(
             counted, (best.number, trials.study_value(best)) if best else None)
-        removed = self.store.remove_unkept(study)
         if self.cfg.checkpoints.mlflow == "kept":
-            for number in removed:
-                run_id = study.get_trials(deepcopy=False)[number].user_attrs.get(
-                    schema.RUN_ID_ATTR)
-                if run_id:
-                    self.tracker.delete_checkpoint(
-                        run_id, f"removed: not among the best {self.store.keep} trials")
+            drop_mlflow_checkpoints(study, self.tracker, self.store,
+                                    self.store.remove_unkept(study))
+        else:
+            self.store.remove_unkept(study)
         record_best(study, self.tracker, self.cfg)
 
     def _report(self, number: int, state: str, value: float | None, evaluations: int,
@@ -195,7 +209,9 @@ class Objective:
         where = f" after {evaluations} evaluations" if state == "PRUNED" else ""
         params = " ".join(f"{k}={show(v)}" for k, v in values.items())
         line = f"trial {number} {state}{shown}{where} in {wall:.1f} s | {params}"
-        self.progress.write(line + (f" | {error.splitlines()[0]}" if error else ""))
+        # the terminal or the launcher's pipe may be gone: the trial's record stands anyway
+        with contextlib.suppress(OSError):
+            self.progress.write(line + (f" | {error.splitlines()[0]}" if error else ""))
 
 
 def _record_compute(trial: Any, run: Any, meter: Any, wall: float) -> dict[str, float]:
@@ -208,41 +224,3 @@ def _record_compute(trial: Any, run: Any, meter: Any, wall: float) -> dict[str, 
     except Exception as exc:  # a failing trial's record is best effort: its error counts
         log.warning("could not record the compute of trial %d: %s", trial.number, exc)
     return compute
-
-
-def _reset_peak_memory() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-
-
-def _memory() -> dict[str, float]:
-    """Memory metrics of a trial: the GPU's peak during it, the process's resident memory at
-    its end (growth over trials would be a leak) and the process's peak so far."""
-
-    import torch
-
-    out = {"process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    out["process_rss_mb"] = int(line.split()[1]) / 1024
-    except OSError:  # not Linux
-        pass
-    if torch.cuda.is_available():
-        out["gpu_peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    return out
-
-
-def _release_memory() -> None:
-    """Between trials: free what the trial held (CUDA caches too, after an out-of-memory)."""
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except Exception:  # pragma: no cover - best effort
-        pass

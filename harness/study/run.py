@@ -25,6 +25,7 @@ from harness.records.lookup import build_tracker
 from harness.report import write_report
 from harness.study import output_dir
 from harness.study.failure_limit import FailureLimit
+from harness.study.kept import drop_mlflow_checkpoints
 from harness.study.objective import Objective
 from harness.study.recovery import Recovery
 from harness.study.setup import prepare_study, validate_config
@@ -112,6 +113,8 @@ class Sweep:
         self.progress = StudyProgress(study_cfg.n_trials, finished, study_cfg.metric,
                                       enabled=bool(cfg.display.progress))
         self.objective = Objective(self.prepared, self.tracker, self.store, self.progress)
+        if cfg.checkpoints.mlflow == "kept":  # keep lowered, or a kill in between
+            drop_mlflow_checkpoints(study, self.tracker, self.store)
         self.limit = FailureLimit(**OmegaConf.to_container(study_cfg.failure_limit))
 
     def search(self) -> None:
@@ -136,11 +139,16 @@ class Sweep:
                 time.sleep(min(5.0, float(study_cfg.heartbeat_interval)))
                 self.recovery.check_stale(study)
                 continue
-            study.optimize(
-                self.objective, n_trials=1,
-                catch=(Exception,),  # a failed trial is recorded; the study goes on
-                callbacks=[self.limit, self.objective.after_trial], gc_after_trial=True,
-            )
+            try:
+                study.optimize(
+                    self.objective, n_trials=1,
+                    catch=(Exception,),  # a failed trial is recorded; the study goes on
+                    callbacks=[self.limit, self.objective.after_trial], gc_after_trial=True,
+                )
+            except ValueError:  # "Cannot tell a FAIL trial": another worker took it over
+                if self.objective.taken_over is None:
+                    raise
+                self.objective.taken_over = None
 
     def interrupted(self, reason: str) -> None:
         """After Ctrl-C / SIGTERM: this process's running trials recorded as interrupted."""

@@ -130,16 +130,32 @@ def prepare_study(cfg: DictConfig, space: SearchSpace) -> Prepared:
     metrics = load_metrics(list(cfg.metrics), cfg.get("metric_args"),
                            bool(cfg.get("metrics_trust_remote_code", False)))
     names = metrics.output_names(data.num_labels) + ["loss"]
-    if cfg.study.metric not in names:
-        raise ConfigError("study.metric", f"'{cfg.study.metric}' is not computed by metrics "
-                                          f"{list(cfg.metrics)} (choose one of {names})")
+    for field in ("metric", "prune_metric"):
+        name = cfg.study.get(field)
+        if name is not None and name not in names:
+            raise ConfigError(f"study.{field}", f"'{name}' is not computed by metrics "
+                                                f"{list(cfg.metrics)} (choose one of {names})")
     tokenizer = load_tokenizer(cfg.model)
     tokenized = tokenize(data, tokenizer, cfg.data.max_length)
     base = load_base_model(cfg.model, data.label_names, tokenizer, int(cfg.train.seed))
+    _check_max_length(int(cfg.data.max_length), base, tokenized)
     for method_cfg in space.trial_configs(cfg):
         model = build_trial_model(base, method_cfg.peft, int(cfg.train.seed))
         _check_method_runs(model, tokenized, base, method_cfg)
     return Prepared(cfg, space, data.label_names, tokenized, base, metrics)
+
+
+def _check_max_length(max_length: int, base: Any, tokenized: Any) -> None:
+    """A text cut at data.max_length must fit the model's positions, or every trial fails."""
+    positions = getattr(base.model.config, "max_position_embeddings", None)
+    if not isinstance(positions, int) or max_length <= positions:
+        return
+    longest = max(max(split["length"]) for split in tokenized.values())
+    if longest > positions:
+        raise ConfigError("data.max_length", f"{max_length} is above the model's "
+                                             f"{positions} positions and some texts are "
+                                             f"{longest} tokens long: set it to {positions} "
+                                             "or less")
 
 
 def _check_method_runs(model: Any, tokenized: Any, base: Any, cfg: DictConfig) -> None:

@@ -22,7 +22,7 @@ from harness.records.lookup import build_tracker
 # tracking, checkpoints and display may change between runs.)
 FINGERPRINT_KEYS = ("model", "data", "peft", "train", "search_space", "method_space", "methods",
                     "metrics", "metric_args")
-FINGERPRINT_STUDY_KEYS = ("metric", "direction", "second_objective")
+FINGERPRINT_STUDY_KEYS = ("metric", "direction", "second_objective", "prune_metric")
 
 
 def open_storage(study_cfg: DictConfig, recovery: Any) -> Any:

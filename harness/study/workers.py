@@ -58,12 +58,13 @@ def run_workers(cfg: DictConfig, overrides: list[str]) -> int:
     processes: list[subprocess.Popen] = []
 
     def pass_on(signum: int, frame: Any) -> None:  # workers run in their own sessions
-        for process in processes:
+        for process in processes:  # a hang-up (the terminal closed) stops them as SIGTERM does
             if process.poll() is None:
-                process.send_signal(signum)
+                process.send_signal(signal.SIGTERM if signum == signal.SIGHUP else signum)
 
     # installed before the first worker starts: no worker is ever left without its launcher
-    previous = {sig: signal.signal(sig, pass_on) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, pass_on)
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     for index in range(workers):
         env = dict(os.environ)
         gpu = gpu_for(index)
@@ -74,7 +75,8 @@ def run_workers(cfg: DictConfig, overrides: list[str]) -> int:
                    "report.enabled=false"]  # the launcher writes the report at the end
         processes.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.PIPE, text=True,
-                                          start_new_session=True))
+                                          start_new_session=True,
+                                          preexec_fn=_stop_with(os.getpid())))
         where = (f"GPU {gpu}" if gpu is not None
                  else f"{threads_per_worker(cfg.study, index) or 'all'} CPU threads")
         print(f"worker {index}: pid {processes[-1].pid}, {where}", file=sys.stderr, flush=True)
@@ -101,6 +103,25 @@ def run_workers(cfg: DictConfig, overrides: list[str]) -> int:
         elif code > 0:
             print(f"worker {index} exited with status {code}", file=sys.stderr)
     return max((c for c in codes if c > 0), default=0)
+
+
+def _stop_with(launcher: int) -> Any:
+    """In a worker, before it runs: SIGTERM when the launcher dies, even by SIGKILL (Linux's
+    parent-death signal), so that it records its running trial as interrupted and exits
+    instead of running on headless. Elsewhere a no-op."""
+
+    def arm() -> None:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != launcher:  # it died before the signal was armed
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arm
 
 
 def _forward(index: int, process: subprocess.Popen) -> None:

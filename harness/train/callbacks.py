@@ -12,7 +12,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from harness.base.errors import ConfigError
-from harness.records.trials import is_better
+from harness.records.trials import is_better, pruning_signal
 
 # Trainer log keys that describe the run, not the model: not logged as metrics.
 _SKIP = {"eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "total_flos"}
@@ -27,22 +27,30 @@ def _study_value(metrics: dict[str, float], metric: str) -> float:
 
 
 class PruningCallback(TrainerCallback):
-    """Reports the study metric to an Optuna trial at every evaluation; stops when pruned.
+    """Reports a validation metric to an Optuna trial at every evaluation; stops when pruned.
 
-    Training stops cleanly (``should_training_stop``); the caller raises ``optuna.TrialPruned``
-    once ``trainer.train()`` has returned and :attr:`pruned` is true. The pruner is not asked at
-    a trial's last evaluation: a trial that reached it is complete.
+    ``metric`` is the study metric, or ``study.prune_metric``'s (e.g. the loss), reported as
+    ``sign * value`` so that it runs in the study's direction (-1: the loss of a study that
+    maximizes accuracy). Training stops cleanly (``should_training_stop``); the caller raises
+    ``optuna.TrialPruned`` once ``trainer.train()`` has returned and :attr:`pruned` is true.
+    The pruner is not asked at a trial's last evaluation: a trial that reached it is complete.
     """
 
-    def __init__(self, trial: Any, metric: str) -> None:
+    def __init__(self, trial: Any, metric: str, sign: float = 1.0) -> None:
         self.trial = trial
         self.metric = metric
+        self.sign = sign
         self.step = 0
         self.pruned = False
 
+    @classmethod
+    def for_study(cls, trial: Any, study: Any) -> PruningCallback:
+        """The callback of a study's trial (what it reports: :func:`pruning_signal`)."""
+        return cls(trial, *pruning_signal(study))
+
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         self.step += 1
-        self.trial.report(_study_value(metrics or {}, self.metric), self.step)
+        self.trial.report(self.sign * _study_value(metrics or {}, self.metric), self.step)
         # The last evaluation (the budget's end, or early stopping's): the trial has spent its
         # budget, so stopping it now saves nothing. It ends COMPLETE, never PRUNED.
         if state.global_step >= state.max_steps or control.should_training_stop:
@@ -146,6 +154,17 @@ class EvaluateAtEnd(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step >= state.max_steps and state.global_step % args.eval_steps != 0:
             control.should_evaluate = True
+
+
+class StopWhen(TrainerCallback):
+    """Stops training at the next step once ``stop()`` is true (e.g. the trial was taken over)."""
+
+    def __init__(self, stop: Callable[[], bool]) -> None:
+        self.stop = stop
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.stop():
+            control.should_training_stop = True
 
 
 class OnEvaluate(TrainerCallback):

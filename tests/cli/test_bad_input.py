@@ -34,6 +34,8 @@ def _files(tmp_path: Path) -> dict[str, Path]:
     (folder / "a_file").write_text("")
     (folder / "int_labels.csv").write_text("text,label\ngood,2\nbad,0\nmeh,1\n")
     (folder / "surprise.csv").write_text("text,label\ngood,positive\nwow,surprised\n")
+    (folder / "long.csv").write_text("text,label\n" + "great " * 200 + ",positive\n"
+                                     "bad,negative\nfine,neutral\ngood,positive\n")
     (folder / "three.csv").write_text("text,label\ngood,positive\nbad,negative\nok,positive\n")
     return {"dir": folder, "file": folder / "a_file"}
 
@@ -71,6 +73,10 @@ CASES = [
      "error: data.label_names: names must differ: ['negative'] given more than once"),
     (["data.label_names=abc"], "error: data.label_names: must be a list of names (e.g. "
                                "[negative,positive]), got 'abc'"),
+    # texts longer than the model's positions (the tiny model has 128), cut at more than that
+    (["data.train_file={bad}/long.csv", "data.max_length=300"],
+     "error: data.max_length: 300 is above the model's 128 positions and some texts are 202 "
+     "tokens long"),
     # a validation share that leaves nothing to train or validate on
     (["data.train_file={bad}/three.csv", "data.validation_file=null", "data.validation_size=0.9"],
      "error: data.validation_size: 0.9 of 3 training rows leaves 0 to train on and 3 to "
@@ -128,6 +134,8 @@ CASES = [
      "error: data.train_file: file '/nonexistent/train.csv' does not exist"),
     # a metric the evaluation does not produce
     (["study.metric=precision"], "error: study.metric: 'precision' is not computed by metrics"),
+    (["study.prune_metric=precision"],
+     "error: study.prune_metric: 'precision' is not computed by metrics"),
     (["study.direction=up"], "error: study.direction: must be maximize or minimize"),
     # a study name becomes folder names: it must not lead out of them
     (["study.name=../../escape"], "error: study.name: must be a name, not a path (no '/', '\\' "

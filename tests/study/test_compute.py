@@ -4,6 +4,8 @@ would prune it, and compute saved is what pruning alone spared."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import optuna
 import pytest
 
@@ -66,3 +68,23 @@ def test_without_pruning_nothing_is_saved(sweep_overrides, compose):
     metrics = sums_match(overrides)
     assert metrics[schema.COMPUTE_SAVED_METRIC] == 0.0
     assert "Compute: 120 of 120 planned training steps (0.0% saved by pruning)" in summary.format()
+
+
+def test_pruning_on_the_validation_loss_keeps_accuracy_as_the_value(sweep_overrides, compose):
+    """study.prune_metric=loss: each evaluation reports the negated validation loss to the
+    pruner (ThresholdPruner(lower=-0.5) prunes a loss above 0.5 at once); the trials' values,
+    the best, the report's table and its pruned rows stay in validation accuracy."""
+    overrides = [*sweep_overrides, "study.n_trials=2", "study.prune_metric=loss",
+                 "pruner=threshold", "pruner.lower=-0.5"]
+    summary = run_sweep(compose(overrides))
+    cfg, study, client, _, children = stores(overrides)
+    assert summary.pruned == 2
+    for trial in study.trials:
+        losses = client.get_metric_history(children[trial.number].info.run_id, "val_loss")
+        assert list(trial.intermediate_values.values()) == pytest.approx(
+            [-m.value for m in sorted(losses, key=lambda m: m.step)])
+        accuracy = children[trial.number].data.metrics["best_val_accuracy"]
+        assert trial.user_attrs[schema.BEST_SO_FAR_ATTR] == pytest.approx(accuracy)
+        assert 0.0 <= accuracy <= 1.0
+    table = (Path(str(cfg.report.dir)) / "trials.txt").read_text()
+    assert f"{study.trials[0].user_attrs[schema.BEST_SO_FAR_ATTR]:.4f}" in table

@@ -144,3 +144,38 @@ def test_a_trial_left_running_without_a_heartbeat_is_failed_and_retried_not_wait
     assert "never started" in stale.user_attrs[schema.INTERRUPTED_ATTR]
     assert summary["s"].complete == 2
     assert not study.get_trials(states=(TrialState.RUNNING,))
+
+
+def test_a_live_trial_declared_stale_stops_and_leaves_the_other_workers_record(
+        crash_overrides, compose):
+    """Worker A is suspended (SIGSTOP) in the middle of trial 0 for longer than the grace
+    period; another worker fails it as stale, closes its run, retries its parameters and
+    finishes the study. Resumed (SIGCONT), A notices, stops the trial without writing over
+    that record, and goes on (exit 0)."""
+    from harness.study import run_sweep
+
+    overrides = [*crash_overrides, "study.n_trials=2"]
+    worker = SweepProcess(overrides, faults="train_step:0:3=wait")
+    worker.wait_for("harness fault: train_step reached (trial 0,")
+    worker.signal(signal.SIGSTOP)
+    try:
+        _, study, _, _, _ = stores(overrides)
+        # seen from elsewhere: only the heartbeat can tell whether it is alive
+        study._storage.set_trial_user_attr(study.trials[0]._trial_id, schema.WORKER_ATTR,
+                                           {"host": "elsewhere", "boot": "", "pid": 1})
+        time.sleep(3.5)  # past the grace period (2 s)
+        run_sweep(compose(overrides))  # the other worker: fails trial 0, runs the study out
+    finally:
+        worker.signal(signal.SIGCONT)
+    assert worker.wait() == 0, worker.err[-3000:]
+    assert "Cannot tell" not in worker.err
+    assert "failed by another worker while it ran" in worker.err
+    _, study, client, _, children = stores(overrides)
+    stale = study.trials[0]
+    assert stale.state == TrialState.FAIL
+    assert "no heartbeat" in stale.user_attrs[schema.INTERRUPTED_ATTR]
+    run = children[0]
+    assert run.info.status == "FAILED" and run.data.tags[schema.STATE_TAG] == "FAIL"
+    assert schema.CHECKPOINT_ARTIFACT not in {a.path for a in
+                                              client.list_artifacts(run.info.run_id)}
+    assert assert_consistent(overrides, n_trials=2)

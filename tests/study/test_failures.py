@@ -124,12 +124,26 @@ def test_only_the_best_k_checkpoints_are_kept_locally_and_in_mlflow(sweep_overri
     assert "Checkpoints kept" in summary.format()
 
 
-def test_keep_null_keeps_every_completed_trials_checkpoint(sweep_overrides, tmp_path, compose):
+def test_keep_null_keeps_every_checkpoint_and_a_lower_keep_later_drops_them_in_mlflow(
+        sweep_overrides, tmp_path, compose):
     overrides = [*sweep_overrides, "study.n_trials=3", "pruner=none", "checkpoints.keep=null",
                  "train.num_train_epochs=1"]
     run_sweep(compose(overrides))
     folder = tmp_path / "sweeps" / "study" / "checkpoints"
     assert sorted(p.name for p in folder.iterdir()) == ["trial-0", "trial-1", "trial-2"]
+
+    # resumed with a lower keep (nothing left to run): MLflow follows the local folder
+    run_sweep(compose([*overrides[:-2], "checkpoints.keep=1", "train.num_train_epochs=1"]))
+    _, study, client, _, children = stores(overrides)
+    best = study.best_trial.number
+    assert sorted(p.name for p in folder.iterdir()) == [f"trial-{best}"]
+    in_mlflow = {n for n, run in children.items()
+                 if schema.CHECKPOINT_ARTIFACT in {a.path for a in
+                                                   client.list_artifacts(run.info.run_id)}}
+    assert in_mlflow == {best}
+    for number in {0, 1, 2} - {best}:
+        assert client.get_run(children[number].info.run_id).data.tags[
+            schema.CHECKPOINT_TAG].startswith("removed: not among the best 1")
 
 
 def test_a_trial_failing_before_its_run_exists_records_why_on_both_sides(sweep_overrides,
@@ -149,8 +163,8 @@ def test_a_trial_failing_before_its_run_exists_records_why_on_both_sides(sweep_o
 
 def test_a_worker_whose_output_pipe_broke_records_the_same_outcome_on_both_sides(
         sweep_overrides):
-    """Its launcher died: writing the trial's line fails (EPIPE). Optuna and MLflow agree on
-    what happened to the trial, and the failure carries its reason."""
+    """Whoever read its output is gone: writing the trial's line fails (EPIPE). The trial's
+    outcome does not depend on its log line: Optuna and MLflow agree that it completed."""
     import subprocess
     import sys
 
@@ -165,7 +179,4 @@ def test_a_worker_whose_output_pipe_broke_records_the_same_outcome_on_both_sides
     run = children[0]
     assert run.data.tags[schema.STATE_TAG] == trial.state.name
     assert run.info.status == schema.RUN_STATUS[trial.state.name]
-    # the trial's own line could not be written: the trial failed, and says why on both sides
-    assert trial.state == TrialState.FAIL
-    assert "BrokenPipeError" in trial.user_attrs[schema.ERROR_ATTR]
-    assert run.data.tags[schema.ERROR_TAG] == trial.user_attrs[schema.ERROR_ATTR]
+    assert trial.state == TrialState.COMPLETE and run.info.status == "FINISHED"

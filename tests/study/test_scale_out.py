@@ -148,3 +148,42 @@ def test_workers_get_a_gpu_round_robin_and_a_share_of_the_cores(monkeypatch):
     assert threads_per_worker(OmegaConf.create({"workers": 1, "worker": 0, "threads": 3})) == 3
     assert threads_per_worker(OmegaConf.create({"workers": 1, "worker": None,
                                                 "threads": None})) is None
+
+
+def test_workers_stop_when_their_launcher_is_killed(shared_stores):
+    """SIGKILL of the study.workers launcher: its workers get SIGTERM from the kernel (they do
+    not run on headless), record their running trials as interrupted and exit."""
+    import time
+
+    overrides, storage, tracking, _, name = shared_stores
+    sweep = SweepProcess([*overrides, "study.workers=2", "study.n_trials=4"],
+                         faults="train_step::3=pause")
+    sweep.wait_for("harness fault: train_step reached")
+    sweep.wait_for("harness fault: train_step reached")  # both workers are mid-trial
+    pids = [int(p) for p in re.findall(r"worker \d: pid (\d+)", sweep.err)]
+    assert len(pids) == 2
+    sweep.proc.kill()
+    sweep.proc.wait(timeout=30)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.5)
+    assert not any(_alive(pid) for pid in pids), "a worker outlived its launcher"
+    study = optuna.load_study(study_name=name, storage=storage)
+    stopped = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert len(stopped) == 2 and not study.get_trials(states=(TrialState.RUNNING,))
+    client = MlflowClient(tracking_uri=tracking)
+    experiment = client.get_experiment_by_name(name)
+    for trial in stopped:
+        assert trial.user_attrs[schema.INTERRUPTED_ATTR] == "interrupted by SIGTERM"
+        run = client.search_runs([experiment.experiment_id], filter_string=(
+            f"tags.`{schema.NUMBER_TAG}` = '{trial.number}'"))[0]
+        assert run.info.status == "KILLED"
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, exited but not yet reaped, counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -156,3 +156,22 @@ def test_early_stopping_waits_for_patience_then_records_the_epoch(hooks):
     # 0.705 is not better than 0.7 by more than 0.01; 0.69 is the second miss in a row
     assert stops == [False, False, False, True, False]
     assert stopper.stopped_epoch == 2.0
+
+
+@pytest.mark.parametrize(("study_cfg", "reported"), [
+    ({"metric": "accuracy", "direction": "maximize", "prune_metric": None}, [0.7, 0.6]),
+    # the loss of a study that maximizes accuracy runs the other way: negated
+    ({"metric": "accuracy", "direction": "maximize", "prune_metric": "loss"}, [-0.3, -0.4]),
+    ({"metric": "loss", "direction": "minimize", "prune_metric": "accuracy"}, [-0.7, -0.6]),
+    ({"metric": "loss", "direction": "minimize", "prune_metric": "loss"}, [0.3, 0.4]),
+])
+def test_the_pruner_sees_the_prune_metric_in_the_study_direction(hooks, study_cfg, reported):
+    from omegaconf import OmegaConf
+
+    study = optuna.create_study(direction=study_cfg["direction"],
+                                pruner=optuna.pruners.NopPruner())
+    trial = study.ask()
+    callback = PruningCallback.for_study(trial, OmegaConf.create(study_cfg))
+    for value in (0.7, 0.6):  # accuracy; the loss is 1 - accuracy
+        evaluate(callback, hooks, value)
+    assert list(study.trials[0].intermediate_values.values()) == pytest.approx(reported)

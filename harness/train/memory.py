@@ -1,0 +1,44 @@
+"""A trial's memory: the figures recorded on its run, and what is freed between trials."""
+
+from __future__ import annotations
+
+import gc
+import resource
+
+
+def reset_peak_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def memory_figures() -> dict[str, float]:
+    """Memory metrics of a trial: the GPU's peak during it, the process's resident memory at
+    its end (growth over trials would be a leak) and the process's peak so far."""
+
+    import torch
+
+    out = {"process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    out["process_rss_mb"] = int(line.split()[1]) / 1024
+    except OSError:  # not Linux
+        pass
+    if torch.cuda.is_available():
+        out["gpu_peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def release_memory() -> None:
+    """Between trials: free what the trial held (CUDA caches too, after an out-of-memory)."""
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # pragma: no cover - best effort
+        pass
