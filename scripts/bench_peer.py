@@ -64,7 +64,8 @@ def harness_sweep(sweep: str, seed: int, trials: int, folder: Path, extra: list[
     study = optuna.load_study(study_name=name, storage=cfg.study.storage)
     compute = study_compute(study)
     curves = [{"number": t.number, "state": t.state.name, "value": t.value,
-               "curve": [t.intermediate_values[k] for k in sorted(t.intermediate_values)]}
+               "curve": [t.intermediate_values[k] for k in sorted(t.intermediate_values)],
+               "loss_curve": loss_curve(cfg, t)}
               for t in study.trials]
     test = None
     if summary.best_checkpoint:
@@ -75,6 +76,19 @@ def harness_sweep(sweep: str, seed: int, trials: int, folder: Path, extra: list[
             "wall": wall, "best": summary.best_value, "test": test,
             "steps": compute.totals.get("steps_trained", 0),
             "saved": compute.saved_by_pruning, "extra": "", "trials": curves}
+
+
+def loss_curve(cfg, trial) -> list[float]:
+    """The trial's validation loss at every evaluation, from its MLflow run."""
+    from mlflow.tracking import MlflowClient
+
+    from harness.records import schema
+
+    run_id = trial.user_attrs.get(schema.RUN_ID_ATTR)
+    if not run_id:
+        return []
+    history = MlflowClient(str(cfg.tracking.uri)).get_metric_history(run_id, "val_loss")
+    return [m.value for m in sorted(history, key=lambda m: m.step)]
 
 
 def test_split(cfg) -> tuple[list[str], list[int]]:
@@ -120,9 +134,11 @@ def hf_search(seed: int, trials: int, folder: Path, extra: list[str], bf16: bool
 
     def hp_space(trial):
         lr = space["train.learning_rate"]
-        warm = space["train.warmup_steps"]
-        return {"learning_rate": trial.suggest_float("learning_rate", lr.low, lr.high, log=True),
-                "warmup_steps": trial.suggest_float("warmup_steps", warm.low, warm.high)}
+        out = {"learning_rate": trial.suggest_float("learning_rate", lr.low, lr.high, log=True)}
+        if "train.warmup_steps" in space:  # searched where the lora sweep searches it
+            warm = space["train.warmup_steps"]
+            out["warmup_steps"] = trial.suggest_float("warmup_steps", warm.low, warm.high)
+        return out
 
     steps: dict[int, tuple[int, int]] = {}
 

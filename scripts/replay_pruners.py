@@ -17,6 +17,7 @@ sample differently, so confirm a choice with a real sweep.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 from pathlib import Path
@@ -24,6 +25,8 @@ from pathlib import Path
 PRUNERS = {  # label: (class name, keyword arguments)
     "successive halving, min 1, factor 3 (default)":
         ("SuccessiveHalvingPruner", {"min_resource": 1, "reduction_factor": 3}),
+    "successive halving, min 1, factor 4":
+        ("SuccessiveHalvingPruner", {"min_resource": 1, "reduction_factor": 4}),
     "successive halving, min 2, factor 3":
         ("SuccessiveHalvingPruner", {"min_resource": 2, "reduction_factor": 3}),
     "successive halving, min 3, factor 4":
@@ -36,20 +39,32 @@ PRUNERS = {  # label: (class name, keyword arguments)
         ("MedianPruner", {"n_startup_trials": 1, "n_warmup_steps": 2}),
     "median, 2 startup, warm-up 2 (pruner=median)":
         ("MedianPruner", {"n_startup_trials": 2, "n_warmup_steps": 2}),
+    "median, 1 startup, warm-up 0":
+        ("MedianPruner", {"n_startup_trials": 1, "n_warmup_steps": 0}),
+    "percentile keeps best 33 %, 1 startup, warm-up 0":
+        ("PercentilePruner", {"percentile": 33.0, "n_startup_trials": 1, "n_warmup_steps": 0}),
+    "percentile keeps best 25 %, 1 startup, warm-up 0":
+        ("PercentilePruner", {"percentile": 25.0, "n_startup_trials": 1, "n_warmup_steps": 0}),
     "percentile keeps best 33 %, 1 startup, warm-up 2":
         ("PercentilePruner", {"percentile": 33.0, "n_startup_trials": 1, "n_warmup_steps": 2}),
 }
 
 
-def replay(curves: list[list[float]], pruner) -> tuple[int, float | None]:
-    """Steps (evaluations) trained and the best value of the complete trials under a pruner."""
+def replay(curves: list[list[float]], pruner, signals: list[list[float]] | None = None
+           ) -> tuple[int, float | None]:
+    """Steps (evaluations) trained and the best value of the complete trials under a pruner.
+
+    ``signals`` (one per trial, as long as its curve): what the pruner sees instead of the
+    curve (e.g. the negated validation loss); the trial's value is still its curve's best.
+    """
     import optuna
 
     study = optuna.create_study(direction="maximize", pruner=pruner)
     trained, best = 0, None
-    for curve in curves:
+    for i, curve in enumerate(curves):
+        seen = signals[i] if signals else curve
         trial = study.ask()
-        for step, value in enumerate(curve, 1):
+        for step, value in enumerate(seen, 1):
             trial.report(value, step)
             if step < len(curve) and trial.should_prune():
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
@@ -62,18 +77,21 @@ def replay(curves: list[list[float]], pruner) -> tuple[int, float | None]:
     return trained, best
 
 
-def sweeps_from(args: argparse.Namespace) -> list[list[list[float]]]:
-    """Each unpruned sweep as its trials' curves, in trial order."""
+def sweeps_from(args: argparse.Namespace) -> list[list[tuple[list[float], list | None]]]:
+    """Each unpruned sweep as its trials' (curve, pruning signal or None), in trial order."""
     import optuna
 
     if args.jsonl:
         rows = [json.loads(line) for line in args.jsonl.read_text().splitlines() if line]
-        return [[t["curve"] for t in sorted(r["trials"], key=lambda t: t["number"])
-                 if t["state"] == "COMPLETE"] for r in rows if "pruner=none" in r["system"]]
+        key = "loss_curve" if args.signal == "loss" else "curve"
+        sweeps = [[(t["curve"], [-v for v in t["loss_curve"]] if key == "loss_curve" else None)
+                   for t in sorted(r["trials"], key=lambda t: t["number"])
+                   if t["state"] == "COMPLETE"] for r in rows if "pruner=none" in r["system"]]
+        return sweeps
     out = []
     for name in args.study:
         study = optuna.load_study(study_name=name, storage=args.storage)
-        out.append([[t.intermediate_values[k] for k in sorted(t.intermediate_values)]
+        out.append([([t.intermediate_values[k] for k in sorted(t.intermediate_values)], None)
                     for t in study.trials if t.state.name == "COMPLETE"])
     return out
 
@@ -83,6 +101,9 @@ def main() -> None:
     parser.add_argument("--jsonl", type=Path, help="rows written by bench_peer.py --out")
     parser.add_argument("--storage", help="an Optuna storage URL (with --study)")
     parser.add_argument("--study", nargs="*", default=[], help="unpruned studies to replay")
+    parser.add_argument("--signal", choices=("metric", "best", "loss"), default="metric",
+                        help="what the pruner sees: the curve itself, its best so far, or the "
+                             "negated validation loss (--jsonl rows with loss curves)")
     args = parser.parse_args()
     if not args.jsonl and not (args.storage and args.study):
         parser.error("give --jsonl FILE, or --storage URL --study NAME [NAME ...]")
@@ -96,8 +117,12 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for label, (cls, kwargs) in PRUNERS.items():
         shares, losses = [], []
-        for curves in sweeps:
-            trained, best = replay(curves, getattr(optuna.pruners, cls)(**kwargs))
+        for sweep in sweeps:
+            curves = [c for c, _ in sweep]
+            signals = ([s for _, s in sweep] if args.signal == "loss" else
+                       [list(itertools.accumulate(c, max)) for c in curves]
+                       if args.signal == "best" else None)
+            trained, best = replay(curves, getattr(optuna.pruners, cls)(**kwargs), signals)
             shares.append(trained / sum(len(c) for c in curves))
             losses.append(100 * (max(max(c) for c in curves) - (best or 0.0)))
         print(f"| {label} | {statistics.mean(shares):.1%} | "

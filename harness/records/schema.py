@@ -10,6 +10,7 @@ from __future__ import annotations
 # ---------------------------------------------------------------- Optuna: study user attributes
 FINGERPRINT_ATTR = "harness.fingerprint"  # the settings that define the study (resume check)
 PARENT_RUN_ATTR = "mlflow_parent_run_id"  # the study's MLflow parent run
+INPUTS_ATTR = "harness.inputs"  # what the trials train on: each data split's and the model's id
 
 # ---------------------------------------------------------------- Optuna: trial user attributes
 WORKER_ATTR = "worker"  # a running trial's process: {host, boot, pid}

@@ -25,6 +25,7 @@ from harness.records.lookup import build_tracker
 from harness.report import write_report
 from harness.study import output_dir
 from harness.study.failure_limit import FailureLimit
+from harness.study.inputs import check_inputs, input_identity
 from harness.study.kept import drop_mlflow_checkpoints
 from harness.study.objective import Objective
 from harness.study.recovery import Recovery
@@ -80,9 +81,9 @@ class Sweep:
             import torch
 
             torch.set_num_threads(threads)
-        self.prepared = prepare_study(cfg, space)
         self.tracker = build_tracker(cfg)
-        self.tracker.check()
+        self.tracker.check()  # before the data and the model: a store that is not there fails
+        self.prepared = prepare_study(cfg, space)  # in seconds
         self.store = CheckpointStore.from_config(cfg)
         self.recovery = Recovery(self.tracker, self.store, study_cfg.max_retries,
                                  study_cfg.grace_period)
@@ -99,6 +100,7 @@ class Sweep:
         )
         if schema.FINGERPRINT_ATTR not in study.user_attrs:  # new (or made by a killed process)
             study.set_user_attr(schema.FINGERPRINT_ATTR, settings)
+        check_inputs(study, input_identity(cfg, self.prepared))  # the data's content too
         output_dir.claim(str(study_cfg.output_dir), study_cfg.name)
         parent = self.tracker.open_study(study.user_attrs.get(schema.PARENT_RUN_ATTR),
                                          self.prepared.study_params())

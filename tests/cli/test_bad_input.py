@@ -102,6 +102,9 @@ CASES = [
     (["study.storage=postgresql://harness:pw@127.0.0.1:1/nowhere"],
      "error: study.storage: cannot open 'postgresql://harness:***@127.0.0.1:1/nowhere'"),
     (["study.storage=not-a-database-url"], "error: study.storage: cannot open"),
+    # an MLflow server that is not there: at once, not after minutes of retries
+    (["tracking.uri=http://u:pw@127.0.0.1:1"],
+     "error: tracking.uri: cannot reach 'http://u:***@127.0.0.1:1' within 5 s"),
     (["study.storage=postgresql://harness:p/w@127.0.0.1:1/nowhere"],
      "error: study.storage: cannot open 'postgresql://harness:***@127.0.0.1:1/nowhere'"),
     # unwritable tracking store, artifact location and output folder
