@@ -47,8 +47,7 @@ class Tracker:
 
     def check(self) -> None:
         """Fail early (before anything is created) when the tracking store cannot be reached
-        (a server that does not answer: within seconds, not after MLflow's minutes of
-        retries)."""
+        (a server that does not answer: in seconds, not after MLflow's minutes of retries)."""
         if self.uri.startswith(("http://", "https://")):
             _reach(self.uri)
         for attempt in (1, 2):  # workers creating a new store's tables at once: retry once
@@ -226,26 +225,24 @@ def _view(run: Any) -> RunView:
 def _reach(uri: str, timeout: float = 5.0) -> None:
     """An MLflow server answers at ``uri`` (its /health page), or a ConfigError."""
     import base64
-    import urllib.error
     import urllib.request
+    from urllib.error import HTTPError
     from urllib.parse import urlsplit, urlunsplit
-
     parts = urlsplit(uri)
     try:
         host = parts.hostname or ""
-        netloc = f"[{host}]" if ":" in host else host
-        netloc += f":{parts.port}" if parts.port else ""
+        netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
     except ValueError:  # a URL MLflow will judge itself
         return
-    request = urllib.request.Request(urlunsplit(
-        (parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", "")))
+    request = urllib.request.Request(urlunsplit((parts.scheme, netloc, parts.path.rstrip("/")
+                                                 + "/health", "", "")))
     if parts.username:  # credentials in the URL: as HTTP basic auth, not in the address
         token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
     try:
         with urllib.request.urlopen(request, timeout=timeout):
             return
-    except urllib.error.HTTPError:  # it answered (a proxy, an older server): MLflow decides
+    except HTTPError:  # it answered (a proxy, an older server): MLflow decides
         return
     except OSError as exc:
         reason = getattr(exc, "reason", exc)

@@ -25,6 +25,7 @@ from harness.study.heartbeat import TrialTakenOver, TrialWatch
 from harness.study.kept import drop_mlflow_checkpoints
 from harness.study.recovery import this_worker
 from harness.study.summary import record_best, show
+from harness.train.memory import memory_figures, release_memory, reset_peak_memory
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,6 @@ class Objective:
         from harness.train.callbacks import MetricsLogger, OnEvaluate, PruningCallback, StopWhen
         from harness.train.compute import ComputeMeter
         from harness.train.finetune import finetune
-        from harness.train.memory import memory_figures, release_memory, reset_peak_memory
 
         start = time.perf_counter()
         cfg, metric = self.cfg, self.cfg.study.metric

@@ -62,7 +62,9 @@ def overrides_in(tmp_path: Path, tiny_model_dir: Path, sentiment_files: dict) ->
         "train.per_device_train_batch_size=16",
         # keys of the search space hold dots: change an entry with a dict literal. The random
         # tiny model needs high rates to learn anything in 60 steps (trial values then differ).
-        "search_space={train.learning_rate: {low: 1.0e-2, high: 5.0e-2}}",
+        # At those rates it needs some warm-up (searched, as the lora sweep once did).
+        "++search_space={train.learning_rate: {low: 1.0e-2, high: 5.0e-2}, "
+        "train.warmup_steps: {type: float, low: 0.0, high: 0.1}}",
         "display.progress=false",
         # the mechanics these tests check were written against the median pruner (the sweeps'
         # own successive halving runs in test_samplers_pruners and the slow suite)

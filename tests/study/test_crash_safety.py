@@ -173,8 +173,8 @@ def test_a_live_trial_declared_stale_stops_and_leaves_the_other_workers_record(
     _, study, client, _, children = stores(overrides)
     stale = study.trials[0]
     assert stale.state == TrialState.FAIL
-    assert "no heartbeat" in stale.user_attrs[schema.INTERRUPTED_ATTR]
     run = children[0]
+    assert "no heartbeat" in run.data.tags[schema.ERROR_TAG]
     assert run.info.status == "FAILED" and run.data.tags[schema.STATE_TAG] == "FAIL"
     assert schema.CHECKPOINT_ARTIFACT not in {a.path for a in
                                               client.list_artifacts(run.info.run_id)}
