@@ -1,6 +1,6 @@
 """The harness's own settings as typed configs: the schemas of ``conf/config.yaml``.
 
-Each section (``study``, ``checkpoints``, ``report``, ``export``, ``display``) is a dataclass
+Each section (study, checkpoints, report, export, display, final) is a dataclass
 registered in Hydra's ConfigStore and listed first in the config's defaults, so Hydra checks the
 types of every override; each checks its ranges in ``__post_init__``, run by :func:`settings`
 before anything is created. A field's rule is written once, in its metadata: the range check and
@@ -162,6 +162,13 @@ class DisplayConfig(_Checked):
 
 
 @dataclass
+class FinalConfig(_Checked):
+    SECTION: ClassVar[str] = "final"
+    top_k: int = _integer(2)
+    seeds: int = _integer(2, minimum=0)
+
+
+@dataclass
 class TrainOptions(_Checked):
     """The harness's keys of ``train`` (the others are TrainingArguments fields)."""
 
@@ -181,7 +188,7 @@ class TrainOptions(_Checked):
 # section -> its schema (registered in the ConfigStore; conf/config.yaml lists them first)
 SECTIONS: dict[str, type] = {"study": StudyConfig, "checkpoints": CheckpointsConfig,
                              "report": ReportConfig, "export": ExportConfig,
-                             "display": DisplayConfig}
+                             "display": DisplayConfig, "final": FinalConfig}
 
 
 def register() -> None:
