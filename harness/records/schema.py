@@ -10,6 +10,7 @@ from __future__ import annotations
 # ---------------------------------------------------------------- Optuna: study user attributes
 FINGERPRINT_ATTR = "harness.fingerprint"  # the settings that define the study (resume check)
 PARENT_RUN_ATTR = "mlflow_parent_run_id"  # the study's MLflow parent run
+STUDY_UID_ATTR = "harness.study_uid"  # the study's identity, also tagged on its parent run
 INPUTS_ATTR = "harness.inputs"  # what the trials train on: each data split's and the model's id
 FINAL_ATTR = "harness.final"  # the final stage's choice: configuration, seeds, means, test
 # The final stage's runs are the trials of a companion study in the same storage, named
@@ -42,6 +43,9 @@ FINAL_SEED_TAG = "harness.final.seed"
 PARENT_EXPERIMENT_TAG = "harness.parent_run_id"  # experiment tag: the study's parent run
 PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's own nesting tag
 STUDY_NAME_TAG = "optuna.study_name"
+STUDY_UID_TAG = "harness.study_uid"  # parent run: the Optuna study it belongs to (its uid)
+STORAGE_TAG = "optuna.storage"  # parent run: the study's storage (password masked)
+STUDY_ID_TAG = "optuna.study_id"  # parent run: the study's id in that storage
 NUMBER_TAG = "optuna.trial_number"
 STATE_TAG = "optuna.state"  # the trial's Optuna state (RUNNING, COMPLETE, PRUNED, FAIL)
 ERROR_TAG = "error"  # a failed trial's error (or why it was interrupted)

@@ -18,7 +18,7 @@ from harness.base.errors import ConfigError, first_line
 from harness.base.files import check_writable, sqlite_path
 from harness.base.secrets import mask
 from harness.records import schema
-from harness.records._parent import find_parent_run, open_experiment
+from harness.records._parent import elected_parent, find_parent_run, open_experiment
 from harness.records.reach import reach_server
 from harness.records.runs import RunView, TrialRun, as_params, now_ms
 
@@ -69,29 +69,35 @@ class Tracker:
 
     # ------------------------------------------------------------------ the study's parent run
 
-    def open_study(self, parent_run_id: str | None, params: Mapping[str, Any]) -> str:
+    def open_study(self, parent_run_id: str | None, params: Mapping[str, Any],
+                   identity: Mapping[str, str]) -> str:
         """Find the study's parent run again (or create it); it is RUNNING while trials run.
 
-        Workers that start at the same moment agree on one parent run: creating the experiment
-        succeeds for exactly one of them (MLflow refuses a second experiment of the same name);
-        that one creates the parent run and records it as the experiment tag
-        ``harness.parent_run_id``, which the others wait for.
+        It is bound to the Optuna study's identity (``identity``: tags, the study's uid among
+        them): another study of the same name gets its own. Workers starting together agree on
+        one: one of them creates the experiment; in an existing one, all keep the oldest.
         """
+        uid = identity[schema.STUDY_UID_TAG]
         self._experiment_id, created = open_experiment(self._client, self.experiment_name,
                                                        self._artifact_location)
         run = None if created else find_parent_run(self._client, self._experiment_id,
-                                                   parent_run_id)
+                                                   parent_run_id, uid)
         if run is None:
             run = self._client.create_run(
                 self._experiment_id, run_name=self.experiment_name,
-                tags={schema.ROLE_TAG: schema.ROLE_STUDY,
+                tags={schema.ROLE_TAG: schema.ROLE_STUDY, **identity,
                       schema.STUDY_NAME_TAG: self.experiment_name},
             )
             self._client.log_batch(run.info.run_id, params=as_params(params))
-            self._client.set_experiment_tag(self._experiment_id, schema.PARENT_EXPERIMENT_TAG,
-                                            run.info.run_id)
-        else:
-            self._client.update_run(run.info.run_id, status="RUNNING")
+            if created:
+                self._client.set_experiment_tag(self._experiment_id,
+                                                schema.PARENT_EXPERIMENT_TAG, run.info.run_id)
+            else:  # others may have created one for this study at the same moment
+                elected = elected_parent(self._client, self._experiment_id, uid)
+                if elected is not None and elected.info.run_id != run.info.run_id:
+                    self._client.delete_run(run.info.run_id)
+                    run = elected
+        self._client.update_run(run.info.run_id, status="RUNNING")
         self._parent_run_id = run.info.run_id
         return self._parent_run_id
 

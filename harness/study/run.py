@@ -31,7 +31,7 @@ from harness.study.kept import drop_mlflow_checkpoints
 from harness.study.objective import Objective
 from harness.study.recovery import Recovery
 from harness.study.setup import prepare_study, validate_config
-from harness.study.storage import existing_study, fingerprint, open_storage
+from harness.study.storage import existing_study, fingerprint, identity, open_storage
 from harness.study.summary import SweepSummary, build_summary, record_best
 from harness.study.workers import SAMPLER_SEED_STRIDE, threads_per_worker
 from harness.train.checkpoints import CheckpointStore
@@ -104,7 +104,7 @@ class Sweep:
         check_inputs(study, input_identity(cfg, self.prepared))  # the data's content too
         output_dir.claim(str(study_cfg.output_dir), study_cfg.name)
         parent = self.tracker.open_study(study.user_attrs.get(schema.PARENT_RUN_ATTR),
-                                         self.prepared.study_params())
+                                         self.prepared.study_params(), identity(study))
         study.set_user_attr(schema.PARENT_RUN_ATTR, parent)
         self.recovery.recover(study)
         finished = trials.count(study)["finished"]
