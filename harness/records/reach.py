@@ -1,10 +1,29 @@
-"""Is an MLflow server there? Asked before anything is created, in seconds (MLflow's own client
-retries for minutes)."""
+"""Reaching the MLflow store: is a server there (asked before anything is created, in seconds:
+MLflow's own client retries for minutes); a client whose new SQLite store is made safely."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from harness.base.errors import ConfigError
+from harness.base.files import sqlite_path
 from harness.base.secrets import mask
+
+
+def connect(uri: str) -> Any:
+    """An ``MlflowClient`` for ``uri``. Its constructor creates (migrates) a new SQLite store's
+    tables: processes starting together take turns (migrations run at the same moment fail
+    with "duplicate column" and can leave the store half-made)."""
+    from mlflow.tracking import MlflowClient
+
+    path = sqlite_path(uri)
+    if path is None:
+        return MlflowClient(tracking_uri=uri)
+    from filelock import FileLock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{path}.lock", timeout=300):
+        return MlflowClient(tracking_uri=uri)
 
 
 def reach_server(uri: str, timeout: float = 5.0) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 # ---------------------------------------------------------------- Optuna: study user attributes
 FINGERPRINT_ATTR = "harness.fingerprint"  # the settings that define the study (resume check)
 PARENT_RUN_ATTR = "mlflow_parent_run_id"  # the study's MLflow parent run
+SLOT_ATTR_PREFIX = "harness.slot."  # harness.slot.<k>: the process holding sampler slot k
 STUDY_UID_ATTR = "harness.study_uid"  # the study's identity, also tagged on its parent run
 INPUTS_ATTR = "harness.inputs"  # what the trials train on: each data split's and the model's id
 FINAL_ATTR = "harness.final"  # the final stage's choice: configuration, seeds, means, test
@@ -21,6 +22,7 @@ FINAL_SEED_ATTR = "harness.final.seed"
 
 # ---------------------------------------------------------------- Optuna: trial user attributes
 WORKER_ATTR = "worker"  # a running trial's process: {host, boot, pid}
+SAMPLER_SEED_ATTR = "sampler_seed"  # the seed of the sampler of the process that ran the trial
 ERROR_ATTR = "error"  # a failed trial: "ErrorClass: message"
 INTERRUPTED_ATTR = "interrupted"  # why a trial was stopped (signal, dead process)
 RUN_ID_ATTR = "mlflow_run_id"  # the trial's MLflow child run

@@ -19,7 +19,7 @@ from harness.base.files import check_writable, sqlite_path
 from harness.base.secrets import mask
 from harness.records import schema
 from harness.records._parent import elected_parent, find_parent_run, open_experiment
-from harness.records.reach import reach_server
+from harness.records.reach import connect, reach_server
 from harness.records.runs import RunView, TrialRun, as_params, now_ms
 
 log = logging.getLogger(__name__)
@@ -29,12 +29,10 @@ class Tracker:
     """The MLflow side of one study (experiment ``experiment_name``)."""
 
     def __init__(self, uri: str, artifact_location: str | None, experiment_name: str) -> None:
-        from mlflow.tracking import MlflowClient
-
         self.uri = str(uri)
         self.experiment_name = str(experiment_name)
         try:
-            self._client = MlflowClient(tracking_uri=self.uri)
+            self._client = connect(self.uri)
         except Exception as exc:
             raise ConfigError("tracking.uri",
                               mask(f"cannot use '{uri}': {first_line(exc)}")) from None
@@ -51,7 +49,7 @@ class Tracker:
         (a server that does not answer: in seconds, not after MLflow's minutes of retries)."""
         if self.uri.startswith(("http://", "https://")):
             reach_server(self.uri)
-        for attempt in (1, 2):  # workers creating a new store's tables at once: retry once
+        for attempt in range(1, 6):  # processes creating a new store's tables at once: retry
             try:
                 path = sqlite_path(self.uri)
                 if path is not None:  # SQLAlchemy needs the folder to exist
@@ -59,7 +57,7 @@ class Tracker:
                 self._client.search_experiments(max_results=1)
                 break
             except Exception as exc:
-                if attempt == 2 or isinstance(exc, OSError):
+                if attempt == 5 or isinstance(exc, OSError):
                     raise ConfigError("tracking.uri",
                                       mask(f"cannot use '{self.uri}': {first_line(exc)}")) from None
                 time.sleep(1.0)

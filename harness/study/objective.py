@@ -43,9 +43,9 @@ class Objective:
         self.pending: tuple[Any, dict[str, str]] | None = None  # a run to end in after_trial
         self.taken_over: int | None = None  # a trial another worker failed while this ran it
         self.prunes = True  # the pruner may stop a trial; its checkpoint kept if among the best
+        self.sampler_seed: int | None = None  # this process's (recorded on each trial)
 
-    # What a final-stage run (FinalObjective) does differently: the configuration it re-runs,
-    # the trial number and seed its run is named after.
+    # A final-stage run (FinalObjective): the configuration it re-runs, its number and seed
     def _configure(self, trial: Any) -> tuple[Any, dict[str, Any]]:
         return self.prepared.space.sample(trial, self.cfg)
 
@@ -69,6 +69,7 @@ class Objective:
         watch = TrialWatch(trial, float(cfg.study.heartbeat_interval))
         try:
             trial.set_user_attr(schema.WORKER_ATTR, this_worker())
+            trial.set_user_attr(schema.SAMPLER_SEED_ATTR, self.sampler_seed)
             faults.set_trial(trial.number, final=self._seed(trial) is not None)
             faults.hit("sample")
             trial_cfg, values = self._configure(trial)

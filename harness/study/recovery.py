@@ -54,7 +54,7 @@ def _machine() -> tuple[str, str]:
     return socket.gethostname(), boot
 
 
-def _process_is_gone(worker: Any) -> bool:
+def process_is_gone(worker: Any) -> bool:
     """True only when ``worker`` ran on this machine (this boot) and its process has ended."""
     me = this_worker()
     if not isinstance(worker, dict) or (worker.get("host"), worker.get("boot")) != (
@@ -97,7 +97,7 @@ class Recovery:
 
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             worker = trial.user_attrs.get(schema.WORKER_ATTR)
-            if _process_is_gone(worker):
+            if process_is_gone(worker):
                 self.fail(study, trial, f"its process (pid {worker['pid']}) is gone: killed or "
                                         "crashed while the trial ran")
         self.check_stale(study)

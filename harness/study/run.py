@@ -30,10 +30,11 @@ from harness.study.inputs import check_inputs, input_identity
 from harness.study.kept import drop_mlflow_checkpoints
 from harness.study.objective import Objective
 from harness.study.recovery import Recovery
+from harness.study.seeds import claim_slot, sampler_seed
 from harness.study.setup import prepare_study, validate_config
 from harness.study.storage import existing_study, fingerprint, identity, open_storage
 from harness.study.summary import SweepSummary, build_summary, record_best
-from harness.study.workers import SAMPLER_SEED_STRIDE, threads_per_worker
+from harness.study.workers import threads_per_worker
 from harness.train.checkpoints import CheckpointStore
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ class Sweep:
         existing = existing_study(storage, study_cfg.name, settings)
         self.study = study = optuna.create_study(
             study_name=study_cfg.name, storage=storage,
-            sampler=build("sampler", cfg.sampler, **self._sampler_seed(existing)),
+            sampler=build("sampler", cfg.sampler),  # seeded below, once this process has a slot
             pruner=build("pruner", cfg.pruner),
             directions=[study_cfg.direction] + (["minimize"] if study_cfg.second_objective
                                                 else []),
@@ -102,6 +103,9 @@ class Sweep:
         if schema.FINGERPRINT_ATTR not in study.user_attrs:  # new (or made by a killed process)
             study.set_user_attr(schema.FINGERPRINT_ATTR, settings)
         check_inputs(study, input_identity(cfg, self.prepared))  # the data's content too
+        self.seed = self._sampler_seed(existing)
+        if self.seed is not None:
+            study.sampler = build("sampler", cfg.sampler, seed=self.seed)
         output_dir.claim(str(study_cfg.output_dir), study_cfg.name)
         parent = self.tracker.open_study(study.user_attrs.get(schema.PARENT_RUN_ATTR),
                                          self.prepared.study_params(), identity(study))
@@ -116,6 +120,7 @@ class Sweep:
         self.progress = StudyProgress(study_cfg.n_trials, finished, study_cfg.metric,
                                       enabled=bool(cfg.display.progress))
         self.objective = Objective(self.prepared, self.tracker, self.store, self.progress)
+        self.objective.sampler_seed = self.seed
         self.active: tuple[Any, Any] | None = None  # (companion study, objective): final stage
         if cfg.checkpoints.mlflow == "kept":  # keep lowered, or a kill in between
             drop_mlflow_checkpoints(study, self.tracker, self.store)
@@ -178,13 +183,14 @@ class Sweep:
             raise StudyStopped(self.limit.reason, summary)
         return summary
 
-    def _sampler_seed(self, existing: Any) -> dict[str, int]:
-        """A seeded sampler never replays the samples of earlier runs (or other workers)."""
+    def _sampler_seed(self, existing: Any) -> int | None:
+        """A seeded sampler never replays the samples of earlier runs or of other processes
+        (each claims a slot of its own in the storage); None for an unseeded sampler."""
         seed = self.cfg.sampler.get("seed")
         if seed is None:
-            return {}
+            return None
         before = len(existing.trials) if existing else 0
-        return {"seed": int(seed) + before + SAMPLER_SEED_STRIDE * int(self.cfg.study.worker or 0)}
+        return sampler_seed(seed, before, claim_slot(self.study))
 
 
 def report_text(study: Any, cfg: DictConfig, tracker: Any) -> str:

@@ -21,9 +21,6 @@ from tqdm.auto import tqdm
 
 from harness.records import trials
 
-# A worker's sampler seed: sampler.seed + trials before it + this stride x its worker index.
-SAMPLER_SEED_STRIDE = 7919
-
 
 def threads_per_worker(study_cfg: DictConfig, worker: int | None = None) -> int | None:
     """Torch threads for one worker: study.threads, or this machine's cores divided among its
