@@ -19,6 +19,8 @@ from harness.base.files import check_writable, sqlite_path
 from harness.base.secrets import mask
 from harness.records import schema
 from harness.records._parent import find_parent_run, open_experiment
+from harness.records._reach import reach
+from harness.records.provenance import Provenance, record
 from harness.records.runs import RunView, TrialRun, as_params, now_ms
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ class Tracker:
         self._artifact_location = str(artifact_location) if artifact_location else None
         self._experiment_id: str | None = None
         self._parent_run_id: str | None = None
+        self.provenance: Provenance | None = None  # recorded on every run created here
 
     @property
     def parent_run_id(self) -> str | None:
@@ -49,7 +52,7 @@ class Tracker:
         """Fail early (before anything is created) when the tracking store cannot be reached
         (a server that does not answer: in seconds, not after MLflow's minutes of retries)."""
         if self.uri.startswith(("http://", "https://")):
-            _reach(self.uri)
+            reach(self.uri)
         for attempt in (1, 2):  # workers creating a new store's tables at once: retry once
             try:
                 path = sqlite_path(self.uri)
@@ -89,6 +92,7 @@ class Tracker:
             self._client.log_batch(run.info.run_id, params=as_params(params))
             self._client.set_experiment_tag(self._experiment_id, schema.PARENT_EXPERIMENT_TAG,
                                             run.info.run_id)
+            record(self._client, run.info.run_id, self.provenance)
         else:
             self._client.update_run(run.info.run_id, status="RUNNING")
         self._parent_run_id = run.info.run_id
@@ -131,6 +135,7 @@ class Tracker:
                                       tags=self._trial_tags(number))
         trial_run = TrialRun(self._client, run.info.run_id)
         self._client.log_batch(trial_run.run_id, params=as_params(params))
+        record(self._client, trial_run.run_id, self.provenance)
         self._client.log_text(trial_run.run_id, config_yaml, schema.CONFIG_ARTIFACT)
         return trial_run
 
@@ -221,30 +226,3 @@ def _view(run: Any) -> RunView:
     return RunView(run.info.run_id, dict(run.data.params), dict(run.data.metrics),
                    dict(run.data.tags), run.info.artifact_uri)
 
-
-def _reach(uri: str, timeout: float = 5.0) -> None:
-    """An MLflow server answers at ``uri`` (its /health page), or a ConfigError."""
-    import base64
-    import urllib.request
-    from urllib.error import HTTPError
-    from urllib.parse import urlsplit, urlunsplit
-    parts = urlsplit(uri)
-    try:
-        host = parts.hostname or ""
-        netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
-    except ValueError:  # a URL MLflow will judge itself
-        return
-    request = urllib.request.Request(urlunsplit((parts.scheme, netloc, parts.path.rstrip("/")
-                                                 + "/health", "", "")))
-    if parts.username:  # credentials in the URL: as HTTP basic auth, not in the address
-        token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout):
-            return
-    except HTTPError:  # it answered (a proxy, an older server): MLflow decides
-        return
-    except OSError as exc:
-        reason = getattr(exc, "reason", exc)
-        raise ConfigError("tracking.uri", mask(f"cannot reach '{uri}' within {timeout:.0f} s: "
-                                               f"{reason}")) from None

@@ -22,6 +22,7 @@ from harness.base.progress import StudyProgress
 from harness.base.secrets import mask
 from harness.records import schema, trials
 from harness.records.lookup import build_tracker
+from harness.records.provenance import describe
 from harness.report import write_report
 from harness.study import output_dir
 from harness.study.failure_limit import FailureLimit
@@ -100,7 +101,9 @@ class Sweep:
         )
         if schema.FINGERPRINT_ATTR not in study.user_attrs:  # new (or made by a killed process)
             study.set_user_attr(schema.FINGERPRINT_ATTR, settings)
-        check_inputs(study, input_identity(cfg, self.prepared))  # the data's content too
+        inputs = input_identity(cfg, self.prepared)
+        check_inputs(study, inputs)  # the data's content too
+        self.tracker.provenance = describe(inputs, cfg.data)  # on every run created below
         output_dir.claim(str(study_cfg.output_dir), study_cfg.name)
         parent = self.tracker.open_study(study.user_attrs.get(schema.PARENT_RUN_ATTR),
                                          self.prepared.study_params())
