@@ -29,6 +29,7 @@ SECOND_OBJECTIVES = ("trainable_params", "train_time")  # always minimized
 CHECKPOINTS_IN_MLFLOW = ("kept", "all")
 MERGE_ADAPTER = ("auto", "true", "false")
 MIXED_PRECISION = ("auto", "bf16", "fp16", "no")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def _integer(default: Any, minimum: int = 1, nullable: bool = False) -> Any:
@@ -159,6 +160,8 @@ class DisplayConfig(_Checked):
     SECTION: ClassVar[str] = "display"
     progress: bool = True
     trainer_bars: bool = False
+    log_level: str = _rule("INFO", f"one of {', '.join(LOG_LEVELS)}", one_of=LOG_LEVELS)
+    log_file: str | None = None
 
 
 @dataclass
