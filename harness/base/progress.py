@@ -6,6 +6,7 @@ evaluation and per trial instead, no redraws. Every line also goes to the study'
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -40,8 +41,9 @@ class StudyProgress:
         shown = "?" if value is None else f"{value:.4f}"
         self.current = f"trial {number} eval {index}: {self.metric} {shown}"
         self._refresh()
-        if self.lines:
-            self.bar.write(self.current, file=sys.stderr)
+        if self.lines:  # the launcher's pipe may be gone: the trial goes on
+            with contextlib.suppress(OSError):
+                self.bar.write(self.current, file=sys.stderr)
         if self.log is not None:
             self.log.line(self.current)
 

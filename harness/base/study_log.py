@@ -31,8 +31,11 @@ class StudyLog:
         if self._file.closed:
             return
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        for part in str(text).splitlines() or [""]:
-            self._file.write(f"{stamp} {self.prefix}{mask(part.rstrip())}\n")
+        try:
+            for part in str(text).splitlines() or [""]:
+                self._file.write(f"{stamp} {self.prefix}{mask(part.rstrip())}\n")
+        except (OSError, ValueError):  # a full disk, a closed file: never a failed study
+            pass
 
     def close(self) -> None:
         logging.getLogger("harness").removeHandler(self._handler)
