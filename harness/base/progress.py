@@ -1,27 +1,36 @@
-"""The study-level progress display: trial i of N, best so far, the running trial's evaluations."""
+"""The study-level progress display: trial i of N, best so far, the running trial's evaluations.
+
+On a terminal a progress bar; elsewhere (a pipe, a file: CI, nohup, SLURM) one line per
+evaluation and per trial instead, no redraws. Every line also goes to the study's log file.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import warnings
+from typing import Any
 
 import optuna
 from tqdm.auto import tqdm
 
 
 class StudyProgress:
-    """A tqdm bar over finished trials (complete + pruned), on stderr."""
+    """A tqdm bar over finished trials (complete + pruned), on stderr; without a terminal,
+    lines. ``log``: the study's log file (a :class:`harness.base.study_log.StudyLog`)."""
 
     def __init__(self, total: int, done: int, metric: str, enabled: bool = True,
-                 desc: str = "trials") -> None:
+                 desc: str = "trials", log: Any = None) -> None:
         self.metric = metric
         self.best = ""
         self.current = ""
+        self.log = log
+        self.lines = enabled and not is_terminal(sys.stderr)  # one line per evaluation
         self.bar = tqdm(
             total=total, initial=min(done, total), desc=desc, unit="trial",
-            file=sys.stderr, dynamic_ncols=True, disable=not enabled, leave=True,
+            file=sys.stderr, dynamic_ncols=True, disable=not enabled or self.lines, leave=True,
         )
 
     def trial_started(self, number: int) -> None:
@@ -32,6 +41,11 @@ class StudyProgress:
         shown = "?" if value is None else f"{value:.4f}"
         self.current = f"trial {number} eval {index}: {self.metric} {shown}"
         self._refresh()
+        if self.lines:  # the launcher's pipe may be gone: the trial goes on
+            with contextlib.suppress(OSError):
+                self.bar.write(self.current, file=sys.stderr)
+        if self.log is not None:
+            self.log.line(self.current)
 
     def trial_finished(self, counted: bool, best: tuple[int, float] | None) -> None:
         if best is not None:
@@ -42,6 +56,8 @@ class StudyProgress:
         self._refresh()
 
     def write(self, line: str) -> None:
+        if self.log is not None:
+            self.log.line(line)
         self.bar.write(line, file=sys.stderr)
 
     def close(self) -> None:
@@ -49,6 +65,22 @@ class StudyProgress:
 
     def _refresh(self) -> None:
         self.bar.set_postfix_str(" | ".join(p for p in (self.best, self.current) if p))
+
+
+def log_level(cfg: Any) -> str:
+    """``display.log_level`` of a composed config (INFO where it cannot be read)."""
+    try:
+        return str(cfg.display.log_level)
+    except Exception:  # a malformed config: its check names the field
+        return "INFO"
+
+
+def is_terminal(stream: Any) -> bool:
+    """Whether ``stream`` is a terminal (where a progress bar can redraw itself)."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):  # closed, or not a real stream
+        return False
 
 
 class TqdmLogHandler(logging.Handler):
@@ -61,8 +93,9 @@ class TqdmLogHandler(logging.Handler):
             self.handleError(record)
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    """harness logs at INFO through tqdm; the libraries' own chatter and bars are silenced.
+def configure_logging(level: int | str = logging.INFO) -> None:
+    """harness logs at ``level`` (INFO; ``display.log_level``) through tqdm; the libraries' own
+    chatter and bars are silenced. An unknown level name is INFO (the config check names it).
 
     Done with environment variables where a library reads them at import, so that nothing
     heavy is imported before the config is validated.
@@ -82,6 +115,8 @@ def configure_logging(level: int = logging.INFO) -> None:
     handler.setFormatter(logging.Formatter("[harness] %(message)s"))
     root = logging.getLogger("harness")
     root.handlers[:] = [handler]
+    if isinstance(level, str):
+        level = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     root.setLevel(level)
     root.propagate = False
     for name in ("alembic", "mlflow", "datasets", "transformers", "peft", "evaluate"):

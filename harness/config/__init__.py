@@ -5,8 +5,8 @@ Importing this package registers the schemas and the resolvers (before any compo
 """
 
 from harness.config import resolvers as _resolvers  # noqa: F401  (registers the resolvers)
+from harness.config.access import settings, train_options
 from harness.config.schema import register as _register_schemas
-from harness.config.schema import settings, train_options
 
 _register_schemas()
 

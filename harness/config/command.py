@@ -21,9 +21,9 @@ from hydra.errors import HydraException, MissingConfigException, OverrideParseEx
 from omegaconf.errors import OmegaConfBaseException, ValidationError
 
 from harness.base.errors import ConfigError
-from harness.base.progress import configure_logging
+from harness.base.progress import configure_logging, log_level
 from harness.base.secrets import config_urls, mask, masked_output, register
-from harness.config.schema import as_config_error, must_be
+from harness.config.access import as_config_error, must_be
 
 # An absolute path: the same whether an entry point runs as `python -m harness.X`, as a script
 # or from another module (a relative one would be read as a package).
@@ -53,7 +53,7 @@ def run_hydra(main: Callable[[], None]) -> None:
 def run_command(cfg: Any, action: Callable[[Any], Any]) -> None:
     """The body of a read-only command (report, export): ``action(cfg).format()`` printed with
     passwords masked; bad input (a ConfigError) is one ``error:`` line and exit status 2."""
-    configure_logging()
+    configure_logging(log_level(cfg))
     with masked_output(config_urls(cfg)):
         try:
             result = action(cfg)

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import MISSING
 
 from harness.base.errors import ConfigError
 
@@ -29,6 +28,7 @@ SECOND_OBJECTIVES = ("trainable_params", "train_time")  # always minimized
 CHECKPOINTS_IN_MLFLOW = ("kept", "all")
 MERGE_ADAPTER = ("auto", "true", "false")
 MIXED_PRECISION = ("auto", "bf16", "fp16", "no")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def _integer(default: Any, minimum: int = 1, nullable: bool = False) -> Any:
@@ -159,6 +159,8 @@ class DisplayConfig(_Checked):
     SECTION: ClassVar[str] = "display"
     progress: bool = True
     trainer_bars: bool = False
+    log_level: str = _rule("INFO", f"one of {', '.join(LOG_LEVELS)}", one_of=LOG_LEVELS)
+    log_file: str | None = None
 
 
 @dataclass
@@ -197,54 +199,3 @@ def register() -> None:
     store = ConfigStore.instance()
     for section, schema in SECTIONS.items():
         store.store(name=f"harness_schema_{section}", node=schema, package=section)
-
-
-def settings(cfg: Any, section: str) -> Any:
-    """``cfg.<section>`` as its dataclass, its ranges checked (a ConfigError naming the field)."""
-    node = cfg.get(section)
-    try:
-        return OmegaConf.to_object(node)
-    except OmegaConfBaseException as exc:
-        raise as_config_error(exc, f"{section}.") from None
-
-
-def train_options(train_cfg: Any) -> TrainOptions:
-    """The harness's keys of ``train``, typed and checked."""
-    names = [f.name for f in dataclasses.fields(TrainOptions)]
-    own = {k: train_cfg.get(k) for k in names if k in train_cfg}
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(TrainOptions), own)
-        return OmegaConf.to_object(merged)
-    except OmegaConfBaseException as exc:
-        raise as_config_error(exc, "train.") from None
-
-
-def must_be(full_key: str) -> str | None:
-    """What a typed setting must be (``study.n_trials`` → "a positive integer"), or None."""
-    section, _, rest = full_key.partition(".")
-    schema: Any = TrainOptions if section == "train" else SECTIONS.get(section)
-    *parents, name = rest.split(".") if rest else [""]
-    for parent in parents:
-        fields = {f.name: f for f in dataclasses.fields(schema)} if schema else {}
-        schema = fields[parent].default_factory if parent in fields else None
-    if schema is None or not dataclasses.is_dataclass(schema):
-        return None
-    if not name:
-        return "a mapping of settings"
-    spec = {f.name: f for f in dataclasses.fields(schema)}.get(name)
-    if spec is None:
-        return None
-    if spec.metadata.get("plots"):
-        return f"a list of plot names ({', '.join(PLOTS)})"
-    return spec.metadata.get("must") or f"of type {getattr(spec.type, '__name__', spec.type)}"
-
-
-def as_config_error(exc: OmegaConfBaseException, prefix: str = "") -> ConfigError:
-    """OmegaConf's type error as the harness's one-line form: "FIELD: must be …, got VALUE"."""
-    key = str(getattr(exc, "full_key", "") or "")
-    key = key if key.startswith(prefix) or not prefix else prefix + key
-    what = must_be(key)
-    value = getattr(exc, "value", None)
-    if what is not None and key:
-        return ConfigError(key, f"must be {what}, got {value!r}")
-    return ConfigError(key or prefix.rstrip(".") or "config", str(exc).splitlines()[0])

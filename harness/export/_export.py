@@ -26,7 +26,7 @@ from harness.base.files import replace_folder
 from harness.base.output_folders import check_replaceable, mark
 from harness.base.secrets import mask
 from harness.config import settings
-from harness.export.card import SOURCES, model_card
+from harness.export.card import SOURCES, base_model_id, model_card
 from harness.records import schema, trials
 from harness.records.lookup import load_study, open_tracker
 from harness.train.checkpoints import CheckpointStore, load_checkpoint
@@ -89,7 +89,7 @@ def export_model(cfg: DictConfig) -> Exported:
             exported = Exported(target, trial.number, trials.study_value(trial), merged)
             card = _card_info(cfg, study, trial, best, run, tracker, metrics, label_names,
                               merged, peft_type)
-            (scratch / "README.md").write_text(model_card(card))
+            model_card(card).save(scratch / "README.md")
             scratch.chmod(0o755)
             mark(scratch, "export", study.study_name)
         replace_folder(target, scratch)
@@ -98,7 +98,7 @@ def export_model(cfg: DictConfig) -> Exported:
     if cfg.export.register:
         exported.registered = _register(tracker, run_id, target, study.study_name, cfg)
         card["registered"] = exported.registered
-        (target / "README.md").write_text(model_card(card))
+        model_card(card).save(target / "README.md")
     return exported
 
 
@@ -194,6 +194,11 @@ def _card_info(cfg: DictConfig, study: Any, trial: Any, best: Any, run: Any, tra
     elif target.endswith("hub_dataset"):
         source += f" (`{data.get('path')}`)"
     params = run.params if run else {}
+    evaluations = {"validation": metrics}
+    test = {k.removeprefix(schema.TEST_PREFIX): v for k, v in sorted(
+        (run.metrics if run else {}).items()) if k.startswith(schema.TEST_PREFIX)}
+    if test:  # the run was evaluated on the test split (a final stage)
+        evaluations["test"] = test
     sizes = {}
     parent_run = tracker.run(tracker.parent_run_id) if tracker else None
     parent = parent_run.params if parent_run else {}
@@ -205,13 +210,15 @@ def _card_info(cfg: DictConfig, study: Any, trial: Any, best: Any, run: Any, tra
         "study": study.study_name, "trial": trial.number, "value": trial.values[0],
         "metric": str(cfg.study.metric), "direction": str(cfg.study.direction),
         "is_best": best is not None and best.number == trial.number,
-        "metrics": metrics, "params": dict(trial.params),
+        "evaluations": evaluations, "params": dict(trial.params),
         "method": (params.get(schema.METHOD_PARAM) or trial.params.get(schema.METHOD_PARAM)
                    or str(cfg.peft.method)),
         "merged": merged, "peft_type": peft_type,
-        "base_model": params.get(schema.MODEL_PATH_PARAM) or str(cfg.model.name_or_path),
+        "base_model": base_model_id(params.get(schema.MODEL_PATH_PARAM)
+                                    or str(cfg.model.name_or_path), cfg.model.get("hub_id")),
         "model_name": params.get(schema.MODEL_PARAM) or str(cfg.model.name),
-        "data": {"name": str(data.name), "source": source, "sizes": sizes},
+        "data": {"name": str(data.name), "source": source, "sizes": sizes,
+                 "hub_id": str(data.path) if target.endswith("hub_dataset") else None},
         "labels": label_names,
     }
 

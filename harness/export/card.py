@@ -1,9 +1,11 @@
-"""The README.md (model card) of an exported model: data, method, hyperparameters, metrics,
-how to load it."""
+"""The README.md (model card) of an exported model, made with huggingface_hub's own API
+(``ModelCard``, ``ModelCardData``, ``EvalResult``): metadata the hub reads (base model, task,
+evaluation results per split), then data, method, hyperparameters, metrics, how to load it."""
 
 from __future__ import annotations
 
-import json
+import re
+from pathlib import Path
 from typing import Any
 
 SOURCES = {  # data source target -> what the data is
@@ -14,43 +16,75 @@ SOURCES = {  # data source target -> what the data is
     "harness.data.sources.local_files": "local files",
     "harness.data.sources.hub_dataset": "a Hugging Face Hub dataset",
 }
+TASK = "text-classification"
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+TEMPLATE = "---\n{{ card_data }}\n---\n\n{{ body }}\n"
 
 
-def model_card(info: dict[str, Any]) -> str:
-    """``info``: study, trial, value, metric, direction, metrics, params, method, merged,
-    base_model, data (name, source, sizes), labels, peft_type, registered."""
-    merged = info["merged"]
-    peft_type = info.get("peft_type")
+def base_model_id(name_or_path: str, hub_id: str | None) -> str | None:
+    """The base model's hub id: ``name_or_path`` when it is one (not a local folder), else the
+    config's ``model.hub_id`` (the hub model a local folder holds), else None."""
+    if _HUB_ID.fullmatch(name_or_path) and not Path(name_or_path).expanduser().exists():
+        return name_or_path
+    return str(hub_id) if hub_id else None
+
+
+def model_card(info: dict[str, Any]) -> Any:
+    """A ``huggingface_hub.ModelCard``. ``info``: study, trial, value, metric, direction,
+    is_best, evaluations ({split: {metric: value}}: validation, and test when there is one),
+    params, method, merged, base_model (hub id or None), model_name, model_path, data (name,
+    source, sizes, hub_id), labels, peft_type, registered."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    merged, peft_type = info["merged"], info.get("peft_type")
     library = "peft" if peft_type and not merged else "transformers"
-    front = {
-        "library_name": library,
-        "base_model": info["base_model"],
-        "pipeline_tag": "text-classification",
-        "tags": ["harness", "optuna", info["method"]],
-    }
-    lines = ["---", *[f"{k}: {json.dumps(v)}" for k, v in front.items()], "---", "",
-             f"# {info['study']}: trial {info['trial']}", "",
+    data = info["data"]
+    extra: dict[str, Any] = {}
+    if info.get("base_model"):  # how the hub relates it to its base model
+        extra["base_model_relation"] = "adapter" if library == "peft" else "finetune"
+    card_data = ModelCardData(
+        model_name=f"{info['study']}-trial-{info['trial']}",
+        base_model=info.get("base_model"),
+        library_name=library,
+        pipeline_tag=TASK,
+        tags=["harness", "optuna", info["method"], *([peft_type.lower()] if peft_type else [])],
+        datasets=[data["hub_id"]] if data.get("hub_id") else None,
+        metrics=sorted({k for split in info["evaluations"].values() for k in split}),
+        eval_results=[
+            EvalResult(task_type=TASK, dataset_type=data.get("hub_id") or data["name"],
+                       dataset_name=data["name"], dataset_split=split, metric_type=name,
+                       metric_name=f"{split} {name}", metric_value=float(value))
+            for split, figures in info["evaluations"].items() for name, value in figures.items()
+        ] or None,
+        **extra,
+    )
+    return ModelCard.from_template(card_data, template_str=TEMPLATE, body=_body(info, library))
+
+
+def _body(info: dict[str, Any], library: str) -> str:
+    peft_type, data = info.get("peft_type"), info["data"]
+    base = info.get("base_model")
+    lines = [f"# {info['study']}: trial {info['trial']}", "",
              f"A text classifier fine-tuned by the harness: the "
              f"{'best' if info['is_best'] else 'chosen'} trial ({info['trial']}) of the Optuna "
              f"study `{info['study']}`, validation {info['metric']} "
              f"{info['value']:.4f} ({info['direction']}).", "",
-             "## Data", ""]
-    data = info["data"]
-    lines.append(f"- `{data['name']}`: {data['source']}")
-    for split, size in data.get("sizes", {}).items():
-        lines.append(f"- {split}: {size:,} examples")
+             "## Data", "", f"- `{data['name']}`: {data['source']}"]
+    lines += [f"- {split}: {size:,} examples" for split, size in data.get("sizes", {}).items()]
     lines += [f"- labels: {', '.join(f'{i} = {n}' for i, n in enumerate(info['labels']))}", "",
               "## Method", "",
-              f"- base model: {info.get('model_name', '')} (`{info['base_model']}`)",
+              f"- base model: {info.get('model_name', '')}"
+              + (f" ([`{base}`](https://huggingface.co/{base}))" if base else " (a local model)"),
               f"- fine-tuning: {info['method']}"
-              + (f" (peft {peft_type}, " + ("merged into the weights)" if merged
+              + (f" (peft {peft_type}, " + ("merged into the weights)" if info["merged"]
                                             else "adapter kept separate)") if peft_type else ""),
               "", "## Hyperparameters", "", "| param | value |", "|---|---|"]
     lines += [f"| `{k}` | {_show(v)} |" for k, v in info["params"].items()]
     lines += ["", "The composed config of the trial is `config.yaml`.", "",
-              "## Metrics (validation split, at the trial's best evaluation)", "",
-              "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {_show(v)} |" for k, v in info["metrics"].items()]
+              "## Metrics (at the trial's best evaluation)", "",
+              "| split | metric | value |", "|---|---|---|"]
+    lines += [f"| {split} | {k} | {_show(v)} |"
+              for split, figures in info["evaluations"].items() for k, v in figures.items()]
     lines += ["", "## Use", "", "```bash", "python -m harness.predict . \"some text\" "
               "\"another text\"", "```", "", "```python"]
     if library == "peft":
@@ -66,9 +100,11 @@ def model_card(info: dict[str, Any]) -> str:
         lines += ["from transformers import AutoModelForSequenceClassification, AutoTokenizer",
                   "", "folder = \"PATH/TO/THIS/FOLDER\"",
                   "model = AutoModelForSequenceClassification.from_pretrained(folder).eval()"]
-    lines += ["tokenizer = AutoTokenizer.from_pretrained(folder)", "```", ""]
+    lines += ["tokenizer = AutoTokenizer.from_pretrained(folder)",
+              "inputs = tokenizer([\"some text\"], return_tensors=\"pt\")",
+              "label = model.config.id2label[model(**inputs).logits.argmax(-1).item()]", "```"]
     if info.get("registered"):
-        lines += [f"Registered in MLflow as `{info['registered']}`.", ""]
+        lines += ["", f"Registered in MLflow as `{info['registered']}`."]
     return "\n".join(lines)
 
 

@@ -68,6 +68,7 @@ RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}
 # ---------------------------------------------------------------- MLflow: metrics
 VAL_PREFIX = "val_"  # curves: val_<metric> at every evaluation
 BEST_VAL_PREFIX = "best_val_"  # a trial's metrics at its best evaluation
+TEST_PREFIX = "test_"  # a run's metrics on the test split (a final evaluation stage)
 BEST_VALUE_METRIC = "best_value"  # parent run: best value against trials finished
 TEST_PREFIX = "test_"  # the chosen configuration's seed runs: metrics on the test split
 # parent run: the final stage's chosen configuration ("final_val_accuracy_mean", …)

@@ -19,6 +19,7 @@ from harness.base.files import check_writable, sqlite_path
 from harness.base.secrets import mask
 from harness.records import schema
 from harness.records._parent import elected_parent, find_parent_run, open_experiment
+from harness.records.provenance import Provenance, record
 from harness.records.reach import connect, reach_server
 from harness.records.runs import RunView, TrialRun, as_params, now_ms
 
@@ -39,6 +40,7 @@ class Tracker:
         self._artifact_location = str(artifact_location) if artifact_location else None
         self._experiment_id: str | None = None
         self._parent_run_id: str | None = None
+        self.provenance: Provenance | None = None  # recorded on every run created here
 
     @property
     def parent_run_id(self) -> str | None:
@@ -95,6 +97,7 @@ class Tracker:
                 if elected is not None and elected.info.run_id != run.info.run_id:
                     self._client.delete_run(run.info.run_id)
                     run = elected
+            record(self._client, run.info.run_id, self.provenance)
         self._client.update_run(run.info.run_id, status="RUNNING")
         self._parent_run_id = run.info.run_id
         return self._parent_run_id
@@ -133,12 +136,12 @@ class Tracker:
 
     def start_trial(self, number: int, params: Mapping[str, Any], config_yaml: str,
                     seed: int | None = None) -> TrialRun:
-        """Trial ``number``'s run (``trial-N``), or with ``seed`` its final-stage re-run
-        (``final-N-seedK``)."""
+        """Trial ``number``'s run ``trial-N`` (with ``seed``: its re-run ``final-N-seedK``)."""
         run = self._client.create_run(self._experiment_id, run_name=_run_name(number, seed),
                                       tags=self._trial_tags(number, seed))
         trial_run = TrialRun(self._client, run.info.run_id)
         self._client.log_batch(trial_run.run_id, params=as_params(params))
+        record(self._client, trial_run.run_id, self.provenance)
         self._client.log_text(trial_run.run_id, config_yaml, schema.CONFIG_ARTIFACT)
         return trial_run
 
@@ -241,7 +244,6 @@ class Tracker:
 
 def _run_name(number: int, seed: int | None) -> str:
     return f"trial-{number}" if seed is None else f"final-{number}-seed{seed}"
-
 
 def _view(run: Any) -> RunView:
     return RunView(run.info.run_id, dict(run.data.params), dict(run.data.metrics),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -20,8 +21,10 @@ from harness.base.errors import StudyStopped, first_line
 from harness.base.objects import build
 from harness.base.progress import StudyProgress
 from harness.base.secrets import mask
+from harness.base.study_log import StudyLog
 from harness.records import schema, trials
 from harness.records.lookup import build_tracker
+from harness.records.provenance import command_line, describe
 from harness.report import write_report
 from harness.study import output_dir
 from harness.study.failure_limit import FailureLimit
@@ -102,11 +105,14 @@ class Sweep:
         )
         if schema.FINGERPRINT_ATTR not in study.user_attrs:  # new (or made by a killed process)
             study.set_user_attr(schema.FINGERPRINT_ATTR, settings)
-        check_inputs(study, input_identity(cfg, self.prepared))  # the data's content too
+        inputs = input_identity(cfg, self.prepared)
+        check_inputs(study, inputs)  # the data's content too
+        self.tracker.provenance = describe(inputs, cfg.data)  # on every run created below
         self.seed = self._sampler_seed(existing)
         if self.seed is not None:
             study.sampler = build("sampler", cfg.sampler, seed=self.seed)
         output_dir.claim(str(study_cfg.output_dir), study_cfg.name)
+        self.log = open_log(cfg)
         parent = self.tracker.open_study(study.user_attrs.get(schema.PARENT_RUN_ATTR),
                                          self.prepared.study_params(), identity(study))
         study.set_user_attr(schema.PARENT_RUN_ATTR, parent)
@@ -118,7 +124,7 @@ class Sweep:
             log.info("%s study '%s': %d trials finished, %d to go", who, study_cfg.name,
                      finished, max(0, study_cfg.n_trials - finished))
         self.progress = StudyProgress(study_cfg.n_trials, finished, study_cfg.metric,
-                                      enabled=bool(cfg.display.progress))
+                                      enabled=bool(cfg.display.progress), log=self.log)
         self.objective = Objective(self.prepared, self.tracker, self.store, self.progress)
         self.objective.sampler_seed = self.seed
         self.active: tuple[Any, Any] | None = None  # (companion study, objective): final stage
@@ -168,6 +174,9 @@ class Sweep:
     def close(self, status: str) -> None:
         """The parent run's final record; closed by the last worker still running trials."""
         self.progress.close()
+        if self.log is not None and status != "FINISHED":
+            self.log.line(f"run ended: {status}")
+            self.log.close()
         record_best(self.study, self.tracker, self.cfg)
         if not trials.count(self.study)["running"]:
             self.tracker.close_study("FAILED" if self.limit.reason and status == "FINISHED"
@@ -179,6 +188,9 @@ class Sweep:
         summary = build_summary(self.study, self.cfg, self.tracker, self.store,
                                 self.objective.overheads, resume_command)
         summary.report = report_text(self.study, self.cfg, self.tracker)
+        if self.log is not None:
+            self.log.line(summary.format())
+            self.log.close()
         if self.limit.reason:
             raise StudyStopped(self.limit.reason, summary)
         return summary
@@ -191,6 +203,17 @@ class Sweep:
             return None
         before = len(existing.trials) if existing else 0
         return sampler_seed(seed, before, claim_slot(self.study))
+
+
+def open_log(cfg: DictConfig) -> StudyLog | None:
+    """The study's log file (``display.log_file``), its run's first line the command."""
+    path = cfg.display.get("log_file")
+    if not path:
+        return None
+    worker = cfg.study.get("worker")
+    log = StudyLog(Path(str(path)), "" if worker is None else f"[worker {worker}] ")
+    log.line(f"run started: {command_line()}")
+    return log
 
 
 def report_text(study: Any, cfg: DictConfig, tracker: Any) -> str:

@@ -69,6 +69,8 @@ def validate_config(cfg: DictConfig) -> Any:
         raise ConfigError("sampler", "a grid cannot search a methods study (its space differs "
                                      "per method): use sampler=tpe or sampler=random")
     check_writable("study.output_dir", study.output_dir)
+    if cfg.get("display") is not None and cfg.display.get("log_file"):
+        check_writable("display.log_file", Path(str(cfg.display.log_file)).expanduser().parent)
     check_owner(str(study.output_dir), str(study.name))
     if cfg.get("report") is not None and cfg.report.enabled:
         check_replaceable("report.dir", Path(str(cfg.report.dir)), "report", str(study.name),

@@ -23,6 +23,7 @@ from harness.records.lookup import build_tracker
 FINGERPRINT_KEYS = ("model", "data", "peft", "train", "search_space", "method_space", "methods",
                     "metrics", "metric_args")
 FINGERPRINT_STUDY_KEYS = ("metric", "direction", "second_objective", "prune_metric")
+NOT_FINGERPRINTED = {"model": ("hub_id",)}  # settings no trial trains differently by (the card's)
 
 
 def open_storage(study_cfg: DictConfig, recovery: Any) -> Any:
@@ -70,6 +71,8 @@ def fingerprint(cfg: DictConfig) -> dict[str, str]:
     for key in FINGERPRINT_KEYS:
         node = cfg.get(key)
         container = OmegaConf.to_container(node, resolve=False) if node is not None else None
+        for name in NOT_FINGERPRINTED.get(key, ()):
+            container.pop(name, None)
         out[key] = json.dumps(container, sort_keys=True)
     for key in FINGERPRINT_STUDY_KEYS:
         out[f"study.{key}"] = json.dumps(cfg.study.get(key))

@@ -19,6 +19,7 @@ import optuna
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
+from harness.base.progress import is_terminal
 from harness.records import trials
 
 
@@ -82,7 +83,7 @@ def run_workers(cfg: DictConfig, overrides: list[str]) -> int:
     for reader in readers:
         reader.start()
     done = threading.Event()
-    if cfg.display.progress:
+    if cfg.display.progress and is_terminal(sys.stderr):  # else the workers' lines only
         threading.Thread(target=_progress, args=(cfg, done), daemon=True).start()
 
     try:

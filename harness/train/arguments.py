@@ -10,7 +10,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from harness.base.errors import ConfigError, first_line
-from harness.config.schema import TrainOptions, train_options
+from harness.config.access import train_options
+from harness.config.schema import TrainOptions
 
 # TrainingArguments the harness sets itself (evaluation cadence, no checkpoints of its own,
 # no reporting integrations: tracking is the harness's job).

@@ -98,6 +98,10 @@ CASES = [
      "error: report.plots: unknown plot 'histogram' (known: history, intermediate, expected_max, "
      "importances, parallel, slice, pareto)"),
     (["report.max_params=0"], "error: report.max_params: must be a positive integer, got 0"),
+    (["display.log_level=LOUD"],
+     "error: display.log_level: must be one of DEBUG, INFO, WARNING, ERROR, got 'LOUD'"),
+    (["display.log_file={bad}/a_file/sweep.log"],
+     "error: display.log_file: cannot write to '{bad}/a_file': "),
     # an unreachable, then a malformed storage URL
     (["study.storage=postgresql://harness:pw@127.0.0.1:1/nowhere"],
      "error: study.storage: cannot open 'postgresql://harness:***@127.0.0.1:1/nowhere'"),
