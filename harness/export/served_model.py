@@ -44,6 +44,10 @@ class TextClassifier:
         self.model = model.eval()
         self.names = {int(k): str(v) for k, v in model.config.id2label.items()}
 
+    def get_raw_model(self) -> Any:
+        """The transformers (or peft) model (``PyFuncModel.get_raw_model()``)."""
+        return self.model
+
     def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> list[str]:
         """The most probable label of each text (a list of texts, or a one-column table)."""
         import torch
