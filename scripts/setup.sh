@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 stamp=.venv/.harness-installed
-want="torch=${TORCH_VERSION} $(sha256sum pyproject.toml | cut -d' ' -f1)"
+want="torch=${TORCH_VERSION} $(cat pyproject.toml setup.py | sha256sum | cut -d' ' -f1)"
 
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"

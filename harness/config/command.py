@@ -25,9 +25,22 @@ from harness.base.progress import configure_logging, log_level
 from harness.base.secrets import config_urls, mask, masked_output, register
 from harness.config.access import as_config_error, must_be
 
-# An absolute path: the same whether an entry point runs as `python -m harness.X`, as a script
-# or from another module (a relative one would be read as a package).
-CONF = str(Path(__file__).resolve().parents[2] / "conf")
+
+def config_dir() -> str:
+    """The folder of the harness's configs: ``conf/`` beside the package in a checkout (the
+    folder users edit), else the copy the wheel ships inside the package (``harness/_conf``).
+
+    An absolute path: the same whether an entry point runs as `python -m harness.X`, as a
+    script or from another module (a relative one would be read as a package).
+    """
+    package = Path(__file__).resolve().parents[1]
+    checkout = package.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "conf" / "config.yaml").is_file():
+        return str(checkout / "conf")
+    return str(package / "_conf")
+
+
+CONF = config_dir()
 
 
 def run_hydra(main: Callable[[], None]) -> None:

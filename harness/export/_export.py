@@ -4,9 +4,10 @@ model in a folder that plain transformers (+ peft) loads.
 The folder holds the weights (a peft adapter merged into them, or kept separate:
 ``export.merge_adapter``), the tokenizer, ``labels.json``, the trial's composed ``config.yaml``,
 ``metrics.json`` and a model card (``README.md``: data, method, hyperparameters, metrics, how to
-load). ``export.register=true`` also registers it in MLflow's model registry under the study's
-name. Read-only on the study; the folder is written whole or not at all. Exit status 2 on bad
-input.
+load). ``export.register=true`` also logs it as an MLflow model
+(:mod:`harness.export.mlflow_model`) and registers it in MLflow's model registry under the
+study's name. Read-only on the study; the folder is written whole or not at all. Exit status 2
+on bad input.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from harness.base.output_folders import check_replaceable, mark
 from harness.base.secrets import mask
 from harness.config import settings
 from harness.export.card import SOURCES, base_model_id, model_card
+from harness.export.mlflow_model import save_mlflow_model
 from harness.records import schema, trials
 from harness.records.lookup import load_study, open_tracker
 from harness.train.checkpoints import CheckpointStore, load_checkpoint
@@ -225,7 +227,8 @@ def _card_info(cfg: DictConfig, study: Any, trial: Any, best: Any, run: Any, tra
 
 def _register(tracker: Any, run_id: str | None, folder: Path, name: str,
               cfg: DictConfig) -> str:
-    """Log the folder to the trial's run (``model/``) and register it as a new version."""
+    """Log the folder as an MLflow model to the trial's run (``model/``) and register it as a
+    new version."""
     from mlflow.exceptions import MlflowException
 
     if tracker is None or not run_id:
@@ -233,7 +236,9 @@ def _register(tracker: Any, run_id: str | None, folder: Path, name: str,
             f"the study's MLflow runs are not in '{cfg.tracking.uri}': set tracking.uri to the "
             "store the sweep used"))
     try:
-        return tracker.register_model(run_id, folder, name)
+        with tempfile.TemporaryDirectory(prefix="harness-register-") as scratch:
+            model = save_mlflow_model(folder, Path(scratch) / "model", int(cfg.data.max_length))
+            return tracker.register_model(run_id, model, name)
     except MlflowException as exc:
         raise ConfigError("export.register", mask(f"MLflow refused: {first_line(exc)}")) \
             from None

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from harness.base.errors import ConfigError, first_line
+from harness.base.extras import check_target
 from harness.base.files import check_writable
 from harness.base.objects import build
 from harness.base.output_folders import check_replaceable
@@ -75,6 +76,7 @@ def validate_config(cfg: DictConfig) -> Any:
     if cfg.get("report") is not None and cfg.report.enabled:
         check_replaceable("report.dir", Path(str(cfg.report.dir)), "report", str(study.name),
                           cfg, default=Path(str(study.output_dir)) / "report")
+    check_target("sampler", str(cfg.sampler.get("_target_", "")))
     build("sampler", cfg.sampler)
     build("pruner", cfg.pruner)
     return space

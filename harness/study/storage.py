@@ -12,6 +12,7 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 
 from harness.base.errors import ConfigError, first_line
+from harness.base.extras import missing_extra, needs
 from harness.base.files import sqlite_path
 from harness.base.secrets import mask
 from harness.records import schema
@@ -51,6 +52,8 @@ def open_storage(study_cfg: DictConfig, recovery: Any) -> Any:
                     engine_kwargs={"connect_args": {"timeout": 60}} if path is not None else {},
                 )
         except Exception as exc:
+            if missing_extra(exc):
+                raise needs("study.storage", mask(f"'{url}'"), missing_extra(exc)) from None
             if attempt == 2 or isinstance(exc, ImportError):
                 raise ConfigError("study.storage",
                                   mask(f"cannot open '{url}': {first_line(exc)}")) from None

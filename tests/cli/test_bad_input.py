@@ -181,6 +181,26 @@ def test_bad_input_is_one_line_exit_2_and_nothing_created(sweep_overrides, tmp_p
     nothing_created(tmp_path)
 
 
+# An optional dependency (an extra of the harness) that is not installed: (module, overrides,
+# the start of the one error line). The module is hidden from this process's imports.
+MISSING_EXTRAS = [
+    ("psycopg", ["study.storage=postgresql://harness:pw@127.0.0.1:5432/harness"],
+     "error: study.storage: 'postgresql://harness:***@127.0.0.1:5432/harness' needs the "
+     "PostgreSQL driver: pip install 'harness[postgres]'"),
+    ("cmaes", ["sampler=cmaes"],
+     "error: sampler: CmaEsSampler needs the cmaes package: pip install 'harness[samplers]'"),
+]
+
+
+@pytest.mark.parametrize(("module", "overrides", "expected"), MISSING_EXTRAS,
+                         ids=[c[0] for c in MISSING_EXTRAS])
+def test_a_missing_extra_is_one_line_naming_it(sweep_overrides, tmp_path, monkeypatch, capsys,
+                                               module, overrides, expected):
+    monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
+    test_bad_input_is_one_line_exit_2_and_nothing_created(
+        sweep_overrides, tmp_path, monkeypatch, capsys, overrides, expected)
+
+
 @pytest.mark.parametrize(
     ("override", "expected"),
     [

@@ -77,8 +77,31 @@ def test_the_exported_best_model_loads_with_plain_transformers_and_scores_as_rec
         [client.get_experiment_by_name("tiny-files-lora").experiment_id],
         f"tags.`optuna.trial_number` = '{summary.best_number}'")[0]
     assert version.run_id == best_run.info.run_id
-    assert "model/model.safetensors" in {a.path for a in client.list_artifacts(
-        best_run.info.run_id, "model")}
+    assert "model/MLmodel" in {a.path for a in client.list_artifacts(best_run.info.run_id,
+                                                                     "model")}
+
+
+def test_the_registered_version_is_an_mlflow_model_that_predicts_labels(
+        finished, sentiment_files, tmp_path, compose, monkeypatch):
+    import mlflow.pyfunc
+    import pandas as pd
+
+    overrides, summary = finished
+    cfg = compose([*overrides, f"export.dir={tmp_path / 'registered'}", "export.register=true"])
+    registered = export_model(cfg).registered
+    version = registered.rsplit(" ", 1)[-1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", str(cfg.tracking.uri))
+    model = mlflow.pyfunc.load_model(f"models:/tiny-files-lora/{version}")
+    assert [c.type.name for c in model.metadata.get_input_schema().inputs] == ["string"]
+    assert model.metadata.saved_input_example_info is not None
+    with sentiment_files["validation"].open() as handle:
+        rows = list(csv.DictReader(handle))
+    labels = model.predict([r["text"] for r in rows])
+    assert set(labels) <= {"negative", "neutral", "positive"}
+    accuracy = sum(p == r["label"] for p, r in zip(labels, rows, strict=True)) / len(rows)
+    assert accuracy == pytest.approx(summary.best_value, abs=1e-9)
+    table = pd.DataFrame({"text": [r["text"] for r in rows[:3]]})
+    assert list(model.predict(table)) == labels[:3]
 
 
 def test_a_separate_adapter_loads_with_transformers_and_peft_and_scores_as_recorded(

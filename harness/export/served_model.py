@@ -1,0 +1,77 @@
+"""The registered MLflow model's loader: an export loaded with transformers (+ peft), a label
+per text.
+
+An MLflow pyfunc ``loader_module``: ``export.register=true`` copies this file into the MLflow
+model (its ``code/``), and MLflow imports it from there to load the model
+(``mlflow.pyfunc.load_model``, ``mlflow models serve``). It imports no harness module, so the
+model serves wherever torch, transformers and peft are installed. A separate adapter (prompt or
+prefix tuning, or a LoRA kept unmerged) is applied to the base model the MLflow model carries
+beside it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+MODEL = "model"  # the export folder
+BASE = "base"  # a separate adapter's base model
+SETTINGS = "serving.json"  # {"max_length": tokens per text, "batch_size": texts per batch}
+
+
+class TextClassifier:
+    """The classifier in an MLflow model's data folder; ``predict`` answers label names."""
+
+    def __init__(self, folder: Path) -> None:
+        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+        settings = json.loads((folder / SETTINGS).read_text())
+        self.max_length = int(settings["max_length"])
+        self.batch_size = int(settings.get("batch_size", 32))
+        export = folder / MODEL
+        self.tokenizer = AutoTokenizer.from_pretrained(export)
+        if (export / "adapter_config.json").is_file():
+            from peft import PeftModel
+
+            base = AutoModelForSequenceClassification.from_pretrained(
+                folder / BASE, config=AutoConfig.from_pretrained(export))
+            model = PeftModel.from_pretrained(base, export)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(export)
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.model = model.eval()
+        self.names = {int(k): str(v) for k, v in model.config.id2label.items()}
+
+    def get_raw_model(self) -> Any:
+        """The transformers (or peft) model (``PyFuncModel.get_raw_model()``)."""
+        return self.model
+
+    def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> list[str]:
+        """The most probable label of each text (a list of texts, or a one-column table)."""
+        import torch
+
+        texts = _texts(model_input)
+        labels: list[str] = []
+        with torch.no_grad():
+            for start in range(0, len(texts), self.batch_size):
+                encoded = self.tokenizer(texts[start:start + self.batch_size], padding=True,
+                                         truncation=True, max_length=self.max_length,
+                                         return_tensors="pt")
+                labels += [self.names[i] for i in self.model(**encoded).logits.argmax(-1).tolist()]
+        return labels
+
+
+def _texts(model_input: Any) -> list[str]:
+    if isinstance(model_input, str):
+        return [model_input]
+    if hasattr(model_input, "iloc"):  # pandas: a one-column DataFrame, or a Series
+        column = model_input.iloc[:, 0] if model_input.ndim == 2 else model_input
+        return [str(text) for text in column.tolist()]
+    return [str(text) for text in model_input]
+
+
+def _load_pyfunc(data_path: str) -> TextClassifier:
+    """MLflow's entry point: the model in ``data_path`` (the MLflow model's data folder)."""
+    return TextClassifier(Path(data_path))
