@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from optuna.trial import TrialState
 
 from harness.base.errors import ConfigError, first_line
 from harness.base.files import replace_folder
@@ -29,9 +28,10 @@ from harness.base.secrets import mask
 from harness.config import settings
 from harness.export.card import SOURCES, base_model_id, model_card
 from harness.export.mlflow_model import save_mlflow_model
+from harness.export.source import checkpoint_of, chosen_export
 from harness.records import schema, trials
 from harness.records.lookup import load_study, open_tracker
-from harness.train.checkpoints import CheckpointStore, load_checkpoint
+from harness.train.checkpoints import load_checkpoint
 
 COPIED = ("adapter_config.json", "adapter_model.safetensors", "config.json")  # separate adapter
 
@@ -43,11 +43,13 @@ class Exported:
     value: float
     merged: bool
     registered: str | None = None  # "name version N"
+    seed: int | None = None  # the final stage's chosen seed (final-<trial>-seed<k>)
 
     def format(self) -> str:
         kind = "merged weights" if self.merged else "separate adapter"
-        lines = [f"Exported trial {self.trial} (validation {self.value:.4f}) to {self.folder} "
-                 f"({kind})",
+        what = (f"trial {self.trial}" if self.seed is None else
+                f"final-{self.trial}-seed{self.seed} (the final stage's chosen configuration)")
+        lines = [f"Exported {what} (validation {self.value:.4f}) to {self.folder} ({kind})",
                  f"Try it: python -m harness.predict {self.folder} \"some text\""]
         if self.registered:
             lines.append(f"Registered in MLflow: {self.registered}")
@@ -59,9 +61,9 @@ def export_model(cfg: DictConfig) -> Exported:
     merge = settings(cfg, "export").merge_adapter
     study = load_study(cfg)
     tracker = open_tracker(cfg, study)
-    trial = _chosen_trial(study, cfg.export.get("trial"))
+    choice = chosen_export(study, cfg.export.get("trial"))
+    trial, run_id = choice.trial, choice.run_id
     best = trials.best_trial(study)
-    run_id = trial.user_attrs.get(schema.RUN_ID_ATTR)
     target = Path(str(cfg.export.dir))
     check_replaceable("export.dir", target, "export", study.study_name, cfg,
                       default=Path(str(cfg.study.output_dir)) / "export")
@@ -73,7 +75,7 @@ def export_model(cfg: DictConfig) -> Exported:
             from None
     try:
         with tempfile.TemporaryDirectory(prefix="harness-export-") as download:
-            source = _checkpoint(cfg, trial, tracker, Path(download))
+            source = checkpoint_of(cfg, choice, tracker, Path(download))
             merged, peft_type = _write_model(source, scratch, merge)
             labels = json.loads((source / "labels.json").read_text())["id2label"]
             label_names = [labels[str(i)] for i in range(len(labels))]
@@ -87,8 +89,8 @@ def export_model(cfg: DictConfig) -> Exported:
             metrics = metrics or {str(cfg.study.metric): trials.study_value(trial)}
             (scratch / "metrics.json").write_text(json.dumps(
                 {"study": study.study_name, "trial": trial.number, "split": "validation",
-                 **metrics}, indent=2) + "\n")
-            exported = Exported(target, trial.number, trials.study_value(trial), merged)
+                 **metrics, **choice.final_figures()}, indent=2) + "\n")
+            exported = Exported(target, trial.number, choice.value, merged, seed=choice.seed)
             card = _card_info(cfg, study, trial, best, run, tracker, metrics, label_names,
                               merged, peft_type)
             model_card(card).save(scratch / "README.md")
@@ -102,42 +104,6 @@ def export_model(cfg: DictConfig) -> Exported:
         card["registered"] = exported.registered
         model_card(card).save(target / "README.md")
     return exported
-
-
-def _chosen_trial(study: Any, number: Any) -> Any:
-    if number is None:
-        best = trials.best_trial(study)
-        if best is None:
-            raise ConfigError("study.name", f"study '{study.study_name}' has no completed trial "
-                                            "to export yet")
-        return best
-    found = [t for t in study.get_trials(deepcopy=False) if t.number == int(number)]
-    if not found:
-        raise ConfigError("export.trial", f"no trial {number} in study '{study.study_name}' "
-                                          f"(it has {len(study.trials)})")
-    if found[0].state != TrialState.COMPLETE:
-        raise ConfigError("export.trial", f"trial {number} is {found[0].state.name}: only a "
-                                          "completed trial has a checkpoint")
-    return found[0]
-
-
-def _checkpoint(cfg: DictConfig, trial: Any, tracker: Any, download: Path) -> Path:
-    """The trial's checkpoint folder: the local one if kept, else the MLflow run's artifact."""
-    local = CheckpointStore.from_config(cfg).path(trial.number)
-    info = local / "trial.json"
-    if info.is_file() and json.loads(info.read_text()).get("trial") == trial.number:
-        return local
-    run_id = trial.user_attrs.get(schema.RUN_ID_ATTR)
-    if tracker is not None and run_id:
-        try:
-            path = Path(tracker.client.download_artifacts(run_id, "checkpoint", str(download)))
-            if (path / "labels.json").is_file():
-                return path
-        except Exception:  # removed (not among the kept ones) or unreachable: said below
-            pass
-    raise ConfigError("export.trial", f"trial {trial.number}'s checkpoint was not kept (not in "
-                                      f"{local}, not in its MLflow run): checkpoints.keep keeps "
-                                      "the best trials' only; export the best trial")
 
 
 def _write_model(source: Path, folder: Path, merge: str) -> tuple[bool, str | None]:

@@ -3,6 +3,7 @@ one by its mean, the test split scored only after the choice, crash safety throu
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import statistics
@@ -10,8 +11,10 @@ from pathlib import Path
 
 import optuna
 import pytest
+from huggingface_hub import ModelCard
 from mlflow.tracking import MlflowClient
 
+from harness.export import export_model
 from harness.records import schema, trials
 from harness.study import run_sweep
 from tests.helpers.configs import write_sentiment_csv
@@ -24,7 +27,7 @@ TrialState = optuna.trial.TrialState
 def final_overrides(sweep_overrides, tmp_path):
     test_file = write_sentiment_csv(tmp_path / "test.csv", 45, seed=3)
     return [*[o for o in sweep_overrides if o != "final.seeds=0"], "study.n_trials=3",
-            "train.num_train_epochs=2", "final.top_k=2", "final.seeds=2",
+            "train.num_train_epochs=1", "final.top_k=2", "final.seeds=2",
             f"data.test_file={test_file}", "study.heartbeat_interval=1",
             "study.grace_period=2", "report.enabled=false"]
 
@@ -95,6 +98,15 @@ def test_final_stage_reruns_the_best_configurations_and_chooses_by_mean(final_ov
     # a rerun of the finished study does nothing more
     run_sweep(compose(final_overrides))
     assert len(final_runs(records(final_overrides, compose)[4])) == 4
+    # the export takes the chosen seed, with the final stage's figures and its test score
+    exported = export_model(compose([*final_overrides, f"export.dir={cfg.study.output_dir}/x"]))
+    assert exported.seed == record["seed"] and exported.trial == record["trial"]
+    figures = json.loads((exported.folder / "metrics.json").read_text())
+    assert figures["final_val_mean"] == pytest.approx(means[record["trial"]])
+    assert figures["test"] == pytest.approx(
+        finals[f"final-{record['trial']}-seed{record['seed']}"].data.metrics["test_accuracy"])
+    card = ModelCard.load(exported.folder / "README.md")
+    assert {r.dataset_split for r in card.data.eval_results} >= {"validation", "test"}
 
 
 def test_a_study_without_a_test_split_says_so(final_overrides, compose):

@@ -1,0 +1,90 @@
+"""Which model an export takes: the final stage's chosen seed (its configuration's best mean),
+else the best trial, or the trial ``export.trial`` names; and where its checkpoint is."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+from optuna.trial import TrialState
+
+from harness.base.errors import ConfigError
+from harness.records import final, schema, trials
+from harness.train.checkpoints import CheckpointStore
+
+
+@dataclass
+class Choice:
+    trial: Any  # the search's trial (its params and config)
+    run_id: str | None  # the run whose checkpoint and metrics are exported
+    value: float
+    seed: int | None = None  # a final-stage seed: final-<trial>-seed<k>
+    local: Path | None = None  # its local checkpoint folder
+    record: dict[str, Any] = field(default_factory=dict)  # the final stage's record
+
+    def final_figures(self) -> dict[str, Any]:
+        """metrics.json's account of the final stage (empty for a plain trial)."""
+        if self.seed is None:
+            return {}
+        config = self.record["configs"][str(self.record["trial"])]
+        test = self.record.get("test") or {}
+        out = {"seed": self.seed, "final_val_mean": config["mean"], "final_val_std": config["sd"],
+               "final_seeds": self.record["seeds"]}
+        if test.get("values"):
+            out.update(test=test["values"].get(str(self.seed)), final_test_mean=test["mean"],
+                       final_test_std=test["sd"])
+        else:
+            out["test"] = test.get("none", "not scored")
+        return out
+
+
+def chosen_export(study: Any, number: Any) -> Choice:
+    record = final.record(study) or {}
+    if number is None and record.get("run_id"):
+        trial = study.trials[int(record["trial"])]
+        return Choice(trial, record["run_id"], float(record["seed_value"]), int(record["seed"]),
+                      Path(record["checkpoint"]), record)
+    trial = _chosen_trial(study, number)
+    return Choice(trial, trial.user_attrs.get(schema.RUN_ID_ATTR), trials.study_value(trial))
+
+
+def _chosen_trial(study: Any, number: Any) -> Any:
+    if number is None:
+        best = trials.best_trial(study)
+        if best is None:
+            raise ConfigError("study.name", f"study '{study.study_name}' has no completed trial "
+                                            "to export yet")
+        return best
+    found = [t for t in study.get_trials(deepcopy=False) if t.number == int(number)]
+    if not found:
+        raise ConfigError("export.trial", f"no trial {number} in study '{study.study_name}' "
+                                          f"(it has {len(study.trials)})")
+    if found[0].state != TrialState.COMPLETE:
+        raise ConfigError("export.trial", f"trial {number} is {found[0].state.name}: only a "
+                                          "completed trial has a checkpoint")
+    return found[0]
+
+
+def checkpoint_of(cfg: DictConfig, choice: Choice, tracker: Any, download: Path) -> Path:
+    """The chosen checkpoint folder: the local one if kept, else the MLflow run's artifact."""
+    trial, run_id = choice.trial, choice.run_id
+    store = CheckpointStore.from_config(cfg)
+    local = store.root / choice.local if choice.local else store.path(trial.number)
+    info = local / "trial.json"
+    if info.is_file() and json.loads(info.read_text()).get("trial") == trial.number:
+        return local
+    if tracker is not None and run_id:
+        try:
+            path = Path(tracker.client.download_artifacts(run_id, "checkpoint", str(download)))
+            if (path / "labels.json").is_file():
+                return path
+        except Exception:  # removed (not among the kept ones) or unreachable: said below
+            pass
+    raise ConfigError("export.trial", f"trial {trial.number}'s checkpoint was not kept (not in "
+                                      f"{local}, not in its MLflow run): checkpoints.keep keeps "
+                                      "the best trials' only; export the best trial")
+
+
