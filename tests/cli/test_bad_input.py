@@ -116,6 +116,17 @@ CASES = [
     (["search_space={train.learning_rate: {low: 1.0}}"],
      "error: search_space.train.learning_rate: low (1.0) must be less than high"),
     (["search_space={peft.config.r: {choices: []}}"], "error: search_space.peft.config.r: "),
+    # an entry given with a type replaces the entry: its keys are checked against that type
+    (["search_space={train.learning_rate: {type: categorical, chioces: [1e-4]}}"],
+     "error: search_space.train.learning_rate: unknown key(s) chioces for type categorical "
+     "(allowed: choices, type)"),
+    (["search_space={peft.config.r: {type: fixed}}"],
+     "error: search_space.peft.config.r: 'value' is required for type fixed"),
+    # a dotted path into the space (its keys hold dots), a refused key inside a dict
+    (["search_space.train.learning_rate.high=1e-2"],
+     "error: search_space.train.learning_rate.high: no such setting (the keys of search_space "
+     "hold dots: change an entry with a dict"),
+    (["study={n_trail: 5}"], "error: study.n_trail: no such setting"),
     # a report folder that would replace what the study needs, or someone else's folder
     (["report.dir={tmp}"], "error: report.dir: '{tmp}' holds the study storage (study.storage)"),
     (["report.dir={tmp}/sweeps/study"],

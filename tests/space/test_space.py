@@ -97,3 +97,34 @@ def test_apply_sets_values_on_a_copy(cfg):
     trial_cfg = SearchSpace.apply(cfg, {"train.learning_rate": 0.123, "peft.config.r": 16})
     assert trial_cfg.train.learning_rate == 0.123 and trial_cfg.peft.config.r == 16
     assert OmegaConf.to_container(cfg, resolve=False) == original
+
+
+def test_a_fixed_entry_is_applied_to_every_trial_and_never_searched(cfg):
+    space = parse({"train.learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2},
+                   "peft.config.r": {"type": "fixed", "value": 8}}, cfg)
+    assert space.param_names() == ["train.learning_rate", "peft.config.r"]  # both on MLflow
+    assert list(space.grid()) == ["train.learning_rate"]  # a grid has nothing to visit in it
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    trial_cfg, values = space.sample(trial, cfg)
+    assert values["peft.config.r"] == 8 and trial_cfg.peft.config.r == 8
+    assert set(trial.params) == {"train.learning_rate"}  # not an Optuna param
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"type": "fixed"}, "'value' is required for type fixed"),
+        ({"type": "fixed", "value": 8, "choices": [8]},
+         "unknown key(s) choices for type fixed (allowed: type, value)"),
+    ],
+)
+def test_a_malformed_fixed_entry_names_the_entry(cfg, spec, message):
+    with pytest.raises(ConfigError) as err:
+        parse({"peft.config.r": spec}, cfg)
+    assert err.value.field == "search_space.peft.config.r" and message in err.value.message
+
+
+def test_a_fixed_path_must_exist_too(cfg):
+    with pytest.raises(ConfigError, match="not in the composed config"):
+        parse({"peft.config.rank": {"type": "fixed", "value": 8}}, cfg)
