@@ -21,6 +21,7 @@ from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from harness.base.errors import ConfigError
+from harness.config.warm_start import WarmStartConfig
 
 # report.plots: Optuna's matplotlib visualisations and the expected best against trials and
 # compute (drawn by harness.report.plots)
@@ -101,6 +102,8 @@ class StudyConfig(_Checked):
     worker: int | None = _integer(None, minimum=0, nullable=True)
     threads: int | None = _integer(None, nullable=True)
     failure_limit: FailureLimitConfig = field(default_factory=FailureLimitConfig)
+    enqueue: list[dict[str, Any]] = field(default_factory=list)  # harness.study.seeds
+    warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
 
     def __post_init__(self) -> None:
         if not str(self.name).strip():

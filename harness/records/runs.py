@@ -59,6 +59,10 @@ class TrialRun:
                 self._client.log_artifact(self.run_id, str(path), where)
                 faults.hit("artifact")
 
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        for key, value in tags.items():
+            self._client.set_tag(self.run_id, key, mask(str(value))[:5000])
+
     def log_traceback(self, text: str) -> None:
         """A failed trial's traceback, as the run's ``traceback.txt`` (best effort)."""
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 FINGERPRINT_ATTR = "harness.fingerprint"  # the settings that define the study (resume check)
 PARENT_RUN_ATTR = "mlflow_parent_run_id"  # the study's MLflow parent run
 INPUTS_ATTR = "harness.inputs"  # what the trials train on: each data split's and the model's id
+WARM_START_ATTR = "harness.warm_start"  # the warm start queued: {name, storage, top_k}
 
 # ---------------------------------------------------------------- Optuna: trial user attributes
 WORKER_ATTR = "worker"  # a running trial's process: {host, boot, pid}
@@ -23,6 +24,7 @@ BEST_SO_FAR_ATTR = "best_value"  # a pruned trial's best study-metric value befo
 TRAIN_RUNTIME_ATTR = "train_runtime_s"  # seconds inside Trainer.train
 OVERHEAD_ATTR = "overhead_s"  # the trial's wall time outside training and evaluation
 COMPUTE_ATTR = "compute"  # what the trial cost: {COMPUTE_METRICS name: value}
+ENQUEUED_ATTR = "harness.enqueued"  # a queued trial: "manual" or "warm_start:<study>#<trial>"
 
 # ---------------------------------------------------------------- Optuna: params
 METHOD_PARAM = "method"  # a methods study's fine-tuning method (its params are "<method>/<path>")
@@ -40,6 +42,7 @@ ERROR_TAG = "error"  # a failed trial's error (or why it was interrupted)
 ERROR_TYPE_TAG = "error_type"
 CHECKPOINT_TAG = "checkpoint"  # why a run's checkpoint artifact was removed
 PRECISION_TAG = "precision"  # what a trial trained in: fp32, bf16 or fp16
+ENQUEUED_TAG = ENQUEUED_ATTR  # a queued trial's run: where its params came from
 FINISHED_TAG = "optuna.n_trials_finished"  # parent run: trials finished so far
 BEST_TRIAL_TAG = "best_trial"  # parent run: the best trial's number ("best_trial.<method>")
 BEST_VALUE_TAG = "best_value"

@@ -71,6 +71,8 @@ class Objective:
                 mask(OmegaConf.to_yaml(trial_cfg, resolve=True)),
             )
             trial.set_user_attr(schema.RUN_ID_ATTR, run.run_id)
+            if schema.ENQUEUED_ATTR in trial.user_attrs:  # study.enqueue / study.warm_start
+                run.set_tags({schema.ENQUEUED_TAG: trial.user_attrs[schema.ENQUEUED_ATTR]})
             reset_peak_memory()
             meter = ComputeMeter(len(self.prepared.datasets["train"]))
             watch.start()

@@ -23,7 +23,7 @@ from harness.base.secrets import mask
 from harness.records import schema, trials
 from harness.records.lookup import build_tracker
 from harness.report import write_report
-from harness.study import output_dir
+from harness.study import output_dir, seeds
 from harness.study.failure_limit import FailureLimit
 from harness.study.inputs import check_inputs, input_identity
 from harness.study.kept import drop_mlflow_checkpoints
@@ -106,6 +106,7 @@ class Sweep:
                                          self.prepared.study_params())
         study.set_user_attr(schema.PARENT_RUN_ATTR, parent)
         self.recovery.recover(study)
+        seeds.enqueue(study, cfg, seeds.planned(cfg, space))  # each set once, resumes included
         finished = trials.count(study)["finished"]
         if study_cfg.worker is not None or existing is not None:
             who = (f"worker {study_cfg.worker} on" if study_cfg.worker is not None

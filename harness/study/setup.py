@@ -25,6 +25,7 @@ from harness.data import load_labelled_data, tokenize
 from harness.metrics import load_metrics
 from harness.records import schema
 from harness.space import MethodSpace, SearchSpace
+from harness.study import seeds
 from harness.study.output_dir import check_owner
 from harness.train.arguments import training_arguments
 from harness.train.model import build_trial_model, load_base_model, load_tokenizer
@@ -75,6 +76,7 @@ def validate_config(cfg: DictConfig) -> Any:
                           cfg, default=Path(str(study.output_dir)) / "report")
     build("sampler", cfg.sampler)
     build("pruner", cfg.pruner)
+    seeds.planned(cfg, space)  # study.enqueue / study.warm_start: sets that fit the space
     return space
 
 

@@ -7,7 +7,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from harness.base.errors import ConfigError
-from harness.space import SearchSpace
+from harness.space import MethodSpace, SearchSpace, fit_params
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +128,47 @@ def test_a_malformed_fixed_entry_names_the_entry(cfg, spec, message):
 def test_a_fixed_path_must_exist_too(cfg):
     with pytest.raises(ConfigError, match="not in the composed config"):
         parse({"peft.config.rank": {"type": "fixed", "value": 8}}, cfg)
+
+
+def test_params_to_queue_are_checked_against_the_space(cfg):
+    space = parse({"train.learning_rate": {"type": "float", "low": 1e-3, "high": 1e-2},
+                   "train.num_train_epochs": {"type": "int", "low": 1, "high": 5, "step": 2},
+                   "peft.config.target_modules": {"type": "categorical",
+                                                  "choices": [["query"], ["query", "value"]]},
+                   "peft.config.r": {"type": "fixed", "value": 8}}, cfg)
+    assert fit_params(space, {"train.learning_rate": 2e-3, "train.num_train_epochs": 3,
+                              "peft.config.target_modules": ["query"], "peft.config.r": 8}) == {
+        "train.learning_rate": 2e-3, "train.num_train_epochs": 3,
+        "peft.config.target_modules": '["query"]'}  # the choice's label, as Optuna records it
+    assert fit_params(space, {"train.learning_rate": 5e-3}) == {"train.learning_rate": 5e-3}
+    for params, field, message in [
+        ({"train.learning_rate": 0.5}, "train.learning_rate", "0.5 is outside its range"),
+        ({"train.learning_rate": "high"}, "train.learning_rate", "must be a number"),
+        ({"train.num_train_epochs": 2}, "train.num_train_epochs", "is not one of its values"),
+        ({"peft.config.target_modules": ["key"]}, "peft.config.target_modules",
+         "is not one of its choices"),
+        ({"peft.config.r": 16}, "peft.config.r", "is fixed at 8 in this study"),
+        ({"train.seed": 1}, "train.seed", "is not a param of this study's search space"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            fit_params(space, params)
+        assert err.value.field == field and message in err.value.message, err.value
+
+
+def test_params_to_queue_in_a_methods_study(compose):
+    cfg = compose(["+sweep=methods"])
+    space = MethodSpace.from_config(cfg)
+    lora = {"method": "lora", "lora/train.learning_rate": 3e-3, "lora/peft.config.r": 8,
+            "train.warmup_steps": 0.05}
+    assert fit_params(space, lora) == lora
+    # the method's own paths without the prefix; the method from the prefixes
+    assert fit_params(space, {"method": "lora", "train.learning_rate": 3e-3}) == {
+        "method": "lora", "lora/train.learning_rate": 3e-3}
+    assert fit_params(space, {"lora/peft.config.r": 4}) == {"method": "lora",
+                                                            "lora/peft.config.r": 4}
+    with pytest.raises(ConfigError, match="'adapter' is not a method of this study"):
+        fit_params(space, {"method": "adapter"})
+    with pytest.raises(ConfigError, match="lora/train.learning_rate: 0.5 is outside"):
+        fit_params(space, {"method": "lora", "train.learning_rate": 0.5})
+    with pytest.raises(ConfigError, match="ia3/train.learning_rate: is not a param"):
+        fit_params(space, {"method": "lora", "ia3/train.learning_rate": 0.05})
