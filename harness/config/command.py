@@ -103,6 +103,9 @@ def composition_error(exc: BaseException) -> str | None:
             space_hint = _space_hint(key)
             key, hint = (key, space_hint) if space_hint else (_refused_key(chain) or key, hint)
         return f"{key}: {reason}" + (f" ({hint[0].lower() + hint[1:]})" if hint else "")
+    found = re.match(r"Error merging override \+*([\w.]+)=(.*)", text)
+    if found and must_be(found.group(1)):  # e.g. a list of mappings given a list of numbers
+        return f"{found.group(1)}: must be {must_be(found.group(1))}, got {found.group(2)}"
     return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 

@@ -102,7 +102,8 @@ class StudyConfig(_Checked):
     worker: int | None = _integer(None, minimum=0, nullable=True)
     threads: int | None = _integer(None, nullable=True)
     failure_limit: FailureLimitConfig = field(default_factory=FailureLimitConfig)
-    enqueue: list[dict[str, Any]] = field(default_factory=list)  # harness.study.seeds
+    enqueue: list[dict[str, Any]] = field(default_factory=list, metadata={  # study.seeds
+        "must": "a list of parameter sets ([{name: value, …}, …])"})
     warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
 
     def __post_init__(self) -> None:

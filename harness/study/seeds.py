@@ -33,7 +33,8 @@ MANUAL = "manual"
 def planned(cfg: DictConfig, space: Any) -> list[tuple[dict[str, Any], str]]:
     """The parameter sets to queue, in order, each with its mark (see the module)."""
     seeds = []
-    given = OmegaConf.to_container(cfg.study.get("enqueue") or [], resolve=True)
+    given = cfg.study.get("enqueue")
+    given = OmegaConf.to_container(given, resolve=True) if given is not None else []
     for i, params in enumerate(given):
         try:
             seeds.append((fit_params(space, params), MANUAL))
