@@ -27,6 +27,7 @@ from harness.records import schema
 from harness.space import fit_params
 
 log = logging.getLogger(__name__)
+State = optuna.trial.TrialState
 MANUAL = "manual"
 
 
@@ -61,6 +62,13 @@ def enqueue(study: Any, cfg: DictConfig, seeds: list[tuple[dict[str, Any], str]]
     queued = len(study.get_trials(deepcopy=False)) - before
     if queued:
         log.info("queued %d trial(s) to run first (study.enqueue, study.warm_start)", queued)
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    waiting, finished = states.count(State.WAITING), states.count(State.COMPLETE) + states.count(
+        State.PRUNED)
+    if waiting > int(cfg.study.n_trials) - finished:
+        log.warning("%d queued trial(s) but %d to go (study.n_trials): the others wait for a "
+                    "later run with a higher study.n_trials", waiting,
+                    max(0, int(cfg.study.n_trials) - finished))
     return queued
 
 
