@@ -7,7 +7,8 @@ Set ``HARNESS_FAULTS`` to a comma-separated list of ``POINT[:TRIAL[:HIT]]=ACTION
   (between the weights and the tokenizer of a checkpoint being written) or ``artifact``
   (between two files of a checkpoint being logged to MLflow).
 - TRIAL: the trial number (any trial when left out); HIT: the n-th time the trial reaches the
-  point (1 = the first, the default).
+  point (1 = the first, the default). In the final stage the points are ``final_<point>`` and
+  TRIAL is the final run's number (0, 1, … in the order the runs started).
 - ACTION: ``pause`` (print ``harness fault: POINT reached (trial T, pid P)`` on stderr and wait
   to be killed or interrupted), ``wait`` (print the same, wait 3 s, go on), ``raise``
   (RuntimeError), ``oom`` (torch.OutOfMemoryError), ``nan`` (``train_step`` only: that step's
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 
 ENV = "HARNESS_FAULTS"
 POINTS = ("sample", "train_step", "evaluate", "checkpoint", "artifact")
+POINTS += tuple(f"final_{point}" for point in POINTS)
 ACTIONS = ("pause", "wait", "raise", "oom", "nan", "kill")
 
 
@@ -43,14 +45,15 @@ class InjectedFault(RuntimeError):
 
 
 _trial: int | None = None
+_stage = ""  # "final_" while a final-stage run trains
 _hits: Counter = Counter()
 _parsed: tuple[str, list[Rule]] = ("", [])
 
 
-def set_trial(number: int | None) -> None:
-    """The trial now running in this process (fault rules may name one)."""
-    global _trial
-    _trial = number
+def set_trial(number: int | None, final: bool = False) -> None:
+    """The trial (or ``final`` stage run) now running in this process (rules may name one)."""
+    global _trial, _stage
+    _trial, _stage = number, "final_" if final else ""
     _hits.clear()
 
 
@@ -60,6 +63,7 @@ def hit(point: str) -> str | None:
     spec = os.environ.get(ENV)
     if not spec:
         return None
+    point = _stage + point
     _hits[point] += 1
     for rule in _rules(spec):
         if rule.point == point and rule.trial in (None, _trial) and rule.hit == _hits[point]:

@@ -14,12 +14,13 @@ from tqdm.auto import tqdm
 class StudyProgress:
     """A tqdm bar over finished trials (complete + pruned), on stderr."""
 
-    def __init__(self, total: int, done: int, metric: str, enabled: bool = True) -> None:
+    def __init__(self, total: int, done: int, metric: str, enabled: bool = True,
+                 desc: str = "trials") -> None:
         self.metric = metric
         self.best = ""
         self.current = ""
         self.bar = tqdm(
-            total=total, initial=min(done, total), desc="trials", unit="trial",
+            total=total, initial=min(done, total), desc=desc, unit="trial",
             file=sys.stderr, dynamic_ncols=True, disable=not enabled, leave=True,
         )
 

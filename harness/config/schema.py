@@ -1,6 +1,6 @@
 """The harness's own settings as typed configs: the schemas of ``conf/config.yaml``.
 
-Each section (``study``, ``checkpoints``, ``report``, ``export``, ``display``) is a dataclass
+Each section (study, checkpoints, report, export, display, final) is a dataclass
 registered in Hydra's ConfigStore and listed first in the config's defaults, so Hydra checks the
 types of every override; each checks its ranges in ``__post_init__``, run by :func:`settings`
 before anything is created. A field's rule is written once, in its metadata: the range check and
@@ -21,7 +21,7 @@ from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from harness.base.errors import ConfigError
-from harness.config.warm_start import WarmStartConfig
+from harness.config.warm_start import StudySeeds
 
 # report.plots: Optuna's matplotlib visualisations and the expected best against trials and
 # compute (drawn by harness.report.plots)
@@ -81,7 +81,7 @@ class FailureLimitConfig(_Checked):
 
 
 @dataclass
-class StudyConfig(_Checked):
+class StudyConfig(_Checked, StudySeeds):  # study.enqueue, study.warm_start: StudySeeds
     SECTION: ClassVar[str] = "study"
     name: str = MISSING
     storage: str = MISSING
@@ -102,9 +102,6 @@ class StudyConfig(_Checked):
     worker: int | None = _integer(None, minimum=0, nullable=True)
     threads: int | None = _integer(None, nullable=True)
     failure_limit: FailureLimitConfig = field(default_factory=FailureLimitConfig)
-    enqueue: list[dict[str, Any]] = field(default_factory=list, metadata={  # study.seeds
-        "must": "a list of parameter sets ([{name: value, …}, …])"})
-    warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
 
     def __post_init__(self) -> None:
         if not str(self.name).strip():
@@ -166,6 +163,13 @@ class DisplayConfig(_Checked):
 
 
 @dataclass
+class FinalConfig(_Checked):
+    SECTION: ClassVar[str] = "final"
+    top_k: int = _integer(2)
+    seeds: int = _integer(2, minimum=0)
+
+
+@dataclass
 class TrainOptions(_Checked):
     """The harness's keys of ``train`` (the others are TrainingArguments fields)."""
 
@@ -185,12 +189,11 @@ class TrainOptions(_Checked):
 # section -> its schema (registered in the ConfigStore; conf/config.yaml lists them first)
 SECTIONS: dict[str, type] = {"study": StudyConfig, "checkpoints": CheckpointsConfig,
                              "report": ReportConfig, "export": ExportConfig,
-                             "display": DisplayConfig}
+                             "display": DisplayConfig, "final": FinalConfig}
 
 
 def register() -> None:
     """Put the schemas in Hydra's ConfigStore as ``harness_schema_<section>``."""
-
     store = ConfigStore.instance()
     for section, schema in SECTIONS.items():
         store.store(name=f"harness_schema_{section}", node=schema, package=section)

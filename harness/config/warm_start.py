@@ -1,12 +1,13 @@
-"""The schema of ``study.warm_start``: another study whose best trials this one runs first.
+"""The schema of ``study.enqueue`` and ``study.warm_start``: trials a study runs first.
 
-A section of its own (``harness.config.schema`` lists it under ``study``); the trials are
-chosen and queued by :mod:`harness.study.seeds`.
+``StudySeeds`` holds the two settings for ``harness.config.schema.StudyConfig`` (a base of it);
+the trials are chosen and queued by :mod:`harness.study.seeds`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from harness.base.errors import ConfigError
 
@@ -23,3 +24,11 @@ class WarmStartConfig:
                               f"must be a positive integer, got {self.top_k!r}")
         if self.name is not None and not str(self.name).strip():
             raise ConfigError("study.warm_start.name", "must not be empty (null: no warm start)")
+
+
+@dataclass
+class StudySeeds:
+    # parameter sets to run first ({param name: value}; checked against the search space)
+    enqueue: list[dict[str, Any]] = field(default_factory=list, metadata={
+        "must": "a list of parameter sets ([{name: value, …}, …])"})
+    warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)

@@ -35,13 +35,34 @@ def open_experiment(client: Any, name: str, artifact_location: str | None) -> tu
     return experiment.experiment_id, False
 
 
-def find_parent_run(client: Any, experiment_id: str, recorded_id: str | None) -> Any:
-    """The study's parent run in an existing experiment: the one its creator recorded on the
-    experiment, else ``recorded_id`` (the Optuna study's record), else the first run tagged as
-    a study run; None when there is none."""
-    return (_existing_run(client, experiment_id, _wait_for_parent_tag(client, experiment_id))
-            or _existing_run(client, experiment_id, recorded_id)
-            or _first_study_run(client, experiment_id))
+def find_parent_run(client: Any, experiment_id: str, recorded_id: str | None,
+                    uid: str) -> Any:
+    """The parent run of the Optuna study ``uid`` in an existing experiment, or None.
+
+    Another study of the same name (a new storage, a deleted one recreated, another machine's
+    SQLite sharing one MLflow server) has another uid and never gets this one's run. A parent
+    run from before runs carried the uid is adopted when the study itself recorded it
+    (``recorded_id``)."""
+    run = _existing_run(client, experiment_id, recorded_id)
+    if run is not None and run.data.tags.get(schema.STUDY_UID_TAG, uid) == uid:
+        if schema.STUDY_UID_TAG not in run.data.tags:
+            client.set_tag(run.info.run_id, schema.STUDY_UID_TAG, uid)
+        return run
+    if run is None and recorded_id is None:  # the creator of a new experiment is about to
+        _wait_for_parent_tag(client, experiment_id)  # make the parent run: let it finish
+    return elected_parent(client, experiment_id, uid)
+
+
+def elected_parent(client: Any, experiment_id: str, uid: str) -> Any:
+    """Study ``uid``'s parent run: the oldest of those tagged with it (workers that created one
+    each at the same moment all keep the oldest; the others delete theirs), or None."""
+    runs = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{schema.STUDY_UID_TAG}` = '{uid}' and "
+                                       f"tags.`{schema.ROLE_TAG}` = '{schema.ROLE_STUDY}'",
+        order_by=["attributes.start_time ASC"], max_results=100)
+    if not runs:
+        return None
+    return min(runs, key=lambda r: (r.info.start_time, r.info.run_id))
 
 
 def _wait_for_parent_tag(client: Any, experiment_id: str, timeout: float = 60.0) -> str | None:
@@ -68,12 +89,3 @@ def _existing_run(client: Any, experiment_id: str, run_id: str | None) -> Any:
     if run.info.lifecycle_stage == "deleted" or run.info.experiment_id != experiment_id:
         return None
     return run
-
-
-def _first_study_run(client: Any, experiment_id: str) -> Any:
-    """The study's parent run when its id was not recorded (a process killed in between)."""
-    runs = client.search_runs(
-        [experiment_id], filter_string=f"tags.`{schema.ROLE_TAG}` = '{schema.ROLE_STUDY}'",
-        order_by=["attributes.start_time ASC"], max_results=1,
-    )
-    return runs[0] if runs else None

@@ -20,11 +20,14 @@ class StudyCompute:
     failed_trials: int = 0
     saved_by_pruning: float = 0.0  # fraction of the finished trials' planned steps
     saved_by_early_stopping: float = 0.0
+    final: dict[str, float] = field(default_factory=dict)  # the final stage's runs (in totals)
+    final_runs: int = 0
 
     def metrics(self) -> dict[str, float]:
         """The parent run's metrics."""
         out = {f"{schema.TOTAL_PREFIX}{k}": v for k, v in self.totals.items()}
         out.update({f"{schema.FAILED_PREFIX}{k}": v for k, v in self.failed.items()})
+        out.update({f"final_{k}": v for k, v in self.final.items()})
         if self.trials:
             out[schema.COMPUTE_SAVED_METRIC] = self.saved_by_pruning
             out[schema.EARLY_STOPPING_SAVED_METRIC] = self.saved_by_early_stopping
@@ -44,6 +47,10 @@ class StudyCompute:
                 f"{t.get('cpu_time_s', 0):,.0f} s CPU")
         if "gpu_busy_s" in t:
             line += f", {t['gpu_busy_s']:,.0f} s GPU busy"
+        if self.final_runs:
+            line += (f"; of these, the final stage's {self.final_runs} run(s): "
+                     f"{self.final.get('steps_trained', 0):,.0f} steps, "
+                     f"{self.final.get('wall_time_s', 0):,.0f} s wall")
         if self.failed_trials:
             line += (f"; {self.failed_trials} failed trial(s) cost "
                      f"{self.failed.get('steps_trained', 0):,.0f} steps, "
@@ -51,8 +58,9 @@ class StudyCompute:
         return line
 
 
-def study_compute(study: Any) -> StudyCompute:
-    """The compute of ``study``'s trials, from the record each trial keeps (COMPUTE_ATTR)."""
+def study_compute(study: Any, final_study: Any = None) -> StudyCompute:
+    """The compute of ``study``'s trials, from the record each trial keeps (COMPUTE_ATTR), and
+    of its final stage's runs (``final_study``: in the totals, not in what pruning saved)."""
     out = StudyCompute()
     pruned_saved = early_saved = 0.0
     for trial in study.get_trials(deepcopy=False):
@@ -74,6 +82,12 @@ def study_compute(study: Any) -> StudyCompute:
     if planned:
         out.saved_by_pruning = pruned_saved / planned
         out.saved_by_early_stopping = early_saved / planned
+    for run in final_study.get_trials(deepcopy=False) if final_study is not None else ():
+        figures = run.user_attrs.get(schema.COMPUTE_ATTR)
+        if isinstance(figures, dict) and run.state != TrialState.RUNNING:
+            out.final_runs += 1
+            _add(out.final, figures)
+            _add(out.totals, figures)
     return out
 
 

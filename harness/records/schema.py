@@ -10,8 +10,15 @@ from __future__ import annotations
 # ---------------------------------------------------------------- Optuna: study user attributes
 FINGERPRINT_ATTR = "harness.fingerprint"  # the settings that define the study (resume check)
 PARENT_RUN_ATTR = "mlflow_parent_run_id"  # the study's MLflow parent run
+STUDY_UID_ATTR = "harness.study_uid"  # the study's identity, also tagged on its parent run
 INPUTS_ATTR = "harness.inputs"  # what the trials train on: each data split's and the model's id
 WARM_START_ATTR = "harness.warm_start"  # the warm start queued: {name, storage, top_k}
+FINAL_ATTR = "harness.final"  # the final stage's choice: configuration, seeds, means, test
+# The final stage's runs are the trials of a companion study in the same storage, named
+# "<study>" + FINAL_STUDY_SUFFIX; each carries the trial it re-runs and its seed (1, 2, …).
+FINAL_STUDY_SUFFIX = "::final"
+FINAL_TRIAL_ATTR = "harness.final.trial"
+FINAL_SEED_ATTR = "harness.final.seed"
 
 # ---------------------------------------------------------------- Optuna: trial user attributes
 WORKER_ATTR = "worker"  # a running trial's process: {host, boot, pid}
@@ -33,9 +40,14 @@ METHOD_PARAM = "method"  # a methods study's fine-tuning method (its params are 
 ROLE_TAG = "harness.role"  # on every run: ROLE_STUDY (parent) or ROLE_TRIAL (child)
 ROLE_STUDY = "study"
 ROLE_TRIAL = "trial"
+ROLE_FINAL = "final"  # a final-stage run: final-<trial>-seed<k>, tagged with NUMBER_TAG too
+FINAL_SEED_TAG = "harness.final.seed"
 PARENT_EXPERIMENT_TAG = "harness.parent_run_id"  # experiment tag: the study's parent run
 PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's own nesting tag
 STUDY_NAME_TAG = "optuna.study_name"
+STUDY_UID_TAG = "harness.study_uid"  # parent run: the Optuna study it belongs to (its uid)
+STORAGE_TAG = "optuna.storage"  # parent run: the study's storage (password masked)
+STUDY_ID_TAG = "optuna.study_id"  # parent run: the study's id in that storage
 NUMBER_TAG = "optuna.trial_number"
 STATE_TAG = "optuna.state"  # the trial's Optuna state (RUNNING, COMPLETE, PRUNED, FAIL)
 ERROR_TAG = "error"  # a failed trial's error (or why it was interrupted)
@@ -58,6 +70,10 @@ RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}
 VAL_PREFIX = "val_"  # curves: val_<metric> at every evaluation
 BEST_VAL_PREFIX = "best_val_"  # a trial's metrics at its best evaluation
 BEST_VALUE_METRIC = "best_value"  # parent run: best value against trials finished
+TEST_PREFIX = "test_"  # the chosen configuration's seed runs: metrics on the test split
+# parent run: the final stage's chosen configuration ("final_val_accuracy_mean", …)
+FINAL_METRIC = "final_{split}_{metric}_{stat}"
+FINAL_TRIAL_METRIC = "final_trial"
 TRIALS_PREFIX = "trials_"  # parent run: trials_complete, trials_pruned, trials_failed
 STEPS_TRAINED_METRIC = "steps_trained"
 WALL_TIME_METRIC = "wall_time_s"

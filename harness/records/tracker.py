@@ -18,7 +18,8 @@ from harness.base.errors import ConfigError, first_line
 from harness.base.files import check_writable, sqlite_path
 from harness.base.secrets import mask
 from harness.records import schema
-from harness.records._parent import find_parent_run, open_experiment
+from harness.records._parent import elected_parent, find_parent_run, open_experiment
+from harness.records.reach import reach_server
 from harness.records.runs import RunView, TrialRun, as_params, now_ms
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class Tracker:
         """Fail early (before anything is created) when the tracking store cannot be reached
         (a server that does not answer: in seconds, not after MLflow's minutes of retries)."""
         if self.uri.startswith(("http://", "https://")):
-            _reach(self.uri)
+            reach_server(self.uri)
         for attempt in (1, 2):  # workers creating a new store's tables at once: retry once
             try:
                 path = sqlite_path(self.uri)
@@ -68,29 +69,35 @@ class Tracker:
 
     # ------------------------------------------------------------------ the study's parent run
 
-    def open_study(self, parent_run_id: str | None, params: Mapping[str, Any]) -> str:
+    def open_study(self, parent_run_id: str | None, params: Mapping[str, Any],
+                   identity: Mapping[str, str]) -> str:
         """Find the study's parent run again (or create it); it is RUNNING while trials run.
 
-        Workers that start at the same moment agree on one parent run: creating the experiment
-        succeeds for exactly one of them (MLflow refuses a second experiment of the same name);
-        that one creates the parent run and records it as the experiment tag
-        ``harness.parent_run_id``, which the others wait for.
+        It is bound to the Optuna study's identity (``identity``: tags, the study's uid among
+        them): another study of the same name gets its own. Workers starting together agree on
+        one: one of them creates the experiment; in an existing one, all keep the oldest.
         """
+        uid = identity[schema.STUDY_UID_TAG]
         self._experiment_id, created = open_experiment(self._client, self.experiment_name,
                                                        self._artifact_location)
         run = None if created else find_parent_run(self._client, self._experiment_id,
-                                                   parent_run_id)
+                                                   parent_run_id, uid)
         if run is None:
             run = self._client.create_run(
                 self._experiment_id, run_name=self.experiment_name,
-                tags={schema.ROLE_TAG: schema.ROLE_STUDY,
+                tags={schema.ROLE_TAG: schema.ROLE_STUDY, **identity,
                       schema.STUDY_NAME_TAG: self.experiment_name},
             )
             self._client.log_batch(run.info.run_id, params=as_params(params))
-            self._client.set_experiment_tag(self._experiment_id, schema.PARENT_EXPERIMENT_TAG,
-                                            run.info.run_id)
-        else:
-            self._client.update_run(run.info.run_id, status="RUNNING")
+            if created:
+                self._client.set_experiment_tag(self._experiment_id,
+                                                schema.PARENT_EXPERIMENT_TAG, run.info.run_id)
+            else:  # others may have created one for this study at the same moment
+                elected = elected_parent(self._client, self._experiment_id, uid)
+                if elected is not None and elected.info.run_id != run.info.run_id:
+                    self._client.delete_run(run.info.run_id)
+                    run = elected
+        self._client.update_run(run.info.run_id, status="RUNNING")
         self._parent_run_id = run.info.run_id
         return self._parent_run_id
 
@@ -126,20 +133,28 @@ class Tracker:
 
     # ------------------------------------------------------------------ trial runs
 
-    def start_trial(self, number: int, params: Mapping[str, Any], config_yaml: str) -> TrialRun:
-        run = self._client.create_run(self._experiment_id, run_name=f"trial-{number}",
-                                      tags=self._trial_tags(number))
+    def start_trial(self, number: int, params: Mapping[str, Any], config_yaml: str,
+                    seed: int | None = None) -> TrialRun:
+        """Trial ``number``'s run (``trial-N``), or with ``seed`` its final-stage re-run
+        (``final-N-seedK``)."""
+        run = self._client.create_run(self._experiment_id, run_name=_run_name(number, seed),
+                                      tags=self._trial_tags(number, seed))
         trial_run = TrialRun(self._client, run.info.run_id)
         self._client.log_batch(trial_run.run_id, params=as_params(params))
         self._client.log_text(trial_run.run_id, config_yaml, schema.CONFIG_ARTIFACT)
         return trial_run
 
-    def trial_runs(self, number: int | None = None, status: str | None = None) -> list[RunView]:
-        """The study's child runs (of one trial number, with one status)."""
-        query = [f"tags.`{schema.ROLE_TAG}` = '{schema.ROLE_TRIAL}'",
+    def trial_runs(self, number: int | None = None, status: str | None = None,
+                   final: bool = False, seed: int | None = None) -> list[RunView]:
+        """The study's trial runs (``final``: its final-stage runs), of one trial number, seed,
+        status."""
+        role = schema.ROLE_FINAL if final else schema.ROLE_TRIAL
+        query = [f"tags.`{schema.ROLE_TAG}` = '{role}'",
                  f"tags.`{schema.PARENT_RUN_TAG}` = '{self._parent_run_id}'"]
         if number is not None:
             query.append(f"tags.`{schema.NUMBER_TAG}` = '{number}'")
+        if seed is not None:
+            query.append(f"tags.`{schema.FINAL_SEED_TAG}` = '{seed}'")
         if status is not None:
             query.append(f"attributes.status = '{status}'")
         runs = self._client.search_runs([self._experiment_id], filter_string=" and ".join(query),
@@ -147,15 +162,22 @@ class Tracker:
         return [_view(run) for run in runs]
 
     def close_trial_run(self, number: int, state: str, status: str,
-                        tags: Mapping[str, Any]) -> None:
-        """End trial ``number``'s run with the trial's Optuna ``state`` and the MLflow ``status``
-        (the run is created here if the trial's process died before creating it)."""
-        run_ids = [run.run_id for run in self.trial_runs(number)]
+                        tags: Mapping[str, Any], seed: int | None = None) -> None:
+        """End trial ``number``'s run (with ``seed``: that final-stage run) with the Optuna
+        ``state`` and the MLflow ``status`` (created here if its process died before it)."""
+        run_ids = [run.run_id for run in self.trial_runs(number, final=seed is not None,
+                                                         seed=seed)]
         if not run_ids:
-            run_ids = [self._client.create_run(self._experiment_id, run_name=f"trial-{number}",
-                                               tags=self._trial_tags(number)).info.run_id]
+            run_ids = [self._client.create_run(self._experiment_id,
+                                               run_name=_run_name(number, seed),
+                                               tags=self._trial_tags(number, seed)).info.run_id]
         for run_id in run_ids:
             TrialRun(self._client, run_id).finish(state, tags, status=status)
+
+    def log_run_metrics(self, run_id: str | None, metrics: Mapping[str, float]) -> None:
+        """Metrics added to a finished run (the final stage's test scores and choice)."""
+        if run_id and metrics:
+            TrialRun(self._client, run_id).log_metrics(metrics, step=0)
 
     def has_checkpoint(self, run_id: str) -> bool:
         return schema.CHECKPOINT_ARTIFACT in {a.path for a in self._client.list_artifacts(run_id)}
@@ -211,40 +233,18 @@ class Tracker:
 
     # ------------------------------------------------------------------ helpers
 
-    def _trial_tags(self, number: int) -> dict[str, str]:
+    def _trial_tags(self, number: int, seed: int | None = None) -> dict[str, str]:
+        final = {} if seed is None else {schema.ROLE_TAG: schema.ROLE_FINAL,
+                                         schema.FINAL_SEED_TAG: str(seed)}
         return {schema.PARENT_RUN_TAG: self._parent_run_id, schema.ROLE_TAG: schema.ROLE_TRIAL,
                 schema.STUDY_NAME_TAG: self.experiment_name, schema.NUMBER_TAG: str(number),
-                schema.STATE_TAG: "RUNNING"}
+                schema.STATE_TAG: "RUNNING", **final}
+
+
+def _run_name(number: int, seed: int | None) -> str:
+    return f"trial-{number}" if seed is None else f"final-{number}-seed{seed}"
 
 
 def _view(run: Any) -> RunView:
     return RunView(run.info.run_id, dict(run.data.params), dict(run.data.metrics),
                    dict(run.data.tags), run.info.artifact_uri)
-
-
-def _reach(uri: str, timeout: float = 5.0) -> None:
-    """An MLflow server answers at ``uri`` (its /health page), or a ConfigError."""
-    import base64
-    import urllib.request
-    from urllib.error import HTTPError
-    from urllib.parse import urlsplit, urlunsplit
-    parts = urlsplit(uri)
-    try:
-        host = parts.hostname or ""
-        netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
-    except ValueError:  # a URL MLflow will judge itself
-        return
-    request = urllib.request.Request(urlunsplit((parts.scheme, netloc, parts.path.rstrip("/")
-                                                 + "/health", "", "")))
-    if parts.username:  # credentials in the URL: as HTTP basic auth, not in the address
-        token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout):
-            return
-    except HTTPError:  # it answered (a proxy, an older server): MLflow decides
-        return
-    except OSError as exc:
-        reason = getattr(exc, "reason", exc)
-        raise ConfigError("tracking.uri", mask(f"cannot reach '{uri}' within {timeout:.0f} s: "
-                                               f"{reason}")) from None

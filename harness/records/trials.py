@@ -81,3 +81,18 @@ def is_better(value: float, best: float | None, direction: str) -> bool:
     if best is None or math.isnan(best):
         return not math.isnan(value)
     return value > best if direction == "maximize" else value < best
+
+
+def final_study_name(study_name: str) -> str:
+    """The companion study that holds a study's final-stage runs."""
+    return f"{study_name}{schema.FINAL_STUDY_SUFFIX}"
+
+
+def is_final(study: Any) -> bool:
+    return study.study_name.endswith(schema.FINAL_STUDY_SUFFIX)
+
+
+def final_key(trial: Any) -> tuple[int, int]:
+    """A final-stage run's (trial it re-runs, seed)."""
+    return int(trial.user_attrs[schema.FINAL_TRIAL_ATTR]), int(trial.user_attrs[
+        schema.FINAL_SEED_ATTR])

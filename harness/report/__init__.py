@@ -26,6 +26,9 @@ from harness.base.output_folders import check_replaceable, mark
 from harness.base.secrets import mask
 from harness.records import schema, trials
 from harness.records.compute import study_compute
+from harness.records.final import companion
+from harness.records.final import lines as final_lines
+from harness.records.final import record as final_record
 from harness.report.page import render
 from harness.report.plots import PLOTS, draw
 from harness.report.table import format_table, trial_rows, write_csv
@@ -43,6 +46,7 @@ class Report:
     missing: dict[str, str] = field(default_factory=dict)  # plot name -> why not drawn
     notes: list[str] = field(default_factory=list)  # what the study lacks
     pareto: list[str] = field(default_factory=list)
+    final: list[str] = field(default_factory=list)  # the final stage: seeds' mean ± sd, test
     mlflow_uri: str | None = None  # where the parent run holds it
 
     @property
@@ -52,6 +56,7 @@ class Report:
     def format(self) -> str:
         lines = [self.table]
         lines += [f"Pareto front: {p}" for p in self.pareto]
+        lines += self.final
         lines += [f"Note: {n}" for n in self.notes]
         drawn = ", ".join(self.plots) or "none"
         lines.append(f"Report: {self.page} (plots: {drawn})")
@@ -82,7 +87,8 @@ def write_report(study: Any, cfg: Any, tracker: Any = None) -> Report:
         signal = None if name == metric else f"{'-' if sign < 0 else ''}{name} (pruning signal)"
         plots, missing = draw(study, names, scratch, params, metric, second, signal)
         report = Report(folder=folder, table=format_table(rows, params, metric, second),
-                        missing=missing, notes=_notes(study, rows))
+                        missing=missing, notes=_notes(study, rows),
+                        final=final_lines(final_record(study), metric, trials.best_trial(study)))
         report.pareto = [
             f"trial {r.number}: {metric} {r.value:.4f}, {second} {r.second:,.6g}"
             for r in rows if "pareto" in r.marks and r.value is not None and r.second is not None
@@ -171,9 +177,11 @@ def _facts(study: Any, cfg: Any) -> list[tuple[str, str]]:
     if best is not None:
         facts.append(("best", f"trial {best.number}: {trials.study_value(best):.4f}"))
         facts += [(f"  {k}", str(v)) for k, v in best.params.items()]
-    compute = study_compute(study).format()
+    compute = study_compute(study, companion(study)).format()
     if compute:
         facts.append(("compute", compute.removeprefix("Compute: ")))
+    facts += [("final stage" if i == 0 else "", line.strip()) for i, line in enumerate(
+        final_lines(final_record(study), str(cfg.study.metric)))]
     run_id = study.user_attrs.get(schema.PARENT_RUN_ATTR)
     if run_id:
         facts.append(("MLflow parent run", f"{run_id} at {mask(str(cfg.tracking.uri))}"))

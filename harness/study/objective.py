@@ -42,6 +42,18 @@ class Objective:
         self.current: int | None = None  # the trial this process is running
         self.pending: tuple[Any, dict[str, str]] | None = None  # a run to end in after_trial
         self.taken_over: int | None = None  # a trial another worker failed while this ran it
+        self.prunes = True  # the pruner may stop a trial; its checkpoint kept if among the best
+
+    # What a final-stage run (FinalObjective) does differently: the configuration it re-runs,
+    # the trial number and seed its run is named after.
+    def _configure(self, trial: Any) -> tuple[Any, dict[str, Any]]:
+        return self.prepared.space.sample(trial, self.cfg)
+
+    def _number(self, trial: Any) -> int:
+        return trial.number
+
+    def _seed(self, trial: Any) -> int | None:
+        return None
 
     def __call__(self, trial: Any) -> float | tuple[float, float]:
         # the training side imports transformers (6 s): here, where a trial starts, so that a
@@ -57,22 +69,21 @@ class Objective:
         watch = TrialWatch(trial, float(cfg.study.heartbeat_interval))
         try:
             trial.set_user_attr(schema.WORKER_ATTR, this_worker())
-            faults.set_trial(trial.number)
+            faults.set_trial(trial.number, final=self._seed(trial) is not None)
             faults.hit("sample")
-            trial_cfg, values = self.prepared.space.sample(trial, cfg)
+            trial_cfg, values = self._configure(trial)
             method = trial_cfg.peft.method if cfg.get("method_space") else None
-            self.progress.trial_started(trial.number)
+            self.progress.trial_started(self._number(trial))
             # every trial run has every param name of the study (a methods study's other
             # methods' params as "n/a"), so that MLflow's compare view lines the runs up
             unsampled = dict.fromkeys(self.prepared.space.param_names(), schema.NOT_SAMPLED)
             run = self.tracker.start_trial(
-                trial.number,
+                self._number(trial),
                 {**self.prepared.fixed_params(), **unsampled, **values},
-                mask(OmegaConf.to_yaml(trial_cfg, resolve=True)),
+                mask(OmegaConf.to_yaml(trial_cfg, resolve=True)), seed=self._seed(trial),
             )
             trial.set_user_attr(schema.RUN_ID_ATTR, run.run_id)
-            if schema.ENQUEUED_ATTR in trial.user_attrs:  # study.enqueue / study.warm_start
-                run.set_tags({schema.ENQUEUED_TAG: trial.user_attrs[schema.ENQUEUED_ATTR]})
+            run.mark_enqueued(trial.user_attrs)  # study.enqueue / study.warm_start
             reset_peak_memory()
             meter = ComputeMeter(len(self.prepared.datasets["train"]))
             watch.start()
@@ -82,15 +93,17 @@ class Objective:
                 self.prepared.datasets,
                 self.prepared.metrics,
                 callbacks=[
-                    *([] if self.multi else [PruningCallback.for_study(trial, cfg.study)]),
+                    *([] if self.multi or not self.prunes
+                      else [PruningCallback.for_study(trial, cfg.study)]),
                     MetricsLogger(run.log_metrics),
                     meter,
                     OnEvaluate(lambda i, m: self.progress.evaluation(
-                        trial.number, i, m.get(f"eval_{metric}"))),
+                        self._number(trial), i, m.get(f"eval_{metric}"))),
                     StopWhen(lambda: watch.taken_over),
                 ],
                 checkpoint_dir=self.store.partial(trial.number),
-                keep_checkpoint=lambda value: self.store.wanted(trial.study, value, method),
+                keep_checkpoint=(lambda value: self.store.wanted(trial.study, value, method))
+                if self.prunes else None,  # a final-stage run keeps its own until the choice
                 trainer_bars=bool(cfg.display.trainer_bars),
             )
             if watch.taken_over or watch.check():
@@ -115,8 +128,9 @@ class Objective:
                 trial.set_user_attr(schema.BEST_SO_FAR_ATTR, result.value)
             trial.set_user_attr(schema.TRAIN_RUNTIME_ATTR, round(result.train_runtime, 3))
             if result.checkpoint is not None:
-                info = {"trial": trial.number, "value": result.value, "metric": metric,
-                        "params": trial.params, schema.RUN_ID_ATTR: run.run_id}
+                info = {"trial": self._number(trial), "seed": self._seed(trial),
+                        "value": result.value, "metric": metric, "params": trial.params,
+                        schema.RUN_ID_ATTR: run.run_id}
                 run.log_checkpoint(self.store.commit(trial.number, info))
             wall = time.perf_counter() - start
             overhead = wall - result.train_runtime
@@ -127,18 +141,18 @@ class Objective:
                             step=result.best_step)
             # the run ends with the state Optuna records (after_trial, once it is told)
             self.pending = (run, {schema.PRECISION_TAG: meter.precision})
-            self._report(trial.number, state, result.value, result.evaluations, wall, values)
+            self._report(trial, state, result.value, result.evaluations, wall, values)
         except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM: recorded, then the sweep stops
             self.pending = None
             reason = f"interrupted by {getattr(exc, 'name', 'KeyboardInterrupt')}"
             trial.set_user_attr(schema.INTERRUPTED_ATTR, reason)
             self._end_failed(trial, run, meter, start, {schema.ERROR_TAG: reason}, "KILLED")
-            self._report(trial.number, "FAIL", None, 0, time.perf_counter() - start, values,
+            self._report(trial, "FAIL", None, 0, time.perf_counter() - start, values,
                          error=reason)
             raise
         except TrialTakenOver as exc:  # the other worker's record stands: nothing written
             self.current, self.pending, self.taken_over = None, None, trial.number
-            self._report(trial.number, "FAIL", None, 0, time.perf_counter() - start, values,
+            self._report(trial, "FAIL", None, 0, time.perf_counter() - start, values,
                          error=str(exc))
             raise
         except Exception as exc:
@@ -150,7 +164,7 @@ class Objective:
             self._end_failed(trial, run, meter, start, {
                 schema.ERROR_TAG: error, schema.ERROR_TYPE_TAG: type(exc).__name__}, "FAILED")
             where = f" (traceback: MLflow run {run.run_id}, traceback.txt)" if run else ""
-            self._report(trial.number, "FAIL", None, 0, time.perf_counter() - start, values,
+            self._report(trial, "FAIL", None, 0, time.perf_counter() - start, values,
                          error=f"{error.splitlines()[0]}{where}")
             raise
         finally:
@@ -172,7 +186,8 @@ class Objective:
         """A failed trial's run ends FAIL with its reason (created if it failed before it had
         one: while sampling its parameters, say), with what it spent so far."""
         if run is None:
-            self.tracker.close_trial_run(trial.number, "FAIL", status, tags)
+            self.tracker.close_trial_run(self._number(trial), "FAIL", status, tags,
+                                         seed=self._seed(trial))
         elif not run.ended:
             if meter is not None:
                 _record_compute(trial, run, meter, time.perf_counter() - start)
@@ -183,17 +198,7 @@ class Objective:
         """Optuna callback, once the trial's state is recorded: its run ends with that state,
         progress bar, checkpoints beyond the kept ones removed (locally and in MLflow), the
         parent run's best-so-far record."""
-        if self.pending is not None:
-            run, tags = self.pending
-            self.pending = None
-            if trial.state.name == "FAIL":  # Optuna refused the result: the run says why
-                why = (trial.user_attrs.get(schema.ERROR_ATTR)
-                       or trial.user_attrs.get(schema.INTERRUPTED_ATTR)
-                       or "Optuna recorded the trial as failed when it was told its result")
-                run.finish("FAIL", {**tags, schema.ERROR_TAG: why}, status="FAILED")
-            else:
-                run.finish(trial.state.name, tags)
-
+        self._end_run(trial)
         counted = trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
         best = trials.best_trial(study)
         self.progress.trial_finished(
@@ -205,12 +210,29 @@ class Objective:
             self.store.remove_unkept(study)
         record_best(study, self.tracker, self.cfg)
 
-    def _report(self, number: int, state: str, value: float | None, evaluations: int,
+    def _end_run(self, trial: Any) -> None:
+        """The trial's run ends with the state Optuna recorded (FAIL: with the reason)."""
+        if self.pending is None:
+            return
+        run, tags = self.pending
+        self.pending = None
+        if trial.state.name == "FAIL":  # Optuna refused the result: the run says why
+            why = (trial.user_attrs.get(schema.ERROR_ATTR)
+                   or trial.user_attrs.get(schema.INTERRUPTED_ATTR)
+                   or "Optuna recorded the trial as failed when it was told its result")
+            run.finish("FAIL", {**tags, schema.ERROR_TAG: why}, status="FAILED")
+        else:
+            run.finish(trial.state.name, tags)
+
+    def _report(self, trial: Any, state: str, value: float | None, evaluations: int,
                 wall: float, values: dict[str, Any], error: str = "") -> None:
         shown = "" if value is None else f" {self.cfg.study.metric} {value:.4f}"
         where = f" after {evaluations} evaluations" if state == "PRUNED" else ""
         params = " ".join(f"{k}={show(v)}" for k, v in values.items())
-        line = f"trial {number} {state}{shown}{where} in {wall:.1f} s | {params}"
+        seed = self._seed(trial)
+        name = (f"trial {trial.number}" if seed is None
+                else f"final-{self._number(trial)}-seed{seed}")
+        line = f"{name} {state}{shown}{where} in {wall:.1f} s | {params}"
         # the terminal or the launcher's pipe may be gone: the trial's record stands anyway
         with contextlib.suppress(OSError):
             self.progress.write(line + (f" | {error.splitlines()[0]}" if error else ""))

@@ -32,7 +32,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from harness.records import schema
+from harness.records import schema, trials
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +75,11 @@ def _process_is_gone(worker: Any) -> bool:
 class Recovery:
     """Fails, closes and retries trials whose process stopped (see the module docstring)."""
 
-    def __init__(self, tracker: Any, store: Any, max_retry: int | None, grace_period: int) -> None:
+    def __init__(self, tracker: Any, store: Any, max_retry: int | None, grace_period: int,
+                 final_store: Any = None) -> None:
         self.tracker = tracker
         self.store = store
+        self.final_store = final_store  # the final stage's runs' checkpoints
         self.max_retry = max_retry
         self.grace_period = grace_period
 
@@ -100,7 +102,8 @@ class Recovery:
                                         "crashed while the trial ran")
         self.check_stale(study)
         self._close_orphan_runs(study)
-        self.store.remove_unkept(study)
+        if not trials.is_final(study):  # the final stage removes its own when it chooses
+            self.store.remove_unkept(study)
 
     def check_stale(self, study: Any) -> None:
         """Fail (and so recover) the trials whose heartbeat is older than the grace period, and
@@ -150,15 +153,21 @@ class Recovery:
     def _close(self, study: Any, trial: Any, reason: str, status: str) -> None:
         log.warning("trial %d stopped (%s): recorded as failed, its parameters queued again",
                     trial.number, reason.removeprefix("interrupted by "))
-        self.store.discard(trial.number)
+        # a final-stage run (the companion study's trial) is closed as itself, never as the
+        # search's trial of the same number; the final stage queues it again itself
+        final = trials.is_final(study)
+        number, seed = trials.final_key(trial) if final else (trial.number, None)
+        (self.final_store if final else self.store).discard(trial.number)
         try:
-            for run in self.tracker.trial_runs(trial.number):
+            for run in self.tracker.trial_runs(number, final=final, seed=seed):
                 if self.tracker.has_checkpoint(run.run_id):
                     self.tracker.delete_checkpoint(run.run_id, "removed: trial interrupted")
-            self.tracker.close_trial_run(trial.number, "FAIL", status,
-                                         {schema.ERROR_TAG: f"interrupted: {reason}"})
+            self.tracker.close_trial_run(number, "FAIL", status,
+                                         {schema.ERROR_TAG: f"interrupted: {reason}"}, seed=seed)
         except Exception as exc:  # Optuna's record is the one that counts: go on
             log.warning("could not close the MLflow run of trial %d: %s", trial.number, exc)
+        if final:
+            return
         clean = copy.deepcopy(trial)
         # the retry is a new trial (no worker, no run id, no reason), queued as the trial was
         clean.user_attrs = {k: v for k, v in trial.user_attrs.items() if k == schema.ENQUEUED_ATTR}
@@ -170,12 +179,16 @@ class Recovery:
         """Trial runs still RUNNING in MLflow whose Optuna trial has ended (a process killed
         between the two records) end now with the trial's state."""
 
-        trials = study.get_trials(deepcopy=False)
-        for run in self.tracker.trial_runs(status="RUNNING"):
+        final = trials.is_final(study)
+        by_key = {(trials.final_key(t) if final else (t.number, None)): t
+                  for t in study.get_trials(deepcopy=False)
+                  if not final or schema.FINAL_TRIAL_ATTR in t.user_attrs}
+        for run in self.tracker.trial_runs(status="RUNNING", final=final):
             number = int(run.tags.get(schema.NUMBER_TAG, -1))
-            if not 0 <= number < len(trials) or trials[number].state == TrialState.RUNNING:
+            seed = int(run.tags[schema.FINAL_SEED_TAG]) if final else None
+            trial = by_key.get((number, seed))
+            if trial is None or trial.state == TrialState.RUNNING:
                 continue
-            trial = trials[number]
             state, tags = trial.state.name, {}
             status = schema.RUN_STATUS.get(state, "FAILED")
             if state == "FAIL":
@@ -183,4 +196,4 @@ class Recovery:
                 interrupted = trial.user_attrs.get(schema.INTERRUPTED_ATTR) or "process stopped"
                 status = "KILLED" if str(interrupted).startswith("interrupted by") else "FAILED"
                 tags = {schema.ERROR_TAG: error or f"interrupted: {interrupted}"}
-            self.tracker.close_trial_run(number, state, status, tags)
+            self.tracker.close_trial_run(number, state, status, tags, seed=seed)

@@ -25,12 +25,13 @@ from harness.records.lookup import build_tracker
 from harness.report import write_report
 from harness.study import output_dir, seeds
 from harness.study.failure_limit import FailureLimit
+from harness.study.final import FinalStage, final_store
 from harness.study.inputs import check_inputs, input_identity
 from harness.study.kept import drop_mlflow_checkpoints
 from harness.study.objective import Objective
 from harness.study.recovery import Recovery
 from harness.study.setup import prepare_study, validate_config
-from harness.study.storage import existing_study, fingerprint, open_storage
+from harness.study.storage import existing_study, fingerprint, identity, open_storage
 from harness.study.summary import SweepSummary, build_summary, record_best
 from harness.study.workers import SAMPLER_SEED_STRIDE, threads_per_worker
 from harness.train.checkpoints import CheckpointStore
@@ -50,8 +51,8 @@ def run_sweep(cfg: DictConfig, resume_command: str = "") -> SweepSummary:
     status = "FINISHED"
     try:
         sweep.search()
-        # A stage after the search (re-running the best configurations) goes here: it runs on
-        # the same study, storage and tracker, before the parent run is closed.
+        if sweep.limit.reason is None:  # the failure limit stops the study: no final stage
+            FinalStage(sweep).run()
     except KeyboardInterrupt as exc:
         status = "KILLED"
         sweep.interrupted(f"interrupted by {getattr(exc, 'name', 'KeyboardInterrupt')}")
@@ -86,7 +87,7 @@ class Sweep:
         self.prepared = prepare_study(cfg, space)  # in seconds
         self.store = CheckpointStore.from_config(cfg)
         self.recovery = Recovery(self.tracker, self.store, study_cfg.max_retries,
-                                 study_cfg.grace_period)
+                                 study_cfg.grace_period, final_store(cfg))
         storage = open_storage(study_cfg, self.recovery)
         settings = fingerprint(cfg)
         existing = existing_study(storage, study_cfg.name, settings)
@@ -103,7 +104,7 @@ class Sweep:
         check_inputs(study, input_identity(cfg, self.prepared))  # the data's content too
         output_dir.claim(str(study_cfg.output_dir), study_cfg.name)
         parent = self.tracker.open_study(study.user_attrs.get(schema.PARENT_RUN_ATTR),
-                                         self.prepared.study_params())
+                                         self.prepared.study_params(), identity(study))
         study.set_user_attr(schema.PARENT_RUN_ATTR, parent)
         self.recovery.recover(study)
         seeds.enqueue(study, cfg, seeds.planned(cfg, space))  # each set once, resumes included
@@ -116,6 +117,7 @@ class Sweep:
         self.progress = StudyProgress(study_cfg.n_trials, finished, study_cfg.metric,
                                       enabled=bool(cfg.display.progress))
         self.objective = Objective(self.prepared, self.tracker, self.store, self.progress)
+        self.active: tuple[Any, Any] | None = None  # (companion study, objective): final stage
         if cfg.checkpoints.mlflow == "kept":  # keep lowered, or a kill in between
             drop_mlflow_checkpoints(study, self.tracker, self.store)
         self.limit = FailureLimit(**OmegaConf.to_container(study_cfg.failure_limit))
@@ -154,8 +156,10 @@ class Sweep:
                 self.objective.taken_over = None
 
     def interrupted(self, reason: str) -> None:
-        """After Ctrl-C / SIGTERM: this process's running trials recorded as interrupted."""
-        self.recovery.interrupted(self.study, self.objective.current, reason)
+        """After Ctrl-C / SIGTERM: this process's running trials (or final-stage runs)
+        recorded as interrupted."""
+        study, objective = self.active or (self.study, self.objective)
+        self.recovery.interrupted(study, objective.current, reason)
 
     def close(self, status: str) -> None:
         """The parent run's final record; closed by the last worker still running trials."""

@@ -112,3 +112,19 @@ def _diff(stored: dict[str, str], current: dict[str, str]) -> list[str]:
         flat(key, json.loads(current.get(key, "null")), new)
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
             if old.get(k) != new.get(k)]
+
+
+def identity(study: Any) -> dict[str, str]:
+    """The study's identity, as tags for its MLflow parent run: a uid stored with the study when
+    it is first opened (workers that set one at the same moment all read back the one stored
+    last), its storage (password masked) and its id there."""
+    if not study.user_attrs.get(schema.STUDY_UID_ATTR):  # a new study, or one from before
+        import uuid
+
+        study.set_user_attr(schema.STUDY_UID_ATTR, uuid.uuid4().hex)
+        time.sleep(0.2)  # a worker that set one at the same moment has written it by now
+    uid = study._storage.get_study_user_attrs(study._study_id)[schema.STUDY_UID_ATTR]
+    url = getattr(study._storage, "url", None) or getattr(
+        getattr(study._storage, "_backend", None), "url", "")
+    return {schema.STUDY_UID_TAG: str(uid), schema.STORAGE_TAG: mask(str(url)),
+            schema.STUDY_ID_TAG: str(study._study_id)}

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.base.secrets import mask
-from harness.records import schema, trials
+from harness.records import final, schema, trials
 from harness.records.compute import study_compute
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ class SweepSummary:
     checkpoints_dir: str = ""
     report: str = ""  # the study report's table and where it was written
     compute: str = ""  # what the trials cost, and what pruning saved
+    final: list[str] = field(default_factory=list)  # the final stage: seeds' mean ± sd, test
 
     def format(self) -> str:
         finished = self.complete + self.pruned
@@ -65,6 +66,7 @@ class SweepSummary:
                 lines.append(f"Best checkpoint: {self.best_checkpoint}")
             if self.best_artifact_uri:
                 lines.append(f"  in MLflow: {self.best_artifact_uri}")
+        lines += self.final
         if self.kept_checkpoints:
             lines.append(f"Checkpoints kept ({self.checkpoints_dir}): trials "
                          f"{', '.join(map(str, self.kept_checkpoints))}")
@@ -110,7 +112,7 @@ def describe(study: Any, cfg: Any) -> str:
         f"({counts['complete']} complete, {counts['pruned']} pruned), {counts['failed']} "
         f"failed, {counts['running']} running.",
     ]
-    compute = study_compute(study).format()
+    compute = study_compute(study, final.companion(study)).format()
     if compute:
         lines.append(compute)
     best = trials.best_trial(study)
@@ -120,6 +122,7 @@ def describe(study: Any, cfg: Any) -> str:
                      f"{trials.study_value(best):.4f} ({params}).")
     for method, trial in trials.best_per_method(study).items():
         lines.append(f"Best {method}: trial {trial.number}, {trials.study_value(trial):.4f}.")
+    lines += final.lines(final.record(study), str(cfg.study.metric))
     return "\n\n".join(lines)
 
 
@@ -142,7 +145,9 @@ def record_best(study: Any, tracker: Any, cfg: Any = None) -> None:
     for method, trial in trials.best_per_method(study).items():
         tags[f"{schema.BEST_TRIAL_TAG}.{method}"] = trial.number
         metrics[f"{schema.BEST_VALUE_METRIC}.{method}"] = trials.study_value(trial)
-    metrics.update(study_compute(study).metrics())
+    metrics.update(study_compute(study, final.companion(study)).metrics())
+    if cfg is not None:
+        metrics.update(final.parent_metrics(final.record(study), str(cfg.study.metric)))
     try:
         tracker.record_best({"tags": tags, "metrics": metrics}, counts["finished"])
     except Exception as exc:  # the study's own record is Optuna's; MLflow is a view of it
@@ -158,8 +163,10 @@ def build_summary(study: Any, cfg: Any, tracker: Any, store: Any, overheads: lis
         complete=counts["complete"], pruned=counts["pruned"], failed=counts["failed"],
         tracking_uri=str(cfg.tracking.uri), experiment=tracker.experiment_name,
         overheads=overheads, resume_command=resume_command,
-        compute=study_compute(study).format(),
+        compute=study_compute(study, final.companion(study)).format(),
     )
+    summary.final = final.lines(final.record(study), str(cfg.study.metric),
+                                trials.best_trial(study))
     summary.per_method = {
         method: (t.number, trials.study_value(t), t.user_attrs.get(schema.TRAINABLE_PARAMS_ATTR))
         for method, t in trials.best_per_method(study).items()
@@ -183,6 +190,11 @@ def build_summary(study: Any, cfg: Any, tracker: Any, store: Any, overheads: lis
             "trial") == best.number:
         summary.best_checkpoint = str(local)
     run_id = best.user_attrs.get(schema.RUN_ID_ATTR)
+    chosen = final.record(study) or {}
+    if chosen.get("run_id") and local is not None:  # the final stage's choice is the best
+        summary.best_checkpoint = (f"{local} (final-{chosen['trial']}-seed{chosen['seed']}: "
+                                   "the chosen configuration's best seed)")
+        run_id = chosen["run_id"]
     if run_id:
         try:
             summary.best_artifact_uri = tracker.artifact_uri(run_id, schema.CHECKPOINT_ARTIFACT)

@@ -4,8 +4,11 @@ kept within a bound for the whole study.
 Layout under ``study.output_dir``::
 
     checkpoints/trial-N/   a kept trial's checkpoint (weights or adapter, tokenizer, trial.json)
-    best -> checkpoints/trial-N   the best trial's (a symbolic link, replaced atomically)
+    best -> checkpoints/trial-N   the best trial's (a symbolic link, replaced atomically); after
+                           the final stage, the chosen configuration's best seed's
     .partial/trial-N/      a checkpoint being written; renamed into checkpoints/ when complete
+    final/                 the final stage's runs, a store of their own (checkpoints/run-N, N
+                           the companion study's trial number; the chosen one only, at the end)
 
 A process killed while writing leaves only a ``.partial`` folder, which the next run removes.
 Several workers may share the folder: each removes only what belongs to finished trials.
@@ -22,7 +25,7 @@ from typing import Any
 from optuna.trial import TrialState
 
 from harness.base import faults
-from harness.records import trials
+from harness.records import schema, trials
 
 
 def save_checkpoint(model: Any, tokenizer: Any, path: Path) -> None:
@@ -75,23 +78,24 @@ class CheckpointStore:
         """The store of the study ``cfg`` describes (``study.output_dir``, ``checkpoints``)."""
         return cls(str(cfg.study.output_dir), cfg.checkpoints.keep)
 
-    def __init__(self, root: str | Path, keep: int | None) -> None:
+    def __init__(self, root: str | Path, keep: int | None, label: str = "trial") -> None:
         self.root = Path(root)
         self.keep = keep  # None: keep every completed trial's checkpoint
+        self.label = label  # folder names: <label>-<number>
         self.kept_dir = self.root / "checkpoints"
         self.partial_dir = self.root / ".partial"
         self.best_link = self.root / "best"
 
     def partial(self, number: int) -> Path:
         """Where trial ``number`` writes its checkpoint (emptied first)."""
-        path = self.partial_dir / f"trial-{number}"
+        path = self.partial_dir / f"{self.label}-{number}"
         shutil.rmtree(path, ignore_errors=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
     def commit(self, number: int, info: dict[str, Any]) -> Path:
         """Move trial ``number``'s finished checkpoint in among the kept ones."""
-        source = self.partial_dir / f"trial-{number}"
+        source = self.partial_dir / f"{self.label}-{number}"
         (source / "trial.json").write_text(json.dumps(info, indent=2) + "\n")
         target = self.path(number)
         self.kept_dir.mkdir(parents=True, exist_ok=True)
@@ -100,10 +104,10 @@ class CheckpointStore:
         return target
 
     def discard(self, number: int) -> None:
-        shutil.rmtree(self.partial_dir / f"trial-{number}", ignore_errors=True)
+        shutil.rmtree(self.partial_dir / f"{self.label}-{number}", ignore_errors=True)
 
     def path(self, number: int) -> Path:
-        return self.kept_dir / f"trial-{number}"
+        return self.kept_dir / f"{self.label}-{number}"
 
     def wanted(self, study: Any, value: float, method: str | None = None) -> bool:
         """Would a trial scoring ``value`` (with ``method``, in a methods study) be among the
@@ -140,23 +144,27 @@ class CheckpointStore:
                     if t.state not in (TrialState.RUNNING, TrialState.WAITING)}
         removed = []
         for folder in self._folders(self.kept_dir):
-            number = _number(folder)
+            number = self._number(folder)
             if number in finished and number not in keep:
                 shutil.rmtree(folder, ignore_errors=True)
                 removed.append(number)
         for folder in self._folders(self.partial_dir):  # left by a killed process
-            if _number(folder) in finished:
+            if self._number(folder) in finished:
                 shutil.rmtree(folder, ignore_errors=True)
+        chosen = self.root / str((study.user_attrs.get(schema.FINAL_ATTR) or {}).get(
+            "checkpoint", "-"))
         best = trials.best_trial(study)
-        if best is not None and self.path(best.number).is_dir():
-            self._link_best(best.number)
+        if chosen.is_dir():  # the final stage's choice stands (until it chooses again)
+            self.link_best(chosen.relative_to(self.root))
+        elif best is not None and self.path(best.number).is_dir():
+            self.link_best(self.path(best.number).relative_to(self.root))
         return sorted(removed)
 
     def best_path(self) -> Path | None:
         return self.best_link if self.best_link.is_dir() else None
 
-    def _link_best(self, number: int) -> None:
-        target = Path("checkpoints") / f"trial-{number}"
+    def link_best(self, target: Path) -> None:
+        """Point ``best`` at ``target`` (relative to the store's root)."""
         if self.best_link.is_symlink() and Path(os.readlink(self.best_link)) == target:
             return
         temporary = self.root / f".best-{os.getpid()}"
@@ -166,14 +174,12 @@ class CheckpointStore:
             shutil.rmtree(self.best_link)  # a folder from an older layout
         os.replace(temporary, self.best_link)
 
-    @staticmethod
-    def _folders(parent: Path) -> list[Path]:
+    def _folders(self, parent: Path) -> list[Path]:
         if not parent.is_dir():
             return []
-        return [p for p in parent.iterdir() if p.is_dir() and _number(p) is not None]
+        return [p for p in parent.iterdir() if p.is_dir() and self._number(p) is not None]
 
-
-def _number(folder: Path) -> int | None:
-    name = folder.name
-    return int(name[6:]) if name.startswith("trial-") and name[6:].isdigit() else None
+    def _number(self, folder: Path) -> int | None:
+        prefix, _, number = folder.name.rpartition("-")
+        return int(number) if prefix == self.label and number.isdigit() else None
 

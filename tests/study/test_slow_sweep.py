@@ -27,7 +27,7 @@ def test_default_sweep_on_minilm_learns(tmp_path, sweep):
          "pruner=none", "sampler.seed=0", f"study.storage={storage}",
          f"study.output_dir={tmp_path}/study", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
          f"tracking.artifact_location={tmp_path}/mlruns", "display.progress=false",
-         "report.enabled=false"],
+         "report.enabled=false", "final.seeds=0"],
         cwd=ROOT, capture_output=True, text=True, timeout=1200,
     )
     assert result.returncode == 0, result.stderr

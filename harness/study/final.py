@@ -1,0 +1,241 @@
+"""The final stage: the search's best configurations trained again with fresh seeds; the chosen
+configuration is the best mean over its seeds, not the luckiest single trial.
+
+``final.top_k`` best complete trials x ``final.seeds`` seeds (train.seed + k: another head
+initialisation and data order), each at the trial's full budget, without pruning. The runs are
+the trials of a companion Optuna study in the same storage ("<study>::final"), so they get the
+trials' crash safety: heartbeats, stale-run recovery (their MLflow runs ``final-<trial>-seed<k>``
+closed as themselves), workers sharing the work. What is missing is queued again on the next
+run; a finished stage does nothing; configurations newly in the top-k (more trials) are run.
+Only once every run has ended is the choice made, and only then is the test split scored, on
+the chosen configuration's seeds. Its best seed's checkpoint becomes the study's ``best``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from harness.base import interrupts
+from harness.base.progress import StudyProgress
+from harness.config import settings
+from harness.records import final as final_record
+from harness.records import schema, trials
+from harness.study.objective import Objective
+from harness.train.checkpoints import CheckpointStore
+from harness.train.scoring import has_labels, score_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+class FinalObjective(Objective):
+    """A final-stage run: the configuration of the trial it re-runs (enqueued as fixed params),
+    another seed, no pruning, its checkpoint kept until the choice."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.prunes = False
+
+    def _configure(self, trial: Any) -> tuple[Any, dict[str, Any]]:
+        trial_cfg, values = super()._configure(trial)
+        trial_cfg.train.seed = int(self.cfg.train.seed) + self._seed(trial)
+        return trial_cfg, values
+
+    def _number(self, trial: Any) -> int:
+        return trials.final_key(trial)[0]
+
+    def _seed(self, trial: Any) -> int:
+        return trials.final_key(trial)[1]
+
+    def after_trial(self, study: Any, trial: Any) -> None:
+        self._end_run(trial)
+        self.progress.trial_finished(trial.state == TrialState.COMPLETE, None)
+
+
+def final_store(cfg: Any) -> CheckpointStore:
+    """The final-stage runs' checkpoints: ``<study.output_dir>/final/checkpoints/run-N``."""
+    return CheckpointStore(f"{cfg.study.output_dir}/final", None, label="run")
+
+
+class FinalStage:
+    """Runs (or finishes) the final stage of a study after its search."""
+
+    def __init__(self, sweep: Any) -> None:
+        self.sweep, self.cfg, self.study = sweep, sweep.cfg, sweep.study
+        self.store = final_store(self.cfg)
+        self.settings = settings(self.cfg, "final")
+        self.max_retries = self.cfg.study.max_retries
+
+    def run(self) -> None:
+        if self.settings.seeds == 0:
+            return
+        if len(self.study.directions) > 1:
+            self._save({"skipped": "a two-objective study has no single best configuration; "
+                                   "see its Pareto front"})
+            return
+        top = trials.ranked(self.study)[:self.settings.top_k]
+        if not top:
+            return
+        self.companion = optuna.create_study(
+            study_name=trials.final_study_name(self.study.study_name),
+            storage=self.study._storage, sampler=optuna.samplers.RandomSampler(),
+            pruner=optuna.pruners.NopPruner(), direction=trials.direction(self.study),
+            load_if_exists=True)
+        self.sweep.recovery.recover(self.companion)
+        wanted = [(t, k) for t in top for k in range(1, self.settings.seeds + 1)]
+        self._queue_missing(wanted)
+        done = sum(1 for key in self._runs(TrialState.COMPLETE) if key in
+                   {(t.number, k) for t, k in wanted})
+        if done < len(wanted):
+            self._train(wanted, done)
+        if not self._runs(TrialState.RUNNING, TrialState.WAITING):
+            self._choose(top)
+
+    # ------------------------------------------------------------------ the runs
+
+    def _runs(self, *states: TrialState) -> dict[tuple[int, int], Any]:
+        """(trial, seed) -> the companion trial in one of ``states`` (the first of each)."""
+        runs: dict[tuple[int, int], Any] = {}
+        for trial in self.companion.get_trials(deepcopy=False, states=states):
+            if schema.FINAL_TRIAL_ATTR in trial.user_attrs:
+                runs.setdefault(trials.final_key(trial), trial)
+        return runs
+
+    def _queue_missing(self, wanted: list[tuple[Any, int]]) -> int:
+        """Queue the runs that are not complete, queued or running, and have not failed more
+        than ``study.max_retries`` times; returns how many were queued."""
+        present = self._runs(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+        failures: dict[tuple[int, int], int] = {}
+        for trial in self.companion.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+            if schema.FINAL_TRIAL_ATTR in trial.user_attrs:
+                key = trials.final_key(trial)
+                failures[key] = failures.get(key, 0) + 1
+        queued = 0
+        for source, seed in wanted:
+            key = (source.number, seed)
+            if key in present or (self.max_retries is not None
+                                  and failures.get(key, 0) > self.max_retries):
+                continue
+            self.companion.enqueue_trial(dict(source.params), user_attrs={
+                schema.FINAL_TRIAL_ATTR: source.number, schema.FINAL_SEED_ATTR: seed})
+            queued += 1
+        return queued
+
+    def _train(self, wanted: list[tuple[Any, int]], done: int) -> None:
+        cfg, sweep = self.cfg, self.sweep
+        sweep.progress.close()  # the search's bar ends where the final stage's begins
+        progress = StudyProgress(len(wanted), done, cfg.study.metric,
+                                 enabled=bool(cfg.display.progress), desc="final runs")
+        objective = FinalObjective(sweep.prepared, sweep.tracker, self.store, progress)
+        sweep.active = (self.companion, objective)  # what Ctrl-C records as interrupted
+        log.info("final stage: %d of %d runs to train (the %d best configurations x %d seeds)",
+                 len(wanted) - done, len(wanted), len(wanted) // self.settings.seeds,
+                 self.settings.seeds)
+        try:
+            while True:
+                interrupts.check()
+                counts = trials.count(self.companion)
+                if not counts["waiting"]:
+                    if counts["running"]:  # another worker's: wait for it (or recover it)
+                        time.sleep(min(5.0, float(cfg.study.heartbeat_interval)))
+                        sweep.recovery.check_stale(self.companion)
+                        continue
+                    if not self._queue_missing(wanted):
+                        break
+                try:
+                    self.companion.optimize(objective, n_trials=1, catch=(Exception,),
+                                            callbacks=[objective.after_trial],
+                                            gc_after_trial=True)
+                except ValueError:  # "Cannot tell a FAIL trial": another worker took it over
+                    if objective.taken_over is None:
+                        raise
+                    objective.taken_over = None
+        finally:
+            progress.close()
+        sweep.active = None
+
+    # ------------------------------------------------------------------ the choice
+
+    def _choose(self, top: list[Any]) -> None:
+        """The best mean over seeds; its best seed becomes ``best``; then (only then) the test
+        split, on the chosen configuration's seeds; the other runs' checkpoints removed."""
+        runs = self._runs(TrialState.COMPLETE)
+        sign = 1 if trials.direction(self.study) == "maximize" else -1
+        configs, seeds_of = {}, {}
+        for source in top:
+            seeds = {k: runs[(source.number, k)] for k in range(1, self.settings.seeds + 1)
+                     if (source.number, k) in runs}
+            if not seeds:
+                continue
+            mean, sd = final_record.mean_sd([trials.study_value(t) for t in seeds.values()])
+            configs[str(source.number)] = {
+                "mean": mean, "sd": sd, "trial_value": trials.study_value(source),
+                "values": {str(k): trials.study_value(t) for k, t in seeds.items()}}
+            seeds_of[source.number] = seeds
+        if not configs:
+            log.warning("final stage: no run completed; the best trial stays the study's best")
+            return
+        chosen = max(configs, key=lambda n: sign * configs[n]["mean"])  # ties: the better trial
+        seed, best_run = max(seeds_of[int(chosen)].items(),
+                             key=lambda item: sign * trials.study_value(item[1]))
+        record = {"trial": int(chosen), "seed": seed, "configs": configs,
+                  "seeds": self.settings.seeds, "seed_value": trials.study_value(best_run),
+                  "run_id": best_run.user_attrs.get(schema.RUN_ID_ATTR),
+                  "checkpoint": str(self.store.path(best_run.number).relative_to(
+                      self.store.root.parent))}
+        earlier = final_record.record(self.study) or {}
+        same = (earlier.get("trial"), earlier.get("configs", {}).get(chosen, {}).get("values"))
+        if same == (record["trial"], configs[chosen]["values"]) and earlier.get("test"):
+            record["test"] = earlier["test"]  # scored once: a rerun does not score again
+        else:
+            record["test"] = self._test(seeds_of[int(chosen)])
+        self._save(record)
+        self._keep_only(best_run)
+
+    def _test(self, seeds: dict[int, Any]) -> dict[str, Any]:
+        split = self.sweep.prepared.datasets.get("test")
+        if split is None:
+            return {"none": "the data has no test split"}
+        if not has_labels(split):
+            return {"none": "the test split is unlabelled"}
+        metric, values = str(self.cfg.study.metric), {}
+        for seed, run in seeds.items():
+            path = self.store.path(run.number)
+            if not path.is_dir():
+                continue
+            scores = score_checkpoint(path, split, self.sweep.prepared.metrics)
+            values[str(seed)] = scores[metric]
+            view = self.sweep.tracker.run(run.user_attrs.get(schema.RUN_ID_ATTR))
+            if view is not None:
+                self.sweep.tracker.log_run_metrics(view.run_id, {
+                    f"{schema.TEST_PREFIX}{k}": v for k, v in scores.items()})
+        if not values:
+            return {"none": "not scored: the seeds' checkpoints were removed"}
+        mean, sd = final_record.mean_sd(values.values())
+        return {"values": values, "mean": mean, "sd": sd}
+
+    def _save(self, record: dict[str, Any]) -> None:
+        self.study.set_user_attr(schema.FINAL_ATTR, record)
+        metrics = final_record.parent_metrics(record, str(self.cfg.study.metric))
+        if metrics:
+            self.sweep.tracker.log_run_metrics(self.sweep.tracker.parent_run_id, metrics)
+
+    def _keep_only(self, best_run: Any) -> None:
+        """Local: only the chosen seed's checkpoint stays (``best`` points at it); MLflow
+        (checkpoints.mlflow=kept): the other final runs lose theirs."""
+        for folder in self.store.kept_dir.glob("run-*"):
+            if folder != self.store.path(best_run.number):
+                shutil.rmtree(folder, ignore_errors=True)
+        self.sweep.store.remove_unkept(self.study)  # links best to the choice
+        if self.cfg.checkpoints.mlflow != "kept":
+            return
+        tracker = self.sweep.tracker
+        for run in self.companion.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            run_id = run.user_attrs.get(schema.RUN_ID_ATTR)
+            if run_id and run.number != best_run.number and tracker.has_checkpoint(run_id):
+                tracker.delete_checkpoint(run_id, "removed: not the chosen seed")

@@ -1,0 +1,37 @@
+"""A saved checkpoint scored on a labelled split (the held-out test split, once the final stage
+has chosen): the same metrics as validation, from the same tokenized rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness.train.checkpoints import load_checkpoint
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def has_labels(split: Any) -> bool:
+    """False for a split whose labels are unknown (a hub test split marks them -1)."""
+    return len(split) > 0 and min(split["label"]) >= 0
+
+
+def score_checkpoint(path: str | Path, split: Any, metrics: Any,
+                     batch_size: int = 64) -> dict[str, float]:
+    """``metrics`` (a MetricSuite) of the checkpoint at ``path`` on ``split`` (tokenized rows with
+    a ``label`` column)."""
+    import torch
+    from transformers import DataCollatorWithPadding
+
+    model, tokenizer = load_checkpoint(path)
+    collate = DataCollatorWithPadding(tokenizer)
+    columns = [c for c in MODEL_INPUTS if c in split.column_names]
+    predictions: list[int] = []
+    with torch.no_grad():
+        for start in range(0, len(split), batch_size):
+            rows = split[start:start + batch_size]
+            batch = collate([{c: rows[c][i] for c in columns}
+                             for i in range(len(rows["input_ids"]))])
+            logits = model(**batch).logits
+            predictions += logits.float().argmax(dim=-1).tolist()
+    return metrics.compute(predictions, list(split["label"]))
