@@ -23,6 +23,7 @@ from harness.base.interrupts import raise_on_signals
 from harness.base.progress import configure_logging, log_level
 from harness.base.secrets import config_urls, mask, masked_output, register
 from harness.config.command import CONF, run_hydra
+from harness.config.space_overrides import replace_entries
 from harness.study import init_stores, run_sweep, run_workers, study_summary, validate_config
 
 
@@ -36,6 +37,7 @@ def resume_command() -> str:
 @hydra.main(version_base="1.3", config_path=CONF, config_name="config")
 def main(cfg: DictConfig) -> None:
     configure_logging(log_level(cfg))
+    replace_entries(cfg, HydraConfig.get().overrides.task)
     command = resume_command()
     _mask_multirun_file(config_urls(cfg))
     if _launches_workers(cfg):

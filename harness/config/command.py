@@ -24,6 +24,7 @@ from harness.base.errors import ConfigError
 from harness.base.progress import configure_logging, log_level
 from harness.base.secrets import config_urls, mask, masked_output, register
 from harness.config.access import as_config_error, must_be
+from harness.config.space_overrides import prepare
 
 
 def config_dir() -> str:
@@ -50,6 +51,7 @@ def run_hydra(main: Callable[[], None]) -> None:
         return
     os.environ["HYDRA_FULL_ERROR"] = "1"
     register(sys.argv[1:])  # passwords typed on the command line, even under a mistyped key
+    sys.argv[1:] = prepare(sys.argv[1:])  # search-space entries replaced, not refused
     try:
         main()
     except Exception as exc:
@@ -111,5 +113,30 @@ def composition_error(exc: BaseException) -> str | None:
         reason = str(cause).splitlines()[0] if cause else text.splitlines()[0]
         if "not in struct" in reason or re.match(r"Key '[^']+' not in '\w+'", reason):
             reason = "no such setting"
+            space_hint = _space_hint(key)
+            key, hint = (key, space_hint) if space_hint else (_refused_key(chain) or key, hint)
         return f"{key}: {reason}" + (f" ({hint[0].lower() + hint[1:]})" if hint else "")
+    found = re.match(r"Error merging override \+*([\w.]+)=(.*)", text)
+    if found and must_be(found.group(1)):  # e.g. a list of mappings given a list of numbers
+        return f"{found.group(1)}: must be {must_be(found.group(1))}, got {found.group(2)}"
     return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _refused_key(chain: list[BaseException]) -> str | None:
+    """The full key a closed config refused (``study.n_trail`` in ``study={n_trail: 5}``)."""
+    for error in chain:
+        if isinstance(error, OmegaConfBaseException) and re.match(
+                r"Key '[^']+' (is )?not in", str(error)):
+            return str(getattr(error, "full_key", "") or "") or None
+    return None
+
+
+def _space_hint(key: str) -> str | None:
+    """A dotted path under a search space: its keys hold dots, so the entry goes in a dict."""
+    found = re.match(r"(search_space|method_space\.[\w-]+)\.", key)
+    if not found:
+        return None
+    root = found.group(1)
+    return (f"the keys of {root} hold dots: change an entry with a dict, e.g. "
+            f"{root}={{train.learning_rate: {{high: 1e-2}}}}, or replace it with one that has "
+            "a type")

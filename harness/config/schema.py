@@ -20,6 +20,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from harness.base.errors import ConfigError
+from harness.config.warm_start import StudySeeds
 
 # report.plots: Optuna's matplotlib visualisations and the expected best against trials and
 # compute (drawn by harness.report.plots)
@@ -80,7 +81,7 @@ class FailureLimitConfig(_Checked):
 
 
 @dataclass
-class StudyConfig(_Checked):
+class StudyConfig(_Checked, StudySeeds):  # study.enqueue, study.warm_start: StudySeeds
     SECTION: ClassVar[str] = "study"
     name: str = MISSING
     storage: str = MISSING
@@ -195,7 +196,6 @@ SECTIONS: dict[str, type] = {"study": StudyConfig, "checkpoints": CheckpointsCon
 
 def register() -> None:
     """Put the schemas in Hydra's ConfigStore as ``harness_schema_<section>``."""
-
     store = ConfigStore.instance()
     for section, schema in SECTIONS.items():
         store.store(name=f"harness_schema_{section}", node=schema, package=section)

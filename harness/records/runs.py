@@ -59,6 +59,12 @@ class TrialRun:
                 self._client.log_artifact(self.run_id, str(path), where)
                 faults.hit("artifact")
 
+    def mark_enqueued(self, user_attrs: Mapping[str, Any]) -> None:
+        """A queued trial's run (study.enqueue, study.warm_start): where its params came from."""
+        if schema.ENQUEUED_ATTR in user_attrs:
+            self._client.set_tag(self.run_id, schema.ENQUEUED_TAG,
+                                 mask(str(user_attrs[schema.ENQUEUED_ATTR]))[:5000])
+
     def log_traceback(self, text: str) -> None:
         """A failed trial's traceback, as the run's ``traceback.txt`` (best effort)."""
         try:

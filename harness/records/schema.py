@@ -13,6 +13,7 @@ PARENT_RUN_ATTR = "mlflow_parent_run_id"  # the study's MLflow parent run
 SLOT_ATTR_PREFIX = "harness.slot."  # harness.slot.<k>: the process holding sampler slot k
 STUDY_UID_ATTR = "harness.study_uid"  # the study's identity, also tagged on its parent run
 INPUTS_ATTR = "harness.inputs"  # what the trials train on: each data split's and the model's id
+WARM_START_ATTR = "harness.warm_start"  # the warm start queued: {name, storage, top_k}
 FINAL_ATTR = "harness.final"  # the final stage's choice: configuration, seeds, means, test
 # The final stage's runs are the trials of a companion study in the same storage, named
 # "<study>" + FINAL_STUDY_SUFFIX; each carries the trial it re-runs and its seed (1, 2, …).
@@ -32,6 +33,7 @@ BEST_SO_FAR_ATTR = "best_value"  # a pruned trial's best study-metric value befo
 TRAIN_RUNTIME_ATTR = "train_runtime_s"  # seconds inside Trainer.train
 OVERHEAD_ATTR = "overhead_s"  # the trial's wall time outside training and evaluation
 COMPUTE_ATTR = "compute"  # what the trial cost: {COMPUTE_METRICS name: value}
+ENQUEUED_ATTR = "harness.enqueued"  # a queued trial: "manual" or "warm_start:<study>#<trial>"
 
 # ---------------------------------------------------------------- Optuna: params
 METHOD_PARAM = "method"  # a methods study's fine-tuning method (its params are "<method>/<path>")
@@ -54,6 +56,7 @@ ERROR_TAG = "error"  # a failed trial's error (or why it was interrupted)
 ERROR_TYPE_TAG = "error_type"
 CHECKPOINT_TAG = "checkpoint"  # why a run's checkpoint artifact was removed
 PRECISION_TAG = "precision"  # what a trial trained in: fp32, bf16 or fp16
+ENQUEUED_TAG = ENQUEUED_ATTR  # a queued trial's run: where its params came from
 FINISHED_TAG = "optuna.n_trials_finished"  # parent run: trials finished so far
 BEST_TRIAL_TAG = "best_trial"  # parent run: the best trial's number ("best_trial.<method>")
 BEST_VALUE_TAG = "best_value"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from harness.base.errors import ConfigError
 from harness.records import schema
-from harness.space._params import Param, SearchSpace
+from harness.space._params import SearchSpace
 
 
 class MethodSpace:
@@ -77,8 +78,7 @@ class MethodSpace:
         logged: dict[str, Any] = {self.PARAM: method}
         values: dict[str, Any] = {}
         for param in self.per_method[method]:
-            named = Param(f"{method}/{param.path}", param.kind, param.low, param.high,
-                          param.log, param.step, param.choices)
+            named = dataclasses.replace(param, path=f"{method}/{param.path}")
             values[param.path] = logged[named.path] = named.suggest(trial)
         if self.shared is not None:
             shared = self.shared.suggest(trial)

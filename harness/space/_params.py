@@ -6,6 +6,7 @@ In a sweep's YAML::
       train.learning_rate: {type: float, low: 1.0e-4, high: 5.0e-3, log: true}
       train.num_train_epochs: {type: int, low: 1, high: 4}
       peft.config.r: {type: categorical, choices: [4, 8, 16]}
+      train.seed: {type: fixed, value: 7}      # fixed for the study: applied, not searched
 
 The space is validated against the composed config before anything is created; a trial's
 values are applied to a copy of the config, never to the study's own. The checks of an entry
@@ -29,8 +30,9 @@ from harness.base.errors import ConfigError
 # study itself: a trial cannot vary them.
 FIXED_PER_STUDY = ("model", "data", "study", "tracking", "sampler", "pruner", "search_space")
 PER_TRIAL = ("train", "peft")  # the sections a trial reads: the only ones worth searching
-_KINDS = ("float", "int", "categorical")
+_KINDS = ("float", "int", "categorical", "fixed")
 _KEYS = {
+    "fixed": {"type", "value"},
     "float": {"type", "low", "high", "log", "step"},
     "int": {"type", "low", "high", "log", "step"},
     "categorical": {"type", "choices"},
@@ -49,9 +51,16 @@ class Param:
     log: bool = False
     step: float | int | None = None
     choices: tuple[Any, ...] = field(default_factory=tuple)
+    value: Any = None  # kind "fixed": the value every trial runs with (not an Optuna param)
+
+    @property
+    def searched(self) -> bool:
+        return self.kind != "fixed"
 
     def suggest(self, trial: Any) -> Any:
-        """Ask an Optuna trial for a value of this parameter."""
+        """Ask an Optuna trial for a value of this parameter (a fixed one: its value)."""
+        if not self.searched:
+            return self.value
         if self.kind == "float":
             return trial.suggest_float(self.path, self.low, self.high, log=self.log, step=self.step)
         if self.kind == "int":
@@ -122,7 +131,7 @@ class SearchSpace:
 
     def grid(self, points: int = 3) -> dict[str, list[Any]]:
         """The space as an ``optuna.samplers.GridSampler`` search space."""
-        return {p.path: p.grid_values(points) for p in self.params}
+        return {p.path: p.grid_values(points) for p in self.params if p.searched}
 
     def suggest(self, trial: Any) -> dict[str, Any]:
         """Sample one value per parameter (define-by-run)."""
@@ -138,7 +147,8 @@ class SearchSpace:
         return [cfg]
 
     def param_names(self) -> list[str]:
-        """Every param name a trial of this space can record."""
+        """Every param name a trial of this space can record (fixed ones included: MLflow
+        records them on every trial run)."""
         return [p.path for p in self.params]
 
     @staticmethod
@@ -161,6 +171,9 @@ def _parse_param(path: str, spec: Any) -> Param:
     kind = spec.get("type")
     if kind not in _KINDS:
         raise ConfigError(where, f"type must be one of {', '.join(_KINDS)}, got {kind!r}")
+    if kind == "fixed" and "value" not in spec:
+        raise ConfigError(where, "'value' is required for type fixed (the value every trial "
+                                 "runs with)")
     unknown = set(spec) - _KEYS[kind]
     if unknown:
         raise ConfigError(
@@ -168,6 +181,8 @@ def _parse_param(path: str, spec: Any) -> Param:
             f"unknown key(s) {', '.join(sorted(unknown))} for type {kind} "
             f"(allowed: {', '.join(sorted(_KEYS[kind]))})",
         )
+    if kind == "fixed":
+        return Param(path, kind, value=spec["value"])
     if kind == "categorical":
         choices = spec.get("choices")
         if not isinstance(choices, list | tuple) or len(choices) == 0:

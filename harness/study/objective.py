@@ -45,8 +45,7 @@ class Objective:
         self.prunes = True  # the pruner may stop a trial; its checkpoint kept if among the best
         self.sampler_seed: int | None = None  # this process's (recorded on each trial)
 
-    # A final-stage run (FinalObjective): the configuration it re-runs, its number and seed
-    def _configure(self, trial: Any) -> tuple[Any, dict[str, Any]]:
+    def _configure(self, trial: Any) -> tuple[Any, dict[str, Any]]:  # (FinalObjective's: a re-run)
         return self.prepared.space.sample(trial, self.cfg)
 
     def _number(self, trial: Any) -> int:
@@ -84,6 +83,7 @@ class Objective:
                 mask(OmegaConf.to_yaml(trial_cfg, resolve=True)), seed=self._seed(trial),
             )
             trial.set_user_attr(schema.RUN_ID_ATTR, run.run_id)
+            run.mark_enqueued(trial.user_attrs)  # study.enqueue / study.warm_start
             reset_peak_memory()
             meter = ComputeMeter(len(self.prepared.datasets["train"]))
             watch.start()

@@ -169,7 +169,8 @@ class Recovery:
         if final:
             return
         clean = copy.deepcopy(trial)
-        clean.user_attrs = {}  # the retry is a new trial: no worker, no run id, no reason
+        # the retry is a new trial (no worker, no run id, no reason), queued as the trial was
+        clean.user_attrs = {k: v for k, v in trial.user_attrs.items() if k == schema.ENQUEUED_ATTR}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             RetryHeartbeatStaleTrialCallback(max_retry=self.max_retry)(study, clean)

@@ -26,7 +26,7 @@ from harness.records import schema, trials
 from harness.records.lookup import build_tracker
 from harness.records.provenance import command_line, describe
 from harness.report import write_report
-from harness.study import output_dir
+from harness.study import enqueued, output_dir
 from harness.study.failure_limit import FailureLimit
 from harness.study.final import FinalStage, final_store
 from harness.study.inputs import check_inputs, input_identity
@@ -117,6 +117,7 @@ class Sweep:
                                          self.prepared.study_params(), identity(study))
         study.set_user_attr(schema.PARENT_RUN_ATTR, parent)
         self.recovery.recover(study)
+        enqueued.enqueue(study, cfg, enqueued.planned(cfg, space))  # once, resumes included
         finished = trials.count(study)["finished"]
         if study_cfg.worker is not None or existing is not None:
             who = (f"worker {study_cfg.worker} on" if study_cfg.worker is not None

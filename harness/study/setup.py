@@ -26,6 +26,7 @@ from harness.data import load_labelled_data, tokenize
 from harness.metrics import load_metrics
 from harness.records import schema
 from harness.space import MethodSpace, SearchSpace
+from harness.study import enqueued
 from harness.study.output_dir import check_owner
 from harness.train.arguments import training_arguments
 from harness.train.model import build_trial_model, load_base_model, load_tokenizer
@@ -79,6 +80,7 @@ def validate_config(cfg: DictConfig) -> Any:
     check_target("sampler", str(cfg.sampler.get("_target_", "")))
     build("sampler", cfg.sampler)
     build("pruner", cfg.pruner)
+    enqueued.planned(cfg, space)  # study.enqueue / study.warm_start: sets that fit the space
     return space
 
 

@@ -120,6 +120,33 @@ CASES = [
     (["search_space={train.learning_rate: {low: 1.0}}"],
      "error: search_space.train.learning_rate: low (1.0) must be less than high"),
     (["search_space={peft.config.r: {choices: []}}"], "error: search_space.peft.config.r: "),
+    # an entry given with a type replaces the entry: its keys are checked against that type
+    (["search_space={train.learning_rate: {type: categorical, chioces: [1e-4]}}"],
+     "error: search_space.train.learning_rate: unknown key(s) chioces for type categorical "
+     "(allowed: choices, type)"),
+    (["search_space={peft.config.r: {type: fixed}}"],
+     "error: search_space.peft.config.r: 'value' is required for type fixed"),
+    # a dotted path into the space (its keys hold dots), a refused key inside a dict
+    (["search_space.train.learning_rate.high=1e-2"],
+     "error: search_space.train.learning_rate.high: no such setting (the keys of search_space "
+     "hold dots: change an entry with a dict"),
+    (["study={n_trail: 5}"], "error: study.n_trail: no such setting"),
+    # trials to queue that do not fit the search space, a warm start from a study not there
+    (["study.enqueue=[{train.learning_rate: 0.5, peft.config.r: 8}]"],
+     "error: study.enqueue[0].train.learning_rate: 0.5 is outside its range [0.01, 0.05]"),
+    (["study.enqueue=[{peft.config.r: 8}, {peft.config.rank: 8}]"],
+     "error: study.enqueue[1].peft.config.rank: is not a param of this study's search space"),
+    (["study.enqueue=[{peft.config.r: 5}]"],
+     "error: study.enqueue[0].peft.config.r: 5 is not one of its choices [4, 8, 16]"),
+    (["study.enqueue=[8]"], "error: study.enqueue: must be a list of parameter sets ([{name: "
+                            "value, …}, …]), got [8]"),
+    (["study.warm_start.name=earlier"],
+     "error: study.warm_start.name: no study 'earlier': 'sqlite:///{tmp}/sweeps/optuna.db' does "
+     "not exist"),
+    (["study.warm_start.name=earlier", "study.warm_start.storage=sqlite:///{bad}/none.db"],
+     "error: study.warm_start.storage: no study 'earlier': 'sqlite:///{bad}/none.db' does not "
+     "exist"),
+    (["study.warm_start.top_k=0"], "error: study.warm_start.top_k: must be a positive integer"),
     # a report folder that would replace what the study needs, or someone else's folder
     (["report.dir={tmp}"], "error: report.dir: '{tmp}' holds the study storage (study.storage)"),
     (["report.dir={tmp}/sweeps/study"],

@@ -10,6 +10,7 @@ import random
 from pathlib import Path
 
 import harness  # noqa: F401  (registers the config schemas and resolvers)
+from harness.config.space_overrides import prepare, replace_entries
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
@@ -20,12 +21,16 @@ FILLER = ["the", "this", "my", "day", "was", "is", "so", "really", "today", "mov
 
 
 def compose(overrides: list[str]):
-    """The config ``python -m harness.sweep OVERRIDES`` would run with."""
+    """The config ``python -m harness.sweep OVERRIDES`` would run with (search-space entries
+    given with a type replaced, as the command line does)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
+    overrides = prepare(overrides)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=overrides)
+        cfg = hydra_compose(config_name="config", overrides=overrides)
+    replace_entries(cfg, overrides)
+    return cfg
 
 
 def write_sentiment_csv(path: Path, rows: int, seed: int) -> Path:

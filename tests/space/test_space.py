@@ -7,7 +7,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from harness.base.errors import ConfigError
-from harness.space import SearchSpace
+from harness.space import MethodSpace, SearchSpace, fit_params
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +97,78 @@ def test_apply_sets_values_on_a_copy(cfg):
     trial_cfg = SearchSpace.apply(cfg, {"train.learning_rate": 0.123, "peft.config.r": 16})
     assert trial_cfg.train.learning_rate == 0.123 and trial_cfg.peft.config.r == 16
     assert OmegaConf.to_container(cfg, resolve=False) == original
+
+
+def test_a_fixed_entry_is_applied_to_every_trial_and_never_searched(cfg):
+    space = parse({"train.learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2},
+                   "peft.config.r": {"type": "fixed", "value": 8}}, cfg)
+    assert space.param_names() == ["train.learning_rate", "peft.config.r"]  # both on MLflow
+    assert list(space.grid()) == ["train.learning_rate"]  # a grid has nothing to visit in it
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    trial_cfg, values = space.sample(trial, cfg)
+    assert values["peft.config.r"] == 8 and trial_cfg.peft.config.r == 8
+    assert set(trial.params) == {"train.learning_rate"}  # not an Optuna param
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"type": "fixed"}, "'value' is required for type fixed"),
+        ({"type": "fixed", "value": 8, "choices": [8]},
+         "unknown key(s) choices for type fixed (allowed: type, value)"),
+    ],
+)
+def test_a_malformed_fixed_entry_names_the_entry(cfg, spec, message):
+    with pytest.raises(ConfigError) as err:
+        parse({"peft.config.r": spec}, cfg)
+    assert err.value.field == "search_space.peft.config.r" and message in err.value.message
+
+
+def test_a_fixed_path_must_exist_too(cfg):
+    with pytest.raises(ConfigError, match="not in the composed config"):
+        parse({"peft.config.rank": {"type": "fixed", "value": 8}}, cfg)
+
+
+def test_params_to_queue_are_checked_against_the_space(cfg):
+    space = parse({"train.learning_rate": {"type": "float", "low": 1e-3, "high": 1e-2},
+                   "train.num_train_epochs": {"type": "int", "low": 1, "high": 5, "step": 2},
+                   "peft.config.target_modules": {"type": "categorical",
+                                                  "choices": [["query"], ["query", "value"]]},
+                   "peft.config.r": {"type": "fixed", "value": 8}}, cfg)
+    assert fit_params(space, {"train.learning_rate": 2e-3, "train.num_train_epochs": 3,
+                              "peft.config.target_modules": ["query"], "peft.config.r": 8}) == {
+        "train.learning_rate": 2e-3, "train.num_train_epochs": 3,
+        "peft.config.target_modules": '["query"]'}  # the choice's label, as Optuna records it
+    assert fit_params(space, {"train.learning_rate": 5e-3}) == {"train.learning_rate": 5e-3}
+    for params, field, message in [
+        ({"train.learning_rate": 0.5}, "train.learning_rate", "0.5 is outside its range"),
+        ({"train.learning_rate": "high"}, "train.learning_rate", "must be a number"),
+        ({"train.num_train_epochs": 2}, "train.num_train_epochs", "is not one of its values"),
+        ({"peft.config.target_modules": ["key"]}, "peft.config.target_modules",
+         "is not one of its choices"),
+        ({"peft.config.r": 16}, "peft.config.r", "is fixed at 8 in this study"),
+        ({"train.seed": 1}, "train.seed", "is not a param of this study's search space"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            fit_params(space, params)
+        assert err.value.field == field and message in err.value.message, err.value
+
+
+def test_params_to_queue_in_a_methods_study(compose):
+    cfg = compose(["+sweep=methods"])
+    space = MethodSpace.from_config(cfg)
+    lora = {"method": "lora", "lora/train.learning_rate": 3e-3, "lora/peft.config.r": 8,
+            "train.warmup_steps": 0.05}
+    assert fit_params(space, lora) == lora
+    # the method's own paths without the prefix; the method from the prefixes
+    assert fit_params(space, {"method": "lora", "train.learning_rate": 3e-3}) == {
+        "method": "lora", "lora/train.learning_rate": 3e-3}
+    assert fit_params(space, {"lora/peft.config.r": 4}) == {"method": "lora",
+                                                            "lora/peft.config.r": 4}
+    with pytest.raises(ConfigError, match="'adapter' is not a method of this study"):
+        fit_params(space, {"method": "adapter"})
+    with pytest.raises(ConfigError, match="lora/train.learning_rate: 0.5 is outside"):
+        fit_params(space, {"method": "lora", "train.learning_rate": 0.5})
+    with pytest.raises(ConfigError, match="ia3/train.learning_rate: is not a param"):
+        fit_params(space, {"method": "lora", "ia3/train.learning_rate": 0.05})

@@ -1,0 +1,83 @@
+"""Parameter sets to queue (``study.enqueue``, a warm start): checked against the study's space.
+
+A set names params as the trials record them; :func:`fit_params` returns it as Optuna's
+``enqueue_trial`` wants it (a categorical value as its choice's label) or raises a
+:class:`ConfigError` whose field is the param at fault. A set may leave params out (the sampler
+chooses them). A fixed entry's value is dropped when it matches (nothing to queue), refused when
+it differs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from harness.base.errors import ConfigError
+from harness.space._methods import MethodSpace
+from harness.space._params import Param, SearchSpace, _choice_label
+
+
+def fit_params(space: SearchSpace | MethodSpace, params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` checked against ``space`` (see the module)."""
+    if not isinstance(params, Mapping):
+        raise ConfigError("params", f"must map param names to values, got {params!r}")
+    if isinstance(space, MethodSpace):
+        return _fit_methods(space, dict(params))
+    return _fit(dict(params), {p.path: p for p in space})
+
+
+def _fit_methods(space: MethodSpace, params: dict[str, Any]) -> dict[str, Any]:
+    """A methods study: ``method`` and ``<method>/<path>`` (``<path>`` alone is read as the
+    chosen method's); the method follows from the prefixes when it is not given."""
+    method = params.pop(MethodSpace.PARAM, None)
+    prefixes = {str(name).split("/", 1)[0] for name in params if "/" in str(name)}
+    if method is None and len(prefixes) == 1:
+        method = next(iter(prefixes))
+    if method is not None and method not in space.per_method:
+        raise ConfigError(MethodSpace.PARAM, f"{method!r} is not a method of this study "
+                                             f"(methods: {', '.join(space.per_method)})")
+    known = {p.path: p for p in (space.shared or [])}
+    if method is not None:
+        own = {f"{method}/{p.path}": p for p in space.per_method[method]}
+        params = {name if name in known or name in own or f"{method}/{name}" not in own
+                  else f"{method}/{name}": value for name, value in params.items()}
+        known.update(own)
+    fitted = _fit(params, known)
+    return fitted if method is None else {MethodSpace.PARAM: method, **fitted}
+
+
+def _fit(params: dict[str, Any], known: dict[str, Param]) -> dict[str, Any]:
+    out = {}
+    for name, value in params.items():
+        param = known.get(str(name))
+        if param is None:
+            raise ConfigError(str(name), "is not a param of this study's search space "
+                                         f"(its params: {', '.join(known) or 'none'})")
+        if not param.searched:
+            if value != param.value:
+                raise ConfigError(str(name), f"is fixed at {param.value!r} in this study "
+                                             f"(search_space), got {value!r}")
+            continue
+        out[str(name)] = _check(param, value, str(name))
+    return out
+
+
+def _check(param: Param, value: Any, name: str) -> Any:
+    if param.kind == "categorical":
+        labels = [_choice_label(c) for c in param.choices]
+        label = _choice_label(value)
+        if label not in labels:
+            raise ConfigError(name, f"{value!r} is not one of its choices {list(param.choices)}")
+        return labels[labels.index(label)]
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not is_number or not math.isfinite(value):
+        raise ConfigError(name, f"must be a number, got {value!r}")
+    if not param.low <= value <= param.high:
+        raise ConfigError(name, f"{value!r} is outside its range [{param.low}, {param.high}]")
+    if param.kind == "float":
+        return float(value)
+    if not float(value).is_integer() or (value - param.low) % (param.step or 1):
+        raise ConfigError(name, f"{value!r} is not one of its values ({param.low} to "
+                                f"{param.high}, step {param.step or 1})")
+    return int(value)

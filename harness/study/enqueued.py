@@ -1,0 +1,122 @@
+"""Trials queued before the sampler's own: ``study.enqueue`` and ``study.warm_start``.
+
+:func:`planned` reads both and checks them against the study's space before anything is
+created (a set given by hand that does not fit is refused, naming the param; a warm start's
+trials that do not fit are skipped). :func:`enqueue` queues them once the study exists, each
+marked (``harness.enqueued``: ``manual`` or ``warm_start:<study>#<trial>``, on the trial and
+on its MLflow run).
+
+Each set is queued once: Optuna's ``skip_if_exists`` skips a set the study already has (queued,
+run or retried), and the study records the warm start it queued (``harness.warm_start``), so a
+resume queues nothing again even when the other study has better trials by then. With several
+workers only worker 0 (or a lone process) queues: two at once could both find a set missing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import optuna
+from omegaconf import DictConfig, OmegaConf
+
+from harness.base.errors import ConfigError
+from harness.base.files import sqlite_path
+from harness.base.secrets import mask
+from harness.records import schema
+from harness.space import fit_params
+
+log = logging.getLogger(__name__)
+State = optuna.trial.TrialState
+MANUAL = "manual"
+
+
+def planned(cfg: DictConfig, space: Any) -> list[tuple[dict[str, Any], str]]:
+    """The parameter sets to queue, in order, each with its mark (see the module)."""
+    seeds = []
+    given = cfg.study.get("enqueue")
+    given = OmegaConf.to_container(given, resolve=True) if given is not None else []
+    for i, params in enumerate(given):
+        try:
+            seeds.append((fit_params(space, params), MANUAL))
+        except ConfigError as exc:
+            where = "" if exc.field == "params" else f".{exc.field}"
+            raise ConfigError(f"study.enqueue[{i}]{where}", exc.message) from None
+    return seeds + _warm_start(cfg, space)
+
+
+def enqueue(study: Any, cfg: DictConfig, seeds: list[tuple[dict[str, Any], str]]) -> int:
+    """Queue ``seeds`` on ``study`` (worker 0 or a lone process); the number queued."""
+    if cfg.study.get("worker") not in (None, 0) or not seeds:
+        return 0
+    warm = warm_start_record(cfg)
+    done = study.user_attrs.get(schema.WARM_START_ATTR)
+    before = len(study.get_trials(deepcopy=False))
+    for params, mark in seeds:
+        if mark != MANUAL and done == warm:
+            continue  # queued by an earlier run
+        study.enqueue_trial(params, user_attrs={schema.ENQUEUED_ATTR: mark},
+                            skip_if_exists=True)
+    if warm is not None and done != warm:
+        study.set_user_attr(schema.WARM_START_ATTR, warm)
+    queued = len(study.get_trials(deepcopy=False)) - before
+    if queued:
+        log.info("queued %d trial(s) to run first (study.enqueue, study.warm_start)", queued)
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    waiting, finished = states.count(State.WAITING), states.count(State.COMPLETE) + states.count(
+        State.PRUNED)
+    if waiting > int(cfg.study.n_trials) - finished:
+        log.warning("%d queued trial(s) but %d to go (study.n_trials): the others wait for a "
+                    "later run with a higher study.n_trials", waiting,
+                    max(0, int(cfg.study.n_trials) - finished))
+    return queued
+
+
+def warm_start_record(cfg: DictConfig) -> dict[str, Any] | None:
+    """What the study records of its warm start (None without one)."""
+    warm = cfg.study.warm_start
+    if not warm.get("name"):
+        return None
+    return {"name": str(warm.name), "storage": mask(_source_url(cfg)),
+            "top_k": int(warm.top_k)}
+
+
+def _source_url(cfg: DictConfig) -> str:
+    return str(cfg.study.warm_start.get("storage") or cfg.study.storage)
+
+
+def _warm_start(cfg: DictConfig, space: Any) -> list[tuple[dict[str, Any], str]]:
+    """The other study's best complete trials that fit this space, best first, top_k of them."""
+    warm = cfg.study.warm_start
+    if not warm.get("name"):
+        return []
+    name, url = str(warm.name), _source_url(cfg)
+    if name == str(cfg.study.name) and url == str(cfg.study.storage):
+        raise ConfigError("study.warm_start.name", f"'{name}' is this study: name another one")
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        raise ConfigError("study.warm_start.storage" if warm.get("storage") else
+                          "study.warm_start.name", mask(f"no study '{name}': '{url}' does not "
+                                                        "exist"))
+    try:
+        source = optuna.load_study(study_name=name, storage=url)
+    except KeyError:
+        raise ConfigError("study.warm_start.name",
+                          mask(f"no study '{name}' in '{url}'")) from None
+    except Exception as exc:
+        raise ConfigError("study.warm_start.storage",
+                          mask(f"cannot open '{url}': {str(exc).splitlines()[0]}")) from None
+    sign = -1 if source.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1
+    complete = source.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    seeds = []
+    for trial in sorted(complete, key=lambda t: (sign * t.values[0], t.number)):
+        try:
+            params = fit_params(space, trial.params)
+        except ConfigError as exc:
+            log.info("warm start: trial %d of '%s' skipped (%s)", trial.number, name, exc)
+            continue
+        if params:
+            seeds.append((params, f"warm_start:{name}#{trial.number}"))
+        if len(seeds) == int(warm.top_k):
+            break
+    return seeds
