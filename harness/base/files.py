@@ -42,6 +42,18 @@ def check_writable(field: str, folder: Any) -> None:
                 made.rmdir()
 
 
+def check_sqlite_writable(field: str, url: str) -> None:
+    """An existing SQLite database file behind ``url`` can be written (a read-only file fails
+    only once a study writes to it, after the data and model were prepared)."""
+    path = sqlite_path(url)
+    if path is None or not path.is_file():
+        return
+    mode = path.stat().st_mode
+    if not mode & 0o222 or not os.access(path, os.W_OK):
+        raise ConfigError(field, f"'{path}' is read-only (mode {mode & 0o777:o}): make it "
+                                 "writable (chmod u+w) or choose another file")
+
+
 def sqlite_path(url: str) -> Path | None:
     """The database file of a ``sqlite:///PATH`` URL (SQLAlchemy's parser); None for other
     URLs and for an in-memory database."""

@@ -27,11 +27,20 @@ from harness.config.space_overrides import replace_entries
 from harness.study import init_stores, run_sweep, run_workers, study_summary, validate_config
 
 
+def command_args() -> list[str]:
+    """This command's arguments as Hydra read them: ``--config-dir`` / ``--config-name`` when
+    given (a user's own config folder), then the overrides. Workers and "Resume with:" use them."""
+    hydra_cfg = HydraConfig.get()
+    args = [f"--config-dir={source.path}" for source in hydra_cfg.runtime.config_sources
+            if source.provider == "command-line" and source.schema == "file"]
+    if hydra_cfg.job.config_name not in (None, "config"):
+        args.append(f"--config-name={hydra_cfg.job.config_name}")
+    return args + list(hydra_cfg.overrides.task)
+
+
 def resume_command() -> str:
     """The command line that reruns (and so resumes) this study."""
-
-    overrides = list(HydraConfig.get().overrides.task)
-    return " ".join(["python -m harness.sweep", *map(shlex.quote, overrides)])
+    return " ".join(["python -m harness.sweep", *map(shlex.quote, command_args())])
 
 
 @hydra.main(version_base="1.3", config_path=CONF, config_name="config")
@@ -95,7 +104,7 @@ def _run_workers(cfg: DictConfig, command: str) -> int:
     except ConfigError as exc:
         print(f"error: {mask(str(exc))}", file=sys.stderr)
         return 2
-    code = run_workers(cfg, list(HydraConfig.get().overrides.task))
+    code = run_workers(cfg, command_args())
     try:
         print(study_summary(cfg, command).format())
     except Exception as exc:  # e.g. every worker stopped on bad input before creating it

@@ -56,6 +56,8 @@ def local_files(
         if builder is not None and _FILE_BUILDERS[suffix] != builder:
             raise ConfigError(field, f"'{name}' is not the same format as data.train_file")
         builder = _FILE_BUILDERS[suffix]
+        if builder[0] != "parquet":
+            _check_utf8(path, field, name)
         if not _has_rows(path, builder[0]):
             raise ConfigError(field, f"'{name}' has no data rows")
         files[split] = str(path.resolve())
@@ -64,6 +66,26 @@ def local_files(
         return load_dataset(kind, data_files=files, **options)
     except Exception as exc:  # datasets raises many types for unreadable files
         raise ConfigError("data.train_file", f"could not read {files}: {exc}") from exc
+
+
+def _check_utf8(path: Path, field: str, name: str) -> None:
+    """Text files must be UTF-8 (datasets' readers fail deep inside on anything else)."""
+    import codecs
+
+    decoder, offset, line = codecs.getincrementaldecoder("utf-8")(), 0, 1
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                where = offset + exc.start
+                line += chunk[:exc.start].count(b"\n")
+                raise ConfigError(field, f"'{name}' is not UTF-8 text (byte "
+                                         f"0x{chunk[exc.start]:02x} at line {line}, offset "
+                                         f"{where}): save it as UTF-8 (e.g. iconv -f latin1 "
+                                         f"-t utf-8)") from None
+            offset += len(chunk)
+            line += chunk.count(b"\n")
 
 
 def _has_rows(path: Path, kind: str) -> bool:

@@ -46,7 +46,6 @@ class Report:
     missing: dict[str, str] = field(default_factory=dict)  # plot name -> why not drawn
     notes: list[str] = field(default_factory=list)  # what the study lacks
     pareto: list[str] = field(default_factory=list)
-    final: list[str] = field(default_factory=list)  # the final stage: seeds' mean ± sd, test
     mlflow_uri: str | None = None  # where the parent run holds it
 
     @property
@@ -56,7 +55,6 @@ class Report:
     def format(self) -> str:
         lines = [self.table]
         lines += [f"Pareto front: {p}" for p in self.pareto]
-        lines += self.final
         lines += [f"Note: {n}" for n in self.notes]
         drawn = ", ".join(self.plots) or "none"
         lines.append(f"Report: {self.page} (plots: {drawn})")
@@ -87,8 +85,7 @@ def write_report(study: Any, cfg: Any, tracker: Any = None) -> Report:
         signal = None if name == metric else f"{'-' if sign < 0 else ''}{name} (pruning signal)"
         plots, missing = draw(study, names, scratch, params, metric, second, signal)
         report = Report(folder=folder, table=format_table(rows, params, metric, second),
-                        missing=missing, notes=_notes(study, rows),
-                        final=final_lines(final_record(study), metric, trials.best_trial(study)))
+                        missing=missing, notes=_notes(study, rows))
         report.pareto = [
             f"trial {r.number}: {metric} {r.value:.4f}, {second} {r.second:,.6g}"
             for r in rows if "pareto" in r.marks and r.value is not None and r.second is not None

@@ -18,7 +18,7 @@ from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from harness.base.errors import ConfigError, first_line
 from harness.base.extras import check_target
-from harness.base.files import check_writable
+from harness.base.files import check_sqlite_writable, check_writable
 from harness.base.objects import build
 from harness.base.output_folders import check_replaceable
 from harness.config import settings, train_options
@@ -71,6 +71,7 @@ def validate_config(cfg: DictConfig) -> Any:
         raise ConfigError("sampler", "a grid cannot search a methods study (its space differs "
                                      "per method): use sampler=tpe or sampler=random")
     check_writable("study.output_dir", study.output_dir)
+    check_sqlite_writable("study.storage", str(study.storage))
     if cfg.get("display") is not None and cfg.display.get("log_file"):
         check_writable("display.log_file", Path(str(cfg.display.log_file)).expanduser().parent)
     check_owner(str(study.output_dir), str(study.name))

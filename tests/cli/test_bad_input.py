@@ -37,6 +37,11 @@ def _files(tmp_path: Path) -> dict[str, Path]:
     (folder / "long.csv").write_text("text,label\n" + "great " * 200 + ",positive\n"
                                      "bad,negative\nfine,neutral\ngood,positive\n")
     (folder / "three.csv").write_text("text,label\ngood,positive\nbad,negative\nok,positive\n")
+    (folder / "latin1.csv").write_bytes("text,label\ncaf\u00e9 great,positive\nbad,negative\n"
+                                        "ok,neutral\n".encode("latin-1"))
+    readonly = folder / "readonly.db"
+    readonly.write_text("")
+    readonly.chmod(0o444)
     return {"dir": folder, "file": folder / "a_file"}
 
 
@@ -69,6 +74,8 @@ CASES = [
     (["data.validation_file={bad}/surprise.csv"],
      "error: data.validation_file: label(s) ['surprised'] in '{bad}/surprise.csv' never occur "
      "in '"),
+    (["data.test_file={bad}/surprise.csv"],
+     "error: data.test_file: label(s) ['surprised'] in '{bad}/surprise.csv' never occur in '"),
     (["data.label_names=[negative,negative,positive]"],
      "error: data.label_names: names must differ: ['negative'] given more than once"),
     (["data.label_names=abc"], "error: data.label_names: must be a list of names (e.g. "
@@ -77,6 +84,12 @@ CASES = [
     (["data.train_file={bad}/long.csv", "data.max_length=300"],
      "error: data.max_length: 300 is above the model's 128 positions and some texts are 202 "
      "tokens long"),
+    # a storage file that cannot be written (found before the data and model are prepared)
+    (["study.storage=sqlite:///{bad}/readonly.db"],
+     "error: study.storage: '{bad}/readonly.db' is read-only (mode 444)"),
+    # a file that is not UTF-8 (here latin-1)
+    (["data.train_file={bad}/latin1.csv"], "error: data.train_file: '{bad}/latin1.csv' is not "
+                                           "UTF-8 text"),
     # a validation share that leaves nothing to train or validate on
     (["data.train_file={bad}/three.csv", "data.validation_file=null", "data.validation_size=0.9"],
      "error: data.validation_size: 0.9 of 3 training rows leaves 0 to train on and 3 to "
@@ -164,6 +177,9 @@ CASES = [
      "error: search_space.checkpoints.keep: 'checkpoints' is not read by a trial"),
     (["~search_space", "+search_space={metrics: {type: categorical, choices: [accuracy, f1]}}"],
      "error: search_space.metrics: 'metrics' is not read by a trial"),
+    # the final stage's settings are the study's, never a trial's
+    (["~search_space", "+search_space={final.seeds: {type: int, low: 1, high: 3}}"],
+     "error: search_space.final.seeds: 'final' is not read by a trial"),
     (["data.train_file=/nonexistent/train.csv"],
      "error: data.train_file: file '/nonexistent/train.csv' does not exist"),
     # a metric the evaluation does not produce
