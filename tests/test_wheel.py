@@ -75,7 +75,7 @@ def test_the_wheels_harness_sweep_runs_a_tiny_sweep_from_an_empty_folder(
                    f"data.validation_file={sentiment_files['validation']}",
                    "data.max_train_samples=64", "study.n_trials=1", "train.num_train_epochs=1",
                    "train.evals_per_epoch=1", "display.progress=false",
-                   "report.enabled=false"], work, env)
+                   "report.enabled=false", "final.seeds=0"], work, env)
     assert "1 of 1 trials finished: 1 complete" in result.stdout, result.stdout + result.stderr
     # the default stores, relative to the folder it ran in
     assert (work / "sweeps" / "optuna.db").is_file()

@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # two worker processes start and load the model (~1.5 min on 2 cores)
 def test_workers_and_the_resume_line_keep_the_config_dir(sweep_overrides, tmp_path):
     own = tmp_path / "my-conf" / "sweep"
     own.mkdir(parents=True)

@@ -35,7 +35,7 @@ def registered(tmp_path_factory, tiny_model_dir, sentiment_files, compose):
         f"study.storage=sqlite:///{tmp}/optuna.db", f"study.output_dir={tmp}/out",
         f"tracking.uri=sqlite:///{tmp}/mlflow.db", f"tracking.artifact_location={tmp}/mlruns",
         "study.n_trials=1", "pruner=none", "train.num_train_epochs=1", "train.evals_per_epoch=1",
-        "display.progress=false", "report.enabled=false",
+        "display.progress=false", "report.enabled=false", "final.seeds=0",
     ]
     run_sweep(compose(overrides))
     cfg = compose([*overrides, f"export.dir={tmp}/export", "export.register=true"])

@@ -118,6 +118,7 @@ def test_a_study_without_a_test_split_says_so(final_overrides, compose):
     assert "values" not in study.user_attrs[schema.FINAL_ATTR]["test"]
 
 
+@pytest.mark.slow  # two sweeps in subprocesses (~2 min on 2 cores)
 def test_kill_9_during_the_final_stage_then_resume(final_overrides, compose):
     # the second final run (companion trial 1) is killed half-way through its training
     sweep = SweepProcess(final_overrides, faults="final_train_step:1:3=pause")

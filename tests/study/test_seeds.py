@@ -4,12 +4,14 @@ samplers get different seeds (recorded on each trial) and sample different param
 from __future__ import annotations
 
 import optuna
+import pytest
 
 from harness.records import schema
 from tests.helpers.configs import compose
 from tests.helpers.sweeps import SweepProcess
 
 
+@pytest.mark.slow  # two sweeps in subprocesses at once (~1 min on 2 cores)
 def test_identical_commands_started_together_sample_differently(sweep_overrides):
     overrides = [*sweep_overrides, "study.n_trials=2", "pruner=none",
                  "train.num_train_epochs=1", "report.enabled=false", "sampler.seed=7"]

@@ -27,7 +27,7 @@ def overrides_for(family_dir, files, tmp_path, method: str) -> list[str]:
         f"tracking.artifact_location={tmp_path}/mlruns",
         "study.n_trials=1", "pruner=none", "train.num_train_epochs=1",
         "train.evals_per_epoch=2", "train.per_device_train_batch_size=16",
-        "display.progress=false",
+        "display.progress=false", "final.seeds=0",
     ]
 
 
