@@ -49,7 +49,8 @@ def lines(final: dict[str, Any] | None, metric: str, search_best: Any = None) ->
     for number, config in final["configs"].items():
         seeds = ", ".join(f"{v:.4f}" for v in config["values"].values())
         mark = "  <- chosen" if int(number) == final["trial"] else ""
-        out.append(f"  trial {number} (its own run {config['trial_value']:.4f}): "
+        method = f"{config['method']}, " if config.get("method") else ""
+        out.append(f"  trial {number} ({method}its own run {config['trial_value']:.4f}): "
                    f"{config['mean']:.4f} ± {config['sd']:.4f} (seeds: {seeds}){mark}")
     out.append(f"Chosen configuration: trial {final['trial']} (the best mean); its seed "
                f"{final['seed']} ({final['seed_value']:.4f}) is the study's best checkpoint.")

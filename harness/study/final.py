@@ -175,6 +175,7 @@ class FinalStage:
             mean, sd = final_record.mean_sd([trials.study_value(t) for t in seeds.values()])
             configs[str(source.number)] = {
                 "mean": mean, "sd": sd, "trial_value": trials.study_value(source),
+                "method": source.params.get(schema.METHOD_PARAM),  # a methods study's
                 "values": {str(k): trials.study_value(t) for k, t in seeds.items()}}
             seeds_of[source.number] = seeds
         if not configs:
