@@ -62,6 +62,7 @@ def model_card(info: dict[str, Any]) -> Any:
 
 
 def _body(info: dict[str, Any], library: str) -> str:
+    from huggingface_hub import constants  # the hub's address as the client resolves it
     peft_type, data = info.get("peft_type"), info["data"]
     base = info.get("base_model")
     lines = [f"# {info['study']}: trial {info['trial']}", "",
@@ -74,7 +75,7 @@ def _body(info: dict[str, Any], library: str) -> str:
     lines += [f"- labels: {', '.join(f'{i} = {n}' for i, n in enumerate(info['labels']))}", "",
               "## Method", "",
               f"- base model: {info.get('model_name', '')}"
-              + (f" ([`{base}`](https://huggingface.co/{base}))" if base else " (a local model)"),
+              + (f" ([`{base}`]({constants.ENDPOINT}/{base}))" if base else " (a local model)"),
               f"- fine-tuning: {info['method']}"
               + (f" (peft {peft_type}, " + ("merged into the weights)" if info["merged"]
                                             else "adapter kept separate)") if peft_type else ""),

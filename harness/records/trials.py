@@ -96,3 +96,9 @@ def final_key(trial: Any) -> tuple[int, int]:
     """A final-stage run's (trial it re-runs, seed)."""
     return int(trial.user_attrs[schema.FINAL_TRIAL_ATTR]), int(trial.user_attrs[
         schema.FINAL_SEED_ATTR])
+
+
+def stored_attrs(study: Any) -> dict[str, Any]:
+    """The study's user attributes as stored now (another process may have written since
+    ``study.user_attrs`` was read)."""
+    return study._storage.get_study_user_attrs(study._study_id)

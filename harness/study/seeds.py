@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from harness.records import schema
+from harness.records import schema, trials
 from harness.study.recovery import process_is_gone, this_worker
 
 # far apart, so that the seeds of slots never meet those of later runs of one slot
@@ -26,18 +26,14 @@ def claim_slot(study: Any, settle: float = 0.2) -> int:
     me, slot = this_worker(), 0
     while True:
         key = f"{schema.SLOT_ATTR_PREFIX}{slot}"
-        holder = _attrs(study).get(key)
+        holder = trials.stored_attrs(study).get(key)
         if holder is None or holder == me or process_is_gone(holder):
             study.set_user_attr(key, me)
             time.sleep(settle)
-            if _attrs(study).get(key) == me:
+            if trials.stored_attrs(study).get(key) == me:
                 return slot
         slot += 1
 
 
 def sampler_seed(base: int, trials_before: int, slot: int) -> int:
     return int(base) + trials_before + SAMPLER_SEED_STRIDE * slot
-
-
-def _attrs(study: Any) -> dict[str, Any]:
-    return study._storage.get_study_user_attrs(study._study_id)

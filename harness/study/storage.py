@@ -15,7 +15,7 @@ from harness.base.errors import ConfigError, first_line
 from harness.base.extras import missing_extra, needs
 from harness.base.files import sqlite_path
 from harness.base.secrets import mask
-from harness.records import schema
+from harness.records import schema, trials
 from harness.records.lookup import build_tracker
 
 # Config sections that define what a study's trials mean. Resuming a study with different
@@ -129,7 +129,7 @@ def identity(study: Any) -> dict[str, str]:
 
         study.set_user_attr(schema.STUDY_UID_ATTR, uuid.uuid4().hex)
         time.sleep(0.2)  # a worker that set one at the same moment has written it by now
-    uid = study._storage.get_study_user_attrs(study._study_id)[schema.STUDY_UID_ATTR]
+    uid = trials.stored_attrs(study)[schema.STUDY_UID_ATTR]
     url = getattr(study._storage, "url", None) or getattr(
         getattr(study._storage, "_backend", None), "url", "")
     return {schema.STUDY_UID_TAG: str(uid), schema.STORAGE_TAG: mask(str(url)),
