@@ -1,6 +1,7 @@
-"""GPU check of the compute meter: a tiny BERT trained with the HF Trainer on CUDA, with
-harness.train.compute.ComputeMeter among its callbacks; prints the meter's figures (device-busy
-seconds from CUDA events) beside the wall time, in fp32 and bf16.
+"""GPU check of the compute meter and the memory figures: a tiny BERT trained with the HF
+Trainer on CUDA, with harness.train.compute.ComputeMeter among its callbacks; prints the meter's
+figures (device-busy seconds from CUDA events) beside the wall time, in fp32 and bf16, then
+harness.train.memory's figures (the GPU's peak) and what releasing the trial's memory freed.
 
     python3 scripts/check_gpu_compute.py      # on a machine with a GPU, torch + transformers
 
@@ -21,12 +22,12 @@ from transformers import BertConfig, BertForSequenceClassification, Trainer, Tra
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def meter_class() -> type:
+def harness_module(name: str) -> object:
     spec = importlib.util.spec_from_file_location(
-        "harness_compute", ROOT / "harness" / "train" / "compute.py")
+        f"harness_{name}", ROOT / "harness" / "train" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.ComputeMeter
+    return module
 
 
 class Rows(torch.utils.data.Dataset):
@@ -51,9 +52,11 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("no GPU: nothing to check")
         return 1
-    meter_type = meter_class()
+    meter_type = harness_module("compute").ComputeMeter
+    memory = harness_module("memory")
     print(f"device: {torch.cuda.get_device_name(0)}")
     for bf16 in (False, True):
+        memory.reset_peak_memory()
         torch.manual_seed(0)
         model = BertForSequenceClassification(BertConfig(
             vocab_size=1000, hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
@@ -86,6 +89,14 @@ def main() -> int:
         ok = (0 < figures["gpu_busy_s"] < wall and figures["steps_trained"] == 128
               and figures["steps_planned"] == 128 and figures["samples_seen"] == 2 * 4096
               and figures["train_flos"] > 0 and meter.precision == ("bf16" if bf16 else "fp32"))
+        peak = memory.memory_figures().get("gpu_peak_memory_mb", 0.0)
+        del trainer, model
+        held = torch.cuda.memory_reserved() / 2**20
+        memory.release_memory()
+        left = torch.cuda.memory_reserved() / 2**20
+        print(f"gpu_peak_memory_mb {peak:.1f}; reserved {held:.1f} MB before release_memory, "
+              f"{left:.1f} MB after")
+        ok = ok and peak > 0 and left < held
         print("ok" if ok else "NOT OK")
         if not ok:
             return 1
