@@ -1,13 +1,17 @@
 """Ctrl-C and SIGTERM: stop within seconds, as an exception the study can record.
 
-Inside :func:`raise_on_signals`, SIGINT and SIGTERM raise :class:`Interrupted` (a
+Inside :func:`raise_on_signals`, SIGINT, SIGTERM and SIGHUP raise :class:`Interrupted` (a
 ``KeyboardInterrupt``) in the main thread, wherever it is: the running trial is recorded as
-interrupted and the process exits with 128 + the signal number. A second signal while that
-record is being written exits at once (the next run recovers the trial like a ``kill -9``).
+interrupted and the process exits with 128 + the signal number. A second SIGINT or SIGTERM while
+that record is being written exits at once (the next run recovers the trial like a ``kill -9``);
+a repeated SIGHUP does not: a worker gets one from the kernel for each thread of its dying
+launcher, and must finish its record. A signal the process was started ignoring (``nohup``)
+stays ignored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -15,7 +19,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _received: list[int] = []  # the signals received inside raise_on_signals
 
 
@@ -46,7 +50,8 @@ def check() -> None:
 
 @contextmanager
 def raise_on_signals() -> Iterator[None]:
-    """SIGINT / SIGTERM raise :class:`Interrupted` while the block runs (main thread only)."""
+    """SIGINT / SIGTERM / SIGHUP raise :class:`Interrupted` while the block runs (main thread
+    only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -54,13 +59,17 @@ def raise_on_signals() -> Iterator[None]:
 
     def handler(signum: int, frame: object) -> None:
         if _received:  # the second one: stop now, recovery happens on the next run
-            print(f"\n{signal.Signals(signum).name} again: exiting now", file=sys.stderr,
-                  flush=True)
+            if signum == signal.SIGHUP:  # one per thread of a dying launcher: not a second
+                return
+            with contextlib.suppress(OSError):  # nobody may read the output any more
+                print(f"\n{signal.Signals(signum).name} again: exiting now", file=sys.stderr,
+                      flush=True)
             os._exit(128 + signum)
         _received.append(signum)
         raise Interrupted(signum)
 
-    previous = {sig: signal.signal(sig, handler) for sig in SIGNALS}
+    previous = {sig: signal.signal(sig, handler) for sig in SIGNALS
+                if signal.getsignal(sig) is not signal.SIG_IGN}
     try:
         yield
     finally:

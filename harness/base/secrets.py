@@ -50,17 +50,29 @@ def mask(text: str) -> str:
 
 
 class _MaskingStream(io.TextIOBase):
-    """A text stream that masks what goes through it (stdout, stderr)."""
+    """A text stream that masks what goes through it (stdout, stderr).
+
+    Once the reader of the stream has gone (a worker whose launcher died: a broken pipe), what
+    is written is dropped instead of raising in the middle of recording a trial."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
+        self._gone = False
 
     def write(self, text: str) -> int:
-        self._stream.write(mask(text))
+        if not self._gone:
+            try:
+                self._stream.write(mask(text))
+            except BrokenPipeError:
+                self._gone = True
         return len(text)
 
     def flush(self) -> None:
-        self._stream.flush()
+        if not self._gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._gone = True
 
     def isatty(self) -> bool:
         return self._stream.isatty()

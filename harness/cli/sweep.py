@@ -109,7 +109,7 @@ def _run_workers(cfg: DictConfig, command: str) -> int:
         print(study_summary(cfg, command).format())
     except Exception as exc:  # e.g. every worker stopped on bad input before creating it
         print(f"no summary: {mask(str(exc))}", file=sys.stderr)
-    if code in (130, 143):  # Ctrl-C / SIGTERM, passed on to the workers
+    if code in (129, 130, 143):  # SIGHUP / Ctrl-C / SIGTERM, passed on to the workers
         print(f"interrupted: the workers recorded their running trials as interrupted; "
               f"finished trials are kept.\nResume with: {mask(command)}", file=sys.stderr)
     return code

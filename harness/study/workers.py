@@ -61,8 +61,10 @@ def run_workers(cfg: DictConfig, overrides: list[str]) -> int:
                 process.send_signal(signal.SIGTERM if signum == signal.SIGHUP else signum)
 
     # installed before the first worker starts: no worker is ever left without its launcher
+    # (a signal ignored since the start, as nohup ignores SIGHUP, stays ignored)
     previous = {sig: signal.signal(sig, pass_on)
-                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+                if signal.getsignal(sig) is not signal.SIG_IGN}
     for index in range(workers):
         env = dict(os.environ)
         gpu = gpu_for(index)
@@ -104,20 +106,26 @@ def run_workers(cfg: DictConfig, overrides: list[str]) -> int:
 
 
 def _stop_with(launcher: int) -> Any:
-    """In a worker, before it runs: SIGTERM when the launcher dies, even by SIGKILL (Linux's
+    """In a worker, before it runs: SIGHUP when the launcher dies, even by SIGKILL (Linux's
     parent-death signal), so that it records its running trial as interrupted and exits
-    instead of running on headless. Elsewhere a no-op."""
+    instead of running on headless. Elsewhere a no-op.
+
+    SIGHUP, not SIGTERM: the kernel sends the parent-death signal again for each of the
+    launcher's threads that dies after the one that started the worker (it hands the worker to
+    them in turn), and a repeated SIGTERM would mean "exit now" in the middle of the record
+    (harness.base.interrupts); repeated SIGHUPs count once."""
 
     def arm() -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)  # not ignored, even under nohup
         try:
             import ctypes
 
             libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+            libc.prctl(1, int(signal.SIGHUP))  # PR_SET_PDEATHSIG
         except (OSError, AttributeError):
             return
         if os.getppid() != launcher:  # it died before the signal was armed
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGHUP)
 
     return arm
 

@@ -3,8 +3,10 @@ errors. Model code: nothing from a model folder runs unless model.trust_remote_c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import sqlite3
 import subprocess
 import sys
@@ -35,6 +37,23 @@ def test_mask_hides_url_passwords_and_registered_secrets(capsys):
         logging.getLogger("harness.test").warning("url postgresql://a:tops3cret@h/db")
     out = capsys.readouterr()
     assert "tops3cret" not in out.out + out.err and "***" in out.out
+
+
+def test_output_nobody_reads_is_dropped_not_raised(monkeypatch):
+    """A worker whose launcher died writes into a broken pipe: the lines are dropped, so the
+    trial's record is not cut short by a BrokenPipeError."""
+    read, write = os.pipe()
+    os.close(read)
+    broken = os.fdopen(write, "w")
+    monkeypatch.setattr(sys, "stderr", broken)
+    with masked_output([]):
+        print("trial 3 interrupted", file=sys.stderr, flush=True)
+        print("and more", file=sys.stderr, flush=True)
+    with pytest.raises(BrokenPipeError):  # what the harness's output no longer raises
+        print("unwrapped", file=broken, flush=True)
+    monkeypatch.undo()
+    with contextlib.suppress(BrokenPipeError):
+        broken.close()
 
 
 def _everything_in_sqlite(db: Path) -> str:
