@@ -47,6 +47,25 @@ PRUNERS = {  # label: (class name, keyword arguments)
         ("PercentilePruner", {"percentile": 25.0, "n_startup_trials": 1, "n_warmup_steps": 0}),
     "percentile keeps best 33 %, 1 startup, warm-up 2":
         ("PercentilePruner", {"percentile": 33.0, "n_startup_trials": 1, "n_warmup_steps": 2}),
+    # one cut only (interval_steps beyond the budget): judged at one evaluation, then the
+    # survivors run to the end
+    "one cut at evaluation 1, keeps best 25 %":
+        ("PercentilePruner", {"percentile": 25.0, "n_startup_trials": 1, "n_warmup_steps": 1,
+                              "interval_steps": 1000}),
+    "one cut at evaluation 1, keeps best 33 %":
+        ("PercentilePruner", {"percentile": 33.0, "n_startup_trials": 1, "n_warmup_steps": 1,
+                              "interval_steps": 1000}),
+    "one cut at evaluation 1, keeps best 50 %":
+        ("PercentilePruner", {"percentile": 50.0, "n_startup_trials": 1, "n_warmup_steps": 1,
+                              "interval_steps": 1000}),
+    "one cut at evaluation 2, keeps best 33 %":
+        ("PercentilePruner", {"percentile": 33.0, "n_startup_trials": 1, "n_warmup_steps": 2,
+                              "interval_steps": 1000}),
+    "one cut at evaluation 3, keeps best 33 %":
+        ("PercentilePruner", {"percentile": 33.0, "n_startup_trials": 1, "n_warmup_steps": 3,
+                              "interval_steps": 1000}),
+    "successive halving, min 1, factor 2":
+        ("SuccessiveHalvingPruner", {"min_resource": 1, "reduction_factor": 2}),
 }
 
 

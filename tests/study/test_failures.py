@@ -124,6 +124,7 @@ def test_only_the_best_k_checkpoints_are_kept_locally_and_in_mlflow(sweep_overri
     assert "Checkpoints kept" in summary.format()
 
 
+@pytest.mark.slow  # a 15-30 s sweep, kept out of the default run (under 10 minutes)
 def test_keep_null_keeps_every_checkpoint_and_a_lower_keep_later_drops_them_in_mlflow(
         sweep_overrides, tmp_path, compose):
     overrides = [*sweep_overrides, "study.n_trials=3", "pruner=none", "checkpoints.keep=null",

@@ -109,6 +109,7 @@ def test_final_stage_reruns_the_best_configurations_and_chooses_by_mean(final_ov
     assert {r.dataset_split for r in card.data.eval_results} >= {"validation", "test"}
 
 
+@pytest.mark.slow  # a 15-30 s sweep, kept out of the default run (under 10 minutes)
 def test_a_study_without_a_test_split_says_so(final_overrides, compose):
     overrides = [o for o in final_overrides if not o.startswith("data.test_file")]
     summary = run_sweep(compose([*overrides, "final.top_k=1", "final.seeds=1",

@@ -40,6 +40,7 @@ def test_a_data_file_edited_in_place_is_refused_on_resume(sweep_overrides, senti
     assert len(study.trials) == 1  # nothing ran on the edited data
 
 
+@pytest.mark.slow  # a 15-30 s sweep, kept out of the default run (under 10 minutes)
 def test_a_study_from_before_inputs_were_recorded_adopts_them(sweep_overrides, compose):
     overrides = [*sweep_overrides, "study.n_trials=1", "pruner=none",
                  "train.num_train_epochs=1"]

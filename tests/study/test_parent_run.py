@@ -5,6 +5,7 @@ parent run from before the binding is adopted on resume."""
 from __future__ import annotations
 
 import optuna
+import pytest
 from mlflow.tracking import MlflowClient
 
 from harness.records import schema
@@ -44,6 +45,7 @@ def test_a_new_study_with_an_old_name_gets_its_own_parent_run(sweep_overrides, c
     assert len(children) == 1 and children[0] not in before
 
 
+@pytest.mark.slow  # a 15-30 s sweep, kept out of the default run (under 10 minutes)
 def test_a_parent_run_from_before_the_binding_is_adopted(sweep_overrides, compose):
     overrides = [*sweep_overrides, "study.n_trials=1", "report.enabled=false"]
     cfg = compose(overrides)

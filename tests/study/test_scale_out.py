@@ -116,6 +116,7 @@ def test_three_workers_share_one_study_then_one_is_killed(shared_stores):
     assert_secret_kept(secret, sweep.stdout + sweep.err, client, runs)
 
 
+@pytest.mark.slow  # a 15-30 s sweep, kept out of the default run (under 10 minutes)
 def test_a_hydra_launcher_starts_the_workers(shared_stores):
     overrides, storage, tracking, secret, name = shared_stores
     command = [sys.executable, "-m", "harness.sweep", "-m", "hydra/launcher=joblib",

@@ -116,6 +116,7 @@ def test_a_hub_model_that_cannot_be_reached_is_named(monkeypatch, compose):
     assert err.value.field == "model.name_or_path"
 
 
+@pytest.mark.slow  # a 15-30 s sweep, kept out of the default run (under 10 minutes)
 def test_the_methods_sweep_samples_each_methods_own_parameters(tiny_family, sentiment_files,
                                                                tmp_path, compose):
     import optuna
@@ -151,6 +152,7 @@ def test_the_methods_sweep_samples_each_methods_own_parameters(tiny_family, sent
             assert any(k.startswith("best_trial.") for k in run.data.tags)
 
 
+@pytest.mark.slow  # a 15-30 s sweep, kept out of the default run (under 10 minutes)
 def test_two_objectives_report_a_pareto_front(tiny_family, sentiment_files, tmp_path, compose):
     import optuna
 
