@@ -64,8 +64,9 @@ def harness_sweep(sweep: str, seed: int, trials: int, folder: Path, extra: list[
     study = optuna.load_study(study_name=name, storage=cfg.study.storage)
     compute = study_compute(study)
     curves = [{"number": t.number, "state": t.state.name, "value": t.value,
-               "curve": [t.intermediate_values[k] for k in sorted(t.intermediate_values)],
-               "loss_curve": loss_curve(cfg, t)}
+               # the study metric at every evaluation (what the pruner saw may be the loss)
+               "curve": val_curve(cfg, t, f"val_{cfg.study.metric}"),
+               "loss_curve": val_curve(cfg, t, "val_loss")}
               for t in study.trials]
     test = None
     if summary.best_checkpoint:
@@ -78,8 +79,8 @@ def harness_sweep(sweep: str, seed: int, trials: int, folder: Path, extra: list[
             "saved": compute.saved_by_pruning, "extra": "", "trials": curves}
 
 
-def loss_curve(cfg, trial) -> list[float]:
-    """The trial's validation loss at every evaluation, from its MLflow run."""
+def val_curve(cfg, trial, metric: str) -> list[float]:
+    """A validation metric of the trial at every evaluation, from its MLflow run."""
     from mlflow.tracking import MlflowClient
 
     from harness.records import schema
@@ -87,7 +88,7 @@ def loss_curve(cfg, trial) -> list[float]:
     run_id = trial.user_attrs.get(schema.RUN_ID_ATTR)
     if not run_id:
         return []
-    history = MlflowClient(str(cfg.tracking.uri)).get_metric_history(run_id, "val_loss")
+    history = MlflowClient(str(cfg.tracking.uri)).get_metric_history(run_id, metric)
     return [m.value for m in sorted(history, key=lambda m: m.step)]
 
 

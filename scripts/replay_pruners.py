@@ -66,6 +66,20 @@ PRUNERS = {  # label: (class name, keyword arguments)
                               "interval_steps": 1000}),
     "successive halving, min 1, factor 2":
         ("SuccessiveHalvingPruner", {"min_resource": 1, "reduction_factor": 2}),
+    # bootstrap_count k: a trial that reaches a rung before k others did stops there (the first
+    # trials no longer run to the end for want of competition)
+    "successive halving, min 1, factor 3, bootstrap 1":
+        ("SuccessiveHalvingPruner", {"min_resource": 1, "reduction_factor": 3,
+                                     "bootstrap_count": 1}),
+    "successive halving, min 1, factor 4, bootstrap 1":
+        ("SuccessiveHalvingPruner", {"min_resource": 1, "reduction_factor": 4,
+                                     "bootstrap_count": 1}),
+    "successive halving, min 1, factor 4, bootstrap 2":
+        ("SuccessiveHalvingPruner", {"min_resource": 1, "reduction_factor": 4,
+                                     "bootstrap_count": 2}),
+    "successive halving, min 2, factor 4, bootstrap 1":
+        ("SuccessiveHalvingPruner", {"min_resource": 2, "reduction_factor": 4,
+                                     "bootstrap_count": 1}),
 }
 
 
