@@ -2,8 +2,8 @@
 
 Composes the config with Hydra, runs or resumes the study, prints its summary. Bad input, Hydra's
 own composition errors included, ends with one line naming the field or file at fault and exit
-status 2, with nothing created. Ctrl-C / SIGTERM stop within seconds (exit 130 / 143) and print
-the command that resumes; a study stopped by its failure limit exits with 1.
+status 2, with nothing created. Ctrl-C / SIGTERM / SIGHUP stop within seconds (exit 130 / 143 /
+129) and print the command that resumes; a study stopped by its failure limit exits with 1.
 """
 
 from __future__ import annotations
