@@ -1,4 +1,4 @@
-"""Ctrl-C and SIGTERM: stop within seconds, as an exception the study can record.
+"""Ctrl-C, SIGTERM and SIGHUP: stop within seconds, as an exception the study can record.
 
 Inside :func:`raise_on_signals`, SIGINT, SIGTERM and SIGHUP raise :class:`Interrupted` (a
 ``KeyboardInterrupt``) in the main thread, wherever it is: the running trial is recorded as

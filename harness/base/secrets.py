@@ -52,8 +52,9 @@ def mask(text: str) -> str:
 class _MaskingStream(io.TextIOBase):
     """A text stream that masks what goes through it (stdout, stderr).
 
-    Once the reader of the stream has gone (a worker whose launcher died: a broken pipe), what
-    is written is dropped instead of raising in the middle of recording a trial."""
+    Once the reader of the stream has gone (a worker whose launcher died: a broken pipe; a
+    closed terminal: an I/O error), what is written is dropped instead of raising in the middle
+    of recording a trial."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
@@ -63,7 +64,7 @@ class _MaskingStream(io.TextIOBase):
         if not self._gone:
             try:
                 self._stream.write(mask(text))
-            except BrokenPipeError:
+            except OSError:
                 self._gone = True
         return len(text)
 
@@ -71,7 +72,7 @@ class _MaskingStream(io.TextIOBase):
         if not self._gone:
             try:
                 self._stream.flush()
-            except BrokenPipeError:
+            except OSError:
                 self._gone = True
 
     def isatty(self) -> bool:
