@@ -47,40 +47,25 @@ PRUNERS = {  # label: (class name, keyword arguments)
         ("PercentilePruner", {"percentile": 25.0, "n_startup_trials": 1, "n_warmup_steps": 0}),
     "percentile keeps best 33 %, 1 startup, warm-up 2":
         ("PercentilePruner", {"percentile": 33.0, "n_startup_trials": 1, "n_warmup_steps": 2}),
-    # one cut only (interval_steps beyond the budget): judged at one evaluation, then the
-    # survivors run to the end
-    "one cut at evaluation 1, keeps best 25 %":
-        ("PercentilePruner", {"percentile": 25.0, "n_startup_trials": 1, "n_warmup_steps": 1,
-                              "interval_steps": 1000}),
-    "one cut at evaluation 1, keeps best 33 %":
-        ("PercentilePruner", {"percentile": 33.0, "n_startup_trials": 1, "n_warmup_steps": 1,
-                              "interval_steps": 1000}),
-    "one cut at evaluation 1, keeps best 50 %":
-        ("PercentilePruner", {"percentile": 50.0, "n_startup_trials": 1, "n_warmup_steps": 1,
-                              "interval_steps": 1000}),
-    "one cut at evaluation 2, keeps best 33 %":
-        ("PercentilePruner", {"percentile": 33.0, "n_startup_trials": 1, "n_warmup_steps": 2,
-                              "interval_steps": 1000}),
-    "one cut at evaluation 3, keeps best 33 %":
-        ("PercentilePruner", {"percentile": 33.0, "n_startup_trials": 1, "n_warmup_steps": 3,
-                              "interval_steps": 1000}),
     "successive halving, min 1, factor 2":
         ("SuccessiveHalvingPruner", {"min_resource": 1, "reduction_factor": 2}),
-    # bootstrap_count k: a trial that reaches a rung before k others did stops there (the first
-    # trials no longer run to the end for want of competition)
-    "successive halving, min 1, factor 3, bootstrap 1":
-        ("SuccessiveHalvingPruner", {"min_resource": 1, "reduction_factor": 3,
-                                     "bootstrap_count": 1}),
-    "successive halving, min 1, factor 4, bootstrap 1":
-        ("SuccessiveHalvingPruner", {"min_resource": 1, "reduction_factor": 4,
-                                     "bootstrap_count": 1}),
-    "successive halving, min 1, factor 4, bootstrap 2":
-        ("SuccessiveHalvingPruner", {"min_resource": 1, "reduction_factor": 4,
-                                     "bootstrap_count": 2}),
-    "successive halving, min 2, factor 4, bootstrap 1":
-        ("SuccessiveHalvingPruner", {"min_resource": 2, "reduction_factor": 4,
-                                     "bootstrap_count": 1}),
 }
+
+
+# one cut only (interval_steps beyond the budget): judged at one evaluation, then the survivors
+# run to the end (Optuna's percentile pruner compares with the completed trials)
+PRUNERS.update({
+    f"one cut at evaluation {at}, keeps best {keep} %":
+        ("PercentilePruner", {"percentile": float(keep), "n_startup_trials": 1,
+                              "n_warmup_steps": at, "interval_steps": 1000})
+    for at, keep in ((1, 25), (1, 33), (1, 50), (2, 33), (3, 33))})
+# bootstrap_count k: a trial that reaches a rung before k others did stops there (the first
+# trials no longer run to the end for want of competition)
+PRUNERS.update({
+    f"successive halving, min {low}, factor {factor}, bootstrap {k}":
+        ("SuccessiveHalvingPruner", {"min_resource": low, "reduction_factor": factor,
+                                     "bootstrap_count": k})
+    for low, factor, k in ((1, 3, 1), (1, 4, 1), (1, 4, 2), (2, 4, 1))})
 
 
 def replay(curves: list[list[float]], pruner, signals: list[list[float]] | None = None
