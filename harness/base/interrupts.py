@@ -18,6 +18,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _received: list[int] = []  # the signals received inside raise_on_signals
@@ -48,6 +49,13 @@ def check() -> None:
         raise Interrupted(_received[0])
 
 
+def handle(signals: tuple[int, ...], handler: Any) -> dict[int, Any]:
+    """Install ``handler`` for ``signals``, except those ignored since the start (as ``nohup``
+    ignores SIGHUP): they stay ignored. Returns the handlers replaced, to restore later."""
+    return {sig: signal.signal(sig, handler) for sig in signals
+            if signal.getsignal(sig) is not signal.SIG_IGN}
+
+
 @contextmanager
 def raise_on_signals() -> Iterator[None]:
     """SIGINT / SIGTERM / SIGHUP raise :class:`Interrupted` while the block runs (main thread
@@ -68,8 +76,7 @@ def raise_on_signals() -> Iterator[None]:
         _received.append(signum)
         raise Interrupted(signum)
 
-    previous = {sig: signal.signal(sig, handler) for sig in SIGNALS
-                if signal.getsignal(sig) is not signal.SIG_IGN}
+    previous = handle(SIGNALS, handler)
     try:
         yield
     finally:

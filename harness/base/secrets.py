@@ -61,17 +61,16 @@ class _MaskingStream(io.TextIOBase):
         self._gone = False
 
     def write(self, text: str) -> int:
-        if not self._gone:
-            try:
-                self._stream.write(mask(text))
-            except OSError:
-                self._gone = True
+        self._unless_gone(self._stream.write, mask(text))
         return len(text)
 
     def flush(self) -> None:
+        self._unless_gone(self._stream.flush)
+
+    def _unless_gone(self, call: Any, *args: Any) -> None:
         if not self._gone:
             try:
-                self._stream.flush()
+                call(*args)
             except OSError:
                 self._gone = True
 

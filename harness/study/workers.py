@@ -19,6 +19,7 @@ import optuna
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
+from harness.base.interrupts import handle
 from harness.base.progress import is_terminal
 from harness.records import trials
 
@@ -61,10 +62,7 @@ def run_workers(cfg: DictConfig, overrides: list[str]) -> int:
                 process.send_signal(signal.SIGTERM if signum == signal.SIGHUP else signum)
 
     # installed before the first worker starts: no worker is ever left without its launcher
-    # (a signal ignored since the start, as nohup ignores SIGHUP, stays ignored)
-    previous = {sig: signal.signal(sig, pass_on)
-                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-                if signal.getsignal(sig) is not signal.SIG_IGN}
+    previous = handle((signal.SIGINT, signal.SIGTERM, signal.SIGHUP), pass_on)
     for index in range(workers):
         env = dict(os.environ)
         gpu = gpu_for(index)
