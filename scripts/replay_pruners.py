@@ -9,9 +9,13 @@ Input: sweeps run with ``pruner=none`` (every trial trains its whole budget), fr
 Each pruner sees the trials in their order, each evaluation reported as the harness reports it
 (step = evaluation number) and never asked at the last one; a pruned trial counts the
 evaluations it ran. Prints per pruner: the steps trained as a share of the unpruned sweep's
-(mean over the sweeps, and each) and the best validation accuracy lost (points). The sampler
-is not replayed: in a real pruned sweep a model-based sampler (TPE) sees pruned trials and may
-sample differently, so confirm a choice with a real sweep.
+(mean over the sweeps, and each) and the best validation accuracy lost (points). One order of
+trials is one draw: the sweep's first trials meet no competition at the rungs and run to their
+end, so whether the best trial came early decides much of the result. ``--orders N`` replays
+each sweep in N orders (the order it ran in and N-1 seeded shuffles) and averages them, the
+expected figure of a sweep that drew these trials. The sampler is not replayed: in a real
+pruned sweep a model-based sampler (TPE) sees pruned trials and samples differently, so confirm
+a choice with real sweeps.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import random
 import statistics
 from pathlib import Path
 
@@ -66,6 +71,12 @@ PRUNERS.update({
         ("SuccessiveHalvingPruner", {"min_resource": low, "reduction_factor": factor,
                                      "bootstrap_count": k})
     for low, factor, k in ((1, 3, 1), (1, 4, 1), (1, 4, 2), (2, 4, 1))})
+# rungs past the first: min_early_stopping_rate 1 judges at evaluations 3, 9 (factor 3)
+PRUNERS.update({
+    f"successive halving, min 1, factor {factor}, first rung skipped":
+        ("SuccessiveHalvingPruner", {"min_resource": 1, "reduction_factor": factor,
+                                     "min_early_stopping_rate": 1})
+    for factor in (2, 3)})
 
 
 def replay(curves: list[list[float]], pruner, signals: list[list[float]] | None = None
@@ -119,6 +130,8 @@ def main() -> None:
     parser.add_argument("--jsonl", type=Path, help="rows written by bench_peer.py --out")
     parser.add_argument("--storage", help="an Optuna storage URL (with --study)")
     parser.add_argument("--study", nargs="*", default=[], help="unpruned studies to replay")
+    parser.add_argument("--orders", type=int, default=1,
+                        help="replay each sweep in this many trial orders (the first as run)")
     parser.add_argument("--signal", choices=("metric", "best", "loss"), default="metric",
                         help="what the pruner sees: the curve itself, its best so far, or the "
                              "negated validation loss (--jsonl rows with loss curves)")
@@ -130,19 +143,27 @@ def main() -> None:
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     sweeps = sweeps_from(args)
-    print(f"{len(sweeps)} unpruned sweep(s), {[len(s) for s in sweeps]} trials\n")
+    print(f"{len(sweeps)} unpruned sweep(s), {[len(s) for s in sweeps]} trials, "
+          f"{args.orders} order(s) each\n")
     print("| pruner | steps vs unpruned (mean) | each | best val acc lost, points (mean) | each |")
     print("|---|---|---|---|---|")
     for label, (cls, kwargs) in PRUNERS.items():
         shares, losses = [], []
-        for sweep in sweeps:
-            curves = [c for c, _ in sweep]
-            signals = ([s for _, s in sweep] if args.signal == "loss" else
-                       [list(itertools.accumulate(c, max)) for c in curves]
-                       if args.signal == "best" else None)
-            trained, best = replay(curves, getattr(optuna.pruners, cls)(**kwargs), signals)
-            shares.append(trained / sum(len(c) for c in curves))
-            losses.append(100 * (max(max(c) for c in curves) - (best or 0.0)))
+        for index, ran in enumerate(sweeps):
+            share, lost = [], []
+            for order in range(args.orders):
+                sweep = list(ran)
+                if order:
+                    random.Random(1000 * index + order).shuffle(sweep)
+                curves = [c for c, _ in sweep]
+                signals = ([s for _, s in sweep] if args.signal == "loss" else
+                           [list(itertools.accumulate(c, max)) for c in curves]
+                           if args.signal == "best" else None)
+                trained, best = replay(curves, getattr(optuna.pruners, cls)(**kwargs), signals)
+                share.append(trained / sum(len(c) for c in curves))
+                lost.append(100 * (max(max(c) for c in curves) - (best or 0.0)))
+            shares.append(statistics.mean(share))
+            losses.append(statistics.mean(lost))
         print(f"| {label} | {statistics.mean(shares):.1%} | "
               f"{' '.join(f'{x:.0%}' for x in shares)} | {statistics.mean(losses):.2f} | "
               f"{' '.join(f'{x:.1f}' for x in losses)} |")
