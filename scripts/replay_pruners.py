@@ -28,7 +28,7 @@ import statistics
 from pathlib import Path
 
 PRUNERS = {  # label: (class name, keyword arguments)
-    "successive halving, min 1, factor 3 (default)":
+    "successive halving, min 1, factor 3 (the other sweeps' default)":
         ("SuccessiveHalvingPruner", {"min_resource": 1, "reduction_factor": 3}),
     "successive halving, min 1, factor 4":
         ("SuccessiveHalvingPruner", {"min_resource": 1, "reduction_factor": 4}),
@@ -52,7 +52,7 @@ PRUNERS = {  # label: (class name, keyword arguments)
         ("PercentilePruner", {"percentile": 25.0, "n_startup_trials": 1, "n_warmup_steps": 0}),
     "percentile keeps best 33 %, 1 startup, warm-up 2":
         ("PercentilePruner", {"percentile": 33.0, "n_startup_trials": 1, "n_warmup_steps": 2}),
-    "successive halving, min 1, factor 2":
+    "successive halving, min 1, factor 2 (the lora sweep's default)":
         ("SuccessiveHalvingPruner", {"min_resource": 1, "reduction_factor": 2}),
 }
 
