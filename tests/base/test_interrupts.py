@@ -9,6 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from tests.helpers.processes import as_foreground_job
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # Inside raise_on_signals: the signals of argv[1] arrive one after another (each a real
@@ -35,12 +37,13 @@ CHILD = textwrap.dedent("""
 
 
 def run_child(signals: str, ignore_hangup: bool = False) -> subprocess.CompletedProcess:
-    def ignore() -> None:
+    def under_nohup() -> None:
+        as_foreground_job()
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     return subprocess.run([sys.executable, "-c", CHILD, signals], cwd=ROOT, text=True,
                           capture_output=True, timeout=60,
-                          preexec_fn=ignore if ignore_hangup else None)
+                          preexec_fn=under_nohup if ignore_hangup else as_foreground_job)
 
 
 def test_repeated_hangups_count_once_and_the_record_is_finished():
@@ -61,7 +64,8 @@ def test_a_second_signal_exits_even_when_nobody_reads_the_output():
     read, write = os.pipe()
     os.close(read)
     done = subprocess.run([sys.executable, "-c", CHILD, "SIGINT,SIGINT"], cwd=ROOT,
-                          stdout=subprocess.PIPE, stderr=write, text=True, timeout=60)
+                          stdout=subprocess.PIPE, stderr=write, text=True, timeout=60,
+                          preexec_fn=as_foreground_job)
     os.close(write)
     assert done.returncode == 128 + signal.SIGINT and "recorded" not in done.stdout
 

@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 from harness.records import schema
 from harness.study import run_sweep
 from tests.helpers.configs import compose, overrides_in
+from tests.helpers.processes import as_foreground_job
 
 ROOT = Path(__file__).resolve().parents[2]
 TrialState = optuna.trial.TrialState
@@ -33,16 +34,24 @@ class SweepProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "harness.sweep", *overrides], cwd=ROOT, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=as_foreground_job,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.stderr: list[str] = []
         self.stdout = ""
-        threading.Thread(target=self._read, daemon=True).start()
+        self._out: list[str] = []
+        self._readers = [threading.Thread(target=self._read, daemon=True),
+                         threading.Thread(target=self._read_stdout, daemon=True)]
+        for reader in self._readers:
+            reader.start()
 
     def _read(self) -> None:
         for line in self.proc.stderr:
             self.stderr.append(line)
             self.lines.put(line)
+
+    def _read_stdout(self) -> None:
+        self._out.extend(self.proc.stdout)
 
     def wait_for(self, text: str, timeout: float = 240) -> None:
         """Block until a stderr line contains ``text`` (fails if the process ends first)."""
@@ -61,8 +70,17 @@ class SweepProcess:
         self.proc.send_signal(signum)
 
     def wait(self, timeout: float = 300) -> int:
-        self.stdout = self.proc.stdout.read() if self.proc.stdout else ""
-        return self.proc.wait(timeout=timeout)
+        """The exit code; a sweep still running after ``timeout`` seconds is killed (and the
+        test fails with TimeoutExpired) instead of being waited for forever."""
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+        for reader in self._readers:
+            reader.join(timeout=10)
+        self.stdout = "".join(self._out)
+        return code
 
     @property
     def err(self) -> str:
