@@ -19,7 +19,7 @@ import optuna
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from harness.base.interrupts import handle
+from harness.base.interrupts import SIGNALS, handle
 from harness.base.progress import is_terminal
 from harness.records import trials
 
@@ -62,7 +62,7 @@ def run_workers(cfg: DictConfig, overrides: list[str]) -> int:
                 process.send_signal(signal.SIGTERM if signum == signal.SIGHUP else signum)
 
     # installed before the first worker starts: no worker is ever left without its launcher
-    previous = handle((signal.SIGINT, signal.SIGTERM, signal.SIGHUP), pass_on)
+    previous = handle(SIGNALS, pass_on)
     for index in range(workers):
         env = dict(os.environ)
         gpu = gpu_for(index)
