@@ -106,6 +106,21 @@ def replay(curves: list[list[float]], pruner, signals: list[list[float]] | None 
     return trained, best
 
 
+def replay_order(ran: list[tuple[list[float], list | None]], index: int, order: int,
+                 signal: str, pruner) -> tuple[float, float]:
+    """One order of a sweep's trials (0: as it ran; else a shuffle seeded by sweep and order)
+    under a pruner: the share of the steps trained, and the best value lost (points)."""
+    sweep = list(ran)
+    if order:
+        random.Random(1000 * index + order).shuffle(sweep)
+    curves = [c for c, _ in sweep]
+    signals = ([s for _, s in sweep] if signal == "loss" else
+               [list(itertools.accumulate(c, max)) for c in curves] if signal == "best" else None)
+    trained, best = replay(curves, pruner, signals)
+    return (trained / sum(len(c) for c in curves),
+            100 * (max(max(c) for c in curves) - (best or 0.0)))
+
+
 def sweeps_from(args: argparse.Namespace) -> list[list[tuple[list[float], list | None]]]:
     """Each unpruned sweep as its trials' (curve, pruning signal or None), in trial order."""
     import optuna
@@ -150,20 +165,11 @@ def main() -> None:
     for label, (cls, kwargs) in PRUNERS.items():
         shares, losses = [], []
         for index, ran in enumerate(sweeps):
-            share, lost = [], []
-            for order in range(args.orders):
-                sweep = list(ran)
-                if order:
-                    random.Random(1000 * index + order).shuffle(sweep)
-                curves = [c for c, _ in sweep]
-                signals = ([s for _, s in sweep] if args.signal == "loss" else
-                           [list(itertools.accumulate(c, max)) for c in curves]
-                           if args.signal == "best" else None)
-                trained, best = replay(curves, getattr(optuna.pruners, cls)(**kwargs), signals)
-                share.append(trained / sum(len(c) for c in curves))
-                lost.append(100 * (max(max(c) for c in curves) - (best or 0.0)))
-            shares.append(statistics.mean(share))
-            losses.append(statistics.mean(lost))
+            orders = [replay_order(ran, index, order, args.signal,
+                                   getattr(optuna.pruners, cls)(**kwargs))
+                      for order in range(args.orders)]
+            shares.append(statistics.mean(share for share, _ in orders))
+            losses.append(statistics.mean(lost for _, lost in orders))
         print(f"| {label} | {statistics.mean(shares):.1%} | "
               f"{' '.join(f'{x:.0%}' for x in shares)} | {statistics.mean(losses):.2f} | "
               f"{' '.join(f'{x:.1f}' for x in losses)} |")
