@@ -122,6 +122,8 @@ class CheckpointsConfig(_Checked):
     keep: int | None = _integer(2, nullable=True)
     mlflow: str = _rule("kept", f"one of {', '.join(CHECKPOINTS_IN_MLFLOW)}",
                         one_of=CHECKPOINTS_IN_MLFLOW)
+    paused_gb: float | None = _rule(5.0, "a positive number of GB or null", positive=True,
+                                    null=True)
 
 
 @dataclass
@@ -169,6 +171,7 @@ class FinalConfig(_Checked):
     SECTION: ClassVar[str] = "final"
     top_k: int = _integer(2)
     seeds: int = _integer(2, minimum=0)
+    recipe: bool = True
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from harness.records import schema
+from harness.records import schema, trials
 
 
 @dataclass
@@ -60,24 +60,31 @@ class StudyCompute:
 
 def study_compute(study: Any, final_study: Any = None) -> StudyCompute:
     """The compute of ``study``'s trials, from the record each trial keeps (COMPUTE_ATTR), and
-    of its final stage's runs (``final_study``: in the totals, not in what pruning saved)."""
+    of its final stage's runs (``final_study``: in the totals, not in what pruning saved).
+
+    A configuration paused and continued (the promotion scheduler) plans its budget once, in
+    its first trial; its continuations add the steps they trained. What a configuration did not
+    train of its budget was saved by pruning, or by early stopping when it completed."""
     out = StudyCompute()
-    pruned_saved = early_saved = 0.0
+    budgets: dict[int, list[float]] = {}  # configuration -> [planned, trained, complete]
     for trial in study.get_trials(deepcopy=False):
         figures = trial.user_attrs.get(schema.COMPUTE_ATTR)
         if not isinstance(figures, dict):
             continue
         if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
             out.trials += 1
-            _add(out.totals, figures)
-            unspent = max(0.0, figures.get("steps_planned", 0) - figures.get("steps_trained", 0))
-            if trial.state == TrialState.PRUNED:
-                pruned_saved += unspent
-            else:  # a complete trial that trained less than planned was stopped early
-                early_saved += unspent
+            later = trials.is_continuation(trial)
+            _add(out.totals, {k: v for k, v in figures.items()
+                              if not (later and k == "steps_planned")})
+            budget = budgets.setdefault(trials.config_of(trial), [0.0, 0.0, 0.0])
+            budget[0] += 0 if later else figures.get("steps_planned", 0)
+            budget[1] += figures.get("steps_trained", 0)
+            budget[2] = max(budget[2], float(trial.state == TrialState.COMPLETE))
         elif trial.state == TrialState.FAIL:
             out.failed_trials += 1
             _add(out.failed, figures)
+    pruned_saved = sum(max(0.0, p - t) for p, t, complete in budgets.values() if not complete)
+    early_saved = sum(max(0.0, p - t) for p, t, complete in budgets.values() if complete)
     planned = out.totals.get("steps_planned", 0)
     if planned:
         out.saved_by_pruning = pruned_saved / planned

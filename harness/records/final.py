@@ -1,5 +1,6 @@
 """The final stage's record (the study attribute ``harness.final``) and how it reads: per
-configuration re-run, its seeds' validation values with mean ± sd; the chosen one; the test score.
+configuration re-run, its seeds' validation values with mean ± sd; the chosen one; the test score;
+the recipe's seeds and the chosen configuration's paired gain over it.
 
 Written by :mod:`harness.study.final`; read by the summary, the report, the parent run's
 description and the export. Kept in Optuna's storage, like every other record of the study.
@@ -20,6 +21,28 @@ def mean_sd(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     values = list(values)
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def paired_gain(chosen: dict[str, float], recipe: dict[str, float]) -> dict[str, Any]:
+    """Chosen minus recipe, seed by seed (the seeds both have), with mean ± sd."""
+    seeds = sorted(set(chosen) & set(recipe), key=int)
+    values = {k: chosen[k] - recipe[k] for k in seeds}
+    if not values:
+        return {}
+    mean, sd = mean_sd(values.values())
+    return {"values": values, "mean": mean, "sd": sd}
+
+
+def gain_words(gain: dict[str, Any]) -> str:
+    """A paired gain in points, judged: within one standard deviation of 0 is no clear gain."""
+    seeds = len(gain["values"])
+    points = f"{100 * gain['mean']:+.1f} ± {100 * gain['sd']:.1f} points ({seeds} seed" + (
+        "s" if seeds != 1 else "") + ")"
+    if seeds < 2:
+        return f"{points}: one seed cannot tell a gain from noise"
+    if abs(gain["mean"]) <= gain["sd"]:
+        return f"no clear gain: {points}, within one standard deviation of 0"
+    return points if gain["mean"] > 0 else f"{points}: the recipe did better"
 
 
 def companion(study: Any) -> Any:
@@ -50,7 +73,10 @@ def lines(final: dict[str, Any] | None, metric: str, search_best: Any = None) ->
         seeds = ", ".join(f"{v:.4f}" for v in config["values"].values())
         mark = "  <- chosen" if int(number) == final["trial"] else ""
         method = f"{config['method']}, " if config.get("method") else ""
-        out.append(f"  trial {number} ({method}its own run {config['trial_value']:.4f}): "
+        own = ("not completed in the search" if config.get("trial_value") is None
+               else f"its own run {config['trial_value']:.4f}")
+        label = f"trial {number}" + (" (the recipe)" if config.get("recipe") else "")
+        out.append(f"  {label} ({method}{own}): "
                    f"{config['mean']:.4f} ± {config['sd']:.4f} (seeds: {seeds}){mark}")
     out.append(f"Chosen configuration: trial {final['trial']} (the best mean); its seed "
                f"{final['seed']} ({final['seed_value']:.4f}) is the study's best checkpoint.")
@@ -61,6 +87,27 @@ def lines(final: dict[str, Any] | None, metric: str, search_best: Any = None) ->
                    f"{test['values'].get(str(final['seed']), float('nan')):.4f}.")
     else:
         out.append(f"Test {metric}: {test.get('none', 'not scored')}.")
+    return out
+
+
+def recipe_lines(final: dict[str, Any], metric: str) -> list[str]:
+    """The recipe against the chosen configuration, seed by seed (empty without a recipe)."""
+    recipe = final.get("recipe")
+    if not recipe:
+        return []
+    values = ", ".join(f"{k}={v}" for k, v in recipe["params"].items())
+    out = [f"Recipe (trial {recipe['trial']}: {values}), trained with the same seeds: "
+           f"validation {metric} {recipe['mean']:.4f} ± {recipe['sd']:.4f}"
+           + (f", test {recipe['test']['mean']:.4f} ± {recipe['test']['sd']:.4f}"
+              if (recipe.get("test") or {}).get("values") else "") + "."]
+    if final["trial"] == recipe["trial"]:
+        return [*out, "The chosen configuration is the recipe: the search found nothing "
+                      "better on validation."]
+    gain = recipe.get("gain") or {}
+    if gain.get("val"):
+        out.append(f"Chosen vs recipe on validation: {gain_words(gain['val'])}.")
+    if gain.get("test"):
+        out.append(f"Chosen vs recipe on test: {gain_words(gain['test'])}.")
     return out
 
 
@@ -76,4 +123,17 @@ def parent_metrics(final: dict[str, Any] | None, metric: str) -> dict[str, float
     if test.get("values"):
         out[schema.FINAL_METRIC.format(split="test", metric=metric, stat="mean")] = test["mean"]
         out[schema.FINAL_METRIC.format(split="test", metric=metric, stat="std")] = test["sd"]
+    recipe = final.get("recipe") or {}
+    if recipe:
+        scores = {"val": recipe, "test": recipe.get("test") or {}}
+        for split, score in scores.items():
+            if "mean" in score:
+                for stat, key in (("mean", "mean"), ("std", "sd")):
+                    out[schema.RECIPE_METRIC.format(split=split, metric=metric,
+                                                    stat=stat)] = score[key]
+        for split, gain in (recipe.get("gain") or {}).items():
+            if gain:
+                for stat, key in (("mean", "mean"), ("std", "sd")):
+                    out[schema.GAIN_METRIC.format(split=split, metric=metric,
+                                                  stat=stat)] = gain[key]
     return out

@@ -20,6 +20,11 @@ FINAL_ATTR = "harness.final"  # the final stage's choice: configuration, seeds, 
 FINAL_STUDY_SUFFIX = "::final"
 FINAL_TRIAL_ATTR = "harness.final.trial"
 FINAL_SEED_ATTR = "harness.final.seed"
+RECIPE_ATTR = "harness.recipe"  # the recipe queued as the study's first trial: its params
+# A paused configuration whose saved training state was removed (over checkpoints.paused_gb):
+# "harness.dropped.<trial number>" -> why. One key per trial, so that workers never overwrite
+# each other's record.
+DROPPED_ATTR_PREFIX = "harness.dropped."
 
 # ---------------------------------------------------------------- Optuna: trial user attributes
 WORKER_ATTR = "worker"  # a running trial's process: {host, boot, pid}
@@ -33,7 +38,16 @@ BEST_SO_FAR_ATTR = "best_value"  # a pruned trial's best study-metric value befo
 TRAIN_RUNTIME_ATTR = "train_runtime_s"  # seconds inside Trainer.train
 OVERHEAD_ATTR = "overhead_s"  # the trial's wall time outside training and evaluation
 COMPUTE_ATTR = "compute"  # what the trial cost: {COMPUTE_METRICS name: value}
-ENQUEUED_ATTR = "harness.enqueued"  # a queued trial: "manual" or "warm_start:<study>#<trial>"
+# a queued trial: "manual", "recipe" or "warm_start:<study>#<trial>"
+ENQUEUED_ATTR = "harness.enqueued"
+RECIPE_MARK = "recipe"  # ENQUEUED_ATTR of the recipe's trial
+# The promotion scheduler (pruner=promotion): a trial below the cut at a rung is paused (PRUNED
+# with PAUSED_ATTR, its training state saved); a promoted one continues in a new trial that
+# records the trial it continues and its configuration (the first trial's number).
+PAUSED_ATTR = "harness.paused"  # {"evaluation": rung, "step": global step, "state": folder}
+CONTINUES_ATTR = "harness.continues"  # the paused trial this one continues from its weights
+CONFIG_ATTR = "harness.config"  # the configuration's first trial (absent: the trial itself)
+TO_END_ATTR = "harness.to_end"  # a promotion that trains to the full budget, never paused again
 
 # ---------------------------------------------------------------- Optuna: params
 METHOD_PARAM = "method"  # a methods study's fine-tuning method (its params are "<method>/<path>")
@@ -57,6 +71,9 @@ ERROR_TYPE_TAG = "error_type"
 CHECKPOINT_TAG = "checkpoint"  # why a run's checkpoint artifact was removed
 PRECISION_TAG = "precision"  # what a trial trained in: fp32, bf16 or fp16
 ENQUEUED_TAG = ENQUEUED_ATTR  # a queued trial's run: where its params came from
+PAUSED_TAG = "harness.paused"  # a paused trial's run: where it paused, and whether it went on
+CONTINUES_TAG = "harness.continues"  # a continuation's run: the trial (and run) it continues
+CONTINUED_BY_TAG = "harness.continued_by"  # a paused trial's run, once continued
 FINISHED_TAG = "optuna.n_trials_finished"  # parent run: trials finished so far
 BEST_TRIAL_TAG = "best_trial"  # parent run: the best trial's number ("best_trial.<method>")
 BEST_VALUE_TAG = "best_value"
@@ -71,12 +88,18 @@ RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}
 # ---------------------------------------------------------------- MLflow: metrics
 VAL_PREFIX = "val_"  # curves: val_<metric> at every evaluation
 BEST_VAL_PREFIX = "best_val_"  # a trial's metrics at its best evaluation
-TEST_PREFIX = "test_"  # a run's metrics on the test split (a final evaluation stage)
 BEST_VALUE_METRIC = "best_value"  # parent run: best value against trials finished
 TEST_PREFIX = "test_"  # the chosen configuration's seed runs: metrics on the test split
 # parent run: the final stage's chosen configuration ("final_val_accuracy_mean", …)
 FINAL_METRIC = "final_{split}_{metric}_{stat}"
 FINAL_TRIAL_METRIC = "final_trial"
+# parent run: the recipe's seed runs ("recipe_test_accuracy_mean", …) and the chosen
+# configuration's paired gain over it, seed by seed ("final_test_accuracy_gain_mean", …)
+RECIPE_METRIC = "recipe_{split}_{metric}_{stat}"
+GAIN_METRIC = "final_{split}_{metric}_gain_{stat}"
+# Metric histories that make a trial's curve (MetricsLogger's): a continuation's run starts
+# with those of the run it continues, so that it reads as one curve from the first step.
+CURVE_METRICS = ("train_loss", "learning_rate", "grad_norm", "epoch")
 TRIALS_PREFIX = "trials_"  # parent run: trials_complete, trials_pruned, trials_failed
 STEPS_TRAINED_METRIC = "steps_trained"
 WALL_TIME_METRIC = "wall_time_s"

@@ -145,6 +145,27 @@ class Tracker:
         self._client.log_text(trial_run.run_id, config_yaml, schema.CONFIG_ARTIFACT)
         return trial_run
 
+    def continue_curves(self, source_run_id: str | None, run: TrialRun, source: int,
+                        number: int) -> None:
+        """A promoted trial's run starts with the curves of the run it continues (their steps
+        as logged), so that it reads as one curve; each run names the other."""
+        from mlflow.entities import Metric, RunTag
+
+        if not source_run_id:
+            return
+        recorded = self._client.get_run(source_run_id).data.metrics
+        points = []
+        for key in recorded:
+            if key.startswith(schema.VAL_PREFIX) or key in schema.CURVE_METRICS:
+                points += [Metric(key, m.value, m.timestamp, m.step)
+                           for m in self._client.get_metric_history(source_run_id, key)]
+        for start in range(0, len(points), 1000):  # MLflow's batch limit
+            self._client.log_batch(run.run_id, metrics=points[start:start + 1000])
+        self._client.log_batch(run.run_id, tags=[RunTag(
+            schema.CONTINUES_TAG, f"trial {source} (run {source_run_id})")])
+        self._client.log_batch(source_run_id, tags=[RunTag(
+            schema.CONTINUED_BY_TAG, f"trial {number} (run {run.run_id})")])
+
     def trial_runs(self, number: int | None = None, status: str | None = None,
                    final: bool = False, seed: int | None = None) -> list[RunView]:
         """The study's trial runs (``final``: its final-stage runs), of one trial number, seed,

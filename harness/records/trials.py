@@ -12,13 +12,65 @@ from harness.records import schema
 
 
 def count(study: Any) -> dict[str, int]:
-    """Trials by state; ``finished`` = complete + pruned (what ``study.n_trials`` counts)."""
+    """Configurations by state; ``finished`` = complete + pruned (what ``study.n_trials``
+    counts).
 
-    states = [t.state for t in study.get_trials(deepcopy=False)]
-    complete, pruned = states.count(TrialState.COMPLETE), states.count(TrialState.PRUNED)
-    return {"complete": complete, "pruned": pruned, "failed": states.count(TrialState.FAIL),
-            "running": states.count(TrialState.RUNNING),
-            "waiting": states.count(TrialState.WAITING), "finished": complete + pruned}
+    Without the promotion scheduler a configuration is one trial. With it, a paused
+    configuration may go on in later trials (continuations): ``finished`` counts the
+    configurations whose first trial ended, ``complete`` those that reached the full budget,
+    ``pruned`` the others (``paused``: of these, those whose training state waits for a
+    promotion). ``running`` and ``waiting`` count new configurations; ``continuing`` the
+    continuations running or queued; ``continued`` the continuations that ended; ``failed``
+    every failed trial."""
+
+    every = study.get_trials(deepcopy=False)
+    first = [t for t in every if not is_continuation(t)]
+    first_states = [t.state for t in first]
+    finished = first_states.count(TrialState.COMPLETE) + first_states.count(TrialState.PRUNED)
+    complete = sum(1 for t in every if t.state == TrialState.COMPLETE)
+    later = [t.state for t in every if is_continuation(t)]
+    return {"complete": complete, "pruned": finished - complete,
+            "failed": sum(1 for t in every if t.state == TrialState.FAIL),
+            "running": first_states.count(TrialState.RUNNING),
+            "waiting": first_states.count(TrialState.WAITING), "finished": finished,
+            "paused": len(paused(study, every)),
+            "continuing": later.count(TrialState.RUNNING) + later.count(TrialState.WAITING),
+            "continued": later.count(TrialState.COMPLETE) + later.count(TrialState.PRUNED)}
+
+
+def is_continuation(trial: Any) -> bool:
+    """Does ``trial`` continue a paused trial from its saved training state?"""
+    return schema.CONTINUES_ATTR in trial.user_attrs
+
+
+def config_of(trial: Any) -> int:
+    """The configuration a trial trains: the number of its first trial."""
+    return int(trial.user_attrs.get(schema.CONFIG_ATTR, trial.number))
+
+
+def paused_at(trial: Any) -> int | None:
+    """The evaluation (rung) a paused trial stopped at; None for any other trial."""
+    mark = trial.user_attrs.get(schema.PAUSED_ATTR)
+    if trial.state != TrialState.PRUNED or not isinstance(mark, dict):
+        return None
+    return int(mark["evaluation"])
+
+
+def continuations(every: list[Any]) -> dict[int, list[Any]]:
+    """Paused trial number -> the trials that continue it (retries included), oldest first."""
+    out: dict[int, list[Any]] = {}
+    for trial in every:
+        if is_continuation(trial):
+            out.setdefault(int(trial.user_attrs[schema.CONTINUES_ATTR]), []).append(trial)
+    return out
+
+
+def paused(study: Any, every: list[Any] | None = None) -> list[Any]:
+    """Paused trials not continued (nor being continued): the configurations that wait."""
+    every = study.get_trials(deepcopy=False) if every is None else every
+    later = continuations(every)
+    return [t for t in every if paused_at(t) is not None
+            and not any(c.state != TrialState.FAIL for c in later.get(t.number, []))]
 
 
 def pruning_signal(study_cfg: Any) -> tuple[str, float]:
@@ -102,3 +154,24 @@ def stored_attrs(study: Any) -> dict[str, Any]:
     """The study's user attributes as stored now (another process may have written since
     ``study.user_attrs`` was read)."""
     return study._storage.get_study_user_attrs(study._study_id)
+
+
+def dropped(study: Any) -> dict[int, str]:
+    """Paused trials whose saved state was removed (over ``checkpoints.paused_gb``) -> why."""
+    attrs = stored_attrs(study)
+    return {int(k.removeprefix(schema.DROPPED_ATTR_PREFIX)): str(v) for k, v in attrs.items()
+            if k.startswith(schema.DROPPED_ATTR_PREFIX)}
+
+
+def paused_line(study: Any, counts: dict[str, int]) -> str:
+    """The promotion scheduler in a line: continuations, configurations left paused, states
+    dropped (empty for a study that paused nothing)."""
+    if not counts["paused"] and not counts["continued"]:
+        return ""
+    gone = dropped(study)
+    return (f"  Paused and promoted: {counts['continued']} continuation(s) from saved states; "
+            f"{counts['paused']} configuration(s) paused at their last rung"
+            + (f" ({len(gone)} of whose states were removed over checkpoints.paused_gb: trials "
+               f"{', '.join(map(str, sorted(gone)))})" if gone else "")
+            + (f"; {counts['continuing']} promotion(s) running or queued"
+               if counts["continuing"] else ""))

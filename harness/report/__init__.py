@@ -26,7 +26,7 @@ from harness.base.output_folders import check_replaceable, mark
 from harness.base.secrets import mask
 from harness.records import schema, trials
 from harness.records.compute import study_compute
-from harness.records.final import companion
+from harness.records.final import companion, recipe_lines
 from harness.records.final import lines as final_lines
 from harness.records.final import record as final_record
 from harness.report.page import render
@@ -178,7 +178,11 @@ def _facts(study: Any, cfg: Any) -> list[tuple[str, str]]:
     if compute:
         facts.append(("compute", compute.removeprefix("Compute: ")))
     facts += [("final stage" if i == 0 else "", line.strip()) for i, line in enumerate(
-        final_lines(final_record(study), str(cfg.study.metric)))]
+        final_lines(final_record(study), str(cfg.study.metric))
+        + recipe_lines(final_record(study) or {}, str(cfg.study.metric)))]
+    paused = trials.paused_line(study, counts).strip()
+    if paused:
+        facts.append(("pauses", paused.removeprefix("Paused and promoted: ")))
     run_id = study.user_attrs.get(schema.PARENT_RUN_ATTR)
     if run_id:
         facts.append(("MLflow parent run", f"{run_id} at {mask(str(cfg.tracking.uri))}"))

@@ -1,10 +1,16 @@
-"""Trials queued before the sampler's own: ``study.enqueue`` and ``study.warm_start``.
+"""Trials queued before the sampler's own: the sweep's ``recipe``, ``study.enqueue`` and
+``study.warm_start``.
 
-:func:`planned` reads both and checks them against the study's space before anything is
-created (a set given by hand that does not fit is refused, naming the param; a warm start's
-trials that do not fit are skipped). :func:`enqueue` queues them once the study exists, each
-marked (``harness.enqueued``: ``manual`` or ``warm_start:<study>#<trial>``, on the trial and
-on its MLflow run).
+:func:`planned` reads them and checks them against the study's space before anything is
+created (a recipe or a set given by hand that does not fit is refused, naming the param; a warm
+start's trials that do not fit are skipped). :func:`enqueue` queues them once the study exists,
+each marked (``harness.enqueued``: ``recipe``, ``manual`` or ``warm_start:<study>#<trial>``, on
+the trial and on its MLflow run).
+
+The recipe (the values a careful user would train without a search) is queued only into a new
+study, as its first trial, and recorded with the study (``harness.recipe``): the final stage
+trains it again with the chosen configuration's seeds, to measure what the search gained. A
+study made before recipes existed, or with ``recipe: null``, has none.
 
 Each set is queued once: Optuna's ``skip_if_exists`` skips a set the study already has (queued,
 run or retried), and the study records the warm start it queued (``harness.warm_start``), so a
@@ -18,13 +24,13 @@ import logging
 from typing import Any
 
 import optuna
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from harness.base.errors import ConfigError
 from harness.base.files import sqlite_path
 from harness.base.secrets import mask
 from harness.records import schema
-from harness.space import fit_params
+from harness.space import MethodSpace, fit_params
 
 log = logging.getLogger(__name__)
 State = optuna.trial.TrialState
@@ -34,6 +40,9 @@ MANUAL = "manual"
 def planned(cfg: DictConfig, space: Any) -> list[tuple[dict[str, Any], str]]:
     """The parameter sets to queue, in order, each with its mark (see the module)."""
     seeds = []
+    own = recipe(cfg, space)
+    if own is not None:
+        seeds.append((own, schema.RECIPE_MARK))
     given = cfg.study.get("enqueue")
     given = OmegaConf.to_container(given, resolve=True) if given is not None else []
     for i, params in enumerate(given):
@@ -45,6 +54,50 @@ def planned(cfg: DictConfig, space: Any) -> list[tuple[dict[str, Any], str]]:
     return seeds + _warm_start(cfg, space)
 
 
+def recipe(cfg: DictConfig, space: Any) -> dict[str, Any] | None:
+    """The sweep's recipe checked against the space: one complete configuration (every
+    searched param has a value inside its range), or None without one."""
+    given = cfg.get("recipe")
+    if given is None:
+        return None
+    values = OmegaConf.to_container(given, resolve=True) if isinstance(
+        given, DictConfig | ListConfig) else given
+    if not isinstance(values, dict) or not values:
+        raise ConfigError("recipe", f"must map param names to values (or be null), got {given!r}")
+    try:
+        fitted = fit_params(space, values)
+    except ConfigError as exc:
+        raise ConfigError(f"recipe.{exc.field}" if exc.field != "params" else "recipe",
+                          exc.message) from None
+    needed = searched_names(space, fitted.get(schema.METHOD_PARAM))
+    missing = [name for name in needed if name not in fitted]
+    if missing:
+        raise ConfigError("recipe", f"gives no value for {missing[0]}: a recipe is one "
+                                    "configuration, so every searched param needs one")
+    return fitted
+
+
+def searched_names(space: Any, method: str | None) -> list[str]:
+    """The names of the params a trial samples (a methods study: those of ``method``)."""
+    if isinstance(space, MethodSpace):
+        shared = [p.path for p in (space.shared or []) if p.searched]
+        if method is None:
+            return [MethodSpace.PARAM, *shared]
+        own = [f"{method}/{p.path}" for p in space.per_method[method] if p.searched]
+        return [MethodSpace.PARAM, *shared, *own]
+    return [p.path for p in space if p.searched]
+
+
+def check_recipe(existing: Any, own: dict[str, Any] | None) -> None:
+    """On resume: the recipe is the one the study was made with (a study made before recipes,
+    or without one, keeps having none)."""
+    recorded = None if existing is None else existing.user_attrs.get(schema.RECIPE_ATTR)
+    if recorded is not None and recorded != own:
+        raise ConfigError("recipe", f"study '{existing.study_name}' was made with the recipe "
+                                    f"{recorded}: resume it with that recipe, or start a new "
+                                    "study with study.name=NEW_NAME")
+
+
 def enqueue(study: Any, cfg: DictConfig, seeds: list[tuple[dict[str, Any], str]]) -> int:
     """Queue ``seeds`` on ``study`` (worker 0 or a lone process); the number queued."""
     if cfg.study.get("worker") not in (None, 0) or not seeds:
@@ -52,7 +105,13 @@ def enqueue(study: Any, cfg: DictConfig, seeds: list[tuple[dict[str, Any], str]]
     warm = warm_start_record(cfg)
     done = study.user_attrs.get(schema.WARM_START_ATTR)
     before = len(study.get_trials(deepcopy=False))
+    fresh = not any(t.state.is_finished() for t in study.get_trials(deepcopy=False))
     for params, mark in seeds:
+        if mark == schema.RECIPE_MARK:  # a new study's first trial, and only then
+            if fresh and schema.RECIPE_ATTR not in study.user_attrs:
+                study.enqueue_trial(params, user_attrs={schema.ENQUEUED_ATTR: mark})
+                study.set_user_attr(schema.RECIPE_ATTR, params)
+            continue
         if mark != MANUAL and done == warm:
             continue  # queued by an earlier run
         study.enqueue_trial(params, user_attrs={schema.ENQUEUED_ATTR: mark},

@@ -9,6 +9,12 @@ closed as themselves), workers sharing the work. What is missing is queued again
 run; a finished stage does nothing; configurations newly in the top-k (more trials) are run.
 Only once every run has ended is the choice made, and only then is the test split scored, on
 the chosen configuration's seeds. Its best seed's checkpoint becomes the study's ``best``.
+
+The recipe (``harness.study.enqueued``: what a careful user would train without a search) is
+trained too, with the same seeds, unless ``final.recipe=false``: it competes in the choice
+(the search never ships worse on validation than the recipe), its test score is taken after
+the choice like the chosen configuration's, and the record keeps the chosen configuration's
+gain over it, seed by seed (the same seed: the same head initialisation and data order).
 """
 
 from __future__ import annotations
@@ -57,6 +63,22 @@ class FinalObjective(Objective):
         self.progress.trial_finished(trial.state == TrialState.COMPLETE, None)
 
 
+def recipe_source(study: Any) -> tuple[int, dict[str, Any]] | None:
+    """The recipe as the final stage trains it: (its search trial's number, its params), or
+    None for a study without one. Its trial is the one that reached the furthest (a completed
+    one: the same configuration as a top-k candidate, not trained twice)."""
+    params = study.user_attrs.get(schema.RECIPE_ATTR)
+    if params is None:
+        return None
+    marked = [t for t in study.get_trials(deepcopy=False)
+              if t.user_attrs.get(schema.ENQUEUED_ATTR) == schema.RECIPE_MARK]
+    if not marked:
+        return None
+    rank = {TrialState.COMPLETE: 0, TrialState.PRUNED: 1}
+    best = min(marked, key=lambda t: (rank.get(t.state, 2), -t.number))
+    return best.number, dict(params)
+
+
 def final_store(cfg: Any) -> CheckpointStore:
     """The final-stage runs' checkpoints: ``<study.output_dir>/final/checkpoints/run-N``."""
     return CheckpointStore(f"{cfg.study.output_dir}/final", None, label="run")
@@ -70,6 +92,7 @@ class FinalStage:
         self.store = final_store(self.cfg)
         self.settings = settings(self.cfg, "final")
         self.max_retries = self.cfg.study.max_retries
+        self.recipe: tuple[int, dict[str, Any]] | None = None  # (its trial, its params)
 
     def run(self) -> None:
         if self.settings.seeds == 0:
@@ -87,14 +110,21 @@ class FinalStage:
             pruner=optuna.pruners.NopPruner(), direction=trials.direction(self.study),
             load_if_exists=True)
         self.sweep.recovery.recover(self.companion)
-        wanted = [(t, k) for t in top for k in range(1, self.settings.seeds + 1)]
+        candidates = [(t.number, dict(t.params)) for t in top]
+        self.recipe = recipe_source(self.study) if self.settings.recipe else None
+        if self.recipe is not None and self.recipe[0] not in {n for n, _ in candidates}:
+            candidates.append(self.recipe)
+        wanted = [(number, params, k) for number, params in candidates
+                  for k in range(1, self.settings.seeds + 1)]
         self._queue_missing(wanted)
         done = sum(1 for key in self._runs(TrialState.COMPLETE) if key in
-                   {(t.number, k) for t, k in wanted})
+                   {(number, k) for number, _, k in wanted})
         if done < len(wanted):
-            self._train(wanted, done)
+            what = (f"the {len(top)} best configuration(s)" + (
+                " and the recipe" if len(candidates) > len(top) else ""))
+            self._train(wanted, done, what)
         if not self._runs(TrialState.RUNNING, TrialState.WAITING):
-            self._choose(top)
+            self._choose([number for number, _ in candidates])
 
     # ------------------------------------------------------------------ the runs
 
@@ -106,7 +136,7 @@ class FinalStage:
                 runs.setdefault(trials.final_key(trial), trial)
         return runs
 
-    def _queue_missing(self, wanted: list[tuple[Any, int]]) -> int:
+    def _queue_missing(self, wanted: list[tuple[int, dict[str, Any], int]]) -> int:
         """Queue the runs that are not complete, queued or running, and have not failed more
         than ``study.max_retries`` times; returns how many were queued."""
         present = self._runs(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
@@ -116,26 +146,29 @@ class FinalStage:
                 key = trials.final_key(trial)
                 failures[key] = failures.get(key, 0) + 1
         queued = 0
-        for source, seed in wanted:
-            key = (source.number, seed)
+        for number, params, seed in wanted:
+            key = (number, seed)
             if key in present or (self.max_retries is not None
                                   and failures.get(key, 0) > self.max_retries):
                 continue
-            self.companion.enqueue_trial(dict(source.params), user_attrs={
-                schema.FINAL_TRIAL_ATTR: source.number, schema.FINAL_SEED_ATTR: seed})
+            attrs: dict[str, Any] = {schema.FINAL_TRIAL_ATTR: number,
+                                     schema.FINAL_SEED_ATTR: seed}
+            if self.recipe is not None and number == self.recipe[0]:
+                attrs[schema.ENQUEUED_ATTR] = schema.RECIPE_MARK  # marked on its runs too
+            self.companion.enqueue_trial(params, user_attrs=attrs)
             queued += 1
         return queued
 
-    def _train(self, wanted: list[tuple[Any, int]], done: int) -> None:
+    def _train(self, wanted: list[tuple[int, dict[str, Any], int]], done: int,
+               what: str) -> None:
         cfg, sweep = self.cfg, self.sweep
         sweep.progress.close()  # the search's bar ends where the final stage's begins
         progress = StudyProgress(len(wanted), done, cfg.study.metric,
                                  enabled=bool(cfg.display.progress), desc="final runs")
         objective = FinalObjective(sweep.prepared, sweep.tracker, self.store, progress)
         sweep.active = (self.companion, objective)  # what Ctrl-C records as interrupted
-        log.info("final stage: %d of %d runs to train (the %d best configurations x %d seeds)",
-                 len(wanted) - done, len(wanted), len(wanted) // self.settings.seeds,
-                 self.settings.seeds)
+        log.info("final stage: %d of %d runs to train (%s x %d seeds)", len(wanted) - done,
+                 len(wanted), what, self.settings.seeds)
         try:
             while True:
                 interrupts.check()
@@ -161,27 +194,36 @@ class FinalStage:
 
     # ------------------------------------------------------------------ the choice
 
-    def _choose(self, top: list[Any]) -> None:
+    def _choose(self, candidates: list[int]) -> None:
         """The best mean over seeds; its best seed becomes ``best``; then (only then) the test
-        split, on the chosen configuration's seeds; the other runs' checkpoints removed."""
+        split, on the chosen configuration's seeds and the recipe's; the other runs'
+        checkpoints removed."""
         runs = self._runs(TrialState.COMPLETE)
         sign = 1 if trials.direction(self.study) == "maximize" else -1
+        recipe = self.recipe[0] if self.recipe is not None else None
+        by_number = {t.number: t for t in self.study.get_trials(deepcopy=False)}
         configs, seeds_of = {}, {}
-        for source in top:
-            seeds = {k: runs[(source.number, k)] for k in range(1, self.settings.seeds + 1)
-                     if (source.number, k) in runs}
+        for number in candidates:
+            seeds = {k: runs[(number, k)] for k in range(1, self.settings.seeds + 1)
+                     if (number, k) in runs}
             if not seeds:
                 continue
+            source = by_number[number]
             mean, sd = final_record.mean_sd([trials.study_value(t) for t in seeds.values()])
-            configs[str(source.number)] = {
-                "mean": mean, "sd": sd, "trial_value": trials.study_value(source),
+            configs[str(number)] = {
+                "mean": mean, "sd": sd,
+                "trial_value": (trials.study_value(source) if source.state == TrialState.COMPLETE
+                                else None),  # the recipe's search trial may have paused
                 "method": source.params.get(schema.METHOD_PARAM),  # a methods study's
+                "recipe": number == recipe,
                 "values": {str(k): trials.study_value(t) for k, t in seeds.items()}}
-            seeds_of[source.number] = seeds
+            seeds_of[number] = seeds
         if not configs:
             log.warning("final stage: no run completed; the best trial stays the study's best")
             return
-        chosen = max(configs, key=lambda n: sign * configs[n]["mean"])  # ties: the better trial
+        # ties: the search's better trial, the recipe last
+        order = {n: i for i, n in enumerate(candidates)}
+        chosen = max(configs, key=lambda n: (sign * configs[n]["mean"], -order[int(n)]))
         seed, best_run = max(seeds_of[int(chosen)].items(),
                              key=lambda item: sign * trials.study_value(item[1]))
         record = {"trial": int(chosen), "seed": seed, "configs": configs,
@@ -195,8 +237,32 @@ class FinalStage:
             record["test"] = earlier["test"]  # scored once: a rerun does not score again
         else:
             record["test"] = self._test(seeds_of[int(chosen)])
+        if recipe is not None and str(recipe) in configs:
+            record["recipe"] = self._recipe_record(recipe, configs, seeds_of, earlier, record)
         self._save(record)
         self._keep_only(best_run)
+
+    def _recipe_record(self, recipe: int, configs: dict[str, Any],
+                       seeds_of: dict[int, dict[int, Any]], earlier: dict[str, Any],
+                       record: dict[str, Any]) -> dict[str, Any]:
+        """The recipe's seeds, scored on test like the chosen configuration's (once), and the
+        chosen configuration's gain over it on the seeds both completed."""
+        mine = configs[str(recipe)]
+        out: dict[str, Any] = {"trial": recipe, "params": self.recipe[1], "mean": mine["mean"],
+                               "sd": mine["sd"], "values": mine["values"]}
+        if record["trial"] == recipe:
+            out["test"] = record["test"]
+        elif (earlier.get("recipe") or {}).get("values") == mine["values"] and (
+                earlier.get("recipe") or {}).get("test") and earlier.get("test") == record["test"]:
+            out["test"] = earlier["recipe"]["test"]  # scored once
+        else:
+            out["test"] = self._test(seeds_of[recipe])
+        chosen = configs[str(record["trial"])]
+        out["gain"] = {"val": final_record.paired_gain(chosen["values"], mine["values"])}
+        tests = (record["test"] or {}).get("values"), (out["test"] or {}).get("values")
+        if tests[0] and tests[1]:
+            out["gain"]["test"] = final_record.paired_gain(tests[0], tests[1])
+        return out
 
     def _test(self, seeds: dict[int, Any]) -> dict[str, Any]:
         split = self.sweep.prepared.datasets.get("test")

@@ -3,7 +3,10 @@
 Whatever happens inside a trial ends in both records: COMPLETE / PRUNED (MLflow FINISHED),
 FAIL with the error's class and message (MLflow FAILED), or FAIL as interrupted (MLflow KILLED,
 when Ctrl-C / SIGTERM stopped it). A process that dies outright is handled by
-:mod:`harness.recovery` on the next run.
+:mod:`harness.study.recovery` on the next run.
+
+Under the promotion scheduler (:mod:`harness.study.promotion`) a trial stopped at a rung is
+paused: PRUNED with its training state saved; a promoted trial continues such a state.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from harness.base.secrets import mask
 from harness.records import schema, trials
 from harness.study.heartbeat import TrialTakenOver, TrialWatch
 from harness.study.kept import drop_mlflow_checkpoints
+from harness.study.paused import PausedStates
+from harness.study.promotion import PromotionPruner
 from harness.study.recovery import this_worker
 from harness.study.summary import record_best, show
 from harness.train.memory import memory_figures, release_memory, reset_peak_memory
@@ -30,12 +35,18 @@ from harness.train.memory import memory_figures, release_memory, reset_peak_memo
 log = logging.getLogger(__name__)
 
 
+class PausedStateMissing(RuntimeError):
+    """A promoted trial's saved state is not where it was written."""
+
+
 class Objective:
-    def __init__(self, prepared: Any, tracker: Any, store: Any, progress: Any) -> None:
+    def __init__(self, prepared: Any, tracker: Any, store: Any, progress: Any,
+                 paused: PausedStates | None = None) -> None:
         self.prepared = prepared
         self.tracker = tracker
         self.store = store
         self.progress = progress
+        self.paused = paused  # where paused trials' training states go (the promotion scheduler)
         self.cfg = prepared.cfg
         self.multi = self.cfg.study.get("second_objective") is not None
         self.overheads: list[float] = []
@@ -54,6 +65,29 @@ class Objective:
     def _seed(self, trial: Any) -> int | None:
         return None
 
+    def _name(self, trial: Any) -> str:
+        seed = self._seed(trial)
+        if seed is not None:
+            return f"final-{self._number(trial)}-seed{seed}"
+        source = trial.user_attrs.get(schema.CONTINUES_ATTR)
+        return f"trial {trial.number}" + ("" if source is None else f" (continues {source})")
+
+    def _continued(self, trial: Any) -> tuple[Any, Any]:
+        """A promoted trial: (the paused trial it continues, that trial's saved state)."""
+        number = trial.user_attrs.get(schema.CONTINUES_ATTR)
+        if number is None:
+            return None, None
+        source = trial.study._storage.get_trial(
+            trial.study._storage.get_trial_id_from_study_id_trial_number(
+                trial.study._study_id, int(number)))
+        state = self.paused.path(int(number)) if self.paused is not None else None
+        if state is None or not state.is_dir():
+            raise PausedStateMissing(
+                f"the training state of trial {number} (paused at evaluation "
+                f"{trials.paused_at(source)}) is not in {state}: with several machines "
+                "and pruner=promotion, study.output_dir must be a folder they share")
+        return source, state
+
     def __call__(self, trial: Any) -> float | tuple[float, float]:
         # the training side imports transformers (6 s): here, where a trial starts, so that a
         # config error or --help never pays for it
@@ -66,6 +100,8 @@ class Objective:
         self.current, self.pending = trial.number, None
         run, meter, values = None, None, {}
         watch = TrialWatch(trial, float(cfg.study.heartbeat_interval))
+        pausing = (self.prunes and not self.multi and self.paused is not None
+                   and isinstance(trial.study.pruner, PromotionPruner))
         try:
             trial.set_user_attr(schema.WORKER_ATTR, this_worker())
             trial.set_user_attr(schema.SAMPLER_SEED_ATTR, self.sampler_seed)
@@ -83,7 +119,13 @@ class Objective:
                 mask(OmegaConf.to_yaml(trial_cfg, resolve=True)), seed=self._seed(trial),
             )
             trial.set_user_attr(schema.RUN_ID_ATTR, run.run_id)
-            run.mark_enqueued(trial.user_attrs)  # study.enqueue / study.warm_start
+            run.mark_enqueued(trial.user_attrs)  # study.enqueue / study.warm_start / recipe
+            source, resume_from = self._continued(trial)
+            if source is not None:  # earlier evaluations first: rungs compare like with like
+                for step, value in sorted(source.intermediate_values.items()):
+                    trial.report(value, step)
+                self.tracker.continue_curves(source.user_attrs.get(schema.RUN_ID_ATTR), run,
+                                             source.number, trial.number)
             reset_peak_memory()
             meter = ComputeMeter(len(self.prepared.datasets["train"]))
             watch.start()
@@ -94,7 +136,7 @@ class Objective:
                 self.prepared.metrics,
                 callbacks=[
                     *([] if self.multi or not self.prunes
-                      else [PruningCallback.for_study(trial, cfg.study)]),
+                      else [PruningCallback.for_study(trial, cfg.study, pause=pausing)]),
                     MetricsLogger(run.log_metrics),
                     meter,
                     OnEvaluate(lambda i, m: self.progress.evaluation(
@@ -105,6 +147,8 @@ class Objective:
                 keep_checkpoint=(lambda value: self.store.wanted(trial.study, value, method))
                 if self.prunes else None,  # a final-stage run keeps its own until the choice
                 trainer_bars=bool(cfg.display.trainer_bars),
+                pause_to=self.paused.partial(trial.number) if pausing else None,
+                resume_from=resume_from,
             )
             if watch.taken_over or watch.check():
                 raise TrialTakenOver("failed by another worker while it ran (no heartbeat "
@@ -126,6 +170,14 @@ class Objective:
             trial.set_user_attr(schema.STEPS_TRAINED_ATTR, result.steps)
             if result.pruned:  # what it reached (the pruner may have seen another metric)
                 trial.set_user_attr(schema.BEST_SO_FAR_ATTR, result.value)
+            tags = {schema.PRECISION_TAG: meter.precision}
+            if result.paused:  # the state is complete: recorded, then the trial ends paused
+                self.paused.commit(trial.number)
+                trial.set_user_attr(schema.PAUSED_ATTR, {
+                    "evaluation": result.evaluations, "step": result.resumed_step + result.steps,
+                    "state": self.paused.relative(trial.number)})
+                tags[schema.PAUSED_TAG] = (f"at evaluation {result.evaluations}: training state "
+                                           "saved, continued if promoted")
             trial.set_user_attr(schema.TRAIN_RUNTIME_ATTR, round(result.train_runtime, 3))
             if result.checkpoint is not None:
                 info = {"trial": self._number(trial), "seed": self._seed(trial),
@@ -140,8 +192,9 @@ class Objective:
             run.log_metrics({**summary, **memory_figures(), schema.OVERHEAD_METRIC: overhead},
                             step=result.best_step)
             # the run ends with the state Optuna records (after_trial, once it is told)
-            self.pending = (run, {schema.PRECISION_TAG: meter.precision})
-            self._report(trial, state, result.value, result.evaluations, wall, values)
+            self.pending = (run, tags)
+            self._report(trial, "PAUSED" if result.paused else state, result.value,
+                         result.evaluations, wall, values)
         except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM: recorded, then the sweep stops
             self.pending = None
             reason = f"interrupted by {getattr(exc, 'name', 'KeyboardInterrupt')}"
@@ -170,6 +223,8 @@ class Objective:
         finally:
             watch.stop()
             self.store.discard(trial.number)
+            if pausing:
+                self.paused.discard(trial.number)
             faults.set_trial(None)
             release_memory()
         self.current = None
@@ -197,9 +252,15 @@ class Objective:
     def after_trial(self, study: Any, trial: Any) -> None:
         """Optuna callback, once the trial's state is recorded: its run ends with that state,
         progress bar, checkpoints beyond the kept ones removed (locally and in MLflow), the
-        parent run's best-so-far record."""
+        parent run's best-so-far record; a promoted trial that ended frees the state it
+        continued."""
         self._end_run(trial)
-        counted = trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        source = trial.user_attrs.get(schema.CONTINUES_ATTR)
+        if source is not None and self.paused is not None and trial.state in (
+                optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED):
+            self.paused.remove(int(source))
+        counted = source is None and trial.state in (optuna.trial.TrialState.COMPLETE,
+                                                     optuna.trial.TrialState.PRUNED)
         best = trials.best_trial(study)
         self.progress.trial_finished(
             counted, (best.number, trials.study_value(best)) if best else None)
@@ -227,12 +288,10 @@ class Objective:
     def _report(self, trial: Any, state: str, value: float | None, evaluations: int,
                 wall: float, values: dict[str, Any], error: str = "") -> None:
         shown = "" if value is None else f" {self.cfg.study.metric} {value:.4f}"
-        where = f" after {evaluations} evaluations" if state == "PRUNED" else ""
+        where = (f" after {evaluations} evaluations" if state == "PRUNED"
+                 else f" at evaluation {evaluations}" if state == "PAUSED" else "")
         params = " ".join(f"{k}={show(v)}" for k, v in values.items())
-        seed = self._seed(trial)
-        name = (f"trial {trial.number}" if seed is None
-                else f"final-{self._number(trial)}-seed{seed}")
-        line = f"{name} {state}{shown}{where} in {wall:.1f} s | {params}"
+        line = f"{self._name(trial)} {state}{shown}{where} in {wall:.1f} s | {params}"
         # the terminal or the launcher's pipe may be gone: the trial's record stands anyway
         with contextlib.suppress(OSError):
             self.progress.write(line + (f" | {error.splitlines()[0]}" if error else ""))

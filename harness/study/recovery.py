@@ -8,9 +8,10 @@ its stale-trial callback, then
 
 - ends the trial's MLflow run as FAILED with the reason (creating the run if the process died
   before it had one), and removes any checkpoint it had half uploaded,
-- removes the trial's half-written local checkpoint,
+- removes the trial's half-written local checkpoint (and paused state),
 - queues the same parameters again with Optuna's ``RetryHeartbeatStaleTrialCallback`` (at most
-  ``max_retry`` times per original trial).
+  ``max_retry`` times per original trial). A promoted trial (one continuing a paused trial's
+  state) is queued again by the promotion scheduler instead, from the same state.
 
 On one machine nobody needs to wait for the grace period: a running trial whose process (same
 host, same boot) no longer exists is failed at once when the next sweep starts.
@@ -76,10 +77,11 @@ class Recovery:
     """Fails, closes and retries trials whose process stopped (see the module docstring)."""
 
     def __init__(self, tracker: Any, store: Any, max_retry: int | None, grace_period: int,
-                 final_store: Any = None) -> None:
+                 final_store: Any = None, paused: Any = None) -> None:
         self.tracker = tracker
         self.store = store
         self.final_store = final_store  # the final stage's runs' checkpoints
+        self.paused = paused  # paused trials' training states (the promotion scheduler)
         self.max_retry = max_retry
         self.grace_period = grace_period
 
@@ -158,6 +160,8 @@ class Recovery:
         final = trials.is_final(study)
         number, seed = trials.final_key(trial) if final else (trial.number, None)
         (self.final_store if final else self.store).discard(trial.number)
+        if self.paused is not None and not final:
+            self.paused.discard(trial.number)
         try:
             for run in self.tracker.trial_runs(number, final=final, seed=seed):
                 if self.tracker.has_checkpoint(run.run_id):
@@ -166,7 +170,7 @@ class Recovery:
                                          {schema.ERROR_TAG: f"interrupted: {reason}"}, seed=seed)
         except Exception as exc:  # Optuna's record is the one that counts: go on
             log.warning("could not close the MLflow run of trial %d: %s", trial.number, exc)
-        if final:
+        if final or trials.is_continuation(trial):  # queued again by their own stage
             return
         clean = copy.deepcopy(trial)
         # the retry is a new trial (no worker, no run id, no reason), queued as the trial was

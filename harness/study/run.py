@@ -32,6 +32,8 @@ from harness.study.final import FinalStage, final_store
 from harness.study.inputs import check_inputs, input_identity
 from harness.study.kept import drop_mlflow_checkpoints
 from harness.study.objective import Objective
+from harness.study.paused import PausedStates
+from harness.study.promotion import PromotionPruner, queue_promotions
 from harness.study.recovery import Recovery
 from harness.study.seeds import claim_slot, sampler_seed
 from harness.study.setup import prepare_study, validate_config
@@ -90,11 +92,13 @@ class Sweep:
         self.tracker.check()  # before the data and the model: a store that is not there fails
         self.prepared = prepare_study(cfg, space)  # in seconds
         self.store = CheckpointStore.from_config(cfg)
+        self.paused = paused_states(cfg)
         self.recovery = Recovery(self.tracker, self.store, study_cfg.max_retries,
-                                 study_cfg.grace_period, final_store(cfg))
+                                 study_cfg.grace_period, final_store(cfg), self.paused)
         storage = open_storage(study_cfg, self.recovery)
         settings = fingerprint(cfg)
         existing = existing_study(storage, study_cfg.name, settings)
+        enqueued.check_recipe(existing, enqueued.recipe(cfg, space))
         self.study = study = optuna.create_study(
             study_name=study_cfg.name, storage=storage,
             sampler=build("sampler", cfg.sampler),  # seeded below, once this process has a slot
@@ -126,7 +130,8 @@ class Sweep:
                      finished, max(0, study_cfg.n_trials - finished))
         self.progress = StudyProgress(study_cfg.n_trials, finished, study_cfg.metric,
                                       enabled=bool(cfg.display.progress), log=self.log)
-        self.objective = Objective(self.prepared, self.tracker, self.store, self.progress)
+        self.objective = Objective(self.prepared, self.tracker, self.store, self.progress,
+                                   self.paused)
         self.objective.sampler_seed = self.seed
         self.active: tuple[Any, Any] | None = None  # (companion study, objective): final stage
         if cfg.checkpoints.mlflow == "kept":  # keep lowered, or a kill in between
@@ -142,29 +147,55 @@ class Sweep:
         the same moment). When the last trials are running elsewhere, this worker waits for them
         instead of leaving: if one of them dies, its retry is queued and this worker runs it.
         (Optuna's MaxTrialsCallback counts finished trials only and never waits for others.)
+
+        Under the promotion scheduler a worker takes a due promotion before a new configuration,
+        and the study ends only once nothing runs, nothing is due and ``min_complete``
+        configurations have reached the full budget (:mod:`harness.study.promotion`).
         """
         study_cfg, study = self.cfg.study, self.study
+        promoting = isinstance(study.pruner, PromotionPruner) and not study_cfg.second_objective
         deadline = None if study_cfg.timeout is None else time.monotonic() + study_cfg.timeout
         while self.limit.reason is None and (deadline is None or time.monotonic() < deadline):
             interrupts.check()
             counts = trials.count(study)
-            if counts["finished"] >= study_cfg.n_trials:
+            done = counts["finished"] >= study_cfg.n_trials
+            if promoting and queue_promotions(
+                    study, study.pruner, self.paused, study_cfg.max_retries,
+                    at_end=done and not counts["running"] and not counts["continuing"]):
+                counts = trials.count(study)
+            if promoting and counts["continuing"]:
+                if any(trials.is_continuation(t) for t in study.get_trials(
+                        deepcopy=False, states=(optuna.trial.TrialState.WAITING,))):
+                    self._optimize()  # the oldest queued trial: a promotion, or a queued one
+                    continue
+                if done:  # running elsewhere: it may pause and make others due
+                    self._wait()
+                    continue
+            if done:
                 return
             if (counts["finished"] + counts["running"] >= study_cfg.n_trials
                     and not counts["waiting"]):
-                time.sleep(min(5.0, float(study_cfg.heartbeat_interval)))
-                self.recovery.check_stale(study)
+                self._wait()
                 continue
-            try:
-                study.optimize(
-                    self.objective, n_trials=1,
-                    catch=(Exception,),  # a failed trial is recorded; the study goes on
-                    callbacks=[self.limit, self.objective.after_trial], gc_after_trial=True,
-                )
-            except ValueError:  # "Cannot tell a FAIL trial": another worker took it over
-                if self.objective.taken_over is None:
-                    raise
-                self.objective.taken_over = None
+            self._optimize()
+
+    def _wait(self) -> None:
+        """The last trials run elsewhere: wait for them (or recover them when they died)."""
+        time.sleep(min(5.0, float(self.cfg.study.heartbeat_interval)))
+        self.recovery.check_stale(self.study)
+
+    def _optimize(self) -> None:
+        """One trial: the oldest queued one, or a new configuration from the sampler."""
+        try:
+            self.study.optimize(
+                self.objective, n_trials=1,
+                catch=(Exception,),  # a failed trial is recorded; the study goes on
+                callbacks=[self.limit, self.objective.after_trial], gc_after_trial=True,
+            )
+        except ValueError:  # "Cannot tell a FAIL trial": another worker took it over
+            if self.objective.taken_over is None:
+                raise
+            self.objective.taken_over = None
 
     def interrupted(self, reason: str) -> None:
         """After Ctrl-C / SIGTERM: this process's running trials (or final-stage runs)
@@ -204,6 +235,11 @@ class Sweep:
             return None
         before = len(existing.trials) if existing else 0
         return sampler_seed(seed, before, claim_slot(self.study))
+
+
+def paused_states(cfg: DictConfig) -> PausedStates:
+    """Where the study's paused trials keep their training states (``checkpoints.paused_gb``)."""
+    return PausedStates(str(cfg.study.output_dir), cfg.checkpoints.get("paused_gb"))
 
 
 def open_log(cfg: DictConfig) -> StudyLog | None:

@@ -44,6 +44,8 @@ class SweepSummary:
     report: str = ""  # the study report's table and where it was written
     compute: str = ""  # what the trials cost, and what pruning saved
     final: list[str] = field(default_factory=list)  # the final stage: seeds' mean ± sd, test
+    recipe: list[str] = field(default_factory=list)  # the recipe against the chosen config
+    paused: str = ""  # the promotion scheduler: configurations paused, continued, dropped
 
     def format(self) -> str:
         finished = self.complete + self.pruned
@@ -53,6 +55,8 @@ class SweepSummary:
             f"trials finished: {self.complete} complete, {self.pruned} pruned, "
             f"{self.failed} failed",
         ]
+        if self.paused:
+            lines.append(self.paused)
         if finished > self.n_trials:
             lines.append(f"  ({finished - self.n_trials} more than study.n_trials: workers "
                          "sharing the study started their last trials at the same moment)")
@@ -93,6 +97,7 @@ class SweepSummary:
                      f"(experiment '{self.experiment}')")
         if self.resume_command:
             lines.append(f"Resume or extend: {mask(self.resume_command)} [study.n_trials=N]")
+        lines += self.recipe  # last: what the search gained over the recipe
         return "\n".join(lines)
 
 
@@ -123,6 +128,7 @@ def describe(study: Any, cfg: Any) -> str:
     for method, trial in trials.best_per_method(study).items():
         lines.append(f"Best {method}: trial {trial.number}, {trials.study_value(trial):.4f}.")
     lines += final.lines(final.record(study), str(cfg.study.metric))
+    lines += final.recipe_lines(final.record(study) or {}, str(cfg.study.metric))
     return "\n\n".join(lines)
 
 
@@ -167,6 +173,8 @@ def build_summary(study: Any, cfg: Any, tracker: Any, store: Any, overheads: lis
     )
     summary.final = final.lines(final.record(study), str(cfg.study.metric),
                                 trials.best_trial(study))
+    summary.recipe = final.recipe_lines(final.record(study) or {}, str(cfg.study.metric))
+    summary.paused = trials.paused_line(study, counts)
     summary.per_method = {
         method: (t.number, trials.study_value(t), t.user_attrs.get(schema.TRAINABLE_PARAMS_ATTR))
         for method, t in trials.best_per_method(study).items()

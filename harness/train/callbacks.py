@@ -2,6 +2,10 @@
 
 Each evaluation is one pruning *step* (1, 2, …): with ``train.evals_per_epoch`` evaluations per
 epoch, step k means the same fraction of training in every trial, whatever its batch size.
+
+A run paused at an evaluation and continued later (:func:`harness.train.finetune.finetune`'s
+``pause_to`` / ``resume_from``) carries the callbacks' own state across: each callback with a
+state has ``state()`` and ``load_state(state)``, saved beside the Trainer's checkpoint.
 """
 
 from __future__ import annotations
@@ -34,19 +38,29 @@ class PruningCallback(TrainerCallback):
     maximizes accuracy). Training stops cleanly (``should_training_stop``); the caller raises
     ``optuna.TrialPruned`` once ``trainer.train()`` has returned and :attr:`pruned` is true.
     The pruner is not asked at a trial's last evaluation: a trial that reached it is complete.
+
+    ``pause``: a stop is a pause (the promotion scheduler): the Trainer also saves its full
+    training state at that evaluation (``control.should_save``), for a later continuation.
     """
 
-    def __init__(self, trial: Any, metric: str, sign: float = 1.0) -> None:
+    def __init__(self, trial: Any, metric: str, sign: float = 1.0, pause: bool = False) -> None:
         self.trial = trial
         self.metric = metric
         self.sign = sign
+        self.pause = pause
         self.step = 0
         self.pruned = False
 
     @classmethod
-    def for_study(cls, trial: Any, study: Any) -> PruningCallback:
+    def for_study(cls, trial: Any, study: Any, pause: bool = False) -> PruningCallback:
         """The callback of a study's trial (what it reports: :func:`pruning_signal`)."""
-        return cls(trial, *pruning_signal(study))
+        return cls(trial, *pruning_signal(study), pause=pause)
+
+    def state(self) -> dict[str, Any]:
+        return {"step": self.step}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         self.step += 1
@@ -58,6 +72,7 @@ class PruningCallback(TrainerCallback):
         if self.trial.should_prune():
             self.pruned = True
             control.should_training_stop = True
+            control.should_save = self.pause  # saved by the Trainer right after this call
 
 
 class BestSnapshot(TrainerCallback):
@@ -75,6 +90,33 @@ class BestSnapshot(TrainerCallback):
         self.step = 0  # the global step of the best evaluation
         self.evaluations = 0
         self._weights: dict[str, Any] = {}
+        self._capture_at_start = False  # restored: the best weights are the ones resumed from
+
+    def state(self) -> dict[str, Any]:
+        return {"value": self.value, "metrics": self.metrics, "step": self.step,
+                "evaluations": self.evaluations}
+
+    def load_state(self, state: dict[str, Any], weights: dict[str, Any] | None) -> None:
+        """The snapshot of a paused run: its best weights, or (None) the weights the run
+        resumes from, when its best evaluation was the one it paused at."""
+        self.value, self.metrics = state["value"], dict(state["metrics"])
+        self.step, self.evaluations = int(state["step"]), int(state["evaluations"])
+        self._weights = dict(weights or {})
+        self._capture_at_start = weights is None and self.value is not None
+
+    def weights(self) -> dict[str, Any]:
+        """The best evaluation's trainable weights (name -> tensor)."""
+        return self._weights
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if self._capture_at_start and model is not None:  # the Trainer has loaded them by now
+            self._capture(model)
+        self._capture_at_start = False
+
+    def _capture(self, model: Any) -> None:
+        self._weights = {
+            name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad
+        }
 
     def on_evaluate(self, args, state, control, model=None, metrics=None, **kwargs):
         self.evaluations += 1
@@ -88,9 +130,7 @@ class BestSnapshot(TrainerCallback):
             if k.startswith("eval_") and k not in _SKIP and isinstance(v, int | float)
         }
         if model is not None:
-            self._weights = {
-                name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad
-            }
+            self._capture(model)
 
     def restore(self, model: Any) -> None:
         import torch
@@ -136,6 +176,12 @@ class EarlyStopping(TrainerCallback):
         self.bad_evaluations = 0
         self.stopped_epoch: float | None = None  # epoch at which training was stopped
 
+    def state(self) -> dict[str, Any]:
+        return {"best": self.best, "bad_evaluations": self.bad_evaluations}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.best, self.bad_evaluations = state["best"], int(state["bad_evaluations"])
+
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         value = _study_value(metrics or {}, self.metric)
         margin = self.threshold if self.direction == "maximize" else -self.threshold
@@ -173,6 +219,12 @@ class OnEvaluate(TrainerCallback):
     def __init__(self, fn: Callable[[int, dict[str, float]], None]) -> None:
         self.fn = fn
         self.count = 0
+
+    def state(self) -> dict[str, Any]:
+        return {"count": self.count}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.count = int(state["count"])
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         self.count += 1

@@ -3,7 +3,8 @@ samples seen, training FLOPs (the Trainer's ``total_flos``), process CPU and (on
 device-busy seconds, and the precision it trained in (the trial's wall time is its caller's).
 
 :class:`ComputeMeter` is a Trainer callback; its figures are complete when training ended and
-partial (what was spent up to that point) when the trial failed.
+partial (what was spent up to that point) when the trial failed. A run continued from a paused
+state counts its own steps only (from the step it resumed at), and plans the rest of the budget.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ class ComputeMeter(TrainerCallback):
 
     def __init__(self, train_size: int) -> None:
         self.train_size = train_size
-        self.steps = 0  # optimizer steps trained
+        self.steps = 0  # optimizer steps trained (by this run: a continuation's own)
         self.planned = 0  # optimizer steps of the full budget (its epochs, batch size, data)
+        self.start = 0  # the global step training started (or resumed) at
         self.steps_per_epoch = 0
         self.samples_per_step = 0
         self.flos: float | None = None  # set when training ended (the Trainer's total_flos)
@@ -33,7 +35,8 @@ class ComputeMeter(TrainerCallback):
     # ------------------------------------------------------------------ Trainer events
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.planned = int(state.max_steps)
+        self.start = int(state.global_step)
+        self.planned = int(state.max_steps) - self.start
         self.samples_per_step = (int(args.per_device_train_batch_size)
                                  * max(1, int(args.gradient_accumulation_steps))
                                  * max(1, int(args.world_size)))
@@ -45,10 +48,10 @@ class ComputeMeter(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self._end_span()
-        self.steps = int(state.global_step)
+        self.steps = int(state.global_step) - self.start
 
     def on_train_end(self, args, state, control, **kwargs):
-        self.steps = int(state.global_step)
+        self.steps = int(state.global_step) - self.start
         self.flos = float(state.total_flos)
 
     def evaluation_started(self) -> None:
@@ -62,10 +65,14 @@ class ComputeMeter(TrainerCallback):
 
     @property
     def samples(self) -> int:
-        """Training samples seen: whole epochs of the data, plus the batches of the last one."""
+        """Training samples seen: whole epochs of the data, plus the batches of the last one
+        (a continuation: from the step it resumed at)."""
         if not self.steps_per_epoch:
             return 0
-        epochs, rest = divmod(self.steps, self.steps_per_epoch)
+        return self._samples_at(self.start + self.steps) - self._samples_at(self.start)
+
+    def _samples_at(self, step: int) -> int:
+        epochs, rest = divmod(step, self.steps_per_epoch)
         return epochs * self.train_size + min(rest * self.samples_per_step, self.train_size)
 
     def figures(self) -> dict[str, float]:

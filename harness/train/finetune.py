@@ -4,10 +4,24 @@ This module knows nothing about Optuna studies or MLflow runs: the caller passes
 (pruning, metric logging, progress) and gets a :class:`FinetuneResult` back. It imports
 transformers (through the callbacks): its callers import it where a trial starts, not at the top
 of the CLI's path.
+
+A fine-tune can be paused at an evaluation and continued later, in another process, to the
+same weights an uninterrupted run reaches (the promotion scheduler's pause): ``pause_to`` is
+where a stopped run writes its full training state, ``resume_from`` a state to continue::
+
+    <state>/trainer/          the Trainer's checkpoint: weights or adapter, optimizer, scheduler,
+                              RNG states, step and curve so far (trainer_state.json)
+    <state>/harness.json      the harness callbacks' state (best so far, evaluations, early stop)
+    <state>/best.safetensors  the best evaluation's trainable weights, when it was not the last
+
+The data order is a function of the seed and the epoch only (:func:`_trainer_class`), so a
+resumed run sees the batches the uninterrupted one would.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +52,8 @@ class FinetuneResult:
     steps: int = 0  # optimizer steps trained
     stopped_epoch: float | None = None  # where early stopping ended the trial (None: it did not)
     checkpoint: Path | None = None
+    paused: bool = False  # stopped at a rung with its training state written to ``pause_to``
+    resumed_step: int = 0  # the global step a continued run resumed at (0: a fresh run)
 
     @property
     def trainable_ratio(self) -> float:
@@ -53,16 +69,19 @@ def finetune(
     checkpoint_dir: Path | None = None,
     keep_checkpoint: Callable[[float], bool] | None = None,
     trainer_bars: bool = False,
+    pause_to: Path | None = None,
+    resume_from: Path | None = None,
 ) -> FinetuneResult:
     """Fine-tune a fresh copy of ``base`` on ``datasets`` (tokenized train / validation).
 
-    ``callbacks`` are extra TrainerCallbacks; a :class:`~harness.callbacks.PruningCallback`
+    ``callbacks`` are extra TrainerCallbacks; a :class:`~harness.train.callbacks.PruningCallback`
     among them stops the run early (``result.pruned``). For a run that was not pruned and
     ``checkpoint_dir`` given, the weights of the best evaluation are saved there (unless
-    ``keep_checkpoint(best value)`` says they would not be kept).
+    ``keep_checkpoint(best value)`` says they would not be kept). A pruned run with
+    ``pause_to`` (its PruningCallback made with ``pause=True``) writes its training state there
+    (``result.paused``); ``resume_from`` continues such a state (see the module).
     """
     from transformers import DataCollatorWithPadding, PrinterCallback
-
 
     study = trial_cfg.study
     snapshot = BestSnapshot(study.metric, study.direction)
@@ -73,6 +92,9 @@ def finetune(
                                 own.early_stopping_threshold)
     model = build_trial_model(base, trial_cfg.peft, int(trial_cfg.train.seed))
     trainable, total = count_parameters(model)
+    stateful = [snapshot, *([stopper] if stopper else []), *callbacks]
+    if resume_from is not None:
+        _load_callback_states(Path(resume_from), stateful)
     with tempfile.TemporaryDirectory(prefix="harness-trainer-") as scratch:
         args = training_arguments(trial_cfg.train, len(datasets["train"]), scratch, trainer_bars)
         trainer = _trainer_class()(
@@ -86,8 +108,13 @@ def finetune(
             callbacks=[snapshot, EvaluateAtEnd(), *([stopper] if stopper else []), *callbacks],
         )
         trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
-        output = trainer.train()
-    pruned = any(isinstance(c, PruningCallback) and c.pruned for c in callbacks)
+        output = trainer.train(resume_from_checkpoint=None if resume_from is None
+                               else str(Path(resume_from) / TRAINER_STATE))
+        pruned = any(isinstance(c, PruningCallback) and c.pruned for c in callbacks)
+        saved = Path(scratch) / f"checkpoint-{trainer.state.global_step}"
+        paused = pruned and pause_to is not None and saved.is_dir()
+        if paused:
+            _save_pause(saved, Path(pause_to), stateful, snapshot, trainer.state.global_step)
     result = FinetuneResult(
         value=snapshot.value,
         best_metrics=snapshot.metrics,
@@ -98,8 +125,10 @@ def finetune(
         trainable_params=trainable,
         total_params=total,
         epochs=float(trainer.state.epoch or 0.0),
-        steps=int(trainer.state.global_step),
+        steps=int(trainer.state.global_step) - _resumed_step(resume_from),
         stopped_epoch=stopper.stopped_epoch if stopper else None,
+        paused=paused,
+        resumed_step=_resumed_step(resume_from),
     )
     if (not pruned and checkpoint_dir is not None and snapshot.value is not None
             and (keep_checkpoint is None or keep_checkpoint(snapshot.value))):
@@ -110,6 +139,51 @@ def finetune(
     return result
 
 
+TRAINER_STATE = "trainer"  # a paused state's Trainer checkpoint (see the module)
+HARNESS_STATE = "harness.json"
+BEST_WEIGHTS = "best.safetensors"
+
+
+def _save_pause(checkpoint: Path, target: Path, stateful: list[Any], snapshot: BestSnapshot,
+                step: int) -> None:
+    """A paused run's state into ``target`` (a fresh folder the caller commits once complete):
+    the Trainer's checkpoint of the evaluation it paused at, then the callbacks' state."""
+    from safetensors.torch import save_file
+
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(checkpoint), str(target / TRAINER_STATE))
+    faults.hit("pause_state")
+    states = {type(c).__name__: c.state() for c in stateful if hasattr(c, "state")}
+    if snapshot.value is not None and snapshot.step != step:  # else: the weights just saved
+        save_file({k: v.contiguous() for k, v in snapshot.weights().items()},
+                  str(target / BEST_WEIGHTS))
+    (target / HARNESS_STATE).write_text(json.dumps({"step": step, "callbacks": states}) + "\n")
+
+
+def _load_callback_states(state: Path, stateful: list[Any]) -> None:
+    """The callbacks' state of a paused run (see :func:`_save_pause`)."""
+    saved = json.loads((state / HARNESS_STATE).read_text())["callbacks"]
+    for callback in stateful:
+        name = type(callback).__name__
+        if name not in saved or not hasattr(callback, "load_state"):
+            continue
+        if isinstance(callback, BestSnapshot):
+            weights = None
+            if (state / BEST_WEIGHTS).is_file():
+                from safetensors.torch import load_file
+
+                weights = load_file(str(state / BEST_WEIGHTS))
+            callback.load_state(saved[name], weights)
+        else:
+            callback.load_state(saved[name])
+
+
+def _resumed_step(state: Path | None) -> int:
+    if state is None:
+        return 0
+    return int(json.loads((Path(state) / HARNESS_STATE).read_text())["step"])
+
+
 class NonFiniteLoss(FloatingPointError):
     """The training loss became NaN or infinite: the trial fails at that step."""
 
@@ -118,12 +192,38 @@ def _trainer_class() -> type:
     import torch
     from torch.utils.data import SequentialSampler
     from transformers import Trainer
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+        """HF's length-grouped order drawn from the seed and the epoch alone (HF's draws from
+        the global RNG, whose state at an epoch's start a resumed run cannot reproduce)."""
+
+        def __init__(self, *args: Any, seed: int, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.seed, self.epoch = seed, 0
+            self.generator = torch.Generator()
+
+        def set_epoch(self, epoch: int) -> None:  # called by the Trainer before every epoch
+            self.epoch = epoch
+
+        def __iter__(self):
+            self.generator.manual_seed(self.seed + self.epoch)
+            return super().__iter__()
 
     class HarnessTrainer(Trainer):
         """The HF Trainer, plus: a NaN or infinite training loss fails the trial at the step it
-        appears (HF would only filter it out of the logged average), and validation splits are
+        appears (HF would only filter it out of the logged average); validation splits are
         evaluated in their own order: they come sorted by length, so batches pad to almost
-        nothing (group_by_length would shuffle them again)."""
+        nothing (group_by_length would shuffle them again); the length-grouped training order
+        depends on the seed and the epoch only, so that a paused run resumes exactly (HF's
+        random order already does)."""
+
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            sampler = super()._get_train_sampler(train_dataset)
+            if type(sampler) is LengthGroupedSampler:
+                return EpochSeededLengthGroupedSampler(
+                    sampler.batch_size, lengths=sampler.lengths, seed=int(self.args.seed))
+            return sampler
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             interrupts.check()

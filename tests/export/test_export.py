@@ -21,9 +21,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, tiny_model_dir, sentiment_files):
+    # trained and scored in fp32: the tests below score the export in fp32 with plain
+    # transformers, and under bf16 autocast (auto on CPUs with bf16 instructions) the random
+    # tiny model's near-tie logits flip a few predictions (seen: 3 of 60)
     return finished_sweep(tmp_path_factory, "export", tiny_model_dir, sentiment_files,
                           "study.n_trials=3", "report.enabled=false", "pruner=none",
-                          "checkpoints.keep=1")
+                          "checkpoints.keep=1", "train.mixed_precision=no")
 
 
 def validation_accuracy(model, tokenizer, path: Path) -> float:

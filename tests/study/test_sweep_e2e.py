@@ -28,8 +28,9 @@ def sweep(compose):
 @pytest.fixture(scope="module")
 def three_trials(tmp_path_factory, tiny_model_dir, sentiment_files):
     """One three-trial sweep, shared by the tests that only read it."""
+    # fp32: a test below scores the best checkpoint in fp32 (see tests/export/test_export.py)
     return finished_sweep(tmp_path_factory, "three-trials", tiny_model_dir, sentiment_files,
-                          "study.n_trials=3", "pruner=none")
+                          "study.n_trials=3", "pruner=none", "train.mixed_precision=no")
 
 
 def test_a_three_trial_sweep_records_every_trial_in_optuna_and_mlflow(three_trials):
