@@ -5,15 +5,17 @@ measured against its recipe (issue 15).
         [--seeds 1,2,3] [--arms promotion,pruned,unpruned] [--out rows.jsonl] [--set k=v ...]
 
 Per sweep, data set and sampler seed, each arm runs the default study in stores of its own:
-``promotion`` (pruner=promotion), ``pruned`` (the sweep's own pruner: today's default) and
-``unpruned`` (pruner=none), with the final stage as the sweep sets it and the recipe trained with
-the chosen configuration's seeds. A row: wall time, training steps of the search and of the
-final stage, configurations complete, the chosen configuration (is it the recipe? the first to
-reach the full budget?), its seed-mean validation and test accuracy, the recipe's, and the
-paired test gain (chosen minus recipe, seed by seed). Rows are appended to ``--out`` with each
-trial's validation curves (``scripts/replay_pruners.py --jsonl`` replays the unpruned ones); a
-row already in the file is not run again, so a long benchmark can be stopped and resumed. At
-the end: the table of every row, then the means per arm (over sweeps, data sets and seeds).
+``promotion`` (the promotion scheduler with the reduction factor of the sweep's own pruner:
+pruner=promotion for lora, promotion_third for the others), ``pruned`` (the sweep's own
+pruner: today's default) and ``unpruned`` (pruner=none), with the final stage as the sweep
+sets it and the recipe trained with the chosen configuration's seeds. A row: wall time,
+training steps of the search and of the final stage, configurations complete, the chosen
+configuration (is it the recipe? the first to reach the full budget?), its seed-mean
+validation and test accuracy, the recipe's, and the paired test gain (chosen minus recipe,
+seed by seed). Rows are appended to ``--out`` with each trial's validation curves
+(``scripts/replay_pruners.py --jsonl`` replays the unpruned ones); a row already in the file
+is not run again, so a long benchmark can be stopped and resumed. At the end: the table of
+every row, then the means per arm (over sweeps, data sets and seeds).
 """
 
 from __future__ import annotations
@@ -28,7 +30,14 @@ from pathlib import Path
 
 from bench_peer import compose, val_curve
 
-ARMS = {"promotion": ["pruner=promotion"], "pruned": [], "unpruned": ["pruner=none"]}
+# the promotion scheduler with the reduction factor of each sweep's own successive halving
+PROMOTION = {"lora": "promotion", "full": "promotion_third", "prefix": "promotion_third",
+             "prompt": "promotion_third", "ia3": "promotion_third", "methods": "promotion_third"}
+
+
+def arm_overrides(sweep: str, arm: str) -> list[str]:
+    return {"promotion": [f"pruner={PROMOTION[sweep]}"], "pruned": [],
+            "unpruned": ["pruner=none"]}[arm]
 
 
 def run_arm(sweep: str, data: str, seed: int, arm: str, folder: Path, extra: list[str]) -> dict:
@@ -45,7 +54,7 @@ def run_arm(sweep: str, data: str, seed: int, arm: str, folder: Path, extra: lis
                    f"sampler.seed={seed}", f"study.storage=sqlite:///{folder}/optuna.db",
                    f"study.output_dir={folder}/{name}", f"tracking.uri=sqlite:///{folder}/ml.db",
                    f"tracking.artifact_location={folder}/mlruns", "report.enabled=false",
-                   "display.progress=false", *ARMS[arm], *extra])
+                   "display.progress=false", *arm_overrides(sweep, arm), *extra])
     start = time.perf_counter()
     run_sweep(cfg)
     wall = time.perf_counter() - start

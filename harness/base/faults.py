@@ -5,8 +5,10 @@ Set ``HARNESS_FAULTS`` to a comma-separated list of ``POINT[:TRIAL[:HIT]]=ACTION
 - POINT: ``sample`` (a trial's parameters being sampled, before its MLflow run exists),
   ``train_step`` (a training step), ``evaluate`` (a validation batch), ``checkpoint``
   (between the weights and the tokenizer of a checkpoint being written), ``artifact``
-  (between two files of a checkpoint being logged to MLflow) or ``pause_state`` (a paused
-  trial's training state half written: the Trainer's part saved, the harness's not yet).
+  (between two files of a checkpoint being logged to MLflow), ``pause_state`` (a paused
+  trial's training state half written: the Trainer's part saved, the harness's not yet) or
+  ``promotion`` (a promoted trial that has reported the evaluations it continues and started
+  its MLflow curve, before it trains on).
 - TRIAL: the trial number (any trial when left out); HIT: the n-th time the trial reaches the
   point (1 = the first, the default). In the final stage the points are ``final_<point>`` and
   TRIAL is the final run's number (0, 1, … in the order the runs started).
@@ -28,7 +30,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 ENV = "HARNESS_FAULTS"
-POINTS = ("sample", "train_step", "evaluate", "checkpoint", "artifact", "pause_state")
+POINTS = ("sample", "train_step", "evaluate", "checkpoint", "artifact", "pause_state",
+          "promotion")
 POINTS += tuple(f"final_{point}" for point in POINTS)
 ACTIONS = ("pause", "wait", "raise", "oom", "nan", "kill")
 

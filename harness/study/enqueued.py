@@ -120,7 +120,8 @@ def enqueue(study: Any, cfg: DictConfig, seeds: list[tuple[dict[str, Any], str]]
         study.set_user_attr(schema.WARM_START_ATTR, warm)
     queued = len(study.get_trials(deepcopy=False)) - before
     if queued:
-        log.info("queued %d trial(s) to run first (study.enqueue, study.warm_start)", queued)
+        log.info("queued %d trial(s) to run first (the recipe, study.enqueue, study.warm_start)",
+                 queued)
     states = [t.state for t in study.get_trials(deepcopy=False)]
     waiting, finished = states.count(State.WAITING), states.count(State.COMPLETE) + states.count(
         State.PRUNED)

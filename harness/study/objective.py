@@ -126,6 +126,7 @@ class Objective:
                     trial.report(value, step)
                 self.tracker.continue_curves(source.user_attrs.get(schema.RUN_ID_ATTR), run,
                                              source.number, trial.number)
+                faults.hit("promotion")
             reset_peak_memory()
             meter = ComputeMeter(len(self.prepared.datasets["train"]))
             watch.start()

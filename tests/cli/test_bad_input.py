@@ -160,6 +160,16 @@ CASES = [
      "error: study.warm_start.storage: no study 'earlier': 'sqlite:///{bad}/none.db' does not "
      "exist"),
     (["study.warm_start.top_k=0"], "error: study.warm_start.top_k: must be a positive integer"),
+    # a recipe that is not one configuration of the search space
+    (["recipe={train.learning_rate: 1.0e-3, peft.config.r: 8, peft.config.lora_alpha: 16, "
+      "peft.config.lora_dropout: 0.1, train.warmup_steps: 0.06}"],
+     "error: recipe.train.learning_rate: 0.001 is outside its range [0.01, 0.05]"),
+    (["~recipe", "+recipe={train.learning_rate: 0.02}"],
+     "error: recipe: gives no value for peft.config.r: a recipe is one configuration"),
+    # the promotion scheduler's settings
+    (["pruner=promotion", "pruner.reduction_factor=1"],
+     "error: pruner.reduction_factor: must be an integer >= 2, got 1"),
+    (["checkpoints.paused_gb=0"], "error: checkpoints.paused_gb: must be a positive number of GB"),
     # a report folder that would replace what the study needs, or someone else's folder
     (["report.dir={tmp}"], "error: report.dir: '{tmp}' holds the study storage (study.storage)"),
     (["report.dir={tmp}/sweeps/study"],
