@@ -2,6 +2,7 @@
 saved, and what it would have cost in best validation accuracy, without training again.
 
     .venv/bin/python scripts/replay_pruners.py --jsonl results.jsonl   # bench_peer.py --out rows
+    .venv/bin/python scripts/replay_pruners.py --jsonl rows.jsonl --sweep lora  # bench_promotion
     .venv/bin/python scripts/replay_pruners.py --storage sqlite:///sweeps/x.db --study NAME
 
 Input: sweeps run with ``pruner=none`` (every trial trains its whole budget), from the rows
@@ -16,6 +17,10 @@ each sweep in N orders (the order it ran in and N-1 seeded shuffles) and average
 expected figure of a sweep that drew these trials. The sampler is not replayed: in a real
 pruned sweep a model-based sampler (TPE) sees pruned trials and samples differently, so confirm
 a choice with real sweeps.
+
+The promotion scheduler (``pruner=promotion``: pause at a rung, continue later from the saved
+state) is replayed too, with the harness's own pruner and queueing: a continued trial ends as
+the uninterrupted one does (tests/train/test_pause.py), so its curve is the unpruned curve.
 """
 
 from __future__ import annotations
@@ -106,6 +111,68 @@ def replay(curves: list[list[float]], pruner, signals: list[list[float]] | None 
     return trained, best
 
 
+PROMOTION = {  # label: PromotionPruner keyword arguments
+    "promotion, factor 2 (pruner=promotion)": {"reduction_factor": 2},
+    "promotion, factor 3 (pruner=promotion_third)": {"reduction_factor": 3},
+    "promotion, factor 2, 3 complete": {"reduction_factor": 2, "min_complete": 3},
+    "promotion, factor 3, 3 complete": {"reduction_factor": 3, "min_complete": 3},
+}
+
+
+def replay_promotion(curves: list[list[float]], kwargs: dict,
+                     signals: list[list[float]] | None = None) -> tuple[int, float | None]:
+    """:func:`replay` for the promotion scheduler: one worker takes a due promotion before a
+    new configuration; at the end the best paused ones finish (``min_complete``)."""
+    import tempfile
+
+    import optuna
+
+    from harness.records import schema, trials
+    from harness.study.paused import PausedStates
+    from harness.study.promotion import PromotionPruner, queue_promotions
+
+    pruner = PromotionPruner(**kwargs)
+    seen = signals or curves
+    with tempfile.TemporaryDirectory() as folder:
+        states = PausedStates(folder, None)
+        study = optuna.create_study(direction="maximize", pruner=pruner,
+                                    storage=f"sqlite:///{folder}/replay.db")
+        trained = 0
+
+        def objective(trial):
+            nonlocal trained
+            x = trial.suggest_int("x", 0, len(curves) - 1)
+            start = 0
+            source = trial.user_attrs.get(schema.CONTINUES_ATTR)
+            if source is not None:
+                for step, value in sorted(study.trials[source].intermediate_values.items()):
+                    trial.report(value, step)
+                start = max(study.trials[source].intermediate_values)
+            for step in range(start + 1, len(curves[x]) + 1):
+                trained += 1
+                trial.report(seen[x][step - 1], step)
+                if step < len(curves[x]) and trial.should_prune():
+                    states.partial(trial.number).mkdir()
+                    states.commit(trial.number)
+                    trial.set_user_attr(schema.PAUSED_ATTR, {"evaluation": step})
+                    raise optuna.TrialPruned()
+            return max(curves[x])
+
+        started = 0
+        while True:
+            counts = trials.count(study)
+            done = started >= len(curves)
+            queue_promotions(study, pruner, states, 0, at_end=done and not counts["running"])
+            if not any(t.state.name == "WAITING" for t in study.trials):
+                if done:
+                    break
+                study.enqueue_trial({"x": started})
+                started += 1
+            study.optimize(objective, n_trials=1)
+        complete = [t.value for t in study.trials if t.state.name == "COMPLETE"]
+    return trained, max(complete) if complete else None
+
+
 def replay_order(ran: list[tuple[list[float], list | None]], index: int, order: int,
                  signal: str, pruner) -> tuple[float, float]:
     """One order of a sweep's trials (0: as it ran; else a shuffle seeded by sweep and order)
@@ -116,7 +183,8 @@ def replay_order(ran: list[tuple[list[float], list | None]], index: int, order: 
     curves = [c for c, _ in sweep]
     signals = ([s for _, s in sweep] if signal == "loss" else
                [list(itertools.accumulate(c, max)) for c in curves] if signal == "best" else None)
-    trained, best = replay(curves, pruner, signals)
+    trained, best = (replay_promotion(curves, pruner, signals) if isinstance(pruner, dict)
+                     else replay(curves, pruner, signals))
     return (trained / sum(len(c) for c in curves),
             100 * (max(max(c) for c in curves) - (best or 0.0)))
 
@@ -128,9 +196,13 @@ def sweeps_from(args: argparse.Namespace) -> list[list[tuple[list[float], list |
     if args.jsonl:
         rows = [json.loads(line) for line in args.jsonl.read_text().splitlines() if line]
         key = "loss_curve" if args.signal == "loss" else "curve"
+        unpruned = [r for r in rows if "pruner=none" in r.get("system", "")
+                    or r.get("arm") == "unpruned"]
+        if args.sweep:
+            unpruned = [r for r in unpruned if r.get("sweep") == args.sweep]
         sweeps = [[(t["curve"], [-v for v in t["loss_curve"]] if key == "loss_curve" else None)
                    for t in sorted(r["trials"], key=lambda t: t["number"])
-                   if t["state"] == "COMPLETE"] for r in rows if "pruner=none" in r["system"]]
+                   if t["state"] == "COMPLETE"] for r in unpruned]
         return sweeps
     out = []
     for name in args.study:
@@ -150,6 +222,8 @@ def main() -> None:
     parser.add_argument("--signal", choices=("metric", "best", "loss"), default="metric",
                         help="what the pruner sees: the curve itself, its best so far, or the "
                              "negated validation loss (--jsonl rows with loss curves)")
+    parser.add_argument("--sweep", help="--jsonl rows of bench_promotion.py: this sweep only")
+    parser.add_argument("--only", help="replay only the candidates whose label contains this")
     args = parser.parse_args()
     if not args.jsonl and not (args.storage and args.study):
         parser.error("give --jsonl FILE, or --storage URL --study NAME [NAME ...]")
@@ -162,11 +236,16 @@ def main() -> None:
           f"{args.orders} order(s) each\n")
     print("| pruner | steps vs unpruned (mean) | each | best val acc lost, points (mean) | each |")
     print("|---|---|---|---|---|")
-    for label, (cls, kwargs) in PRUNERS.items():
+    candidates = {label: (cls, kwargs) for label, (cls, kwargs) in PRUNERS.items()
+                  if args.only is None or args.only in label}
+    candidates.update({label: ("promotion", kwargs) for label, kwargs in PROMOTION.items()
+                       if args.only is None or args.only in label})
+    for label, (cls, kwargs) in candidates.items():
         shares, losses = [], []
         for index, ran in enumerate(sweeps):
             orders = [replay_order(ran, index, order, args.signal,
-                                   getattr(optuna.pruners, cls)(**kwargs))
+                                   kwargs if cls == "promotion"
+                                   else getattr(optuna.pruners, cls)(**kwargs))
                       for order in range(args.orders)]
             shares.append(statistics.mean(share for share, _ in orders))
             losses.append(statistics.mean(lost for _, lost in orders))
