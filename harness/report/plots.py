@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from harness.base.errors import first_line
 from harness.config.schema import PLOTS
-from harness.records import schema
+from harness.records import schema, trials
 from harness.report.expected_max import expected_max_curve
 
 log = logging.getLogger(__name__)
@@ -118,19 +118,24 @@ def _mark_pruned(axes: Any, study: Any, metric: str) -> None:
     """Validation curves: pruned trials dashed and named so in the legend; axes labelled."""
     from matplotlib.ticker import MaxNLocator
 
-    states = {t.number: t.state.name for t in study.get_trials(deepcopy=False)}
+    every = {t.number: t for t in study.get_trials(deepcopy=False)}
     for line in axes.get_lines():
         label = str(line.get_label())
         if label.startswith("Trial") and label[5:].isdigit():
             number = int(label[5:])
-            pruned = states.get(number) == "PRUNED"
-            line.set_label(f"trial {number}" + (" (pruned)" if pruned else ""))
+            trial = every.get(number)
+            pruned = trial is not None and trial.state.name == "PRUNED"
+            word = ("paused" if trial is not None and trials.paused_at(trial) is not None
+                    else "pruned")
+            source = trial.user_attrs.get(schema.CONTINUES_ATTR) if trial is not None else None
+            line.set_label(f"trial {number}" + (f" (continues {source})" if source is not None
+                                                else "") + (f" ({word})" if pruned else ""))
             if pruned:
                 line.set_linestyle("--")
     axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small")
     axes.set_xlabel("evaluation")
     axes.set_ylabel(f"validation {metric}")
-    axes.set_title("Validation curves (dashed: pruned)")
+    axes.set_title("Validation curves (dashed: pruned or paused)")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 

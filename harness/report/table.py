@@ -19,7 +19,7 @@ from harness.records import schema, trials
 @dataclass
 class Row:
     number: int
-    state: str  # COMPLETE, PRUNED, FAIL, RUNNING, WAITING
+    state: str  # COMPLETE, PRUNED, PAUSED, FAIL, RUNNING, WAITING; a continuation: "<-N"
     value: float | None  # the study metric: the best evaluation (a pruned trial's before it
     #                      stopped; from before that was recorded, its last report)
     second: float | None  # the second objective, in a two-objective study
@@ -39,8 +39,11 @@ def trial_rows(study: Any) -> list[Row]:
     rows = []
     for trial in study.get_trials(deepcopy=False):
         value, second = _values(trial, multi)
+        state = "PAUSED" if trials.paused_at(trial) is not None else trial.state.name
+        if trials.is_continuation(trial):  # the paused trial it continues
+            state += f" <-{trial.user_attrs[schema.CONTINUES_ATTR]}"
         row = Row(
-            number=trial.number, state=trial.state.name, value=value, second=second,
+            number=trial.number, state=state, value=value, second=second,
             duration_s=trial.duration.total_seconds() if trial.duration else None,
             steps=trial.user_attrs.get(schema.STEPS_TRAINED_ATTR), params=dict(trial.params),
             method=trial.params.get(schema.METHOD_PARAM),
