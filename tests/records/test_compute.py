@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from harness.records import schema
+from harness.records import schema, trials
 from harness.records.compute import study_compute
 
 TrialState = optuna.trial.TrialState
@@ -47,3 +47,33 @@ def test_a_study_without_finished_trials_has_no_compute_line():
     study = optuna.create_study()
     assert study_compute(study).format() == ""
     assert schema.COMPUTE_SAVED_METRIC not in study_compute(study).metrics()
+
+
+def test_a_paused_and_continued_configuration_plans_its_budget_once():
+    """pruner=promotion: a configuration paused at 25 steps, continued to 50 (paused again),
+    then to its end; another paused at 25 for good. Its budget counts once, its steps once."""
+    study = optuna.create_study(direction="maximize")
+
+    def segment(state, trained, planned, continues=None, config=None):
+        t = study.ask()
+        t.set_user_attr(schema.COMPUTE_ATTR, {"steps_trained": trained, "steps_planned": planned})
+        if continues is not None:
+            t.set_user_attr(schema.CONTINUES_ATTR, continues)
+            t.set_user_attr(schema.CONFIG_ATTR, config)
+        if state == TrialState.PRUNED:
+            t.set_user_attr(schema.PAUSED_ATTR, {"evaluation": 1})
+            study.tell(t, state=state)
+        else:
+            study.tell(t, 0.5)
+
+    segment(TrialState.PRUNED, 25, 100)  # trial 0, paused
+    segment(TrialState.PRUNED, 25, 100)  # trial 1, paused for good
+    segment(TrialState.PRUNED, 25, 75, continues=0, config=0)  # trial 2: 0 continued
+    segment(TrialState.COMPLETE, 50, 50, continues=2, config=0)  # trial 3: to the end
+    compute = study_compute(study)
+    assert compute.totals["steps_trained"] == 125 and compute.totals["steps_planned"] == 200
+    assert compute.saved_by_pruning == pytest.approx(75 / 200)  # config 1's unspent budget
+    assert compute.saved_by_early_stopping == 0
+    counts = trials.count(study)
+    assert (counts["finished"], counts["complete"], counts["pruned"]) == (2, 1, 1)
+    assert counts["paused"] == 1 and counts["continued"] == 2
