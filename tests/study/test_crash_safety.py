@@ -19,8 +19,10 @@ TrialState = optuna.trial.TrialState
 
 @pytest.fixture
 def crash_overrides(sweep_overrides):
+    # checkpoints.keep=null: every complete trial writes its checkpoint, so the kills while one
+    # is written or logged happen whatever the trials score
     return [*sweep_overrides, "study.n_trials=4", "pruner=none", "train.num_train_epochs=2",
-            "study.heartbeat_interval=1", "study.grace_period=2"]
+            "study.heartbeat_interval=1", "study.grace_period=2", "checkpoints.keep=null"]
 
 
 def artifact_files(client, run_id: str, path: str = schema.CHECKPOINT_ARTIFACT) -> list[str]:

@@ -100,6 +100,7 @@ def test_the_recipe_is_trial_0_and_is_measured_with_the_chosen_seeds(recipe_over
     assert words in text.splitlines()[-1]
 
 
+@pytest.mark.slow  # a 20-40 s sweep, kept out of the default run (under 10 minutes)
 def test_final_recipe_false_trains_no_recipe_runs(recipe_overrides, compose):
     overrides = [*recipe_overrides, "final.recipe=false", "study.n_trials=2", "final.seeds=1"]
     run_sweep(compose(overrides))
@@ -113,6 +114,7 @@ def test_final_recipe_false_trains_no_recipe_runs(recipe_overrides, compose):
     assert sorted(n for n in runs if n.startswith("final-")) == [f"final-{chosen}-seed1"]
 
 
+@pytest.mark.slow  # two sweeps (~1 min on 2 cores)
 def test_a_study_made_without_a_recipe_resumes_without_one(recipe_overrides, compose):
     """As a study made before recipes existed: resumed with a recipe configured, nothing is
     queued or trained again and its final record stays as it was."""
