@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from harness.base.files import sqlite_path
 
 if TYPE_CHECKING:
-    from optuna.storages import RDBStorage
+    from optuna.storages import BaseStorage, RDBStorage
 
 log = logging.getLogger(__name__)
 _in_process = threading.Lock()  # an in-memory database: one process only
@@ -33,10 +33,11 @@ _warned: set[str] = set()
 
 
 @contextlib.contextmanager
-def study_lock(storage: RDBStorage, study_name: str, purpose: str,
+def study_lock(storage: BaseStorage, study_name: str, purpose: str,
                timeout: float = 600.0) -> Iterator[None]:
     """Hold the lock ``purpose`` of study ``study_name`` in ``storage`` (every worker agrees
-    on it), for at most ``timeout`` seconds of waiting (a TimeoutError after)."""
+    on it; an RDB storage, or Optuna's cache around one), for at most ``timeout`` seconds of
+    waiting on PostgreSQL and MySQL."""
     name = f"harness:{study_name}:{purpose}"
     storage = getattr(storage, "_backend", storage)  # Optuna's cache around an RDBStorage
     url = str(getattr(storage, "url", ""))
