@@ -115,7 +115,11 @@ PROMOTION = {  # label: PromotionPruner keyword arguments
     "promotion, factor 2 (pruner=promotion)": {"reduction_factor": 2},
     "promotion, factor 3 (pruner=promotion_third)": {"reduction_factor": 3},
     "promotion, factor 2, 3 complete": {"reduction_factor": 2, "min_complete": 3},
+    "promotion, factor 2, 4 complete": {"reduction_factor": 2, "min_complete": 4},
     "promotion, factor 3, 3 complete": {"reduction_factor": 3, "min_complete": 3},
+    "promotion, factor 3, 4 complete": {"reduction_factor": 3, "min_complete": 4},
+    "promotion, factor 2, first rung at 2": {"reduction_factor": 2, "min_early_stopping_rate": 1},
+    "promotion, factor 3, first rung at 3": {"reduction_factor": 3, "min_early_stopping_rate": 1},
 }
 
 

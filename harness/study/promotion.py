@@ -32,6 +32,7 @@ configurations are trained to the full budget until ``min_complete`` configurati
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -77,14 +78,16 @@ class PromotionPruner(optuna.pruners.BasePruner):
         return rung == step
 
     def ranking(self, study: optuna.Study, every: list[FrozenTrial], step: int) -> list[int]:
-        """The configurations that reached evaluation ``step``, best first (ties: the older)."""
+        """The configurations that reached evaluation ``step``, best first. Ties (trials still
+        at the majority class, say) are broken in a fixed pseudo-random order, not by age: the
+        older trial of a tie has no claim to the promotion."""
         values: dict[int, float] = {}
         for trial in every:
             if trial.state == TrialState.FAIL or step not in trial.intermediate_values:
                 continue
             values.setdefault(trials.config_of(trial), trial.intermediate_values[step])
         sign = -1.0 if trials.direction(study) == "maximize" else 1.0
-        return sorted(values, key=lambda config: (sign * values[config], config))
+        return sorted(values, key=lambda config: (sign * values[config], _shuffled(config, step)))
 
     def promoted_count(self, reached: int) -> int:
         """How many of ``reached`` configurations at a rung go on."""
@@ -154,6 +157,11 @@ class PromotionPruner(optuna.pruners.BasePruner):
         ranking = self.ranking(study, every, top)
         at_top = {trials.config_of(t): t for t in candidates if trials.paused_at(t) == top}
         return next(at_top[c] for c in ranking if c in at_top)
+
+
+def _shuffled(config: int, step: int) -> int:
+    """A fixed pseudo-random rank of a configuration at a rung (the same in every worker)."""
+    return int.from_bytes(hashlib.sha256(f"{config}:{step}".encode()).digest()[:8], "big")
 
 
 def queue_promotions(study: optuna.Study, pruner: PromotionPruner, states: PausedStates,

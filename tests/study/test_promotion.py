@@ -288,3 +288,13 @@ def test_the_lock_serialises_holders(tmp_path):
         worker.join(30)
     (a0, a1), (b0, b1) = sorted(spans.get(timeout=5) for _ in workers)
     assert b0 >= a1
+
+
+def test_ties_at_a_rung_are_not_broken_by_age(tmp_path):
+    """Eight configurations that all sit at the same value (the majority class, say): who goes
+    on is not who came first."""
+    study = Scripted(tmp_path, [[0.5] * 8 for _ in range(8)], PromotionPruner(min_complete=0)).run()
+    groups = configs(study)
+    went_on = sorted(config for config, runs in groups.items()
+                     if any(2 in t.intermediate_values for t in runs))
+    assert len(went_on) >= 4 and went_on != sorted(groups)[:4], went_on
