@@ -6,10 +6,11 @@ measured against its recipe (issue 15).
 
 Per sweep, data set and sampler seed, each arm runs the default study in stores of its own:
 ``promotion`` (the promotion scheduler with the reduction factor of the sweep's own pruner:
-pruner=promotion for lora, promotion_third for the others), ``pruned`` (the sweep's own
-pruner: today's default) and ``unpruned`` (pruner=none), with the final stage as the sweep
-sets it and the recipe trained with the chosen configuration's seeds. A row: wall time,
-training steps of the search and of the final stage, configurations complete, the chosen
+pruner=promotion for lora, promotion_third for the others), ``pruned`` (Optuna's successive
+halving as each sweep had it before: the better half for lora, the best third for the others)
+and ``unpruned`` (pruner=none), with the final stage as the sweep sets it and the recipe
+trained with the chosen configuration's seeds. A row: wall time, training steps of the search
+and of the final stage, configurations complete, the chosen
 configuration (is it the recipe? the first to reach the full budget?), its seed-mean
 validation and test accuracy, the recipe's, and the paired test gain (chosen minus recipe,
 seed by seed). Rows are appended to ``--out`` with each trial's validation curves
@@ -35,8 +36,14 @@ PROMOTION = {"lora": "promotion", "full": "promotion_third", "prefix": "promotio
              "prompt": "promotion_third", "ia3": "promotion_third", "methods": "promotion_third"}
 
 
+# the pruner each sweep had before the promotion scheduler (Optuna's successive halving)
+TODAYS = {"lora": "successive_halving_half", "full": "successive_halving",
+          "prefix": "successive_halving", "prompt": "successive_halving",
+          "ia3": "successive_halving", "methods": "successive_halving"}
+
+
 def arm_overrides(sweep: str, arm: str) -> list[str]:
-    return {"promotion": [f"pruner={PROMOTION[sweep]}"], "pruned": [],
+    return {"promotion": [f"pruner={PROMOTION[sweep]}"], "pruned": [f"pruner={TODAYS[sweep]}"],
             "unpruned": ["pruner=none"]}[arm]
 
 

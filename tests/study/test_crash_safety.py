@@ -148,6 +148,9 @@ def test_a_trial_left_running_without_a_heartbeat_is_failed_and_retried_not_wait
     assert not study.get_trials(states=(TrialState.RUNNING,))
 
 
+# ~50 s: two workers and a forced stale heartbeat; the kill -9 test above keeps the default run's
+# crash safety (under 10 minutes in all)
+@pytest.mark.slow
 def test_a_live_trial_declared_stale_stops_and_leaves_the_other_workers_record(
         crash_overrides, compose):
     """Worker A is suspended (SIGSTOP) in the middle of trial 0 for longer than the grace

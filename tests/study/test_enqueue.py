@@ -39,6 +39,8 @@ def other_study(tmp_path):
     return study, url
 
 
+# ~35 s; the recipe, enqueued first, keeps queueing in the default run (tests/study/test_recipe.py)
+@pytest.mark.slow
 def test_queued_trials_run_first_once_and_are_marked(sweep_overrides, compose, other_study):
     other, url = other_study
     overrides = [*sweep_overrides, "pruner=none", "report.enabled=false",

@@ -48,6 +48,8 @@ def final_runs(runs):
             if r.data.tags.get(schema.ROLE_TAG) == schema.ROLE_FINAL}
 
 
+# ~60 s (top_k=2, two seeds); the recipe test keeps a final stage in the default run
+@pytest.mark.slow
 def test_final_stage_reruns_the_best_configurations_and_chooses_by_mean(final_overrides,
                                                                          compose):
     summary = run_sweep(compose(final_overrides))

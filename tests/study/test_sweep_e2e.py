@@ -137,6 +137,8 @@ def test_a_pruner_forced_to_prune_stops_trials_cleanly(sweep_overrides, sweep):
     assert parent.info.status == "FINISHED"
 
 
+# ~40 s; the kill -9 test keeps resume in the default run (tests/study/test_crash_safety.py)
+@pytest.mark.slow
 def test_resume_runs_only_the_missing_trials_with_new_parameters(sweep_overrides, compose, sweep):
     first = [*sweep_overrides, "study.n_trials=2", "pruner=none"]
     sweep(first)
