@@ -64,7 +64,11 @@ def lines(final: dict[str, Any] | None, metric: str, search_best: Any = None) ->
         return []
     if final.get("skipped"):
         return [f"Final stage: skipped ({final['skipped']})."]
-    out = [f"Final stage: the {len(final['configs'])} best configuration(s) trained again with "
+    count = len(final["configs"])
+    which = (f"{count} configuration(s), the search's best and the recipe,"
+             if any(c.get("recipe") for c in final["configs"].values())
+             else f"the {count} best configuration(s)")
+    out = [f"Final stage: {which} trained again with "
            f"{final['seeds']} fresh seed(s) each, validation {metric} mean ± sd over the seeds"
            + (f" (the search's best single trial: trial {search_best.number}, "
               f"{trials.study_value(search_best):.4f})" if search_best is not None else "")
