@@ -86,6 +86,9 @@ def test_kill_9_at_any_point_then_the_same_command_resumes(crash_overrides, tmp_
         a.path for a in client.list_artifacts(children[best].info.run_id)}
 
 
+# 45-120 s (a sweep stopped and resumed twice); tests/base/test_interrupts.py keeps signals in the
+# default run, the kill -9 test above keeps stop-and-resume (under 10 minutes in all)
+@pytest.mark.slow
 def test_ctrl_c_and_sigterm_stop_within_seconds_record_the_trial_and_resume(crash_overrides):
     overrides = [o for o in crash_overrides if not o.startswith("study.n_trials")]
     overrides.append("study.n_trials=2")
@@ -120,6 +123,8 @@ def test_ctrl_c_and_sigterm_stop_within_seconds_record_the_trial_and_resume(cras
     assert study.trials[2].params == study.trials[0].params
 
 
+# 20-40 s; the kill -9 test above keeps a trial left RUNNING and retried in the default run
+@pytest.mark.slow
 def test_a_trial_left_running_without_a_heartbeat_is_failed_and_retried_not_waited_for(
         crash_overrides, compose):
     """A process stopped inside Optuna's ask() (or another tool that asked for a trial) leaves a

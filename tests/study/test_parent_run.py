@@ -17,6 +17,8 @@ def runs_of(client, experiment_name):
     return client.search_runs([experiment.experiment_id], max_results=1000)
 
 
+# 15-35 s (two studies); kept out of the default run (under 10 minutes)
+@pytest.mark.slow
 def test_a_new_study_with_an_old_name_gets_its_own_parent_run(sweep_overrides, compose,
                                                               tmp_path):
     first = [*sweep_overrides, "study.n_trials=1", "report.enabled=false"]
