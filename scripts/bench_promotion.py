@@ -10,8 +10,8 @@ pruner=promotion for lora, promotion_third for the others), ``pruned`` (Optuna's
 halving as each sweep had it before: the better half for lora, the best third for the others)
 and ``unpruned`` (pruner=none), with the final stage as the sweep sets it and the recipe
 trained with the chosen configuration's seeds. A row: wall time, training steps of the search
-and of the final stage, configurations complete, the chosen
-configuration (is it the recipe? the first to reach the full budget?), its seed-mean
+and of the final stage, configurations complete, the chosen configuration (is it the recipe?
+the first to reach the full budget?), its seed-mean
 validation and test accuracy, the recipe's, and the paired test gain (chosen minus recipe,
 seed by seed). Rows are appended to ``--out`` with each trial's validation curves
 (``scripts/replay_pruners.py --jsonl`` replays the unpruned ones); a row already in the file
@@ -31,19 +31,15 @@ from pathlib import Path
 
 from bench_peer import compose, val_curve
 
-# the promotion scheduler with the reduction factor of each sweep's own successive halving
-PROMOTION = {"lora": "promotion", "full": "promotion_third", "prefix": "promotion_third",
-             "prompt": "promotion_third", "ia3": "promotion_third", "methods": "promotion_third"}
-
-
-# the pruner each sweep had before the promotion scheduler (Optuna's successive halving)
-TODAYS = {"lora": "successive_halving_half", "full": "successive_halving",
-          "prefix": "successive_halving", "prompt": "successive_halving",
-          "ia3": "successive_halving", "methods": "successive_halving"}
+# per sweep: the promotion scheduler with the reduction factor of the sweep's successive halving,
+# and that successive halving (Optuna's, the pruner each sweep had before the promotion scheduler)
+PRUNERS = {"lora": ("promotion", "successive_halving_half")}
+OTHER_SWEEPS = ("promotion_third", "successive_halving")
 
 
 def arm_overrides(sweep: str, arm: str) -> list[str]:
-    return {"promotion": [f"pruner={PROMOTION[sweep]}"], "pruned": [f"pruner={TODAYS[sweep]}"],
+    promotion, todays = PRUNERS.get(sweep, OTHER_SWEEPS)
+    return {"promotion": [f"pruner={promotion}"], "pruned": [f"pruner={todays}"],
             "unpruned": ["pruner=none"]}[arm]
 
 
