@@ -75,20 +75,41 @@ class PruningCallback(TrainerCallback):
             control.should_save = self.pause  # saved by the Trainer right after this call
 
 
+class LogitsKeeper:
+    """A Trainer ``compute_metrics`` that also keeps the last evaluation's logits (one row per
+    validation row, in the split's order), for :class:`BestSnapshot` to keep the best one's."""
+
+    def __init__(self, compute_metrics: Callable[[Any], dict[str, float]]) -> None:
+        self.compute_metrics = compute_metrics
+        self.last: Any = None  # numpy array (rows x labels)
+
+    def __call__(self, eval_prediction: Any) -> dict[str, float]:
+        import numpy as np
+
+        logits = eval_prediction.predictions
+        self.last = np.asarray(logits[0] if isinstance(logits, tuple) else logits,
+                               dtype=np.float32)
+        return self.compute_metrics(eval_prediction)
+
+
 class BestSnapshot(TrainerCallback):
-    """Keeps the trainable weights of the best evaluation in memory (not on disk).
+    """Keeps the trainable weights of the best evaluation in memory (not on disk), and its
+    validation logits (``logits``: the :class:`LogitsKeeper` of the Trainer's metrics).
 
     A trial's value is its best evaluation, not its last; :meth:`restore` puts those weights
-    back so that the saved checkpoint is the one that scored it.
+    back so that the saved checkpoint is the one that scored it. The logits are what the final
+    stage combines models by, with no inference again (``harness.study.combine``).
     """
 
-    def __init__(self, metric: str, direction: str) -> None:
+    def __init__(self, metric: str, direction: str, logits: LogitsKeeper | None = None) -> None:
         self.metric = metric
         self.direction = direction
         self.value: float | None = None
         self.metrics: dict[str, float] = {}
         self.step = 0  # the global step of the best evaluation
         self.evaluations = 0
+        self.logits_keeper = logits
+        self.logits: Any = None  # the best evaluation's validation logits (numpy), if kept
         self._weights: dict[str, Any] = {}
         self._capture_at_start = False  # restored: the best weights are the ones resumed from
 
@@ -96,10 +117,12 @@ class BestSnapshot(TrainerCallback):
         return {"value": self.value, "metrics": self.metrics, "step": self.step,
                 "evaluations": self.evaluations}
 
-    def load_state(self, state: dict[str, Any], weights: dict[str, Any] | None) -> None:
+    def load_state(self, state: dict[str, Any], weights: dict[str, Any] | None,
+                   logits: Any = None) -> None:
         """The snapshot of a paused run: its best weights, or (None) the weights the run
-        resumes from, when its best evaluation was the one it paused at."""
+        resumes from, when its best evaluation was the one it paused at; its best logits."""
         self.value, self.metrics = state["value"], dict(state["metrics"])
+        self.logits = logits
         self.step, self.evaluations = int(state["step"]), int(state["evaluations"])
         self._weights = dict(weights or {})
         self._capture_at_start = weights is None and self.value is not None
@@ -131,6 +154,8 @@ class BestSnapshot(TrainerCallback):
         }
         if model is not None:
             self._capture(model)
+        if self.logits_keeper is not None:
+            self.logits = self.logits_keeper.last
 
     def restore(self, model: Any) -> None:
         import torch

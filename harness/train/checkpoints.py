@@ -5,7 +5,8 @@ Layout under ``study.output_dir``::
 
     checkpoints/trial-N/   a kept trial's checkpoint (weights or adapter, tokenizer, trial.json)
     best -> checkpoints/trial-N   the best trial's (a symbolic link, replaced atomically); after
-                           the final stage, the chosen configuration's best seed's
+                           the final stage, the chosen configuration's best seed's, or the
+                           shipped ensemble's folder (final/ensemble: ensemble.json)
     .partial/trial-N/      a checkpoint being written; renamed into checkpoints/ when complete
     final/                 the final stage's runs, a store of their own (checkpoints/run-N, N
                            the companion study's trial number; the chosen one only, at the end)
@@ -27,9 +28,27 @@ from optuna.trial import TrialState
 from harness.base import faults
 from harness.records import schema, trials
 
+VAL_LOGITS = "val_logits.npy"  # a checkpoint's validation logits (rows x labels, float32)
 
-def save_checkpoint(model: Any, tokenizer: Any, path: Path) -> None:
-    """Weights (or adapter), tokenizer and label map: what transformers / peft load back.
+
+def save_logits(logits: Any, folder: Path) -> None:
+    """The validation logits of the evaluation a checkpoint holds (the split's row order)."""
+    import numpy as np
+
+    np.save(Path(folder) / VAL_LOGITS, np.asarray(logits, dtype=np.float32))
+
+
+def load_logits(folder: str | Path) -> Any:
+    """A checkpoint's validation logits (numpy), or None where it has none (older ones)."""
+    import numpy as np
+
+    path = Path(folder) / VAL_LOGITS
+    return np.load(path) if path.is_file() else None
+
+
+def save_checkpoint(model: Any, tokenizer: Any, path: Path, logits: Any = None) -> None:
+    """Weights (or adapter), tokenizer and label map: what transformers / peft load back;
+    ``logits``: the validation logits of the evaluation the weights scored.
 
     A peft checkpoint also keeps the model config (with the label names) beside the adapter.
     """
@@ -42,6 +61,8 @@ def save_checkpoint(model: Any, tokenizer: Any, path: Path) -> None:
     tokenizer.save_pretrained(path)
     labels = {"id2label": {int(k): v for k, v in config.id2label.items()}}
     (path / "labels.json").write_text(json.dumps(labels, indent=2) + "\n")
+    if logits is not None:
+        save_logits(logits, path)
 
 
 def load_checkpoint(path: str | Path) -> tuple[Any, Any]:
@@ -133,6 +154,11 @@ class CheckpointStore:
         if best is not None:
             numbers.add(best.number)
         numbers.update(t.number for t in trials.best_per_method(study).values())
+        final = study.user_attrs.get(schema.FINAL_ATTR) or {}
+        for member in (final.get("ensemble") or {}).get("members", []):  # the shipped ensemble's
+            folder = self.root / member["checkpoint"]
+            if folder.parent == self.kept_dir and self._number(folder) is not None:
+                numbers.add(self._number(folder))
         return numbers
 
     def remove_unkept(self, study: Any) -> list[int]:
@@ -151,8 +177,9 @@ class CheckpointStore:
         for folder in self._folders(self.partial_dir):  # left by a killed process
             if self._number(folder) in finished:
                 shutil.rmtree(folder, ignore_errors=True)
-        chosen = self.root / str((study.user_attrs.get(schema.FINAL_ATTR) or {}).get(
-            "checkpoint", "-"))
+        final = study.user_attrs.get(schema.FINAL_ATTR) or {}
+        shipped = (final.get("ensemble") or {}).get("folder") or final.get("checkpoint", "-")
+        chosen = self.root / str(shipped)
         best = trials.best_trial(study)
         if chosen.is_dir():  # the final stage's choice stands (until it chooses again)
             self.link_best(chosen.relative_to(self.root))

@@ -13,6 +13,7 @@ where a stopped run writes its full training state, ``resume_from`` a state to c
                               RNG states, step and curve so far (trainer_state.json)
     <state>/harness.json      the harness callbacks' state (best so far, evaluations, early stop)
     <state>/best.safetensors  the best evaluation's trainable weights, when it was not the last
+    <state>/val_logits.npy    the best evaluation's validation logits
 
 The data order is a function of the seed and the epoch only (:func:`_trainer_class`), so a
 resumed run sees the batches the uninterrupted one would.
@@ -32,8 +33,14 @@ from omegaconf import DictConfig
 
 from harness.base import faults, interrupts
 from harness.train.arguments import harness_options, training_arguments
-from harness.train.callbacks import BestSnapshot, EarlyStopping, EvaluateAtEnd, PruningCallback
-from harness.train.checkpoints import save_checkpoint
+from harness.train.callbacks import (
+    BestSnapshot,
+    EarlyStopping,
+    EvaluateAtEnd,
+    LogitsKeeper,
+    PruningCallback,
+)
+from harness.train.checkpoints import load_logits, save_checkpoint, save_logits
 from harness.train.compute import ComputeMeter
 from harness.train.model import BaseModel, build_trial_model, count_parameters
 
@@ -84,7 +91,8 @@ def finetune(
     from transformers import DataCollatorWithPadding, PrinterCallback
 
     study = trial_cfg.study
-    snapshot = BestSnapshot(study.metric, study.direction)
+    metrics_and_logits = LogitsKeeper(compute_metrics)
+    snapshot = BestSnapshot(study.metric, study.direction, metrics_and_logits)
     own = harness_options(trial_cfg.train)
     stopper = None
     if own.early_stopping_patience:
@@ -104,7 +112,7 @@ def finetune(
             eval_dataset=datasets["validation"],
             processing_class=base.tokenizer,
             data_collator=DataCollatorWithPadding(base.tokenizer),
-            compute_metrics=compute_metrics,
+            compute_metrics=metrics_and_logits,
             callbacks=[snapshot, EvaluateAtEnd(), *([stopper] if stopper else []), *callbacks],
         )
         trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
@@ -133,7 +141,7 @@ def finetune(
     if (not pruned and checkpoint_dir is not None and snapshot.value is not None
             and (keep_checkpoint is None or keep_checkpoint(snapshot.value))):
         snapshot.restore(model)
-        save_checkpoint(model, base.tokenizer, checkpoint_dir)
+        save_checkpoint(model, base.tokenizer, checkpoint_dir, snapshot.logits)
         result.checkpoint = checkpoint_dir
     del trainer, model
     return result
@@ -157,6 +165,8 @@ def _save_pause(checkpoint: Path, target: Path, stateful: list[Any], snapshot: B
     if snapshot.value is not None and snapshot.step != step:  # else: the weights just saved
         save_file({k: v.contiguous() for k, v in snapshot.weights().items()},
                   str(target / BEST_WEIGHTS))
+    if snapshot.logits is not None:
+        save_logits(snapshot.logits, target)
     (target / HARNESS_STATE).write_text(json.dumps({"step": step, "callbacks": states}) + "\n")
 
 
@@ -173,7 +183,7 @@ def _load_callback_states(state: Path, stateful: list[Any]) -> None:
                 from safetensors.torch import load_file
 
                 weights = load_file(str(state / BEST_WEIGHTS))
-            callback.load_state(saved[name], weights)
+            callback.load_state(saved[name], weights, load_logits(state))
         else:
             callback.load_state(saved[name])
 
