@@ -20,18 +20,28 @@ def score_checkpoint(path: str | Path, split: Any, metrics: Any,
                      batch_size: int = 64) -> dict[str, float]:
     """``metrics`` (a MetricSuite) of the checkpoint at ``path`` on ``split`` (tokenized rows with
     a ``label`` column)."""
+    return score_probabilities(checkpoint_probabilities(path, split, batch_size), split, metrics)
+
+
+def score_probabilities(probabilities: Any, split: Any, metrics: Any) -> dict[str, float]:
+    """``metrics`` of a table of label probabilities (rows of ``split``, in order)."""
+    return metrics.compute(probabilities.argmax(axis=-1).tolist(), list(split["label"]))
+
+
+def checkpoint_probabilities(path: str | Path, split: Any, batch_size: int = 64) -> Any:
+    """The checkpoint's label probabilities on ``split`` (numpy, rows x labels, in order)."""
+    import numpy as np
     import torch
     from transformers import DataCollatorWithPadding
 
     model, tokenizer = load_checkpoint(path)
     collate = DataCollatorWithPadding(tokenizer)
     columns = [c for c in MODEL_INPUTS if c in split.column_names]
-    predictions: list[int] = []
+    tables = []
     with torch.no_grad():
         for start in range(0, len(split), batch_size):
             rows = split[start:start + batch_size]
             batch = collate([{c: rows[c][i] for c in columns}
                              for i in range(len(rows["input_ids"]))])
-            logits = model(**batch).logits
-            predictions += logits.float().argmax(dim=-1).tolist()
-    return metrics.compute(predictions, list(split["label"]))
+            tables.append(model(**batch).logits.float().softmax(-1).numpy())
+    return np.concatenate(tables).astype(np.float64)
