@@ -30,6 +30,7 @@ CHECKPOINTS_IN_MLFLOW = ("kept", "all")
 MERGE_ADAPTER = ("auto", "true", "false")
 MIXED_PRECISION = ("auto", "bf16", "fp16", "no")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+COMBINE = ("best", "ensemble", "auto")  # final.combine: what the study ships
 
 
 def _integer(default: Any, minimum: int = 1, nullable: bool = False) -> Any:
@@ -172,6 +173,8 @@ class FinalConfig(_Checked):
     top_k: int = _integer(2)
     seeds: int = _integer(2, minimum=0)
     recipe: bool = True
+    combine: str = _rule("auto", f"one of {', '.join(COMBINE)}", one_of=COMBINE)
+    ensemble_size: int = _integer(8)
 
 
 @dataclass

@@ -58,6 +58,25 @@ def record(study: Any) -> dict[str, Any] | None:
     return study.user_attrs.get(schema.FINAL_ATTR)
 
 
+def shipped(final: dict[str, Any]) -> dict[str, Any]:
+    """What the study ships (``final.combine``): kind ("ensemble" or "seed"), its validation
+    value, its test value (None: not scored), and for an ensemble its members."""
+    ensemble = final.get("ensemble")
+    if ensemble:
+        return {"kind": "ensemble", "val": ensemble["val"],
+                "test": (ensemble.get("test") or {}).get("value"),
+                "members": ensemble["members"]}
+    test = (final.get("test") or {}).get("values") or {}
+    return {"kind": "seed", "val": final["seed_value"], "test": test.get(str(final["seed"]))}
+
+
+def shipped_gain(final: dict[str, Any]) -> float | None:
+    """The shipped model's test value minus the recipe's test mean (None: either missing)."""
+    test = shipped(final)["test"]
+    recipe = ((final.get("recipe") or {}).get("test") or {}).get("mean")
+    return None if test is None or recipe is None else test - recipe
+
+
 def lines(final: dict[str, Any] | None, metric: str, search_best: Any = None) -> list[str]:
     """The final stage in a few lines (empty when it did not run)."""
     if not final:
@@ -91,6 +110,14 @@ def lines(final: dict[str, Any] | None, metric: str, search_best: Any = None) ->
                    f"{test['values'].get(str(final['seed']), float('nan')):.4f}.")
     else:
         out.append(f"Test {metric}: {test.get('none', 'not scored')}.")
+    ship = shipped(final)
+    if ship["kind"] == "ensemble":
+        names = ", ".join(f"{m['name']} x{m['weight']:.2f}" for m in ship["members"])
+        out.append(f"Shipped: an ensemble of {len(ship['members'])} models the study trained "
+                   f"({names}), chosen on validation: {metric} {ship['val']:.4f} (the chosen "
+                   f"seed alone: {final['seed_value']:.4f})"
+                   + (f"; test {ship['test']:.4f}" if ship["test"] is not None else "")
+                   + ". It is the study's best (final/ensemble).")
     return out
 
 
@@ -112,6 +139,15 @@ def recipe_lines(final: dict[str, Any], metric: str) -> list[str]:
         out.append(f"Chosen vs recipe on validation: {gain_words(gain['val'])}.")
     if gain.get("test"):
         out.append(f"Chosen vs recipe on test: {gain_words(gain['test'])}.")
+    extra = shipped_gain(final)
+    if shipped(final)["kind"] == "ensemble" and extra is not None:
+        seeds = len(recipe["test"]["values"])
+        sd = recipe["test"]["sd"]
+        judged = (" (no clear gain: within the recipe's standard deviation)"
+                  if seeds > 1 and abs(extra) <= sd else
+                  " (one recipe seed cannot tell a gain from noise)" if seeds < 2 else "")
+        out.append(f"Shipped ensemble vs recipe on test: {100 * extra:+.1f} points against the "
+                   f"recipe's mean over {seeds} seed(s) (sd {100 * sd:.1f}){judged}.")
     return out
 
 
@@ -127,6 +163,12 @@ def parent_metrics(final: dict[str, Any] | None, metric: str) -> dict[str, float
     if test.get("values"):
         out[schema.FINAL_METRIC.format(split="test", metric=metric, stat="mean")] = test["mean"]
         out[schema.FINAL_METRIC.format(split="test", metric=metric, stat="std")] = test["sd"]
+    ship = shipped(final)
+    out[schema.SHIPPED_METRIC.format(split="val", metric=metric)] = ship["val"]
+    if ship["test"] is not None:
+        out[schema.SHIPPED_METRIC.format(split="test", metric=metric)] = ship["test"]
+    if shipped_gain(final) is not None:
+        out[schema.SHIPPED_GAIN_METRIC.format(metric=metric)] = shipped_gain(final)
     recipe = final.get("recipe") or {}
     if recipe:
         scores = {"val": recipe, "test": recipe.get("test") or {}}

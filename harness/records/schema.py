@@ -97,6 +97,10 @@ FINAL_TRIAL_METRIC = "final_trial"
 # configuration's paired gain over it, seed by seed ("final_test_accuracy_gain_mean", …)
 RECIPE_METRIC = "recipe_{split}_{metric}_{stat}"
 GAIN_METRIC = "final_{split}_{metric}_gain_{stat}"
+# what the study ships (final.combine: the chosen seed, or an ensemble): its scores, and its test
+# score minus the recipe's test mean
+SHIPPED_METRIC = "shipped_{split}_{metric}"
+SHIPPED_GAIN_METRIC = "shipped_test_{metric}_gain"
 # Metric histories that make a trial's curve (MetricsLogger's): a continuation's run starts
 # with those of the run it continues, so that it reads as one curve from the first step.
 CURVE_METRICS = ("train_loss", "learning_rate", "grad_norm", "epoch")

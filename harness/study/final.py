@@ -32,6 +32,7 @@ from harness.base.progress import StudyProgress
 from harness.config import settings
 from harness.records import final as final_record
 from harness.records import schema, trials
+from harness.study import combine
 from harness.study.objective import Objective
 from harness.train.checkpoints import CheckpointStore
 from harness.train.scoring import has_labels, score_checkpoint
@@ -239,8 +240,44 @@ class FinalStage:
             record["test"] = self._test(seeds_of[int(chosen)])
         if recipe is not None and str(recipe) in configs:
             record["recipe"] = self._recipe_record(recipe, configs, seeds_of, earlier, record)
+        ensemble = self._combine(record, earlier)
+        if ensemble is not None:
+            record["ensemble"] = ensemble
         self._save(record)
-        self._keep_only(best_run)
+        if ensemble is not None:
+            combine.write_folder(ensemble, self.store.root.parent, self.store.root)
+        self._keep_only(best_run, combine.member_folders(record, self.store.root.parent))
+
+    def _combine(self, record: dict[str, Any], earlier: dict[str, Any]) -> dict[str, Any] | None:
+        """The ensemble the study ships (``final.combine``), or None: the chosen seed ships.
+        Chosen on validation; its test score taken after (once: a rerun keeps it)."""
+        if self.settings.combine == "best":
+            return None
+        before = earlier.get("ensemble")
+        chosen = str(record["trial"])
+        if (before and earlier.get("trial") == record["trial"]
+                and earlier["configs"].get(chosen, {}).get("values")
+                == record["configs"][chosen]["values"]):
+            return before  # chosen before this run: the same ensemble, its test kept
+        output_dir = self.store.root.parent
+        validation = self.sweep.prepared.datasets["validation"]
+        metric = str(self.cfg.study.metric)
+        ensemble = combine.select(
+            self.settings.combine, self.settings.ensemble_size,
+            combine.candidates(self.study, self.companion, output_dir, self.store.root),
+            list(validation["label"]), self.sweep.prepared.metrics, metric,
+            trials.direction(self.study) == "maximize", record["seed_value"], output_dir)
+        if ensemble is None:
+            return None
+        ensemble["folder"] = f"{self.store.root.name}/{combine.ENSEMBLE_DIR}"
+        split = self.sweep.prepared.datasets.get("test")
+        if split is not None and has_labels(split):
+            ensemble["test"] = combine.test_score(ensemble, output_dir, split,
+                                                  self.sweep.prepared.metrics, metric)
+        log.info("final stage: an ensemble ships (%s): validation %s %.4f against the chosen "
+                 "seed's %.4f", combine.describe(ensemble), metric, ensemble["val"],
+                 record["seed_value"])
+        return ensemble
 
     def _recipe_record(self, recipe: int, configs: dict[str, Any],
                        seeds_of: dict[int, dict[int, Any]], earlier: dict[str, Any],
@@ -292,11 +329,12 @@ class FinalStage:
         if metrics:
             self.sweep.tracker.log_run_metrics(self.sweep.tracker.parent_run_id, metrics)
 
-    def _keep_only(self, best_run: Any) -> None:
-        """Local: only the chosen seed's checkpoint stays (``best`` points at it); MLflow
-        (checkpoints.mlflow=kept): the other final runs lose theirs."""
+    def _keep_only(self, best_run: Any, members: set[Any]) -> None:
+        """Local: only the chosen seed's checkpoint stays, and an ensemble's members (``best``
+        points at the one or the other); MLflow (checkpoints.mlflow=kept): the other final runs
+        lose theirs."""
         for folder in self.store.kept_dir.glob("run-*"):
-            if folder != self.store.path(best_run.number):
+            if folder != self.store.path(best_run.number) and folder.resolve() not in members:
                 shutil.rmtree(folder, ignore_errors=True)
         self.sweep.store.remove_unkept(self.study)  # links best to the choice
         if self.cfg.checkpoints.mlflow != "kept":
@@ -304,5 +342,7 @@ class FinalStage:
         tracker = self.sweep.tracker
         for run in self.companion.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             run_id = run.user_attrs.get(schema.RUN_ID_ATTR)
-            if run_id and run.number != best_run.number and tracker.has_checkpoint(run_id):
+            kept = run.number == best_run.number or (
+                self.store.path(run.number).resolve() in members)
+            if run_id and not kept and tracker.has_checkpoint(run_id):
                 tracker.delete_checkpoint(run_id, "removed: not the chosen seed")

@@ -1,0 +1,154 @@
+"""What a study ships (``final.combine``): the chosen configuration's best seed (``best``), or an
+ensemble of the models the study already trained (``ensemble``), or whichever scores better on
+validation (``auto``).
+
+The ensemble's candidates are every model whose checkpoint the study still has after its final
+stage: every final-stage run (the chosen configuration's seeds, the other top-k configurations',
+the recipe's) and every kept search trial (``checkpoints.keep``). Each checkpoint carries the
+validation logits of the evaluation its weights scored (``val_logits.npy``), so selection
+(:func:`harness.train.ensemble.greedy_selection`, Caruana's with replacement, up to
+``final.ensemble_size`` rounds) runs no model again. ``auto`` ships the ensemble only when it
+holds two or more models and scores strictly better on validation than the chosen seed; both
+are picked on validation alone, and the test split is read only after the choice.
+
+The ensemble is recorded in the final record (``ensemble``: members with their checkpoints,
+MLflow runs and weights; its validation score, and its test score once taken) and written as
+``<study.output_dir>/final/ensemble/ensemble.json``, which ``best`` then points at. Its members'
+checkpoints are kept (locally and in MLflow) for as long as it is the study's choice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from optuna.trial import TrialState
+
+from harness.base.files import replace_folder
+from harness.records import schema, trials
+from harness.train.checkpoints import load_logits
+from harness.train.ensemble import ENSEMBLE_FILE, greedy_selection, log_loss, mixed, softmax
+from harness.train.ensemble import write_ensemble as write_ensemble_file
+from harness.train.scoring import checkpoint_probabilities, score_probabilities
+
+if TYPE_CHECKING:
+    import numpy as np
+    import optuna
+
+    from harness.metrics import MetricSuite
+
+log = logging.getLogger(__name__)
+
+ENSEMBLE_DIR = "ensemble"  # under the final stage's folder
+
+
+@dataclass
+class Candidate:
+    name: str  # trial-N (a search trial) or final-N-seedK (a final-stage run)
+    folder: Path
+    run_id: str | None
+    value: float  # its recorded validation value
+    probabilities: np.ndarray  # validation, rows in the split's order
+
+
+def candidates(study: optuna.Study, companion: optuna.Study, search_root: Path,
+               final_root: Path) -> list[Candidate]:
+    """Every model the study still has a checkpoint with validation logits for: final-stage
+    runs first, then search trials, each group best first."""
+    found: list[Candidate] = []
+    groups = (
+        (companion, final_root / "checkpoints", "run",
+         lambda t: "final-{}-seed{}".format(*trials.final_key(t))),
+        (study, search_root / "checkpoints", "trial", lambda t: f"trial-{t.number}"),
+    )
+    for source, root, label, name in groups:
+        complete = [t for t in source.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                    if source is not companion or schema.FINAL_TRIAL_ATTR in t.user_attrs]
+        sign = 1 if trials.direction(study) == "maximize" else -1
+        for trial in sorted(complete, key=lambda t: (-sign * trials.study_value(t), t.number)):
+            folder = root / f"{label}-{trial.number}"
+            logits = load_logits(folder) if folder.is_dir() else None
+            if logits is None:
+                continue
+            found.append(Candidate(name(trial), folder, trial.user_attrs.get(schema.RUN_ID_ATTR),
+                                   trials.study_value(trial), softmax(logits)))
+    return found
+
+
+def scorer(metrics: MetricSuite, metric: str, labels: list[int]) -> Any:
+    """The study metric of a probability table on the validation labels (the loss: log loss)."""
+    def score(probabilities: np.ndarray) -> float:
+        if metric == "loss":
+            return log_loss(probabilities, labels)
+        return metrics.compute(probabilities.argmax(axis=-1).tolist(), labels)[metric]
+    return score
+
+
+def select(mode: str, size: int, found: list[Candidate], labels: list[int], metrics: MetricSuite,
+           metric: str, maximize: bool, single: float,
+           output_dir: Path) -> dict[str, Any] | None:
+    """The ensemble to ship (its record), or None to ship the single chosen seed."""
+    if mode == "best" or not found:
+        return None
+    by_name = {c.name: c for c in found}
+    if len(by_name) != len(found):
+        raise ValueError("two ensemble candidates share a name")
+    score = scorer(metrics, metric, labels)
+    selection = greedy_selection({c.name: c.probabilities for c in found}, labels, score, size,
+                                 maximize)
+    better = selection.value > single if maximize else selection.value < single
+    if mode == "auto" and (len(selection.weights) < 2 or not better):
+        log.info("final.combine=auto: the chosen seed ships (the best ensemble, %s, scores "
+                 "%.4f on validation against its %.4f)", _describe(selection.weights),
+                 selection.value, single)
+        return None
+    members = [{"name": name, "weight": weight, "val": by_name[name].value,
+                "checkpoint": str(by_name[name].folder.relative_to(output_dir)),
+                "run_id": by_name[name].run_id}
+               for name, weight in selection.weights.items()]
+    return {"kind": "ensemble", "members": members, "val": selection.value,
+            "val_loss": selection.loss, "size": size, "candidates": len(found)}
+
+
+def _describe(weights: dict[str, float]) -> str:
+    return ", ".join(f"{name} x{weight:.2f}" for name, weight in weights.items())
+
+
+def describe(ensemble: dict[str, Any]) -> str:
+    """``final-3-seed1 x0.50, trial-7 x0.25, …``"""
+    return _describe({m["name"]: m["weight"] for m in ensemble["members"]})
+
+
+def test_score(ensemble: dict[str, Any], output_dir: Path, split: Any, metrics: MetricSuite,
+               metric: str) -> dict[str, Any]:
+    """The ensemble's test score (every metric; ``value``: the study metric's)."""
+    tables = {m["name"]: checkpoint_probabilities(output_dir / m["checkpoint"], split)
+              for m in ensemble["members"]}
+    probabilities = mixed(tables, {m["name"]: m["weight"] for m in ensemble["members"]})
+    scores = score_probabilities(probabilities, split, metrics)
+    scores["loss"] = log_loss(probabilities, list(split["label"]))
+    return {"value": scores[metric], "metrics": scores}
+
+
+def write_folder(ensemble: dict[str, Any], output_dir: Path, final_root: Path) -> Path:
+    """``final/ensemble/ensemble.json`` for the recorded ensemble, written whole."""
+    target = final_root / ENSEMBLE_DIR
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = final_root / f".{ENSEMBLE_DIR}-new"
+    if scratch.exists():
+        import shutil
+
+        shutil.rmtree(scratch)
+    write_ensemble_file(scratch, [(m["name"], output_dir / m["checkpoint"], m["weight"])
+                                  for m in ensemble["members"]])
+    # the relative paths are the same one level over: the scratch is a sibling of the target
+    replace_folder(target, scratch)
+    return target / ENSEMBLE_FILE
+
+
+def member_folders(record: dict[str, Any] | None, output_dir: Path) -> set[Path]:
+    """The checkpoint folders the recorded ensemble needs (empty without one)."""
+    ensemble = (record or {}).get("ensemble") or {}
+    return {(output_dir / m["checkpoint"]).resolve() for m in ensemble.get("members", [])}
