@@ -12,7 +12,7 @@ import yaml
 
 from harness.base.progress import configure_logging
 from harness.export.predict import predict
-from harness.train.checkpoints import load_checkpoint
+from harness.train.ensemble import is_ensemble, load_classifier
 
 
 def _max_length(folder: Path) -> int:
@@ -59,8 +59,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     folder = Path(args.folder)
-    if not (folder / "config.json").is_file():
-        print(f"error: {folder}: not a model folder (no config.json); export one with "
+    if not (folder / "config.json").is_file() and not is_ensemble(folder):
+        print(f"error: {folder}: not a model folder (no config.json or ensemble.json); export "
+              "one with "
               "python -m harness.export", file=sys.stderr)
         return 2
     try:
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --top-k and --batch-size must be at least 1", file=sys.stderr)
         return 2
     configure_logging()
-    model, tokenizer = load_checkpoint(folder)
+    model, tokenizer = load_classifier(folder)
     predictions = predict(model, tokenizer, texts, args.max_length or _max_length(folder),
                           args.batch_size, args.top_k)
     for p in predictions:

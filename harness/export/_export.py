@@ -31,7 +31,8 @@ from harness.export.mlflow_model import save_mlflow_model
 from harness.export.source import checkpoint_of, chosen_export
 from harness.records import schema, trials
 from harness.records.lookup import load_study, open_tracker
-from harness.train.checkpoints import load_checkpoint
+from harness.train.checkpoints import VAL_LOGITS, load_checkpoint
+from harness.train.ensemble import write_ensemble
 
 COPIED = ("adapter_config.json", "adapter_model.safetensors", "config.json")  # separate adapter
 
@@ -44,11 +45,16 @@ class Exported:
     merged: bool
     registered: str | None = None  # "name version N"
     seed: int | None = None  # the final stage's chosen seed (final-<trial>-seed<k>)
+    members: int = 0  # an ensemble's models (0: a single model)
 
     def format(self) -> str:
         kind = "merged weights" if self.merged else "separate adapter"
         what = (f"trial {self.trial}" if self.seed is None else
                 f"final-{self.trial}-seed{self.seed} (the final stage's chosen configuration)")
+        if self.members:
+            what = (f"the final stage's ensemble of {self.members} models (chosen "
+                    f"configuration: trial {self.trial})")
+            kind = f"each {kind}"
         lines = [f"Exported {what} (validation {self.value:.4f}) to {self.folder} ({kind})",
                  f"Try it: python -m harness.predict {self.folder} \"some text\""]
         if self.registered:
@@ -73,10 +79,15 @@ def export_model(cfg: DictConfig) -> Exported:
     except OSError as exc:
         raise ConfigError("export.dir", f"cannot write '{target}': {exc.strerror or exc}") \
             from None
+    ensemble = choice.record.get("ensemble") if choice.seed is not None else None
     try:
         with tempfile.TemporaryDirectory(prefix="harness-export-") as download:
-            source = checkpoint_of(cfg, choice, tracker, Path(download))
-            merged, peft_type = _write_model(source, scratch, merge)
+            if ensemble:
+                source, merged, peft_type = _write_ensemble(cfg, ensemble, tracker,
+                                                            Path(download), scratch, merge)
+            else:
+                source = checkpoint_of(cfg, choice, tracker, Path(download))
+                merged, peft_type = _write_model(source, scratch, merge)
             labels = json.loads((source / "labels.json").read_text())["id2label"]
             label_names = [labels[str(i)] for i in range(len(labels))]
             (scratch / "labels.json").write_text(json.dumps(
@@ -90,9 +101,12 @@ def export_model(cfg: DictConfig) -> Exported:
             (scratch / "metrics.json").write_text(json.dumps(
                 {"study": study.study_name, "trial": trial.number, "split": "validation",
                  **metrics, **choice.final_figures()}, indent=2) + "\n")
-            exported = Exported(target, trial.number, choice.value, merged, seed=choice.seed)
+            exported = Exported(target, trial.number, choice.value, merged, seed=choice.seed,
+                                members=len(ensemble["members"]) if ensemble else 0)
             card = _card_info(cfg, study, trial, best, run, tracker, metrics, label_names,
                               merged, peft_type)
+            if ensemble:
+                card["ensemble"] = ensemble
             model_card(card).save(scratch / "README.md")
             scratch.chmod(0o755)
             mark(scratch, "export", study.study_name)
@@ -106,12 +120,49 @@ def export_model(cfg: DictConfig) -> Exported:
     return exported
 
 
+def _write_ensemble(cfg: DictConfig, ensemble: dict[str, Any], tracker: Any, download: Path,
+                    folder: Path, merge: str) -> tuple[Path, bool, str | None]:
+    """An ensemble's members into ``folder``/member-<i>, and its ``ensemble.json``: (the first
+    member's source, merged?, peft type or None)."""
+    root = Path(str(cfg.study.output_dir))
+    members, first, merged, peft_type = [], None, False, None
+    for index, member in enumerate(ensemble["members"]):
+        source = _member_source(root / member["checkpoint"], member.get("run_id"), tracker,
+                                download / f"member-{index}", member["name"])
+        target = folder / f"member-{index}"
+        target.mkdir()
+        merged, peft_type = _write_model(source, target, merge)
+        members.append((member["name"], target, float(member["weight"])))
+        first = first or source
+    write_ensemble(folder, members)
+    assert first is not None
+    return first, merged, peft_type
+
+
+def _member_source(local: Path, run_id: str | None, tracker: Any, download: Path,
+                   name: str) -> Path:
+    """An ensemble member's checkpoint: the local folder if kept, else its MLflow run's."""
+    if (local / "labels.json").is_file():
+        return local
+    if tracker is not None and run_id:
+        try:
+            download.mkdir(parents=True, exist_ok=True)
+            path = Path(tracker.client.download_artifacts(run_id, "checkpoint", str(download)))
+            if (path / "labels.json").is_file():
+                return path
+        except Exception:  # unreachable or removed: said below
+            pass
+    raise ConfigError("export.trial", f"the shipped ensemble's member {name} has no checkpoint "
+                                      f"(not in {local}, not in its MLflow run): export a "
+                                      "single trial with export.trial=N")
+
+
 def _write_model(source: Path, folder: Path, merge: str) -> tuple[bool, str | None]:
     """Weights and tokenizer into ``folder`` (``merge``: auto, true or false): (merged?, peft
     type or None)."""
     if not (source / "adapter_config.json").is_file():  # full fine-tune: copy as it is
         for path in source.iterdir():
-            if path.is_file() and path.name not in ("trial.json", "README.md"):
+            if path.is_file() and path.name not in ("trial.json", "README.md", VAL_LOGITS):
                 shutil.copy2(path, folder / path.name)
         return False, None
     from peft import PeftConfig

@@ -71,6 +71,17 @@ def _body(info: dict[str, Any], library: str) -> str:
              f"study `{info['study']}`, validation {info['metric']} "
              f"{info['value']:.4f} ({info['direction']}).", "",
              "## Data", "", f"- `{data['name']}`: {data['source']}"]
+    ensemble = info.get("ensemble")
+    if ensemble:
+        test = (ensemble.get("test") or {}).get("value")
+        lines[4:4] = [
+            f"Shipped as an ensemble of {len(ensemble['members'])} models the study trained "
+            f"(greedy ensemble selection on validation; the prediction is the weighted mean of "
+            f"their label probabilities): validation {info['metric']} {ensemble['val']:.4f}"
+            + (f", test {test:.4f}" if test is not None else "") + ".", "",
+            "| member | weight | its validation |", "|---|---|---|",
+            *[f"| `{m['name']}` (folder `member-{i}`) | {m['weight']:.3f} | {m['val']:.4f} |"
+              for i, m in enumerate(ensemble["members"])], ""]
     lines += [f"- {split}: {size:,} examples" for split, size in data.get("sizes", {}).items()]
     lines += [f"- labels: {', '.join(f'{i} = {n}' for i, n in enumerate(info['labels']))}", "",
               "## Method", "",
@@ -88,6 +99,13 @@ def _body(info: dict[str, Any], library: str) -> str:
               for split, figures in info["evaluations"].items() for k, v in figures.items()]
     lines += ["", "## Use", "", "```bash", "python -m harness.predict . \"some text\" "
               "\"another text\"", "```", "", "```python"]
+    if ensemble:
+        lines += ["from harness.predict import load_classifier, predict", "",
+                  "model, tokenizer = load_classifier(\"PATH/TO/THIS/FOLDER\")  # every member",
+                  "print(predict(model, tokenizer, [\"some text\"])[0].label)", "```"]
+        if info.get("registered"):
+            lines += ["", f"Registered in MLflow as `{info['registered']}`."]
+        return "\n".join(lines)
     if library == "peft":
         lines += ["from peft import PeftConfig, PeftModel",
                   "from transformers import AutoConfig, AutoModelForSequenceClassification, "

@@ -31,8 +31,10 @@ def save_mlflow_model(export: Path, target: Path, max_length: int) -> Path:
     with tempfile.TemporaryDirectory(prefix="harness-mlflow-model-") as scratch:
         data = Path(scratch) / "classifier"
         shutil.copytree(export, data / served_model.MODEL)
-        if (export / "adapter_config.json").is_file():
-            _save_base(export, data / served_model.BASE)
+        adapters = [folder for folder in _model_folders(export)
+                    if (folder / "adapter_config.json").is_file()]
+        if adapters:  # an ensemble's members share their base model: saved once
+            _save_base(adapters[0], data / served_model.BASE)
         (data / served_model.SETTINGS).write_text(json.dumps({"max_length": max_length}))
         mlflow.pyfunc.save_model(
             str(target),
@@ -47,6 +49,15 @@ def save_mlflow_model(export: Path, target: Path, max_length: int) -> Path:
                               for name in REQUIREMENTS],
         )
     return target
+
+
+def _model_folders(export: Path) -> list[Path]:
+    """The export's model folders: itself, or an ensemble's members."""
+    ensemble = export / served_model.ENSEMBLE
+    if not ensemble.is_file():
+        return [export]
+    return [export / entry["folder"]
+            for entry in json.loads(ensemble.read_text())["members"]]
 
 
 def _save_base(export: Path, folder: Path) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from harness.train.ensemble import probabilities as label_probabilities
+
 
 @dataclass
 class Prediction:
@@ -20,7 +22,8 @@ class Prediction:
 
 def predict(model: Any, tokenizer: Any, texts: list[str], max_length: int = 128,
             batch_size: int = 32, top_k: int = 1) -> list[Prediction]:
-    """Softmax over the labels for each text (batched, no gradients)."""
+    """Softmax over the labels for each text (batched, no gradients); for an ensemble
+    (:class:`harness.train.ensemble.EnsembleModel`) its members' weighted mean."""
     import torch
 
     names = model.config.id2label
@@ -30,7 +33,7 @@ def predict(model: Any, tokenizer: Any, texts: list[str], max_length: int = 128,
             batch = texts[start:start + batch_size]
             encoded = tokenizer(batch, padding=True, truncation=True, max_length=max_length,
                                 return_tensors="pt")
-            probabilities = model(**encoded).logits.softmax(-1)
+            probabilities = label_probabilities(model, encoded)
             values, indices = probabilities.topk(min(top_k, probabilities.shape[-1]), dim=-1)
             for text, row_values, row_indices in zip(batch, values.tolist(), indices.tolist(),
                                                      strict=True):
@@ -52,6 +55,6 @@ def accuracy_on(model: Any, tokenizer: Any, texts: list[str], labels: list[int],
             idx = order[start:start + batch_size]
             batch = tokenizer([texts[i] for i in idx], padding=True, truncation=True,
                               max_length=max_length, return_tensors="pt")
-            predicted = model(**batch).logits.argmax(-1).tolist()
+            predicted = label_probabilities(model, batch).argmax(-1).tolist()
             correct += sum(p == labels[i] for p, i in zip(predicted, idx, strict=True))
     return correct / len(texts)

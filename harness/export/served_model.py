@@ -6,7 +6,8 @@ model (its ``code/``), and MLflow imports it from there to load the model
 (``mlflow.pyfunc.load_model``, ``mlflow models serve``). It imports no harness module, so the
 model serves wherever torch, transformers and peft are installed. A separate adapter (prompt or
 prefix tuning, or a LoRA kept unmerged) is applied to the base model the MLflow model carries
-beside it.
+beside it. An ensemble export (``ensemble.json`` and a folder per member) loads every member
+and answers the label of their weighted mean probability.
 """
 
 from __future__ import annotations
@@ -18,49 +19,73 @@ from typing import Any
 MODEL = "model"  # the export folder
 BASE = "base"  # a separate adapter's base model
 SETTINGS = "serving.json"  # {"max_length": tokens per text, "batch_size": texts per batch}
+ENSEMBLE = "ensemble.json"  # an ensemble export: {"members": [{"folder", "weight"}, ...]}
 
 
 class TextClassifier:
     """The classifier in an MLflow model's data folder; ``predict`` answers label names."""
 
     def __init__(self, folder: Path) -> None:
-        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoTokenizer
 
         settings = json.loads((folder / SETTINGS).read_text())
         self.max_length = int(settings["max_length"])
         self.batch_size = int(settings.get("batch_size", 32))
         export = folder / MODEL
-        self.tokenizer = AutoTokenizer.from_pretrained(export)
-        if (export / "adapter_config.json").is_file():
-            from peft import PeftModel
-
-            base = AutoModelForSequenceClassification.from_pretrained(
-                folder / BASE, config=AutoConfig.from_pretrained(export))
-            model = PeftModel.from_pretrained(base, export)
+        if (export / ENSEMBLE).is_file():
+            entries = json.loads((export / ENSEMBLE).read_text())["members"]
+            members = [(export / e["folder"], float(e["weight"])) for e in entries]
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(export)
-        if model.config.pad_token_id is None:
-            model.config.pad_token_id = self.tokenizer.pad_token_id
-        self.model = model.eval()
-        self.names = {int(k): str(v) for k, v in model.config.id2label.items()}
+            members = [(export, 1.0)]
+        self.tokenizer = AutoTokenizer.from_pretrained(members[0][0])
+        self.members = [(_load(path, folder / BASE, self.tokenizer), weight)
+                        for path, weight in members]
+        self.model = self.members[0][0]
+        self.names = {int(k): str(v) for k, v in self.model.config.id2label.items()}
 
     def get_raw_model(self) -> Any:
-        """The transformers (or peft) model (``PyFuncModel.get_raw_model()``)."""
+        """The transformers (or peft) model (``PyFuncModel.get_raw_model()``); an ensemble's
+        first member."""
         return self.model
 
-    def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> list[str]:
-        """The most probable label of each text (a list of texts, or a one-column table)."""
+    def probabilities(self, texts: list[str]) -> Any:
+        """Label probabilities of each text (a tensor, texts x labels): the members' weighted
+        mean."""
         import torch
 
-        texts = _texts(model_input)
-        labels: list[str] = []
+        tables = []
         with torch.no_grad():
             for start in range(0, len(texts), self.batch_size):
                 encoded = self.tokenizer(texts[start:start + self.batch_size], padding=True,
                                          truncation=True, max_length=self.max_length,
                                          return_tensors="pt")
-                labels += [self.names[i] for i in self.model(**encoded).logits.argmax(-1).tolist()]
-        return labels
+                tables.append(sum(weight * model(**encoded).logits.float().softmax(-1)
+                                  for model, weight in self.members))
+        return torch.cat(tables)
+
+    def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> list[str]:
+        """The most probable label of each text (a list of texts, or a one-column table)."""
+        texts = _texts(model_input)
+        if not texts:
+            return []
+        return [self.names[i] for i in self.probabilities(texts).argmax(-1).tolist()]
+
+
+def _load(export: Path, base_folder: Path, tokenizer: Any) -> Any:
+    """One model of an export: weights, or a separate adapter on the base model beside it."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    if (export / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        base = AutoModelForSequenceClassification.from_pretrained(
+            base_folder, config=AutoConfig.from_pretrained(export))
+        model = PeftModel.from_pretrained(base, export)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(export)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model.eval()
 
 
 def _texts(model_input: Any) -> list[str]:

@@ -38,6 +38,14 @@ class Choice:
                        final_test_std=test["sd"])
         else:
             out["test"] = test.get("none", "not scored")
+        ensemble = self.record.get("ensemble")
+        if ensemble:  # what the export holds: the ensemble, not the seed alone
+            out["shipped"] = "ensemble"
+            out["ensemble_val"] = ensemble["val"]
+            if (ensemble.get("test") or {}).get("value") is not None:
+                out["ensemble_test"] = ensemble["test"]["value"]
+            out["ensemble_members"] = [{"name": m["name"], "weight": m["weight"],
+                                        "val": m["val"]} for m in ensemble["members"]]
         return out
 
 

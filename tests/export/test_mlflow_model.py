@@ -4,22 +4,13 @@ registry: a prompt-tuning adapter (it cannot be merged) with the base model it n
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
 import pytest
 
 from harness.export import export_model
 from harness.export.predict import predict
 from harness.study import run_sweep
 from harness.train.checkpoints import load_checkpoint
-from tests.helpers.servers import free_port
+from tests.helpers.servers import mlflow_models_serve, post_json
 
 TEXTS = ["what a wonderful happy day", "the worst movie, so boring", "a blue table on tuesday"]
 
@@ -43,18 +34,6 @@ def registered(tmp_path_factory, tiny_model_dir, sentiment_files, compose):
     return cfg, exported
 
 
-def _get(url: str, timeout: float = 2.0) -> int:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return response.status
-
-
-def _post(url: str, body: dict) -> dict:
-    request = urllib.request.Request(url, json.dumps(body).encode(),
-                                     {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())
-
-
 def test_mlflow_models_serve_answers_invocations_with_the_adapters_labels(registered, tmp_path,
                                                                          monkeypatch):
     import mlflow.pyfunc
@@ -70,37 +49,10 @@ def test_mlflow_models_serve_answers_invocations_with_the_adapters_labels(regist
     encoded = tokenizer(TEXTS, padding=True, return_tensors="pt")
     with torch.no_grad():
         assert torch.allclose(served(**encoded).logits, model(**encoded).logits)
-    port = free_port()
-    log = (tmp_path / "serve.log").open("w")
-    bin_dir = Path(sys.executable).parent  # as in an activated venv: the server runs uvicorn
-    env = {**os.environ, "MLFLOW_TRACKING_URI": str(cfg.tracking.uri),
-           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    server = subprocess.Popen(
-        [str(bin_dir / "mlflow"), "models", "serve",
-         "-m", "models:/tiny-files-prompt/1", "--env-manager", "local",
-         "--host", "127.0.0.1", "--port", str(port)],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()[-4000:]
-            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-4000:]
-            try:
-                if _get(f"{base}/ping") == 200:
-                    break
-            except OSError:
-                time.sleep(1)
-        answer = _post(f"{base}/invocations", {"inputs": TEXTS})
+    with mlflow_models_serve("models:/tiny-files-prompt/1", str(cfg.tracking.uri),
+                             tmp_path) as base:
+        answer = post_json(f"{base}/invocations", {"inputs": TEXTS})
         assert answer == {"predictions": expected}
-        table = _post(f"{base}/invocations",
-                      {"dataframe_split": {"columns": ["text"], "data": [[t] for t in TEXTS]}})
+        table = post_json(f"{base}/invocations",
+                          {"dataframe_split": {"columns": ["text"], "data": [[t] for t in TEXTS]}})
         assert table == {"predictions": expected}
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
