@@ -33,6 +33,7 @@ from harness.config import settings
 from harness.records import final as final_record
 from harness.records import schema, trials
 from harness.study import combine
+from harness.study.lock import study_lock
 from harness.study.objective import Objective
 from harness.train.checkpoints import CheckpointStore
 from harness.train.scoring import has_labels, score_checkpoint
@@ -125,7 +126,10 @@ class FinalStage:
                 " and the recipe" if len(candidates) > len(top) else ""))
             self._train(wanted, done, what)
         if not self._runs(TrialState.RUNNING, TrialState.WAITING):
-            self._choose([number for number, _ in candidates])
+            # once per study at a time: two workers ending together choose one after the other
+            # (the second finds the first's record and keeps its test scores and ensemble)
+            with study_lock(self.study._storage, self.study.study_name, "final"):
+                self._choose([number for number, _ in candidates])
 
     # ------------------------------------------------------------------ the runs
 

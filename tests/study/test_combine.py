@@ -15,7 +15,7 @@ from harness.export import export_model
 from harness.export.mlflow_model import save_mlflow_model
 from harness.export.predict import accuracy_on, predict
 from harness.records import final as final_record
-from harness.records import schema
+from harness.records import schema, trials
 from harness.study import combine, run_sweep
 from harness.train.checkpoints import load_checkpoint, load_logits
 from harness.train.ensemble import greedy_selection, is_ensemble, load_classifier
@@ -151,3 +151,28 @@ def test_the_registered_ensemble_serves_what_predict_answers(combined, compose, 
     with mlflow_models_serve(uri, str(cfg.tracking.uri), tmp_path) as base:
         answer = post_json(f"{base}/invocations", {"inputs": TEXTS})
     assert answer == {"predictions": [p.label for p in expected]}
+
+
+@pytest.mark.slow  # a study run twice (~40 s)
+def test_a_study_finished_before_ensembles_resumes_unchanged(sweep_overrides, tmp_path, compose):
+    """Checkpoints without validation logits (made before this change): the rerun trains
+    nothing, keeps the chosen seed as what ships, and says nothing of an ensemble."""
+    overrides = [*[o for o in sweep_overrides if o != "final.seeds=0"], "study.n_trials=2",
+                 "train.num_train_epochs=1", "pruner=none", "final.top_k=1", "final.seeds=2",
+                 "final.combine=best", "report.enabled=false"]
+    run_sweep(compose(overrides))
+    out = tmp_path / "sweeps" / "study"
+    for logits in out.rglob("val_logits.npy"):
+        logits.unlink()
+    cfg = compose([*overrides[:-2], "final.combine=auto", "report.enabled=false"])
+    study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
+    before = (len(study.trials), len(final_record.companion(study).trials),
+              study.user_attrs[schema.FINAL_ATTR])
+    summary = run_sweep(cfg)
+    study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
+    after = (len(study.trials), len(final_record.companion(study).trials),
+             study.user_attrs[schema.FINAL_ATTR])
+    assert after == before and "ensemble" not in after[2]
+    assert (out / "best").resolve() == out / after[2]["checkpoint"]
+    assert "Shipped: an ensemble" not in summary.format()
+    assert trials.count(study)["finished"] == 2
