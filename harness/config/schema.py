@@ -188,10 +188,18 @@ class TrainOptions(_Checked):
     early_stopping_threshold: float = _rule(0.0, "a number >= 0", at_least=0)
     mixed_precision: str = _rule("auto", f"one of {', '.join(MIXED_PRECISION)}",
                                  one_of=MIXED_PRECISION)
+    layer_lr_decay: float | None = _rule(None, "a number in (0, 1] or null", positive=True,
+                                         null=True)
+    loraplus_lr_ratio: float | None = _rule(None, "a positive number or null", positive=True,
+                                            null=True)
+    reinit_layers: int | None = _integer(None, minimum=0, nullable=True)
 
     def __post_init__(self) -> None:
         self.mixed_precision = self.mixed_precision or "no"
         super().__post_init__()
+        if self.layer_lr_decay is not None and self.layer_lr_decay > 1:
+            raise ConfigError("train.layer_lr_decay",
+                              f"must be a number in (0, 1] or null, got {self.layer_lr_decay!r}")
 
 
 # section -> its schema (registered in the ConfigStore; conf/config.yaml lists them first)

@@ -32,6 +32,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from harness.base import faults, interrupts
+from harness.base.errors import ConfigError
 from harness.train.arguments import harness_options, training_arguments
 from harness.train.callbacks import (
     BestSnapshot,
@@ -43,6 +44,7 @@ from harness.train.callbacks import (
 from harness.train.checkpoints import load_logits, save_checkpoint, save_logits
 from harness.train.compute import ComputeMeter
 from harness.train.model import BaseModel, build_trial_model, count_parameters
+from harness.train.optimizer import lr_scales, parameter_groups, reinit_top_layers
 
 
 @dataclass
@@ -99,6 +101,11 @@ def finetune(
         stopper = EarlyStopping(study.metric, study.direction, own.early_stopping_patience,
                                 own.early_stopping_threshold)
     model = build_trial_model(base, trial_cfg.peft, int(trial_cfg.train.seed))
+    if own.reinit_layers:
+        if trial_cfg.peft.get("config") is not None:
+            raise ConfigError("train.reinit_layers", "is for full fine-tuning: with an adapter "
+                                                     "the re-initialised layers stay frozen")
+        reinit_top_layers(model, own.reinit_layers)
     trainable, total = count_parameters(model)
     stateful = [snapshot, *([stopper] if stopper else []), *callbacks]
     if resume_from is not None:
@@ -116,6 +123,8 @@ def finetune(
             callbacks=[snapshot, EvaluateAtEnd(), *([stopper] if stopper else []), *callbacks],
         )
         trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
+        if own.layer_lr_decay is not None or own.loraplus_lr_ratio is not None:
+            trainer.lr_scales = lr_scales(model, own.layer_lr_decay, own.loraplus_lr_ratio)
         output = trainer.train(resume_from_checkpoint=None if resume_from is None
                                else str(Path(resume_from) / TRAINER_STATE))
         pruned = any(isinstance(c, PruningCallback) and c.pruned for c in callbacks)
@@ -227,6 +236,22 @@ def _trainer_class() -> type:
         nothing (group_by_length would shuffle them again); the length-grouped training order
         depends on the seed and the epoch only, so that a paused run resumes exactly (HF's
         random order already does)."""
+
+        lr_scales: dict[str, float] | None = None  # train.layer_lr_decay, loraplus_lr_ratio
+
+        def create_optimizer(self, model: Any = None) -> Any:
+            """The Trainer's optimizer, with a learning rate per parameter where the harness
+            scales them (:mod:`harness.train.optimizer`)."""
+            if self.lr_scales is None or self.optimizer is not None:
+                return super().create_optimizer(model)
+            target = self.model if model is None else model
+            optimizer_cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, target)
+            groups = parameter_groups(target, self.lr_scales,
+                                      set(self.get_decay_parameter_names(target)),
+                                      self.args.learning_rate, self.args.weight_decay)
+            self.optimizer = optimizer_cls(groups, **{k: v for k, v in kwargs.items()
+                                                      if k != "params"})
+            return self.optimizer
 
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
             sampler = super()._get_train_sampler(train_dataset)
