@@ -30,7 +30,8 @@ CHECKPOINTS_IN_MLFLOW = ("kept", "all")
 MERGE_ADAPTER = ("auto", "true", "false")
 MIXED_PRECISION = ("auto", "bf16", "fp16", "no")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-COMBINE = ("best", "ensemble", "auto")  # final.combine: what the study ships
+COMBINE = ("best", "ensemble", "soup", "auto")  # final.combine: what the study ships
+VARY = ("all", "data_order")  # final.vary: what the final stage's seeds change
 
 
 def _integer(default: Any, minimum: int = 1, nullable: bool = False) -> Any:
@@ -175,6 +176,7 @@ class FinalConfig(_Checked):
     recipe: bool = True
     combine: str = _rule("auto", f"one of {', '.join(COMBINE)}", one_of=COMBINE)
     ensemble_size: int = _integer(8)
+    vary: str = _rule("all", f"one of {', '.join(VARY)}", one_of=VARY)
 
 
 @dataclass

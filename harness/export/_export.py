@@ -46,11 +46,14 @@ class Exported:
     registered: str | None = None  # "name version N"
     seed: int | None = None  # the final stage's chosen seed (final-<trial>-seed<k>)
     members: int = 0  # an ensemble's models (0: a single model)
+    soup: list[str] | None = None  # a soup's ingredients (final-<trial>-seed<k>)
 
     def format(self) -> str:
         kind = "merged weights" if self.merged else "separate adapter"
         what = (f"trial {self.trial}" if self.seed is None else
                 f"final-{self.trial}-seed{self.seed} (the final stage's chosen configuration)")
+        if self.soup:
+            what = f"the final stage's soup of {', '.join(self.soup)} (a weight average)"
         if self.members:
             what = (f"the final stage's ensemble of {self.members} models (chosen "
                     f"configuration: trial {self.trial})")
@@ -102,11 +105,15 @@ def export_model(cfg: DictConfig) -> Exported:
                 {"study": study.study_name, "trial": trial.number, "split": "validation",
                  **metrics, **choice.final_figures()}, indent=2) + "\n")
             exported = Exported(target, trial.number, choice.value, merged, seed=choice.seed,
-                                members=len(ensemble["members"]) if ensemble else 0)
+                                members=len(ensemble["members"]) if ensemble else 0,
+                                soup=choice.record.get("soup", {}).get("members")
+                                if choice.soup else None)
             card = _card_info(cfg, study, trial, best, run, tracker, metrics, label_names,
                               merged, peft_type)
             if ensemble:
                 card["ensemble"] = ensemble
+            if choice.soup:
+                card["soup"] = choice.record["soup"]
             model_card(card).save(scratch / "README.md")
             scratch.chmod(0o755)
             mark(scratch, "export", study.study_name)

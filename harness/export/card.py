@@ -71,6 +71,13 @@ def _body(info: dict[str, Any], library: str) -> str:
              f"study `{info['study']}`, validation {info['metric']} "
              f"{info['value']:.4f} ({info['direction']}).", "",
              "## Data", "", f"- `{data['name']}`: {data['source']}"]
+    soup = info.get("soup")
+    if soup:
+        test = (soup.get("test") or {}).get("value")
+        lines[4:4] = [f"Shipped as a soup: the weight average of {', '.join(soup['members'])} "
+                      f"(the chosen configuration's seeds; greedy soup on validation): "
+                      f"validation {info['metric']} {soup['val']:.4f}"
+                      + (f", test {test:.4f}" if test is not None else "") + ".", ""]
     ensemble = info.get("ensemble")
     if ensemble:
         test = (ensemble.get("test") or {}).get("value")

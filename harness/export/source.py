@@ -24,6 +24,7 @@ class Choice:
     seed: int | None = None  # a final-stage seed: final-<trial>-seed<k>
     local: Path | None = None  # its local checkpoint folder
     record: dict[str, Any] = field(default_factory=dict)  # the final stage's record
+    soup: bool = False  # the final stage's soup (final/soup): local only
 
     def final_figures(self) -> dict[str, Any]:
         """metrics.json's account of the final stage (empty for a plain trial)."""
@@ -46,6 +47,13 @@ class Choice:
                 out["ensemble_test"] = ensemble["test"]["value"]
             out["ensemble_members"] = [{"name": m["name"], "weight": m["weight"],
                                         "val": m["val"]} for m in ensemble["members"]]
+        soup = self.record.get("soup")
+        if soup:  # the weight average of the seeds
+            out["shipped"] = "soup"
+            out["soup_val"] = soup["val"]
+            if (soup.get("test") or {}).get("value") is not None:
+                out["soup_test"] = soup["test"]["value"]
+            out["soup_members"] = soup["members"]
         return out
 
 
@@ -53,6 +61,10 @@ def chosen_export(study: Any, number: Any) -> Choice:
     record = final.record(study) or {}
     if number is None and record.get("run_id"):
         trial = study.trials[int(record["trial"])]
+        soup = record.get("soup")
+        if soup:  # a local checkpoint only: no run holds it (its ingredients' runs do)
+            return Choice(trial, record["run_id"], float(soup["val"]), int(record["seed"]),
+                          Path(soup["checkpoint"]), record, soup=True)
         return Choice(trial, record["run_id"], float(record["seed_value"]), int(record["seed"]),
                       Path(record["checkpoint"]), record)
     trial = _chosen_trial(study, number)
@@ -84,6 +96,10 @@ def checkpoint_of(cfg: DictConfig, choice: Choice, tracker: Any, download: Path)
     info = local / "trial.json"
     if info.is_file() and json.loads(info.read_text()).get("trial") == trial.number:
         return local
+    if choice.soup:
+        raise ConfigError("export.trial", f"the shipped soup is kept in {local} only, and it is "
+                                          "not there: export where the final stage ran, or a "
+                                          "single trial with export.trial=N")
     if tracker is not None and run_id:
         try:
             path = Path(tracker.client.download_artifacts(run_id, "checkpoint", str(download)))

@@ -59,13 +59,15 @@ def record(study: Any) -> dict[str, Any] | None:
 
 
 def shipped(final: dict[str, Any]) -> dict[str, Any]:
-    """What the study ships (``final.combine``): kind ("ensemble" or "seed"), its validation
-    value, its test value (None: not scored), and for an ensemble its members."""
-    ensemble = final.get("ensemble")
-    if ensemble:
-        return {"kind": "ensemble", "val": ensemble["val"],
-                "test": (ensemble.get("test") or {}).get("value"),
-                "members": ensemble["members"]}
+    """What the study ships (``final.combine``): kind ("ensemble", "soup" or "seed"), its
+    validation value, its test value (None: not scored), and its members (an ensemble's:
+    records with weights; a soup's: names)."""
+    for kind in ("ensemble", "soup"):
+        combined = final.get(kind)
+        if combined:
+            return {"kind": kind, "val": combined["val"],
+                    "test": (combined.get("test") or {}).get("value"),
+                    "members": combined["members"]}
     test = (final.get("test") or {}).get("values") or {}
     return {"kind": "seed", "val": final["seed_value"], "test": test.get(str(final["seed"]))}
 
@@ -118,6 +120,12 @@ def lines(final: dict[str, Any] | None, metric: str, search_best: Any = None) ->
                    f"seed alone: {final['seed_value']:.4f})"
                    + (f"; test {ship['test']:.4f}" if ship["test"] is not None else "")
                    + ". It is the study's best (final/ensemble).")
+    elif ship["kind"] == "soup":
+        out.append(f"Shipped: a soup (the weight average) of {', '.join(ship['members'])}, "
+                   f"chosen on validation: {metric} {ship['val']:.4f} (the chosen seed alone: "
+                   f"{final['seed_value']:.4f})"
+                   + (f"; test {ship['test']:.4f}" if ship["test"] is not None else "")
+                   + ". It is the study's best (final/soup).")
     return out
 
 
@@ -140,13 +148,14 @@ def recipe_lines(final: dict[str, Any], metric: str) -> list[str]:
     if gain.get("test"):
         out.append(f"Chosen vs recipe on test: {gain_words(gain['test'])}.")
     extra = shipped_gain(final)
-    if shipped(final)["kind"] == "ensemble" and extra is not None:
+    kind = shipped(final)["kind"]
+    if kind != "seed" and extra is not None:
         seeds = len(recipe["test"]["values"])
         sd = recipe["test"]["sd"]
         judged = (" (no clear gain: within the recipe's standard deviation)"
                   if seeds > 1 and abs(extra) <= sd else
                   " (one recipe seed cannot tell a gain from noise)" if seeds < 2 else "")
-        out.append(f"Shipped ensemble vs recipe on test: {100 * extra:+.1f} points against the "
+        out.append(f"Shipped {kind} vs recipe on test: {100 * extra:+.1f} points against the "
                    f"recipe's mean over {seeds} seed(s) (sd {100 * sd:.1f}){judged}.")
     return out
 

@@ -1,6 +1,7 @@
-"""What a study ships (``final.combine``): the chosen configuration's best seed (``best``), or an
-ensemble of the models the study already trained (``ensemble``), or whichever scores better on
-validation (``auto``).
+"""What a study ships (``final.combine``): the chosen configuration's best seed (``best``), an
+ensemble of the models the study already trained (``ensemble``), a soup of the chosen
+configuration's seeds (``soup``), or whichever of the three scores best on validation
+(``auto``; ties go to the simpler: the seed, then the soup).
 
 The ensemble's candidates are every model whose checkpoint the study still has after its final
 stage: every final-stage run (the chosen configuration's seeds, the other top-k configurations',
@@ -15,6 +16,13 @@ The ensemble is recorded in the final record (``ensemble``: members with their c
 MLflow runs and weights; its validation score, and its test score once taken) and written as
 ``<study.output_dir>/final/ensemble/ensemble.json``, which ``best`` then points at. Its members'
 checkpoints are kept (locally and in MLflow) for as long as it is the study's choice.
+
+The soup (:mod:`harness.train.soup`) is a greedy soup (Wortsman et al. 2022): the chosen
+configuration's seed runs best first, each added to the weight average only if the average's
+validation score does not drop (so it is never worse than its best seed, by construction); it
+is written as a checkpoint, ``final/soup``, with its own validation logits, kept locally (the
+MLflow runs hold its ingredients). Soups have the best chance when the seeds start from the same
+weights and differ in data order only: ``final.vary=data_order``.
 """
 
 from __future__ import annotations
@@ -28,10 +36,11 @@ from optuna.trial import TrialState
 
 from harness.base.files import replace_folder
 from harness.records import schema, trials
-from harness.train.checkpoints import load_logits
+from harness.train.checkpoints import load_logits, save_logits
 from harness.train.ensemble import ENSEMBLE_FILE, greedy_selection, log_loss, mixed, softmax
 from harness.train.ensemble import write_ensemble as write_ensemble_file
 from harness.train.scoring import checkpoint_probabilities, score_probabilities
+from harness.train.soup import average_checkpoints
 
 if TYPE_CHECKING:
     import numpy as np
@@ -42,6 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ENSEMBLE_DIR = "ensemble"  # under the final stage's folder
+SOUP_DIR = "soup"
 
 
 @dataclass
@@ -86,11 +96,10 @@ def scorer(metrics: MetricSuite, metric: str, labels: list[int]) -> Any:
     return score
 
 
-def select(mode: str, size: int, found: list[Candidate], labels: list[int], metrics: MetricSuite,
-           metric: str, maximize: bool, single: float,
-           output_dir: Path) -> dict[str, Any] | None:
-    """The ensemble to ship (its record), or None to ship the single chosen seed."""
-    if mode == "best" or not found:
+def select(size: int, found: list[Candidate], labels: list[int], metrics: MetricSuite,
+           metric: str, maximize: bool, output_dir: Path) -> dict[str, Any] | None:
+    """The ensemble greedy selection makes of ``found`` (its record; None without candidates)."""
+    if not found:
         return None
     by_name = {c.name: c for c in found}
     if len(by_name) != len(found):
@@ -98,18 +107,67 @@ def select(mode: str, size: int, found: list[Candidate], labels: list[int], metr
     score = scorer(metrics, metric, labels)
     selection = greedy_selection({c.name: c.probabilities for c in found}, labels, score, size,
                                  maximize)
-    better = selection.value > single if maximize else selection.value < single
-    if mode == "auto" and (len(selection.weights) < 2 or not better):
-        log.info("final.combine=auto: the chosen seed ships (the best ensemble, %s, scores "
-                 "%.4f on validation against its %.4f)", _describe(selection.weights),
-                 selection.value, single)
-        return None
     members = [{"name": name, "weight": weight, "val": by_name[name].value,
                 "checkpoint": str(by_name[name].folder.relative_to(output_dir)),
                 "run_id": by_name[name].run_id}
                for name, weight in selection.weights.items()]
     return {"kind": "ensemble", "members": members, "val": selection.value,
             "val_loss": selection.loss, "size": size, "candidates": len(found)}
+
+
+def greedy_soup(ingredients: list[Candidate], validation: Any, metrics: MetricSuite,
+                metric: str, maximize: bool, output_dir: Path,
+                final_root: Path) -> dict[str, Any] | None:
+    """The greedy soup of ``ingredients`` (the chosen configuration's seeds, best first),
+    written to ``final/soup``; None (and no folder) when no second seed joins."""
+    import numpy as np
+
+    labels = list(validation["label"])
+    score = scorer(metrics, metric, labels)
+    sign = 1.0 if maximize else -1.0
+    kept = ingredients[:1]
+    best = score(ingredients[0].probabilities) if ingredients else None
+    probabilities = ingredients[0].probabilities if ingredients else None
+    scratch = final_root / f".{SOUP_DIR}-try"
+    target = final_root / SOUP_DIR
+    for candidate in ingredients[1:]:
+        average_checkpoints([c.folder for c in [*kept, candidate]], scratch)
+        mixed_probabilities = checkpoint_probabilities(scratch, validation)
+        value = score(mixed_probabilities)
+        if sign * value >= sign * best:  # greedy soup: in unless validation drops
+            kept.append(candidate)
+            best, probabilities = value, mixed_probabilities
+    import shutil
+
+    shutil.rmtree(scratch, ignore_errors=True)
+    if len(kept) < 2:
+        shutil.rmtree(target, ignore_errors=True)
+        return None
+    folder = average_checkpoints([c.folder for c in kept], final_root / f".{SOUP_DIR}-new")
+    save_logits(np.log(np.clip(probabilities, 1e-12, 1.0)), folder)
+    replace_folder(target, folder)
+    return {"kind": "soup", "members": [c.name for c in kept], "val": best,
+            "checkpoint": str(target.relative_to(output_dir)),
+            "ingredients": len(ingredients)}
+
+
+def decide(mode: str, seed_value: float, maximize: bool, ensemble: dict[str, Any] | None,
+           soup: dict[str, Any] | None) -> str:
+    """What ships: "seed", "soup" or "ensemble" (``final.combine``; ``auto``: the best
+    validation value, ties to the simpler; an ensemble of one model is not an ensemble)."""
+    if mode == "ensemble":
+        return "ensemble" if ensemble else "seed"
+    if mode == "soup":
+        return "soup" if soup else "seed"
+    if mode != "auto":
+        return "seed"
+    options = [("seed", seed_value)]
+    if soup:
+        options.append(("soup", soup["val"]))
+    if ensemble and len(ensemble["members"]) > 1:
+        options.append(("ensemble", ensemble["val"]))
+    sign = 1.0 if maximize else -1.0
+    return max(enumerate(options), key=lambda item: (sign * item[1][1], -item[0]))[1][0]
 
 
 def _describe(weights: dict[str, float]) -> str:
@@ -121,12 +179,15 @@ def describe(ensemble: dict[str, Any]) -> str:
     return _describe({m["name"]: m["weight"] for m in ensemble["members"]})
 
 
-def test_score(ensemble: dict[str, Any], output_dir: Path, split: Any, metrics: MetricSuite,
+def test_score(shipped: dict[str, Any], output_dir: Path, split: Any, metrics: MetricSuite,
                metric: str) -> dict[str, Any]:
-    """The ensemble's test score (every metric; ``value``: the study metric's)."""
-    tables = {m["name"]: checkpoint_probabilities(output_dir / m["checkpoint"], split)
-              for m in ensemble["members"]}
-    probabilities = mixed(tables, {m["name"]: m["weight"] for m in ensemble["members"]})
+    """The ensemble's or the soup's test score (every metric; ``value``: the study metric's)."""
+    if shipped["kind"] == "soup":
+        probabilities = checkpoint_probabilities(output_dir / shipped["checkpoint"], split)
+    else:
+        tables = {m["name"]: checkpoint_probabilities(output_dir / m["checkpoint"], split)
+                  for m in shipped["members"]}
+        probabilities = mixed(tables, {m["name"]: m["weight"] for m in shipped["members"]})
     scores = score_probabilities(probabilities, split, metrics)
     scores["loss"] = log_loss(probabilities, list(split["label"]))
     return {"value": scores[metric], "metrics": scores}

@@ -54,6 +54,12 @@ class FinalObjective(Objective):
         trial_cfg.train.seed = int(self.cfg.train.seed) + self._seed(trial)
         return trial_cfg, values
 
+    def _init_seed(self, trial: Any) -> int | None:
+        """final.vary=data_order: every seed starts from the same weights (the search's)."""
+        if settings(self.cfg, "final").vary == "data_order":
+            return int(self.cfg.train.seed)
+        return None
+
     def _number(self, trial: Any) -> int:
         return trials.final_key(trial)[0]
 
@@ -244,44 +250,61 @@ class FinalStage:
             record["test"] = self._test(seeds_of[int(chosen)])
         if recipe is not None and str(recipe) in configs:
             record["recipe"] = self._recipe_record(recipe, configs, seeds_of, earlier, record)
-        ensemble = self._combine(record, earlier)
-        if ensemble is not None:
-            record["ensemble"] = ensemble
+        kind, combined = self._combine(record, earlier)
+        record["ships"], record["combine"] = kind, self.settings.combine
+        if combined is not None:
+            record[kind] = combined
         self._save(record)
-        if ensemble is not None:
-            combine.write_folder(ensemble, self.store.root.parent, self.store.root)
+        if kind == "ensemble":
+            combine.write_folder(combined, self.store.root.parent, self.store.root)
+        elif kind != "soup":
+            shutil.rmtree(self.store.root / combine.SOUP_DIR, ignore_errors=True)
         self._keep_only(best_run, combine.member_folders(record, self.store.root.parent))
 
-    def _combine(self, record: dict[str, Any], earlier: dict[str, Any]) -> dict[str, Any] | None:
-        """The ensemble the study ships (``final.combine``), or None: the chosen seed ships.
-        Chosen on validation; its test score taken after (once: a rerun keeps it)."""
-        if self.settings.combine == "best":
-            return None
-        before = earlier.get("ensemble")
+    def _combine(self, record: dict[str, Any],
+                 earlier: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+        """What the study ships (``final.combine``): ("seed", None), ("ensemble", its record)
+        or ("soup", its record). Chosen on validation; its test score taken after (once: a
+        rerun that finds the same choice keeps it, and its test score)."""
+        mode = self.settings.combine
+        if mode == "best":
+            return "seed", None
         chosen = str(record["trial"])
-        if (before and earlier.get("trial") == record["trial"]
+        if (earlier.get("combine") == mode and earlier.get("trial") == record["trial"]
                 and earlier["configs"].get(chosen, {}).get("values")
                 == record["configs"][chosen]["values"]):
-            return before  # chosen before this run: the same ensemble, its test kept
+            kind = earlier.get("ships", "seed")
+            return kind, earlier.get(kind)
         output_dir = self.store.root.parent
         validation = self.sweep.prepared.datasets["validation"]
-        metric = str(self.cfg.study.metric)
-        ensemble = combine.select(
-            self.settings.combine, self.settings.ensemble_size,
-            combine.candidates(self.study, self.companion, output_dir, self.store.root),
-            list(validation["label"]), self.sweep.prepared.metrics, metric,
-            trials.direction(self.study) == "maximize", record["seed_value"], output_dir)
-        if ensemble is None:
-            return None
-        ensemble["folder"] = f"{self.store.root.name}/{combine.ENSEMBLE_DIR}"
+        metric, metrics = str(self.cfg.study.metric), self.sweep.prepared.metrics
+        maximize = trials.direction(self.study) == "maximize"
+        found = combine.candidates(self.study, self.companion, output_dir, self.store.root)
+        ensemble = soup = None
+        if mode in ("ensemble", "auto"):
+            ensemble = combine.select(self.settings.ensemble_size, found,
+                                      list(validation["label"]), metrics, metric, maximize,
+                                      output_dir)
+        if mode in ("soup", "auto"):
+            seeds = [c for c in found if c.name.startswith(f"final-{chosen}-seed")]
+            soup = combine.greedy_soup(seeds, validation, metrics, metric, maximize, output_dir,
+                                       self.store.root)
+        kind = combine.decide(mode, record["seed_value"], maximize, ensemble, soup)
+        log.info("final stage (final.combine=%s): validation %s of the chosen seed %.4f%s%s; "
+                 "ships the %s", mode, metric, record["seed_value"],
+                 f", the ensemble {ensemble['val']:.4f} ({combine.describe(ensemble)})"
+                 if ensemble else "",
+                 f", the soup {soup['val']:.4f} ({', '.join(soup['members'])})" if soup else "",
+                 kind)
+        combined = {"ensemble": ensemble, "soup": soup}.get(kind)
+        if combined is None:
+            return "seed", None
+        if kind == "ensemble":
+            combined["folder"] = f"{self.store.root.name}/{combine.ENSEMBLE_DIR}"
         split = self.sweep.prepared.datasets.get("test")
         if split is not None and has_labels(split):
-            ensemble["test"] = combine.test_score(ensemble, output_dir, split,
-                                                  self.sweep.prepared.metrics, metric)
-        log.info("final stage: an ensemble ships (%s): validation %s %.4f against the chosen "
-                 "seed's %.4f", combine.describe(ensemble), metric, ensemble["val"],
-                 record["seed_value"])
-        return ensemble
+            combined["test"] = combine.test_score(combined, output_dir, split, metrics, metric)
+        return kind, combined
 
     def _recipe_record(self, recipe: int, configs: dict[str, Any],
                        seeds_of: dict[int, dict[int, Any]], earlier: dict[str, Any],

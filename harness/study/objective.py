@@ -65,6 +65,10 @@ class Objective:
     def _seed(self, trial: Any) -> int | None:
         return None
 
+    def _init_seed(self, trial: Any) -> int | None:
+        """The seed of the model's initialisation when it is not ``train.seed`` (None)."""
+        return None
+
     def _name(self, trial: Any) -> str:
         seed = self._seed(trial)
         if seed is not None:
@@ -150,6 +154,7 @@ class Objective:
                 trainer_bars=bool(cfg.display.trainer_bars),
                 pause_to=self.paused.partial(trial.number) if pausing else None,
                 resume_from=resume_from,
+                init_seed=self._init_seed(trial),
             )
             if watch.taken_over or watch.check():
                 raise TrialTakenOver("failed by another worker while it ran (no heartbeat "

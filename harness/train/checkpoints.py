@@ -5,8 +5,8 @@ Layout under ``study.output_dir``::
 
     checkpoints/trial-N/   a kept trial's checkpoint (weights or adapter, tokenizer, trial.json)
     best -> checkpoints/trial-N   the best trial's (a symbolic link, replaced atomically); after
-                           the final stage, the chosen configuration's best seed's, or the
-                           shipped ensemble's folder (final/ensemble: ensemble.json)
+                           the final stage, the chosen configuration's best seed's, or what
+                           ships instead: final/ensemble (ensemble.json) or final/soup
     .partial/trial-N/      a checkpoint being written; renamed into checkpoints/ when complete
     final/                 the final stage's runs, a store of their own (checkpoints/run-N, N
                            the companion study's trial number; the chosen one only, at the end)
@@ -178,7 +178,8 @@ class CheckpointStore:
             if self._number(folder) in finished:
                 shutil.rmtree(folder, ignore_errors=True)
         final = study.user_attrs.get(schema.FINAL_ATTR) or {}
-        shipped = (final.get("ensemble") or {}).get("folder") or final.get("checkpoint", "-")
+        shipped = ((final.get("ensemble") or {}).get("folder")
+                   or (final.get("soup") or {}).get("checkpoint") or final.get("checkpoint", "-"))
         chosen = self.root / str(shipped)
         best = trials.best_trial(study)
         if chosen.is_dir():  # the final stage's choice stands (until it chooses again)

@@ -80,6 +80,7 @@ def finetune(
     trainer_bars: bool = False,
     pause_to: Path | None = None,
     resume_from: Path | None = None,
+    init_seed: int | None = None,
 ) -> FinetuneResult:
     """Fine-tune a fresh copy of ``base`` on ``datasets`` (tokenized train / validation).
 
@@ -89,6 +90,8 @@ def finetune(
     ``keep_checkpoint(best value)`` says they would not be kept). A pruned run with
     ``pause_to`` (its PruningCallback made with ``pause=True``) writes its training state there
     (``result.paused``); ``resume_from`` continues such a state (see the module).
+    ``init_seed``: the seed of the adapter's (or re-initialised layers') initialisation when
+    it is not ``train.seed``, which then sets dropout and the data order only.
     """
     from transformers import DataCollatorWithPadding, PrinterCallback
 
@@ -100,7 +103,8 @@ def finetune(
     if own.early_stopping_patience:
         stopper = EarlyStopping(study.metric, study.direction, own.early_stopping_patience,
                                 own.early_stopping_threshold)
-    model = build_trial_model(base, trial_cfg.peft, int(trial_cfg.train.seed))
+    seed = int(trial_cfg.train.seed) if init_seed is None else int(init_seed)
+    model = build_trial_model(base, trial_cfg.peft, seed)
     if own.reinit_layers:
         if trial_cfg.peft.get("config") is not None:
             raise ConfigError("train.reinit_layers", "is for full fine-tuning: with an adapter "

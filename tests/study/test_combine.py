@@ -172,7 +172,44 @@ def test_a_study_finished_before_ensembles_resumes_unchanged(sweep_overrides, tm
     study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
     after = (len(study.trials), len(final_record.companion(study).trials),
              study.user_attrs[schema.FINAL_ATTR])
-    assert after == before and "ensemble" not in after[2]
+    added = {k: after[2].pop(k) for k in ("ships", "combine")}  # the rerun says what ships
+    before[2].pop("ships", None), before[2].pop("combine", None)
+    assert after == before and "ensemble" not in after[2] and "soup" not in after[2]
+    assert added == {"ships": "seed", "combine": "auto"}
     assert (out / "best").resolve() == out / after[2]["checkpoint"]
     assert "Shipped: an ensemble" not in summary.format()
     assert trials.count(study)["finished"] == 2
+
+
+@pytest.mark.slow  # a study with a final stage and an export (~40 s)
+def test_a_soup_of_the_chosen_seeds_ships_and_exports(sweep_overrides, tmp_path, compose,
+                                                      sentiment_files):
+    test_file = write_sentiment_csv(tmp_path / "test.csv", 45, seed=3)
+    overrides = [*[o for o in sweep_overrides if o != "final.seeds=0"], "study.n_trials=2",
+                 "train.num_train_epochs=2", "pruner=none", "final.top_k=1", "final.seeds=3",
+                 "final.combine=soup", "final.vary=data_order", f"data.test_file={test_file}",
+                 "report.enabled=false"]
+    summary = run_sweep(compose(overrides))
+    cfg = compose(overrides)
+    study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
+    record = study.user_attrs[schema.FINAL_ATTR]
+    out = tmp_path / "sweeps" / "study"
+    seeds = record["configs"][str(record["trial"])]["values"]
+    if record["ships"] == "seed":  # no second seed kept validation up: said, nothing written
+        assert "soup" not in record and not (out / "final" / "soup").exists()
+        pytest.skip("the greedy soup kept one seed on this data")
+    soup = record["soup"]
+    assert record["ships"] == "soup" and len(soup["members"]) >= 2
+    assert soup["members"][0] == f"final-{record['trial']}-seed{record['seed']}"
+    assert soup["val"] >= max(seeds.values())  # never worse than its best seed: by construction
+    assert (out / "best").resolve() == out / "final" / "soup"
+    validation = sentiment_files["validation"]
+    model, tokenizer = load_checkpoint(out / "best")
+    assert accuracy(model, tokenizer, validation) == pytest.approx(soup["val"])
+    assert accuracy(model, tokenizer, test_file) == pytest.approx(soup["test"]["value"])
+    assert "Shipped: a soup" in summary.format()
+    exported = export_model(compose([*overrides, f"export.dir={tmp_path}/export"]))
+    assert exported.soup == soup["members"]
+    model, tokenizer = load_checkpoint(tmp_path / "export")
+    assert accuracy(model, tokenizer, validation) == pytest.approx(soup["val"])
+    assert json.loads((tmp_path / "export" / "metrics.json").read_text())["shipped"] == "soup"
