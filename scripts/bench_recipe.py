@@ -79,16 +79,11 @@ def harness_study(sweep: str, data: str, seed: int, folder: Path, extra: list[st
     }
 
 
-def recipe_runs(sweep: str, data: str, count: int, cache: Path, extra: list[str]) -> list[dict]:
-    """The recipe trained alone with seeds 1…count (cached): per seed its steps, wall time,
-    validation accuracy and test probabilities."""
-    cache.mkdir(parents=True, exist_ok=True)
-    stem = cache / f"recipe-{sweep}-{data}"
-    index = Path(f"{stem}.jsonl")
-    runs = [json.loads(line) for line in index.read_text().splitlines()] if index.is_file() \
-        else []
-    if len(runs) >= count:
-        return runs[:count]
+def train_runs(sweep: str, data: str, seeds: list[int], extra: list[str],
+               overrides: list[str] = ()) -> list[dict]:
+    """The sweep's recipe (with ``overrides`` on top) trained alone, one run per seed
+    (``train.seed + k``, as the final stage seeds): per seed its steps, wall time, best
+    validation value and test probabilities (numpy)."""
     from omegaconf import OmegaConf
 
     from harness.study.setup import prepare_study, validate_config
@@ -100,10 +95,14 @@ def recipe_runs(sweep: str, data: str, count: int, cache: Path, extra: list[str]
     prepared = prepare_study(cfg, space)
     test = prepared.datasets["test"]
     metric = str(cfg.study.metric)
-    for k in range(len(runs) + 1, count + 1):
+    out = []
+    for k in seeds:
         trial_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
         for key, value in cfg.recipe.items():
             OmegaConf.update(trial_cfg, key, value, merge=False)
+        for override in overrides:
+            key, value = override.split("=", 1)
+            OmegaConf.update(trial_cfg, key, _value(value), merge=False)
         trial_cfg.train.seed = int(cfg.train.seed) + k
         with tempfile.TemporaryDirectory(prefix="bench-recipe-") as scratch:
             start = time.perf_counter()
@@ -111,16 +110,39 @@ def recipe_runs(sweep: str, data: str, count: int, cache: Path, extra: list[str]
                               checkpoint_dir=Path(scratch) / "checkpoint")
             wall = time.perf_counter() - start
             probabilities = checkpoint_probabilities(result.checkpoint, test)
-        np.save(f"{stem}-seed{k}.npy", probabilities)
-        run = {"seed": k, "steps": result.steps, "wall": wall, "val": result.value,
-               "test": score_probabilities(probabilities, test, prepared.metrics)[metric]}
+        out.append({"seed": k, "steps": result.steps, "wall": wall, "val": result.value,
+                    "test": score_probabilities(probabilities, test, prepared.metrics)[metric],
+                    "probabilities": probabilities,
+                    "labels": np.asarray(test["label"])})
+        print(f"  {sweep} {data} {' '.join(overrides) or 'recipe'} seed {k}: {result.steps} "
+              f"steps, {wall:.0f} s, validation {result.value:.4f}, test {out[-1]['test']:.4f}",
+              flush=True)
+    return out
+
+
+def _value(text: str):
+    """A command-line value as YAML reads it (0.8 -> float, true -> bool)."""
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def recipe_runs(sweep: str, data: str, count: int, cache: Path, extra: list[str]) -> list[dict]:
+    """The recipe trained alone with seeds 1…count (cached): per seed its steps, wall time,
+    validation value and test accuracy (probabilities in the cache)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    stem = cache / f"recipe-{sweep}-{data}"
+    index = Path(f"{stem}.jsonl")
+    runs = [json.loads(line) for line in index.read_text().splitlines()] if index.is_file() \
+        else []
+    if len(runs) >= count:
+        return runs[:count]
+    for run in train_runs(sweep, data, list(range(len(runs) + 1, count + 1)), extra):
+        np.save(f"{stem}-seed{run['seed']}.npy", run.pop("probabilities"))
+        np.save(f"{stem}-labels.npy", run.pop("labels"))
         with index.open("a") as out:
             out.write(json.dumps(run) + "\n")
         runs.append(run)
-        print(f"  recipe {sweep} {data} seed {k}: {result.steps} steps, {wall:.0f} s, "
-              f"validation {result.value:.4f}, test {run['test']:.4f}", flush=True)
-    labels = np.asarray(prepared.datasets["test"]["label"])
-    np.save(f"{stem}-labels.npy", labels)
     return runs
 
 
