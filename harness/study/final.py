@@ -243,14 +243,15 @@ class FinalStage:
                   "checkpoint": str(self.store.path(best_run.number).relative_to(
                       self.store.root.parent))}
         earlier = final_record.record(self.study) or {}
+        # what ships (the seed, a soup, an ensemble): chosen on validation before any test score
+        kind, combined = self._combine(record, earlier)
         same = (earlier.get("trial"), earlier.get("configs", {}).get(chosen, {}).get("values"))
         if same == (record["trial"], configs[chosen]["values"]) and earlier.get("test"):
             record["test"] = earlier["test"]  # scored once: a rerun does not score again
         else:
-            record["test"] = self._test(seeds_of[int(chosen)])
+            record["test"] = self._test(seeds_of[int(chosen)])  # after what ships is chosen
         if recipe is not None and str(recipe) in configs:
             record["recipe"] = self._recipe_record(recipe, configs, seeds_of, earlier, record)
-        kind, combined = self._combine(record, earlier)
         record["ships"], record["combine"] = kind, self.settings.combine
         if combined is not None:
             record[kind] = combined
@@ -302,7 +303,7 @@ class FinalStage:
         if kind == "ensemble":
             combined["folder"] = f"{self.store.root.name}/{combine.ENSEMBLE_DIR}"
         split = self.sweep.prepared.datasets.get("test")
-        if split is not None and has_labels(split):
+        if split is not None and has_labels(split):  # the choice is made: now the test split
             combined["test"] = combine.test_score(combined, output_dir, split, metrics, metric)
         return kind, combined
 

@@ -25,6 +25,16 @@ from tests.helpers.servers import mlflow_models_serve, post_json
 TEXTS = ["what a wonderful happy day", "the worst movie, so boring", "a blue table on tuesday"]
 
 
+calls: list[str] = []
+
+
+def spy(name, function):
+    def wrapper(*args, **kwargs):
+        calls.append(name)
+        return function(*args, **kwargs)
+    return wrapper
+
+
 def rows(path):
     with open(path, newline="") as handle:
         return [(r["text"], r["label"]) for r in csv.DictReader(handle)]
@@ -37,13 +47,21 @@ def accuracy(model, tokenizer, path):
 
 
 @pytest.fixture
-def combined(sweep_overrides, tmp_path, compose, sentiment_files):
-    """A three-trial study whose final stage ships an ensemble."""
+def combined(sweep_overrides, tmp_path, compose, sentiment_files, monkeypatch):
+    """A three-trial study whose final stage ships an ensemble (``calls``: the order in which
+    the final stage decided what ships and scored it on test)."""
     test_file = write_sentiment_csv(tmp_path / "test.csv", 45, seed=3)
     overrides = [*[o for o in sweep_overrides if o != "final.seeds=0"], "study.n_trials=3",
                  "train.num_train_epochs=2", "pruner=none", "final.top_k=1", "final.seeds=2",
                  "final.combine=ensemble", "final.ensemble_size=4", "checkpoints.keep=3",
                  f"data.test_file={test_file}", "report.enabled=false"]
+    calls.clear()
+    for name in ("decide", "test_score"):
+        monkeypatch.setattr(combine, name, spy(name, getattr(combine, name)))
+    from harness.study import final
+
+    monkeypatch.setattr(final, "score_checkpoint", spy("seed test",
+                                                       final.score_checkpoint))
     summary = run_sweep(compose(overrides))
     cfg = compose(overrides)
     study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
@@ -86,6 +104,8 @@ def test_the_final_stage_ships_an_ensemble_chosen_on_validation(combined, sentim
     model, tokenizer = load_classifier(out / "best")
     assert accuracy(model, tokenizer, validation) == pytest.approx(ensemble["val"])
     assert accuracy(model, tokenizer, test_file) == pytest.approx(ensemble["test"]["value"])
+    # the test split is read once, after the choice (the ensemble, then the chosen seeds)
+    assert calls == ["decide", "test_score", "seed test", "seed test"]
     # the members' checkpoints stay; the final runs outside it are removed
     kept_runs = {p.name for p in (out / "final" / "checkpoints").iterdir()}
     member_runs = {m["checkpoint"].rsplit("/", 1)[1] for m in ensemble["members"]
