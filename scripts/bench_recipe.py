@@ -2,15 +2,17 @@
 the harness's (issue 16).
 
     .venv/bin/python scripts/bench_recipe.py [--sweeps lora,full] [--data vader,amazon]
-        [--seeds 1,2,3] [--out rows.jsonl] [--cache .bench-cache] [--set k=v ...]
+        [--seeds 1,2,3] [--out rows.jsonl] [--cache .bench-cache] [--no-rival] [--set k=v ...]
 
 Per sweep, data set and sampler seed:
 
 - **harness**: the default study (``+sweep=<sweep> data=<data> sampler.seed=<seed>``) in stores of
-  its own, with ``final.combine=ensemble`` so that one study gives both what ``best`` ships (the
-  chosen configuration's best seed) and what the ensemble ships; ``auto`` is read off the record
-  (the ensemble when it holds 2+ models and beats the seed on validation). Steps: the search's
-  and the final stage's.
+  its own, its final stage's clean-up held back so that every model it trained and kept stays;
+  then what each ``final.combine`` ships, from those same models: ``best`` (the chosen
+  configuration's best seed), ``soup`` (greedy soup of its seeds), ``ensemble`` (greedy ensemble
+  selection over every kept model) and ``auto`` (the best of them on validation). Steps: the
+  search's and the final stage's. The study's own recipe runs (2 seeds) give a first recipe
+  mean.
 - **recipe**: the sweep's recipe trained alone with seeds 1…N (``train.seed + k``: the final
   stage's seeds, so seeds 1-2 are the study's own recipe runs), N the harness's whole compute in
   recipe runs (its steps / one recipe run's, rounded up): the recipe's test mean ± sd over the N
@@ -19,7 +21,8 @@ Per sweep, data set and sampler seed:
   (``--cache``), so sampler seeds share them.
 
 Every figure is on the test split, scored after everything was chosen on validation. A row is
-appended to ``--out`` per (sweep, data, seed); a row already there is not run again. At the end:
+appended to ``--out`` per (sweep, data, seed) once its study ran, and again once its rival
+did (the last row of a key counts); a row already there is not run again. At the end:
 the table, and the means over the rows.
 """
 
@@ -32,6 +35,7 @@ import re
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -39,51 +43,79 @@ from bench_peer import compose
 
 
 def harness_study(sweep: str, data: str, seed: int, folder: Path, extra: list[str]) -> dict:
-    """The default study, its final stage combining (``ensemble``): what each choice ships."""
+    """The default study; then, from the models it kept (the final stage's clean-up is held
+    back here, so every final run's checkpoint stays), what each ``final.combine`` would ship
+    and its test score: the chosen seed (best), the greedy soup of its seeds, the greedy
+    ensemble, and auto's pick among them."""
     import optuna
 
     from harness.records import final as final_record
     from harness.records.compute import study_compute
-    from harness.study import run_sweep
+    from harness.study import combine, run_sweep
+    from harness.study.final import FinalStage
+    from harness.study.setup import prepare_study, validate_config
 
     name = re.sub(r"[^A-Za-z0-9-]+", "_", f"bench-recipe-{sweep}-{data}-{seed}")
     cfg = compose([f"+sweep={sweep}", f"data={data}", f"study.name={name}",
                    f"sampler.seed={seed}", f"study.storage=sqlite:///{folder}/optuna.db",
                    f"study.output_dir={folder}/{name}", f"tracking.uri=sqlite:///{folder}/ml.db",
                    f"tracking.artifact_location={folder}/mlruns", "report.enabled=false",
-                   "display.progress=false", "final.combine=ensemble", *extra])
-    start = time.perf_counter()
-    run_sweep(cfg)
-    wall = time.perf_counter() - start
+                   "display.progress=false", "final.combine=best", *extra])
+    keep_only = FinalStage._keep_only
+    FinalStage._keep_only = lambda self, best_run, members: None  # every final run stays
+    try:
+        start = time.perf_counter()
+        run_sweep(cfg)
+        wall = time.perf_counter() - start
+    finally:
+        FinalStage._keep_only = keep_only
     study = optuna.load_study(study_name=name, storage=str(cfg.study.storage))
     compute = study_compute(study, final_record.companion(study))
     record = final_record.record(study) or {}
-    ensemble = record.get("ensemble") or {}
     test = record.get("test") or {}
     recipe = record.get("recipe") or {}
     seed_test = (test.get("values") or {}).get(str(record.get("seed")))
-    ensemble_test = (ensemble.get("test") or {}).get("value")
-    auto_ensemble = bool(ensemble) and len(ensemble["members"]) > 1 and (
-        ensemble["val"] > record["seed_value"])
+
+    prepared = prepare_study(cfg, validate_config(cfg))
+    validation, split = prepared.datasets["validation"], prepared.datasets["test"]
+    metric, metrics = str(cfg.study.metric), prepared.metrics
+    out = Path(str(cfg.study.output_dir))
+    found = combine.candidates(study, final_record.companion(study), out, out / "final")
+    ensemble = combine.select(int(cfg.final.ensemble_size), found, list(validation["label"]),
+                              metrics, metric, True, out)
+    chosen = f"final-{record['trial']}-seed"
+    soup = combine.greedy_soup([c for c in found if c.name.startswith(chosen)], validation,
+                               metrics, metric, True, out, out / "final")
+    figures = {"seed": (record["seed_value"], seed_test)}
+    for kind, combined in (("ensemble", ensemble), ("soup", soup)):
+        if combined:
+            combined["test"] = combine.test_score(combined, out, split, metrics, metric)
+            figures[kind] = (combined["val"], combined["test"]["value"])
+    auto = combine.decide("auto", record["seed_value"], True, ensemble, soup)
     return {
         "wall": wall, "steps": compute.totals.get("steps_trained", 0),
         "final_steps": compute.final.get("steps_trained", 0),
         "chosen_trial": record.get("trial"), "chosen_val": record.get("seed_value"),
         "chosen_seeds_test": test.get("mean"), "best_test": seed_test,
-        "ensemble_val": ensemble.get("val"), "ensemble_test": ensemble_test,
+        "candidates": [c.name for c in found],
+        "ensemble_val": figures.get("ensemble", (None, None))[0],
+        "ensemble_test": figures.get("ensemble", (None, None))[1],
         "ensemble_members": [(m["name"], round(m["weight"], 3)) for m in
-                             ensemble.get("members", [])],
-        "auto_ships": "ensemble" if auto_ensemble else "best",
-        "auto_test": ensemble_test if auto_ensemble else seed_test,
+                             (ensemble or {}).get("members", [])],
+        "soup_val": figures.get("soup", (None, None))[0],
+        "soup_test": figures.get("soup", (None, None))[1],
+        "soup_members": (soup or {}).get("members", []),
+        "auto_ships": auto, "auto_test": figures[auto][1],
         "study_recipe_test": (recipe.get("test") or {}).get("values"),
+        "study_recipe_test_mean": (recipe.get("test") or {}).get("mean"),
     }
 
 
 def train_runs(sweep: str, data: str, seeds: list[int], extra: list[str],
-               overrides: list[str] = ()) -> list[dict]:
+               overrides: list[str] = ()) -> Iterator[dict]:
     """The sweep's recipe (with ``overrides`` on top) trained alone, one run per seed
-    (``train.seed + k``, as the final stage seeds): per seed its steps, wall time, best
-    validation value and test probabilities (numpy)."""
+    (``train.seed + k``, as the final stage seeds): per seed, as each ends, its steps, wall
+    time, best validation value and test probabilities (numpy)."""
     from omegaconf import OmegaConf
 
     from harness.study.setup import prepare_study, validate_config
@@ -95,7 +127,6 @@ def train_runs(sweep: str, data: str, seeds: list[int], extra: list[str],
     prepared = prepare_study(cfg, space)
     test = prepared.datasets["test"]
     metric = str(cfg.study.metric)
-    out = []
     for k in seeds:
         trial_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
         for key, value in cfg.recipe.items():
@@ -110,14 +141,13 @@ def train_runs(sweep: str, data: str, seeds: list[int], extra: list[str],
                               checkpoint_dir=Path(scratch) / "checkpoint")
             wall = time.perf_counter() - start
             probabilities = checkpoint_probabilities(result.checkpoint, test)
-        out.append({"seed": k, "steps": result.steps, "wall": wall, "val": result.value,
-                    "test": score_probabilities(probabilities, test, prepared.metrics)[metric],
-                    "probabilities": probabilities,
-                    "labels": np.asarray(test["label"])})
+        run = {"seed": k, "steps": result.steps, "wall": wall, "val": result.value,
+               "test": score_probabilities(probabilities, test, prepared.metrics)[metric],
+               "probabilities": probabilities, "labels": np.asarray(test["label"])}
         print(f"  {sweep} {data} {' '.join(overrides) or 'recipe'} seed {k}: {result.steps} "
-              f"steps, {wall:.0f} s, validation {result.value:.4f}, test {out[-1]['test']:.4f}",
+              f"steps, {wall:.0f} s, validation {result.value:.4f}, test {run['test']:.4f}",
               flush=True)
-    return out
+        yield run
 
 
 def _value(text: str):
@@ -166,6 +196,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="1,2,3", help="comma-separated sampler seeds")
     parser.add_argument("--out", type=Path, default=Path("bench_recipe.jsonl"))
     parser.add_argument("--cache", type=Path, default=Path(".bench-cache"))
+    parser.add_argument("--no-rival", action="store_true",
+                        help="the harness's studies only (no equal-compute recipe ensemble)")
     parser.add_argument("--set", nargs="*", default=[], help="Hydra overrides for every study")
     args = parser.parse_args()
 
@@ -173,27 +205,33 @@ def main() -> None:
 
     configure_logging()
     rows = _rows(args.out)
-    done = {(r["sweep"], r["data"], r["seed"]) for r in rows}
     for seed in [int(s) for s in args.seeds.split(",")]:
         for sweep in args.sweeps.split(","):
             for data in args.data.split(","):
-                if (sweep, data, seed) in done:
+                row = next((r for r in rows if (r["sweep"], r["data"], r["seed"]) ==
+                            (sweep, data, seed)), None)
+                if row is None:
+                    with tempfile.TemporaryDirectory(prefix="bench-recipe-") as scratch:
+                        row = {"sweep": sweep, "data": data, "seed": seed,
+                               **harness_study(sweep, data, seed, Path(scratch), args.set)}
+                    _append(args.out, row)
+                    rows.append(row)
+                if args.no_rival or "recipe_ensemble_test" in row:
                     continue
-                with tempfile.TemporaryDirectory(prefix="bench-recipe-") as scratch:
-                    row = {"sweep": sweep, "data": data, "seed": seed,
-                           **harness_study(sweep, data, seed, Path(scratch), args.set)}
-                one = recipe_runs(sweep, data, 1, args.cache, args.set)[0]["steps"]
+                one = next(iter(recipe_runs(sweep, data, 1, args.cache, args.set)))["steps"]
                 count = max(1, math.ceil(row["steps"] / one))
                 runs = recipe_runs(sweep, data, count, args.cache, args.set)
                 row.update(recipe_figures(sweep, data, runs, args.cache))
-                with args.out.open("a") as out:
-                    out.write(json.dumps(row) + "\n")
-                rows.append(row)
-                print_rows([row])
-    wanted = [r for r in rows if r["sweep"] in args.sweeps.split(",")
-              and r["data"] in args.data.split(",")]
-    print_rows(wanted)
-    print_means(wanted)
+                _append(args.out, row)  # the completed row: the last one of its key counts
+    wanted = {(r["sweep"], r["data"], r["seed"]): r for r in _rows(args.out)
+              if r["sweep"] in args.sweeps.split(",") and r["data"] in args.data.split(",")}
+    print_rows(list(wanted.values()))
+    print_means(list(wanted.values()))
+
+
+def _append(path: Path, row: dict) -> None:
+    with path.open("a") as out:
+        out.write(json.dumps(row) + "\n")
 
 
 def _rows(path: Path) -> list[dict]:
@@ -207,13 +245,16 @@ def _f(value: float | None) -> str:
 
 def print_rows(rows: list[dict]) -> None:
     print("| sweep | data | seed | steps (recipe x N) | recipe test mean ± sd | "
-          "recipe ensemble (N) | best | ensemble (members) | auto ships |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "recipe ensemble (N) | best | soup (seeds) | ensemble (members) | auto ships |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        recipe = (f"{_f(r['recipe_test_mean'])} ± {_f(r['recipe_test_sd'])}"
+                  if "recipe_test_mean" in r else
+                  f"{_f(r['study_recipe_test_mean'])} (2 seeds, the study's)")
         print(f"| {r['sweep']} | {r['data']} | {r['seed']} | {r['steps']} "
-              f"({r['recipe_steps']} = {r['recipe_seeds']} runs) | "
-              f"{_f(r['recipe_test_mean'])} ± {_f(r['recipe_test_sd'])} | "
-              f"{_f(r['recipe_ensemble_test'])} | {_f(r['best_test'])} | "
+              f"({r.get('recipe_steps', '-')} = {r.get('recipe_seeds', '-')} runs) | "
+              f"{recipe} | {_f(r.get('recipe_ensemble_test'))} | {_f(r['best_test'])} | "
+              f"{_f(r['soup_test'])} ({len(r['soup_members'])}) | "
               f"{_f(r['ensemble_test'])} ({len(r['ensemble_members'])}) | "
               f"{r['auto_ships']} {_f(r['auto_test'])} |")
 
@@ -221,16 +262,19 @@ def print_rows(rows: list[dict]) -> None:
 def print_means(rows: list[dict]) -> None:
     if not rows:
         return
-    keys = ("recipe_test_mean", "recipe_ensemble_test", "best_test", "ensemble_test",
-            "auto_test")
-    means = {k: statistics.fmean(r[k] for r in rows if r[k] is not None) for k in keys}
+    keys = ("study_recipe_test_mean", "recipe_test_mean", "recipe_ensemble_test", "best_test",
+            "soup_test", "ensemble_test", "auto_test")
+    means = {k: statistics.fmean(values) for k in keys
+             if (values := [r[k] for r in rows if r.get(k) is not None])}
     print(f"\nMeans over {len(rows)} row(s): " + ", ".join(f"{k} {v:.4f}"
                                                          for k, v in means.items()))
-    for k in ("best_test", "ensemble_test", "auto_test"):
-        gains = [r[k] - r["recipe_test_mean"] for r in rows if r[k] is not None]
-        rival = [r[k] - r["recipe_ensemble_test"] for r in rows if r[k] is not None]
-        print(f"  {k}: vs the recipe's mean {100 * statistics.fmean(gains):+.2f} points, vs the "
-              f"equal-compute recipe ensemble {100 * statistics.fmean(rival):+.2f} points")
+    for k in ("best_test", "soup_test", "ensemble_test", "auto_test"):
+        for rival in ("study_recipe_test_mean", "recipe_test_mean", "recipe_ensemble_test"):
+            gains = [r[k] - r[rival] for r in rows
+                     if r.get(k) is not None and r.get(rival) is not None]
+            if gains:
+                print(f"  {k} - {rival}: {100 * statistics.fmean(gains):+.2f} points "
+                      f"({len(gains)} row(s))")
 
 
 if __name__ == "__main__":
