@@ -68,6 +68,7 @@ def candidates(study: optuna.Study, companion: optuna.Study, search_root: Path,
     """Every model the study still has a checkpoint with validation logits for: final-stage
     runs first, then search trials, each group best first."""
     found: list[Candidate] = []
+    seen: set[str] = set()
     groups = (
         (companion, final_root / "checkpoints", "run",
          lambda t: "final-{}-seed{}".format(*trials.final_key(t))),
@@ -80,8 +81,9 @@ def candidates(study: optuna.Study, companion: optuna.Study, search_root: Path,
         for trial in sorted(complete, key=lambda t: (-sign * trials.study_value(t), t.number)):
             folder = root / f"{label}-{trial.number}"
             logits = load_logits(folder) if folder.is_dir() else None
-            if logits is None:
+            if logits is None or name(trial) in seen:  # a run completed twice: its first
                 continue
+            seen.add(name(trial))
             found.append(Candidate(name(trial), folder, trial.user_attrs.get(schema.RUN_ID_ATTR),
                                    trials.study_value(trial), softmax(logits)))
     return found
