@@ -103,8 +103,10 @@ def lines(final: dict[str, Any] | None, metric: str, search_best: Any = None) ->
         label = f"trial {number}" + (" (the recipe)" if config.get("recipe") else "")
         out.append(f"  {label} ({method}{own}): "
                    f"{config['mean']:.4f} ± {config['sd']:.4f} (seeds: {seeds}){mark}")
+    alone = final.get("ships", "seed") == "seed"
     out.append(f"Chosen configuration: trial {final['trial']} (the best mean); its seed "
-               f"{final['seed']} ({final['seed_value']:.4f}) is the study's best checkpoint.")
+               f"{final['seed']} ({final['seed_value']:.4f}) is "
+               + ("the study's best checkpoint." if alone else "its best seed."))
     test = final.get("test") or {}
     if test.get("values"):
         out.append(f"Test {metric} of the chosen configuration's seeds (scored once, after the "
