@@ -110,10 +110,7 @@ def _body(info: dict[str, Any], library: str) -> str:
         lines += ["from harness.predict import load_classifier, predict", "",
                   "model, tokenizer = load_classifier(\"PATH/TO/THIS/FOLDER\")  # every member",
                   "print(predict(model, tokenizer, [\"some text\"])[0].label)", "```"]
-        if info.get("registered"):
-            lines += ["", f"Registered in MLflow as `{info['registered']}`."]
-        return "\n".join(lines)
-    if library == "peft":
+    elif library == "peft":
         lines += ["from peft import PeftConfig, PeftModel",
                   "from transformers import AutoConfig, AutoModelForSequenceClassification, "
                   "AutoTokenizer", "",
@@ -126,9 +123,11 @@ def _body(info: dict[str, Any], library: str) -> str:
         lines += ["from transformers import AutoModelForSequenceClassification, AutoTokenizer",
                   "", "folder = \"PATH/TO/THIS/FOLDER\"",
                   "model = AutoModelForSequenceClassification.from_pretrained(folder).eval()"]
-    lines += ["tokenizer = AutoTokenizer.from_pretrained(folder)",
-              "inputs = tokenizer([\"some text\"], return_tensors=\"pt\")",
-              "label = model.config.id2label[model(**inputs).logits.argmax(-1).item()]", "```"]
+    if not ensemble:
+        lines += ["tokenizer = AutoTokenizer.from_pretrained(folder)",
+                  "inputs = tokenizer([\"some text\"], return_tensors=\"pt\")",
+                  "label = model.config.id2label[model(**inputs).logits.argmax(-1).item()]",
+                  "```"]
     if info.get("registered"):
         lines += ["", f"Registered in MLflow as `{info['registered']}`."]
     return "\n".join(lines)

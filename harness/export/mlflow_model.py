@@ -17,6 +17,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from harness.export import served_model
+from harness.train.ensemble import is_ensemble, read_ensemble
 
 INPUT_EXAMPLE = ["what a great day", "this is awful"]
 REQUIREMENTS = ("mlflow", "torch", "transformers", "peft")
@@ -53,11 +54,9 @@ def save_mlflow_model(export: Path, target: Path, max_length: int) -> Path:
 
 def _model_folders(export: Path) -> list[Path]:
     """The export's model folders: itself, or an ensemble's members."""
-    ensemble = export / served_model.ENSEMBLE
-    if not ensemble.is_file():
+    if not is_ensemble(export):
         return [export]
-    return [export / entry["folder"]
-            for entry in json.loads(ensemble.read_text())["members"]]
+    return [folder for _, folder, _ in read_ensemble(export)]
 
 
 def _save_base(export: Path, folder: Path) -> None:

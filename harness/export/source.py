@@ -39,21 +39,17 @@ class Choice:
                        final_test_std=test["sd"])
         else:
             out["test"] = test.get("none", "not scored")
-        ensemble = self.record.get("ensemble")
-        if ensemble:  # what the export holds: the ensemble, not the seed alone
-            out["shipped"] = "ensemble"
-            out["ensemble_val"] = ensemble["val"]
-            if (ensemble.get("test") or {}).get("value") is not None:
-                out["ensemble_test"] = ensemble["test"]["value"]
-            out["ensemble_members"] = [{"name": m["name"], "weight": m["weight"],
-                                        "val": m["val"]} for m in ensemble["members"]]
-        soup = self.record.get("soup")
-        if soup:  # the weight average of the seeds
-            out["shipped"] = "soup"
-            out["soup_val"] = soup["val"]
-            if (soup.get("test") or {}).get("value") is not None:
-                out["soup_test"] = soup["test"]["value"]
-            out["soup_members"] = soup["members"]
+        for kind in ("ensemble", "soup"):  # what the export holds instead of the seed alone
+            combined = self.record.get(kind)
+            if not combined:
+                continue
+            out["shipped"] = kind
+            out[f"{kind}_val"] = combined["val"]
+            if (combined.get("test") or {}).get("value") is not None:
+                out[f"{kind}_test"] = combined["test"]["value"]
+            out[f"{kind}_members"] = [m if isinstance(m, str) else {
+                "name": m["name"], "weight": m["weight"], "val": m["val"]}
+                for m in combined["members"]]
         return out
 
 

@@ -115,19 +115,15 @@ def lines(final: dict[str, Any] | None, metric: str, search_best: Any = None) ->
     else:
         out.append(f"Test {metric}: {test.get('none', 'not scored')}.")
     ship = shipped(final)
-    if ship["kind"] == "ensemble":
-        names = ", ".join(f"{m['name']} x{m['weight']:.2f}" for m in ship["members"])
-        out.append(f"Shipped: an ensemble of {len(ship['members'])} models the study trained "
-                   f"({names}), chosen on validation: {metric} {ship['val']:.4f} (the chosen "
-                   f"seed alone: {final['seed_value']:.4f})"
+    if ship["kind"] != "seed":
+        what = (f"an ensemble of {len(ship['members'])} models the study trained ("
+                + ", ".join(f"{m['name']} x{m['weight']:.2f}" for m in ship["members"]) + ")"
+                if ship["kind"] == "ensemble" else
+                f"a soup (the weight average) of {', '.join(ship['members'])}")
+        out.append(f"Shipped: {what}, chosen on validation: {metric} {ship['val']:.4f} (the "
+                   f"chosen seed alone: {final['seed_value']:.4f})"
                    + (f"; test {ship['test']:.4f}" if ship["test"] is not None else "")
-                   + ". It is the study's best (final/ensemble).")
-    elif ship["kind"] == "soup":
-        out.append(f"Shipped: a soup (the weight average) of {', '.join(ship['members'])}, "
-                   f"chosen on validation: {metric} {ship['val']:.4f} (the chosen seed alone: "
-                   f"{final['seed_value']:.4f})"
-                   + (f"; test {ship['test']:.4f}" if ship["test"] is not None else "")
-                   + ". It is the study's best (final/soup).")
+                   + f". It is the study's best (final/{ship['kind']}).")
     return out
 
 
@@ -149,8 +145,7 @@ def recipe_lines(final: dict[str, Any], metric: str) -> list[str]:
         out.append(f"Chosen vs recipe on validation: {gain_words(gain['val'])}.")
     if gain.get("test"):
         out.append(f"Chosen vs recipe on test: {gain_words(gain['test'])}.")
-    extra = shipped_gain(final)
-    kind = shipped(final)["kind"]
+    extra, kind = shipped_gain(final), shipped(final)["kind"]
     if kind != "seed" and extra is not None:
         seeds = len(recipe["test"]["values"])
         sd = recipe["test"]["sd"]
@@ -178,8 +173,9 @@ def parent_metrics(final: dict[str, Any] | None, metric: str) -> dict[str, float
     out[schema.SHIPPED_METRIC.format(split="val", metric=metric)] = ship["val"]
     if ship["test"] is not None:
         out[schema.SHIPPED_METRIC.format(split="test", metric=metric)] = ship["test"]
-    if shipped_gain(final) is not None:
-        out[schema.SHIPPED_GAIN_METRIC.format(metric=metric)] = shipped_gain(final)
+    gain = shipped_gain(final)
+    if gain is not None:
+        out[schema.SHIPPED_GAIN_METRIC.format(metric=metric)] = gain
     recipe = final.get("recipe") or {}
     if recipe:
         scores = {"val": recipe, "test": recipe.get("test") or {}}

@@ -28,6 +28,7 @@ weights and differ in data order only: ``final.vary=data_order``.
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,10 +75,10 @@ def candidates(study: optuna.Study, companion: optuna.Study, search_root: Path,
          lambda t: "final-{}-seed{}".format(*trials.final_key(t))),
         (study, search_root / "checkpoints", "trial", lambda t: f"trial-{t.number}"),
     )
+    sign = 1 if trials.direction(study) == "maximize" else -1
     for source, root, label, name in groups:
         complete = [t for t in source.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                     if source is not companion or schema.FINAL_TRIAL_ATTR in t.user_attrs]
-        sign = 1 if trials.direction(study) == "maximize" else -1
         for trial in sorted(complete, key=lambda t: (-sign * trials.study_value(t), t.number)):
             folder = root / f"{label}-{trial.number}"
             logits = load_logits(folder) if folder.is_dir() else None
@@ -103,9 +104,7 @@ def select(size: int, found: list[Candidate], labels: list[int], metrics: Metric
     """The ensemble greedy selection makes of ``found`` (its record; None without candidates)."""
     if not found:
         return None
-    by_name = {c.name: c for c in found}
-    if len(by_name) != len(found):
-        raise ValueError("two ensemble candidates share a name")
+    by_name = {c.name: c for c in found}  # names are unique (candidates)
     score = scorer(metrics, metric, labels)
     selection = greedy_selection({c.name: c.probabilities for c in found}, labels, score, size,
                                  maximize)
@@ -124,14 +123,16 @@ def greedy_soup(ingredients: list[Candidate], validation: Any, metrics: MetricSu
     written to ``final/soup``; None (and no folder) when no second seed joins."""
     import numpy as np
 
-    labels = list(validation["label"])
-    score = scorer(metrics, metric, labels)
+    target = final_root / SOUP_DIR
+    if len(ingredients) < 2:
+        shutil.rmtree(target, ignore_errors=True)
+        return None
+    score = scorer(metrics, metric, list(validation["label"]))
     sign = 1.0 if maximize else -1.0
     kept = ingredients[:1]
-    best = score(ingredients[0].probabilities) if ingredients else None
-    probabilities = ingredients[0].probabilities if ingredients else None
+    probabilities = ingredients[0].probabilities
+    best = score(probabilities)
     scratch = final_root / f".{SOUP_DIR}-try"
-    target = final_root / SOUP_DIR
     for candidate in ingredients[1:]:
         average_checkpoints([c.folder for c in [*kept, candidate]], scratch)
         mixed_probabilities = checkpoint_probabilities(scratch, validation)
@@ -139,8 +140,6 @@ def greedy_soup(ingredients: list[Candidate], validation: Any, metrics: MetricSu
         if sign * value >= sign * best:  # greedy soup: in unless validation drops
             kept.append(candidate)
             best, probabilities = value, mixed_probabilities
-    import shutil
-
     shutil.rmtree(scratch, ignore_errors=True)
     if len(kept) < 2:
         shutil.rmtree(target, ignore_errors=True)
@@ -200,10 +199,7 @@ def write_folder(ensemble: dict[str, Any], output_dir: Path, final_root: Path) -
     target = final_root / ENSEMBLE_DIR
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = final_root / f".{ENSEMBLE_DIR}-new"
-    if scratch.exists():
-        import shutil
-
-        shutil.rmtree(scratch)
+    shutil.rmtree(scratch, ignore_errors=True)
     write_ensemble_file(scratch, [(m["name"], output_dir / m["checkpoint"], m["weight"])
                                   for m in ensemble["members"]])
     # the relative paths are the same one level over: the scratch is a sibling of the target

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,8 +114,6 @@ def mixed(probabilities: Mapping[str, np.ndarray], weights: Mapping[str, float])
 def write_ensemble(folder: Path, members: Sequence[tuple[str, Path, float]]) -> Path:
     """``ensemble.json`` in ``folder`` for members (name, model folder, weight); model folders
     are written relative to ``folder``."""
-    import os
-
     folder.mkdir(parents=True, exist_ok=True)
     entries = [{"name": name, "folder": os.path.relpath(path, folder), "weight": weight}
                for name, path, weight in members]
