@@ -8,7 +8,9 @@ Set ``HARNESS_FAULTS`` to a comma-separated list of ``POINT[:TRIAL[:HIT]]=ACTION
   (between two files of a checkpoint being logged to MLflow), ``pause_state`` (a paused
   trial's training state half written: the Trainer's part saved, the harness's not yet) or
   ``promotion`` (a promoted trial that has reported the evaluations it continues and started
-  its MLflow curve, before it trains on).
+  its MLflow curve, before it trains on), ``recorded`` (Optuna has recorded the trial's
+  end, its MLflow run is not ended yet) or ``queue`` (the final stage has read which of its
+  runs exist and is about to queue the missing ones; no trial: give none).
 - TRIAL: the trial number (any trial when left out); HIT: the n-th time the trial reaches the
   point (1 = the first, the default). In the final stage the points are ``final_<point>`` and
   TRIAL is the final run's number (0, 1, … in the order the runs started).
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 
 ENV = "HARNESS_FAULTS"
 POINTS = ("sample", "train_step", "evaluate", "checkpoint", "artifact", "pause_state",
-          "promotion")
+          "promotion", "recorded", "queue")
 POINTS += tuple(f"final_{point}" for point in POINTS)
 ACTIONS = ("pause", "wait", "raise", "oom", "nan", "kill")
 

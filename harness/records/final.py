@@ -33,16 +33,25 @@ def paired_gain(chosen: dict[str, float], recipe: dict[str, float]) -> dict[str,
     return {"values": values, "mean": mean, "sd": sd}
 
 
-def gain_words(gain: dict[str, Any]) -> str:
-    """A paired gain in points, judged: within one standard deviation of 0 is no clear gain."""
+def difference(value: float, metric: str, sd: float | None = None) -> str:
+    """A difference of ``metric`` as read: points for a score, the raw change for the loss."""
+    if metric == "loss":
+        return f"{value:+.4f}" + ("" if sd is None else f" ± {sd:.4f}") + " in loss"
+    return f"{100 * value:+.1f}" + ("" if sd is None else f" ± {100 * sd:.1f}") + " points"
+
+
+def gain_words(gain: dict[str, Any], metric: str = "accuracy") -> str:
+    """A paired gain (chosen minus recipe), judged: within one standard deviation of 0 is no
+    clear gain; for the loss, lower is better."""
     seeds = len(gain["values"])
-    points = f"{100 * gain['mean']:+.1f} ± {100 * gain['sd']:.1f} points ({seeds} seed" + (
+    points = f"{difference(gain['mean'], metric, gain['sd'])} ({seeds} seed" + (
         "s" if seeds != 1 else "") + ")"
     if seeds < 2:
         return f"{points}: one seed cannot tell a gain from noise"
     if abs(gain["mean"]) <= gain["sd"]:
         return f"no clear gain: {points}, within one standard deviation of 0"
-    return points if gain["mean"] > 0 else f"{points}: the recipe did better"
+    better = gain["mean"] < 0 if metric == "loss" else gain["mean"] > 0
+    return points if better else f"{points}: the recipe did better"
 
 
 def companion(study: Any) -> Any:
@@ -142,9 +151,9 @@ def recipe_lines(final: dict[str, Any], metric: str) -> list[str]:
                       "better on validation."]
     gain = recipe.get("gain") or {}
     if gain.get("val"):
-        out.append(f"Chosen vs recipe on validation: {gain_words(gain['val'])}.")
+        out.append(f"Chosen vs recipe on validation: {gain_words(gain['val'], metric)}.")
     if gain.get("test"):
-        out.append(f"Chosen vs recipe on test: {gain_words(gain['test'])}.")
+        out.append(f"Chosen vs recipe on test: {gain_words(gain['test'], metric)}.")
     extra, kind = shipped_gain(final), shipped(final)["kind"]
     if kind != "seed" and extra is not None:
         seeds = len(recipe["test"]["values"])
@@ -152,13 +161,25 @@ def recipe_lines(final: dict[str, Any], metric: str) -> list[str]:
         judged = (" (no clear gain: within the recipe's standard deviation)"
                   if seeds > 1 and abs(extra) <= sd else
                   " (one recipe seed cannot tell a gain from noise)" if seeds < 2 else "")
-        out.append(f"Shipped {kind} vs recipe on test: {100 * extra:+.1f} points against the "
-                   f"recipe's mean over {seeds} seed(s) (sd {100 * sd:.1f}){judged}.")
+        out.append(f"Shipped {kind} vs recipe on test: {difference(extra, metric)} against "
+                   f"the recipe's mean over {seeds} seed(s) (sd {difference(sd, metric)[1:]})"
+                   f"{judged}.")
     return out
 
 
-def parent_metrics(final: dict[str, Any] | None, metric: str) -> dict[str, float]:
-    """The parent run's metrics of the final stage's choice."""
+def parent_metrics(final: dict[str, Any] | None, metric: str,
+                   earlier: dict[str, Any] | None = None) -> dict[str, float]:
+    """The parent run's metrics of the final stage's choice; with the ``earlier`` record it
+    replaces, a figure of the earlier choice that this one lacks (its test score, say) reads
+    NaN (not measured), rather than staying on the parent run as if it were this choice's."""
+    out = _parent_metrics(final, metric)
+    if earlier:
+        out.update({key: float("nan") for key in _parent_metrics(earlier, metric)
+                    if key not in out})
+    return out
+
+
+def _parent_metrics(final: dict[str, Any] | None, metric: str) -> dict[str, float]:
     if not final or final.get("skipped"):
         return {}
     chosen = final["configs"][str(final["trial"])]

@@ -65,6 +65,9 @@ STUDY_UID_TAG = "harness.study_uid"  # parent run: the Optuna study it belongs t
 STORAGE_TAG = "optuna.storage"  # parent run: the study's storage (password masked)
 STUDY_ID_TAG = "optuna.study_id"  # parent run: the study's id in that storage
 NUMBER_TAG = "optuna.trial_number"
+# the Optuna trial's id in its storage: one run per attempt (a final-stage run retried after a
+# crash is a new trial of the companion study with the same trial number and seed tags)
+TRIAL_ID_TAG = "optuna.trial_id"
 STATE_TAG = "optuna.state"  # the trial's Optuna state (RUNNING, COMPLETE, PRUNED, FAIL)
 ERROR_TAG = "error"  # a failed trial's error (or why it was interrupted)
 ERROR_TYPE_TAG = "error_type"

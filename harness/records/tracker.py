@@ -135,10 +135,11 @@ class Tracker:
     # ------------------------------------------------------------------ trial runs
 
     def start_trial(self, number: int, params: Mapping[str, Any], config_yaml: str,
-                    seed: int | None = None) -> TrialRun:
-        """Trial ``number``'s run ``trial-N`` (with ``seed``: its re-run ``final-N-seedK``)."""
+                    seed: int | None = None, trial_id: int | None = None) -> TrialRun:
+        """Trial ``number``'s run ``trial-N`` (with ``seed``: its re-run ``final-N-seedK``);
+        ``trial_id``: the Optuna trial's id in its storage (this attempt's own identity)."""
         run = self._client.create_run(self._experiment_id, run_name=_run_name(number, seed),
-                                      tags=self._trial_tags(number, seed))
+                                      tags=self._trial_tags(number, seed, trial_id))
         trial_run = TrialRun(self._client, run.info.run_id)
         self._client.log_batch(trial_run.run_id, params=as_params(params))
         record(self._client, trial_run.run_id, self.provenance)
@@ -183,16 +184,34 @@ class Tracker:
                                         max_results=1000)
         return [_view(run) for run in runs]
 
+    def attempt_runs(self, number: int, seed: int | None = None, trial_id: int | None = None,
+                     run_id: str | None = None) -> list[RunView]:
+        """The run(s) of one attempt at trial ``number`` (``seed``: a final-stage run): the
+        run ``run_id`` (what the Optuna trial recorded), else the runs tagged with the trial's
+        ``trial_id``; runs from before that tag (no ``optuna.trial_id``) only when neither
+        identifies one, as they were matched then: by number and seed."""
+        runs = self.trial_runs(number, final=seed is not None, seed=seed)
+        if run_id is not None:
+            mine = [r for r in runs if r.run_id == run_id]
+            if mine:
+                return mine
+        if trial_id is not None:
+            mine = [r for r in runs if r.tags.get(schema.TRIAL_ID_TAG) == str(trial_id)]
+            if mine or any(schema.TRIAL_ID_TAG in r.tags for r in runs):
+                return mine  # another attempt's run is never this one's
+        return [r for r in runs if schema.TRIAL_ID_TAG not in r.tags]
+
     def close_trial_run(self, number: int, state: str, status: str,
-                        tags: Mapping[str, Any], seed: int | None = None) -> None:
-        """End trial ``number``'s run (with ``seed``: that final-stage run) with the Optuna
-        ``state`` and the MLflow ``status`` (created here if its process died before it)."""
-        run_ids = [run.run_id for run in self.trial_runs(number, final=seed is not None,
-                                                         seed=seed)]
+                        tags: Mapping[str, Any], seed: int | None = None,
+                        trial_id: int | None = None, run_id: str | None = None) -> None:
+        """End the run of one attempt at trial ``number`` (``attempt_runs``; with ``seed``: a
+        final-stage run) with the Optuna ``state`` and the MLflow ``status`` (created here if
+        its process died before it had one)."""
+        run_ids = [run.run_id for run in self.attempt_runs(number, seed, trial_id, run_id)]
         if not run_ids:
-            run_ids = [self._client.create_run(self._experiment_id,
-                                               run_name=_run_name(number, seed),
-                                               tags=self._trial_tags(number, seed)).info.run_id]
+            run_ids = [self._client.create_run(
+                self._experiment_id, run_name=_run_name(number, seed),
+                tags=self._trial_tags(number, seed, trial_id)).info.run_id]
         for run_id in run_ids:
             TrialRun(self._client, run_id).finish(state, tags, status=status)
 
@@ -238,29 +257,33 @@ class Tracker:
         uri = self._client.get_run(run_id).info.artifact_uri
         return f"{uri}/{path}" if path else uri
 
-    def register_model(self, run_id: str, folder: Path, name: str) -> str:
-        """Log ``folder`` to the run (``model/``) and register it as a new version of the
-        registered model ``name``; returns "model 'NAME' version N"."""
+    def register_model(self, run_id: str, folder: Path, name: str,
+                       path: str = schema.MODEL_ARTIFACT) -> str:
+        """Log ``folder`` to the run (at ``path``: a new one per version, which then never
+        changes) and register it as a new version of the registered model ``name``; returns
+        "model 'NAME' version N"."""
         from mlflow.exceptions import MlflowException
 
-        self._client.log_artifacts(run_id, str(folder), schema.MODEL_ARTIFACT)
+        self._client.log_artifacts(run_id, str(folder), path)
         try:
             self._client.create_registered_model(name, description=f"Exports of study '{name}'")
         except MlflowException as exc:
             if "already exists" not in str(exc).lower():
                 raise
         version = self._client.create_model_version(
-            name, self.artifact_uri(run_id, schema.MODEL_ARTIFACT), run_id=run_id)
+            name, self.artifact_uri(run_id, path), run_id=run_id)
         return f"model '{name}' version {version.version}"
 
     # ------------------------------------------------------------------ helpers
 
-    def _trial_tags(self, number: int, seed: int | None = None) -> dict[str, str]:
+    def _trial_tags(self, number: int, seed: int | None = None,
+                    trial_id: int | None = None) -> dict[str, str]:
         final = {} if seed is None else {schema.ROLE_TAG: schema.ROLE_FINAL,
                                          schema.FINAL_SEED_TAG: str(seed)}
+        attempt = {} if trial_id is None else {schema.TRIAL_ID_TAG: str(trial_id)}
         return {schema.PARENT_RUN_TAG: self._parent_run_id, schema.ROLE_TAG: schema.ROLE_TRIAL,
                 schema.STUDY_NAME_TAG: self.experiment_name, schema.NUMBER_TAG: str(number),
-                schema.STATE_TAG: "RUNNING", **final}
+                schema.STATE_TAG: "RUNNING", **final, **attempt}
 
 
 def _run_name(number: int, seed: int | None) -> str:

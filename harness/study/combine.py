@@ -190,7 +190,6 @@ def test_score(shipped: dict[str, Any], output_dir: Path, split: Any, metrics: M
                   for m in shipped["members"]}
         probabilities = mixed(tables, {m["name"]: m["weight"] for m in shipped["members"]})
     scores = score_probabilities(probabilities, split, metrics)
-    scores["loss"] = log_loss(probabilities, list(split["label"]))
     return {"value": scores[metric], "metrics": scores}
 
 

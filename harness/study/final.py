@@ -27,7 +27,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from harness.base import interrupts
+from harness.base import faults, interrupts
+from harness.base.errors import ConfigError
 from harness.base.progress import StudyProgress
 from harness.config import settings
 from harness.records import final as final_record
@@ -67,6 +68,7 @@ class FinalObjective(Objective):
         return trials.final_key(trial)[1]
 
     def after_trial(self, study: Any, trial: Any) -> None:
+        self.recorded(trial)
         self._end_run(trial)
         self.progress.trial_finished(trial.state == TrialState.COMPLETE, None)
 
@@ -85,6 +87,26 @@ def recipe_source(study: Any) -> tuple[int, dict[str, Any]] | None:
     rank = {TrialState.COMPLETE: 0, TrialState.PRUNED: 1}
     best = min(marked, key=lambda t: (rank.get(t.state, 2), -t.number))
     return best.number, dict(params)
+
+
+def check_resumed(study: Any, cfg: Any) -> None:
+    """A ConfigError (nothing trained) when a study whose final stage has chosen is resumed with
+    ``final.seeds`` or ``final.vary`` changed: the seeds it ran are what its configurations'
+    means and its kept checkpoints were made of, so the choice could not be made again
+    consistently. Everything else under ``final`` is honoured on a resume (more top-k
+    configurations are trained; ``combine`` and ``ensemble_size`` decide again)."""
+    earlier = final_record.record(study) if study is not None else None
+    if not earlier or earlier.get("skipped") or "seeds" not in earlier:
+        return
+    now = settings(cfg, "final")
+    for field, then, given in (("seeds", earlier["seeds"], now.seeds),
+                               ("vary", earlier.get("vary", "all"), now.vary)):
+        if given != then and now.seeds != 0:
+            raise ConfigError(
+                f"final.{field}", f"study '{study.study_name}' made its final choice with "
+                f"final.{field}={then}, not {given}: resume it with final.{field}={then} "
+                "(or final.seeds=0 to skip the final stage), or start a new study "
+                "(study.name=NEW_NAME)")
 
 
 def final_store(cfg: Any) -> CheckpointStore:
@@ -122,6 +144,9 @@ class FinalStage:
         self.recipe = recipe_source(self.study) if self.settings.recipe else None
         if self.recipe is not None and self.recipe[0] not in {n for n, _ in candidates}:
             candidates.append(self.recipe)
+        incumbent = self._incumbent()
+        if incumbent is not None and incumbent[0] not in {n for n, _ in candidates}:
+            candidates.append(incumbent)  # what ships now competes until something beats it
         wanted = [(number, params, k) for number, params in candidates
                   for k in range(1, self.settings.seeds + 1)]
         self._queue_missing(wanted)
@@ -147,15 +172,30 @@ class FinalStage:
                 runs.setdefault(trials.final_key(trial), trial)
         return runs
 
+    def _incumbent(self) -> tuple[int, dict[str, Any]] | None:
+        """The configuration the study ships so far (its earlier choice): (trial, params)."""
+        earlier = final_record.record(self.study) or {}
+        if earlier.get("trial") is None:
+            return None
+        trial = next((t for t in self.study.get_trials(deepcopy=False)
+                      if t.number == int(earlier["trial"])), None)
+        return None if trial is None else (trial.number, dict(trial.params))
+
     def _queue_missing(self, wanted: list[tuple[int, dict[str, Any], int]]) -> int:
         """Queue the runs that are not complete, queued or running, and have not failed more
-        than ``study.max_retries`` times; returns how many were queued."""
+        than ``study.max_retries`` times; returns how many were queued. Under the study's lock:
+        two workers arriving together queue each run once."""
+        with study_lock(self.study._storage, self.study.study_name, "final-queue"):
+            return self._queue_missing_locked(wanted)
+
+    def _queue_missing_locked(self, wanted: list[tuple[int, dict[str, Any], int]]) -> int:
         present = self._runs(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
         failures: dict[tuple[int, int], int] = {}
         for trial in self.companion.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
             if schema.FINAL_TRIAL_ATTR in trial.user_attrs:
                 key = trials.final_key(trial)
                 failures[key] = failures.get(key, 0) + 1
+        faults.hit("queue")
         queued = 0
         for number, params, seed in wanted:
             key = (number, seed)
@@ -232,13 +272,29 @@ class FinalStage:
         if not configs:
             log.warning("final stage: no run completed; the best trial stays the study's best")
             return
+        best_seed = {n: max(seeds_of[int(n)].items(),
+                            key=lambda item: sign * trials.study_value(item[1]))
+                     for n in configs}
+        # a configuration whose best seed's checkpoint went (removed when another configuration
+        # was chosen before this study was extended) cannot ship: it is not eligible
+        for n in configs:
+            if not self.store.path(best_seed[n][1].number).is_dir():
+                configs[n]["eligible"] = False
+                log.warning("final stage: trial %s's configuration (mean %s %.4f) is not "
+                            "eligible: its best seed's checkpoint was removed when another "
+                            "configuration was chosen", n, self.cfg.study.metric,
+                            configs[n]["mean"])
+        eligible = [n for n in configs if configs[n].get("eligible", True)]
+        if not eligible:
+            log.warning("final stage: no configuration has its checkpoint; nothing changes")
+            return
         # ties: the search's better trial, the recipe last
         order = {n: i for i, n in enumerate(candidates)}
-        chosen = max(configs, key=lambda n: (sign * configs[n]["mean"], -order[int(n)]))
-        seed, best_run = max(seeds_of[int(chosen)].items(),
-                             key=lambda item: sign * trials.study_value(item[1]))
+        chosen = max(eligible, key=lambda n: (sign * configs[n]["mean"], -order[int(n)]))
+        seed, best_run = best_seed[chosen]
         record = {"trial": int(chosen), "seed": seed, "configs": configs,
-                  "seeds": self.settings.seeds, "seed_value": trials.study_value(best_run),
+                  "seeds": self.settings.seeds, "vary": self.settings.vary,
+                  "seed_value": trials.study_value(best_run),
                   "run_id": best_run.user_attrs.get(schema.RUN_ID_ATTR),
                   "checkpoint": str(self.store.path(best_run.number).relative_to(
                       self.store.root.parent))}
@@ -271,11 +327,16 @@ class FinalStage:
         if mode == "best":
             return "seed", None
         chosen = str(record["trial"])
-        if (earlier.get("combine") == mode and earlier.get("trial") == record["trial"]
+        record["pool"] = pool = self._pool()
+        same = (earlier.get("trial") == record["trial"]
                 and earlier["configs"].get(chosen, {}).get("values")
-                == record["configs"][chosen]["values"]):
-            kind = earlier.get("ships", "seed")
+                == record["configs"][chosen]["values"])
+        if same and earlier.get("combine") == mode and earlier.get("pool") == pool:
+            kind = earlier.get("ships", "seed")  # nothing new trained: what ships stands
             return kind, earlier.get(kind)
+        # the same choice with new models trained (an extended study) or another mode: the
+        # ensemble is selected again; a soup that shipped stands as it was made (its other
+        # seeds went once it shipped)
         output_dir = self.store.root.parent
         validation = self.sweep.prepared.datasets["validation"]
         metric, metrics = str(self.cfg.study.metric), self.sweep.prepared.metrics
@@ -286,7 +347,9 @@ class FinalStage:
             ensemble = combine.select(self.settings.ensemble_size, found,
                                       list(validation["label"]), metrics, metric, maximize,
                                       output_dir)
-        if mode in ("soup", "auto"):
+        if mode in ("soup", "auto") and same and earlier.get("soup"):
+            soup = earlier["soup"]
+        elif mode in ("soup", "auto"):
             seeds = [c for c in found if c.name.startswith(f"final-{chosen}-seed")]
             soup = combine.greedy_soup(seeds, validation, metrics, metric, maximize, output_dir,
                                        self.store.root)
@@ -303,9 +366,21 @@ class FinalStage:
         if kind == "ensemble":
             combined["folder"] = f"{self.store.root.name}/{combine.ENSEMBLE_DIR}"
         split = self.sweep.prepared.datasets.get("test")
+        if "test" in combined:  # the soup as it was made, scored then
+            return kind, combined
         if split is not None and has_labels(split):  # the choice is made: now the test split
             combined["test"] = combine.test_score(combined, output_dir, split, metrics, metric)
         return kind, combined
+
+    def _pool(self) -> list[str]:
+        """Every model the study has trained to the end (its complete search trials and final
+        runs): when it grows, what ships is combined again, once."""
+        names = {f"trial-{t.number}" for t in self.study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE,))}
+        names |= {"final-{}-seed{}".format(*trials.final_key(t)) for t in
+                  self.companion.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                  if schema.FINAL_TRIAL_ATTR in t.user_attrs}
+        return sorted(names)
 
     def _recipe_record(self, recipe: int, configs: dict[str, Any],
                        seeds_of: dict[int, dict[int, Any]], earlier: dict[str, Any],
@@ -352,8 +427,9 @@ class FinalStage:
         return {"values": values, "mean": mean, "sd": sd}
 
     def _save(self, record: dict[str, Any]) -> None:
+        earlier = final_record.record(self.study)
         self.study.set_user_attr(schema.FINAL_ATTR, record)
-        metrics = final_record.parent_metrics(record, str(self.cfg.study.metric))
+        metrics = final_record.parent_metrics(record, str(self.cfg.study.metric), earlier)
         if metrics:
             self.sweep.tracker.log_run_metrics(self.sweep.tracker.parent_run_id, metrics)
 
@@ -361,6 +437,9 @@ class FinalStage:
         """Local: only the chosen seed's checkpoint stays, and an ensemble's members (``best``
         points at the one or the other); MLflow (checkpoints.mlflow=kept): the other final runs
         lose theirs."""
+        if not self.store.path(best_run.number).is_dir():  # never lose the only model
+            log.error("final stage: the chosen run's checkpoint is missing; nothing removed")
+            return
         for folder in self.store.kept_dir.glob("run-*"):
             if folder != self.store.path(best_run.number) and folder.resolve() not in members:
                 shutil.rmtree(folder, ignore_errors=True)

@@ -121,6 +121,7 @@ class Objective:
                 self._number(trial),
                 {**self.prepared.fixed_params(), **unsampled, **values},
                 mask(OmegaConf.to_yaml(trial_cfg, resolve=True)), seed=self._seed(trial),
+                trial_id=trial._trial_id,
             )
             trial.set_user_attr(schema.RUN_ID_ATTR, run.run_id)
             run.mark_enqueued(trial.user_attrs)  # study.enqueue / study.warm_start / recipe
@@ -248,7 +249,7 @@ class Objective:
         one: while sampling its parameters, say), with what it spent so far."""
         if run is None:
             self.tracker.close_trial_run(self._number(trial), "FAIL", status, tags,
-                                         seed=self._seed(trial))
+                                         seed=self._seed(trial), trial_id=trial._trial_id)
         elif not run.ended:
             if meter is not None:
                 _record_compute(trial, run, meter, time.perf_counter() - start)
@@ -260,6 +261,7 @@ class Objective:
         progress bar, checkpoints beyond the kept ones removed (locally and in MLflow), the
         parent run's best-so-far record; a promoted trial that ended frees the state it
         continued."""
+        self.recorded(trial)
         self._end_run(trial)
         source = trial.user_attrs.get(schema.CONTINUES_ATTR)
         if source is not None and self.paused is not None and trial.state in (
@@ -276,6 +278,12 @@ class Objective:
         else:
             self.store.remove_unkept(study)
         record_best(study, self.tracker, self.cfg)
+
+    def recorded(self, trial: Any) -> None:
+        """Optuna has recorded the trial's end; its run has not (the fault point ``recorded``)."""
+        faults.set_trial(trial.number, final=self._seed(trial) is not None)
+        faults.hit("recorded")
+        faults.set_trial(None)
 
     def _end_run(self, trial: Any) -> None:
         """The trial's run ends with the state Optuna recorded (FAIL: with the reason)."""

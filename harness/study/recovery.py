@@ -162,12 +162,15 @@ class Recovery:
         (self.final_store if final else self.store).discard(trial.number)
         if self.paused is not None and not final:
             self.paused.discard(trial.number)
+        # exactly this attempt's run: a final-stage run retried shares its number and seed
+        attempt = {"trial_id": trial._trial_id, "run_id": trial.user_attrs.get(schema.RUN_ID_ATTR)}
         try:
-            for run in self.tracker.trial_runs(number, final=final, seed=seed):
+            for run in self.tracker.attempt_runs(number, seed, **attempt):
                 if self.tracker.has_checkpoint(run.run_id):
                     self.tracker.delete_checkpoint(run.run_id, "removed: trial interrupted")
             self.tracker.close_trial_run(number, "FAIL", status,
-                                         {schema.ERROR_TAG: f"interrupted: {reason}"}, seed=seed)
+                                         {schema.ERROR_TAG: f"interrupted: {reason}"}, seed=seed,
+                                         **attempt)
         except Exception as exc:  # Optuna's record is the one that counts: go on
             log.warning("could not close the MLflow run of trial %d: %s", trial.number, exc)
         if final or trials.is_continuation(trial):  # queued again by their own stage
@@ -184,13 +187,19 @@ class Recovery:
         between the two records) end now with the trial's state."""
 
         final = trials.is_final(study)
-        by_key = {(trials.final_key(t) if final else (t.number, None)): t
-                  for t in study.get_trials(deepcopy=False)
-                  if not final or schema.FINAL_TRIAL_ATTR in t.user_attrs}
+        mine = [t for t in study.get_trials(deepcopy=False)
+                if not final or schema.FINAL_TRIAL_ATTR in t.user_attrs]
+        by_run = {t.user_attrs[schema.RUN_ID_ATTR]: t for t in mine
+                  if schema.RUN_ID_ATTR in t.user_attrs}
+        by_id = {str(t._trial_id): t for t in mine}
+        # runs from before the trial-id tag: by number and seed (the latest attempt)
+        by_key = {(trials.final_key(t) if final else (t.number, None)): t for t in mine}
         for run in self.tracker.trial_runs(status="RUNNING", final=final):
             number = int(run.tags.get(schema.NUMBER_TAG, -1))
             seed = int(run.tags[schema.FINAL_SEED_TAG]) if final else None
-            trial = by_key.get((number, seed))
+            trial = by_run.get(run.run_id) or (
+                by_id.get(run.tags[schema.TRIAL_ID_TAG]) if schema.TRIAL_ID_TAG in run.tags
+                else by_key.get((number, seed)))
             if trial is None or trial.state == TrialState.RUNNING:
                 continue
             state, tags = trial.state.name, {}
@@ -200,4 +209,5 @@ class Recovery:
                 interrupted = trial.user_attrs.get(schema.INTERRUPTED_ATTR) or "process stopped"
                 status = "KILLED" if str(interrupted).startswith("interrupted by") else "FAILED"
                 tags = {schema.ERROR_TAG: error or f"interrupted: {interrupted}"}
-            self.tracker.close_trial_run(number, state, status, tags, seed=seed)
+            self.tracker.close_trial_run(number, state, status, tags, seed=seed,
+                                         run_id=run.run_id)

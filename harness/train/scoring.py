@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.train.checkpoints import load_checkpoint
+from harness.train.ensemble import log_loss
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -24,8 +25,13 @@ def score_checkpoint(path: str | Path, split: Any, metrics: Any,
 
 
 def score_probabilities(probabilities: Any, split: Any, metrics: Any) -> dict[str, float]:
-    """``metrics`` of a table of label probabilities (rows of ``split``, in order)."""
-    return metrics.compute(probabilities.argmax(axis=-1).tolist(), list(split["label"]))
+    """``metrics`` of a table of label probabilities (rows of ``split``, in order), and
+    ``loss``: their log loss (the Trainer's evaluation loss), so that a study whose metric is
+    the loss is scored on test like any other."""
+    labels = list(split["label"])
+    scores = metrics.compute(probabilities.argmax(axis=-1).tolist(), labels)
+    scores["loss"] = log_loss(probabilities, labels)
+    return scores
 
 
 def checkpoint_probabilities(path: str | Path, split: Any, batch_size: int = 64) -> Any:

@@ -122,9 +122,29 @@ def test_the_final_stage_ships_an_ensemble_chosen_on_validation(combined, sentim
     assert parent["shipped_val_accuracy"] == pytest.approx(ensemble["val"])
     assert parent["shipped_test_accuracy"] == pytest.approx(ensemble["test"]["value"])
     # a rerun of the finished study chooses nothing again and scores nothing again
+    calls.clear()
     run_sweep(cfg)
     study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
-    assert study.user_attrs[schema.FINAL_ATTR]["ensemble"] == ensemble
+    assert study.user_attrs[schema.FINAL_ATTR]["ensemble"] == ensemble and calls == []
+    # extended by one trial: what ships is chosen again, once (a model more to select from)
+    extended = compose([*overrides, "study.n_trials=4"])
+    run_sweep(extended)
+    assert calls.count("decide") == 1
+    run_sweep(extended)
+    assert calls.count("decide") == 1
+    study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
+    again = study.user_attrs[schema.FINAL_ATTR]
+    complete = optuna.trial.TrialState.COMPLETE
+    assert again["pool"] == sorted(
+        {f"trial-{t.number}" for t in study.trials if t.state == complete}
+        | {"final-{}-seed{}".format(*trials.final_key(t))
+           for t in final_record.companion(study).trials if t.state == complete})
+    assert len(again["pool"]) > len(record["pool"])
+    assert again["ensemble"]["val"] >= max(m["val"] for m in again["ensemble"]["members"])
+    if again["ensemble"] != ensemble:  # the extension's ensemble ships: best points at it
+        assert (out / "best").resolve() == out / "final" / "ensemble"
+    ensemble = again["ensemble"]
+    weights = {m["name"]: m["weight"] for m in ensemble["members"]}
 
     # export -> reload: the same ensemble, the same validation accuracy; predict and the
     # MLflow model answer alike
@@ -193,6 +213,7 @@ def test_a_study_finished_before_ensembles_resumes_unchanged(sweep_overrides, tm
     after = (len(study.trials), len(final_record.companion(study).trials),
              study.user_attrs[schema.FINAL_ATTR])
     added = {k: after[2].pop(k) for k in ("ships", "combine")}  # the rerun says what ships
+    assert after[2].pop("pool")  # the models it chose from
     before[2].pop("ships", None), before[2].pop("combine", None)
     assert after == before and "ensemble" not in after[2] and "soup" not in after[2]
     assert added == {"ships": "seed", "combine": "auto"}

@@ -142,3 +142,101 @@ def test_kill_9_during_the_final_stage_then_resume(final_overrides, compose):
     assert trial_runs["trial-1"].info.status == "FINISHED"
     assert len(companion.get_trials(states=(TrialState.COMPLETE,))) == 4
     assert schema.FINAL_ATTR in study.user_attrs
+
+
+@pytest.mark.slow  # three sweeps in subprocesses (~1.5 min on 2 cores)
+def test_each_attempt_at_a_final_run_is_closed_as_itself(final_overrides, compose):
+    """Issue 27 item 4: attempt 1 killed mid-training, attempt 2 killed right after Optuna
+    recorded it COMPLETE; the rerun closes attempt 2's run, and attempt 1's stays FAILED."""
+    overrides = [*final_overrides, "study.n_trials=1", "final.top_k=1", "final.seeds=1"]
+    first = SweepProcess(overrides, faults="final_train_step:0:2=kill")
+    assert first.wait(timeout=400) == -signal.SIGKILL, first.err
+    second = SweepProcess(overrides, faults="final_recorded=kill")
+    assert second.wait(timeout=400) == -signal.SIGKILL, second.err
+    third = SweepProcess(overrides)
+    assert third.wait(timeout=400) == 0, third.err
+    _, study, companion, _, runs = records(overrides, compose)
+    attempts = {str(t._trial_id): t for t in companion.get_trials()}
+    assert [t.state for t in attempts.values()] == [TrialState.FAIL, TrialState.COMPLETE]
+    finals = [r for r in runs if r.data.tags.get(schema.ROLE_TAG) == schema.ROLE_FINAL]
+    assert len(finals) == 2
+    for run in finals:  # every run says what its own attempt's Optuna trial says
+        trial = attempts[run.data.tags[schema.TRIAL_ID_TAG]]
+        assert run.data.tags[schema.STATE_TAG] == trial.state.name
+        assert run.info.status == ("FINISHED" if trial.state == TrialState.COMPLETE
+                                   else "FAILED")
+    assert study.user_attrs[schema.FINAL_ATTR]["run_id"] == next(
+        r.info.run_id for r in finals if r.info.status == "FINISHED")
+
+
+@pytest.mark.slow  # one search with its final stage, a resume, a refusal (~1 min on 2 cores)
+def test_a_resumed_final_stage_never_ships_a_removed_checkpoint(final_overrides, compose):
+    """Issue 27 item 1: a configuration whose checkpoints went when another one was chosen can
+    no longer ship (it is said to be not eligible), the chosen model is never removed, and a
+    resume with other final.seeds is refused before anything is trained."""
+    import sqlite3
+
+    from harness.base.errors import ConfigError
+
+    overrides = [*final_overrides, "final.seeds=1"]
+    run_sweep(compose(overrides))
+    cfg, study, companion, *_ = records(overrides, compose)
+    first = study.user_attrs[schema.FINAL_ATTR]
+    loser = next(n for n in first["configs"] if int(n) != first["trial"])
+    # the configuration that lost now has the better mean (its run's value raised in the store)
+    run = next(t for t in companion.get_trials() if trials.final_key(t)[0] == int(loser))
+    database = str(cfg.study.storage).removeprefix("sqlite:///")
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE trial_values SET value = 1.0 WHERE trial_id = ?",
+                           (run._trial_id,))
+    run_sweep(compose(overrides))
+    _, study, *_ = records(overrides, compose)
+    second = study.user_attrs[schema.FINAL_ATTR]
+    assert second["configs"][loser]["mean"] == 1.0
+    assert second["configs"][loser]["eligible"] is False
+    assert second["trial"] == first["trial"] and second["checkpoint"] == first["checkpoint"]
+    output = Path(cfg.study.output_dir)
+    assert (output / second["checkpoint"]).is_dir() and (output / "best").resolve().is_dir()
+    exported = export_model(compose([*overrides, f"export.dir={output}/x"]))
+    assert exported.trial == first["trial"]
+    # the seeds its means were made of cannot change on a resume: refused, nothing trained
+    with pytest.raises(ConfigError, match=r"final\.seeds: study .* final\.seeds=1, not 2"):
+        run_sweep(compose([*overrides, "final.seeds=2"]))
+    _, study, companion, *_ = records(overrides, compose)
+    assert len(companion.get_trials()) == 2
+    assert study.user_attrs[schema.FINAL_ATTR] == second
+
+
+@pytest.mark.slow  # two workers, a search and a final stage (~1.5 min on 2 cores)
+def test_two_workers_queue_train_and_score_each_final_run_once(final_overrides, compose):
+    """Issue 27 item 3: two workers reach the final stage together (each waits 3 s between
+    reading which runs exist and queueing the missing ones): every run is queued and trained
+    once, the choice and its test score cover every seed."""
+    overrides = [*final_overrides, "study.workers=2", "study.n_trials=2", "final.top_k=1",
+                 "final.seeds=2", "final.combine=best"]
+    sweep = SweepProcess(overrides, faults="queue=wait")
+    assert sweep.wait(timeout=600) == 0, sweep.err
+    assert sweep.err.count("harness fault: queue reached") >= 2  # both workers got there
+    _, study, companion, _, runs = records(overrides, compose)
+    assert sorted(trials.final_key(t) for t in companion.get_trials()) == [
+        (study.user_attrs[schema.FINAL_ATTR]["trial"], 1),
+        (study.user_attrs[schema.FINAL_ATTR]["trial"], 2)]
+    record = study.user_attrs[schema.FINAL_ATTR]
+    tested = {r.data.tags[schema.FINAL_SEED_TAG]: r.data.metrics["test_accuracy"]
+              for r in final_runs(runs).values()}
+    assert record["test"]["values"] == tested and len(tested) == 2
+
+
+def test_a_loss_study_scores_its_test_split_by_the_loss(final_overrides, compose):
+    """Issue 27 item 2: study.metric=loss with a test split (it crashed on every run with
+    KeyError: 'loss'): the chosen seeds and what ships are scored by their test log loss."""
+    overrides = [*final_overrides, "study.metric=loss", "study.direction=minimize",
+                 "study.n_trials=1", "final.top_k=1",
+                 "final.seeds=1", "final.combine=best"]
+    summary = run_sweep(compose(overrides))
+    _, study, _, _, runs = records(overrides, compose)
+    record = study.user_attrs[schema.FINAL_ATTR]
+    (run,) = final_runs(runs).values()
+    assert record["test"]["values"] == {"1": pytest.approx(run.data.metrics["test_loss"])}
+    assert 0 < record["test"]["mean"] < 5
+    assert "Test loss" in summary.format()
