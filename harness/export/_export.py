@@ -28,7 +28,7 @@ from harness.base.secrets import mask
 from harness.config import settings
 from harness.export.card import SOURCES, base_model_id, model_card
 from harness.export.mlflow_model import save_mlflow_model
-from harness.export.source import checkpoint_of, chosen_export
+from harness.export.source import checkpoint_of, chosen_export, other_run
 from harness.records import schema, trials
 from harness.records.lookup import load_study, open_tracker
 from harness.train.checkpoints import VAL_LOGITS, load_checkpoint
@@ -148,17 +148,24 @@ def _write_ensemble(cfg: DictConfig, ensemble: dict[str, Any], tracker: Any, dow
 
 def _member_source(local: Path, run_id: str | None, tracker: Any, download: Path,
                    name: str) -> Path:
-    """An ensemble member's checkpoint: the local folder if kept, else its MLflow run's."""
-    if (local / "labels.json").is_file():
+    """An ensemble member's checkpoint: the local folder if kept (and its run's), else its
+    MLflow run's."""
+    theirs = other_run(local, run_id) if (local / "labels.json").is_file() else None
+    if (local / "labels.json").is_file() and theirs is None:
         return local
     if tracker is not None and run_id:
         try:
             download.mkdir(parents=True, exist_ok=True)
-            path = Path(tracker.client.download_artifacts(run_id, "checkpoint", str(download)))
+            path = tracker.download(run_id, schema.CHECKPOINT_ARTIFACT, download)
             if (path / "labels.json").is_file():
                 return path
         except Exception:  # unreachable or removed: said below
             pass
+    if theirs is not None:
+        raise ConfigError("export.trial", f"the shipped ensemble's member {name}: {local} holds "
+                                          f"the checkpoint of another run ({theirs}), not of "
+                                          f"its run ({run_id}), which has none in MLflow: "
+                                          "another study wrote to this folder")
     raise ConfigError("export.trial", f"the shipped ensemble's member {name} has no checkpoint "
                                       f"(not in {local}, not in its MLflow run): export a "
                                       "single trial with export.trial=N")
@@ -251,8 +258,14 @@ def _card_info(cfg: DictConfig, study: Any, trial: Any, best: Any, run: Any, tra
 
 def _register(tracker: Any, run_id: str | None, folder: Path, name: str,
               cfg: DictConfig) -> str:
-    """Log the folder as an MLflow model to the trial's run (``model/``) and register it as a
-    new version."""
+    """Log the folder as an MLflow model to the trial's run and register it as a new version.
+
+    Each version has artifacts of its own (``model-<time>-<id>/``, never written again): a
+    second export of the same run (merged after separate, say) is another folder, not files
+    laid over the first version's."""
+    import time
+    import uuid
+
     from mlflow.exceptions import MlflowException
 
     if tracker is None or not run_id:
@@ -262,7 +275,9 @@ def _register(tracker: Any, run_id: str | None, folder: Path, name: str,
     try:
         with tempfile.TemporaryDirectory(prefix="harness-register-") as scratch:
             model = save_mlflow_model(folder, Path(scratch) / "model", int(cfg.data.max_length))
-            return tracker.register_model(run_id, model, name)
+            path = (f"{schema.MODEL_ARTIFACT}-{time.strftime('%Y%m%d-%H%M%S')}-"
+                    f"{uuid.uuid4().hex[:8]}")
+            return tracker.register_model(run_id, model, name, path)
     except MlflowException as exc:
         raise ConfigError("export.register", mask(f"MLflow refused: {first_line(exc)}")) \
             from None

@@ -84,27 +84,59 @@ def _chosen_trial(study: Any, number: Any) -> Any:
     return found[0]
 
 
+def recorded_run(folder: Path) -> str | None:
+    """The MLflow run whose checkpoint ``folder`` holds, as its ``trial.json`` says (None: a
+    checkpoint from before it said, or none)."""
+    run_id = _trial_info(folder).get(schema.RUN_ID_ATTR)
+    return str(run_id) if run_id else None
+
+
+def other_run(folder: Path, run_id: str | None) -> str | None:
+    """The other run whose checkpoint ``folder`` holds where it should hold run ``run_id``'s
+    (None: it is that run's, or says no run: an older checkpoint, trusted)."""
+    recorded = recorded_run(folder)
+    return recorded if run_id and recorded and recorded != run_id else None
+
+
 def checkpoint_of(cfg: DictConfig, choice: Choice, tracker: Any, download: Path) -> Path:
-    """The chosen checkpoint folder: the local one if kept, else the MLflow run's artifact."""
+    """The chosen checkpoint folder: the local one if kept, else the MLflow run's artifact.
+
+    A local checkpoint is the trial's when its ``trial.json`` names the trial and its MLflow
+    run: the number alone may be another study's trial (one of the same name in another
+    storage, writing to the same folder)."""
     trial, run_id = choice.trial, choice.run_id
     store = CheckpointStore.from_config(cfg)
     local = store.root / choice.local if choice.local else store.path(trial.number)
-    info = local / "trial.json"
-    if info.is_file() and json.loads(info.read_text()).get("trial") == trial.number:
-        return local
+    theirs = None
+    if _trial_info(local).get("trial") == trial.number:
+        theirs = None if choice.soup else other_run(local, run_id)  # a soup: its first seed's
+        if theirs is None:
+            return local
     if choice.soup:
         raise ConfigError("export.trial", f"the shipped soup is kept in {local} only, and it is "
                                           "not there: export where the final stage ran, or a "
                                           "single trial with export.trial=N")
     if tracker is not None and run_id:
         try:
-            path = Path(tracker.client.download_artifacts(run_id, "checkpoint", str(download)))
+            path = tracker.download(run_id, schema.CHECKPOINT_ARTIFACT, download)
             if (path / "labels.json").is_file():
                 return path
         except Exception:  # removed (not among the kept ones) or unreachable: said below
             pass
+    if theirs is not None:
+        raise ConfigError("export.trial", f"{local} holds the checkpoint of another run "
+                                          f"({theirs}), not of trial {trial.number}'s run "
+                                          f"({run_id}), which has none in MLflow: another "
+                                          "study wrote to this folder (give each study its own "
+                                          "study.output_dir)")
     raise ConfigError("export.trial", f"trial {trial.number}'s checkpoint was not kept (not in "
                                       f"{local}, not in its MLflow run): checkpoints.keep keeps "
                                       "the best trials' only; export the best trial")
 
 
+def _trial_info(folder: Path) -> dict[str, Any]:
+    try:
+        info = json.loads((folder / "trial.json").read_text())
+        return info if isinstance(info, dict) else {}
+    except (OSError, ValueError):
+        return {}

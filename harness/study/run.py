@@ -28,7 +28,7 @@ from harness.records.provenance import command_line, describe
 from harness.report import write_report
 from harness.study import enqueued, output_dir
 from harness.study.failure_limit import FailureLimit
-from harness.study.final import FinalStage, final_store
+from harness.study.final import FinalStage, check_resumed, final_store
 from harness.study.inputs import check_inputs, input_identity
 from harness.study.kept import drop_mlflow_checkpoints
 from harness.study.objective import Objective
@@ -88,17 +88,20 @@ class Sweep:
             import torch
 
             torch.set_num_threads(threads)
-        self.tracker = build_tracker(cfg)
-        self.tracker.check()  # before the data and the model: a store that is not there fails
         self.prepared = prepare_study(cfg, space)  # in seconds
+        # the stores once the input passed (validate_config checked the tracking store without
+        # creating it): bad data or a storage that cannot be opened leave no MLflow store
+        storage = open_storage(study_cfg, lambda study, trial: self.recovery(study, trial))
+        self.tracker = build_tracker(cfg)
+        self.tracker.check()
         self.store = CheckpointStore.from_config(cfg)
         self.paused = paused_states(cfg)
         self.recovery = Recovery(self.tracker, self.store, study_cfg.max_retries,
                                  study_cfg.grace_period, final_store(cfg), self.paused)
-        storage = open_storage(study_cfg, self.recovery)
         settings = fingerprint(cfg)
         existing = existing_study(storage, study_cfg.name, settings)
         enqueued.check_recipe(existing, enqueued.recipe(cfg, space))
+        check_resumed(existing, cfg)  # final.seeds / final.vary as its final stage chose
         self.study = study = optuna.create_study(
             study_name=study_cfg.name, storage=storage,
             sampler=build("sampler", cfg.sampler),  # seeded below, once this process has a slot
@@ -115,10 +118,12 @@ class Sweep:
         self.seed = self._sampler_seed(existing)
         if self.seed is not None:
             study.sampler = build("sampler", cfg.sampler, seed=self.seed)
-        output_dir.claim(str(study_cfg.output_dir), study_cfg.name)
+        ident = identity(study)  # the folder is bound to it, as the parent run is
+        output_dir.claim(str(study_cfg.output_dir), study_cfg.name, ident[schema.STUDY_UID_TAG],
+                         str(study_cfg.storage))
         self.log = open_log(cfg)
         parent = self.tracker.open_study(study.user_attrs.get(schema.PARENT_RUN_ATTR),
-                                         self.prepared.study_params(), identity(study))
+                                         self.prepared.study_params(), ident)
         study.set_user_attr(schema.PARENT_RUN_ATTR, parent)
         self.recovery.recover(study)
         enqueued.enqueue(study, cfg, enqueued.planned(cfg, space))  # once, resumes included

@@ -17,6 +17,7 @@ from harness.base.files import sqlite_path
 from harness.base.secrets import mask
 from harness.records import schema, trials
 from harness.records.lookup import build_tracker
+from harness.study.lock import study_lock
 
 # Config sections that define what a study's trials mean. Resuming a study with different
 # values would mix incomparable trials, so it is refused. (n_trials, timeout, sampler, pruner,
@@ -127,8 +128,11 @@ def identity(study: Any) -> dict[str, str]:
     if not study.user_attrs.get(schema.STUDY_UID_ATTR):  # a new study, or one from before
         import uuid
 
-        study.set_user_attr(schema.STUDY_UID_ATTR, uuid.uuid4().hex)
-        time.sleep(0.2)  # a worker that set one at the same moment has written it by now
+        # under the study's lock: workers opening a new study together all get the first uid
+        # (the output folder and the parent run are bound to it)
+        with study_lock(study._storage, study.study_name, "identity"):
+            if not trials.stored_attrs(study).get(schema.STUDY_UID_ATTR):
+                study.set_user_attr(schema.STUDY_UID_ATTR, uuid.uuid4().hex)
     uid = trials.stored_attrs(study)[schema.STUDY_UID_ATTR]
     url = getattr(study._storage, "url", None) or getattr(
         getattr(study._storage, "_backend", None), "url", "")

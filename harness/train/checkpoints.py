@@ -3,7 +3,9 @@ kept within a bound for the whole study.
 
 Layout under ``study.output_dir``::
 
-    checkpoints/trial-N/   a kept trial's checkpoint (weights or adapter, tokenizer, trial.json)
+    checkpoints/trial-N/   a kept trial's checkpoint (weights or adapter, tokenizer, trial.json:
+                           the trial, its value and params, and its MLflow run id, by which an
+                           export matches the checkpoint to its trial)
     best -> checkpoints/trial-N   the best trial's (a symbolic link, replaced atomically); after
                            the final stage, the chosen configuration's best seed's, or what
                            ships instead: final/ensemble (ensemble.json) or final/soup

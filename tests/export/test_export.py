@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from harness.base.errors import ConfigError
 from harness.export import export_model
+from harness.study import run_sweep
 from tests.helpers.sweeps import finished_sweep
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,8 +81,10 @@ def test_the_exported_best_model_loads_with_plain_transformers_and_scores_as_rec
         [client.get_experiment_by_name("tiny-files-lora").experiment_id],
         f"tags.`optuna.trial_number` = '{summary.best_number}'")[0]
     assert version.run_id == best_run.info.run_id
-    assert "model/MLmodel" in {a.path for a in client.list_artifacts(best_run.info.run_id,
-                                                                     "model")}
+    path = version.source.rsplit("/artifacts/", 1)[-1]
+    assert path.startswith("model-")
+    assert f"{path}/MLmodel" in {a.path for a in client.list_artifacts(best_run.info.run_id,
+                                                                       path)}
 
 
 def test_the_registered_version_is_an_mlflow_model_that_predicts_labels(
@@ -199,3 +202,90 @@ def test_export_replaces_only_its_own_folder(finished, tmp_path, compose):
     for _ in range(2):  # written, then replaced as its own
         export_model(compose([*overrides, f"export.dir={ours}"]))
         assert (ours / "metrics.json").is_file()
+
+
+def _files(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` (relative path) -> its content's sha256."""
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_registering_twice_gives_each_version_its_own_artifacts(finished, tmp_path, compose,
+                                                                 monkeypatch):
+    """A separate adapter registered, then the merged model: version 1's files stay as they
+    were, and the merged version loads as plain transformers weights (no adapter)."""
+    import mlflow.artifacts
+    import mlflow.pyfunc
+
+    overrides, _ = finished
+    uri = compose(overrides).tracking.uri
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", str(uri))
+    client = MlflowClient(tracking_uri=uri)
+    adapter = export_model(compose([*overrides, f"export.dir={tmp_path / 'adapter'}",
+                                    "export.merge_adapter=false", "export.register=true"]))
+    first = adapter.registered.rsplit(" ", 1)[-1]
+    before = _files(Path(mlflow.artifacts.download_artifacts(
+        f"models:/tiny-files-lora/{first}", dst_path=str(tmp_path / "v1-before"))))
+    assert any(name.endswith("/model/adapter_config.json") for name in before)
+    merged = export_model(compose([*overrides, f"export.dir={tmp_path / 'merged'}",
+                                   "export.merge_adapter=auto", "export.register=true"]))
+    second = merged.registered.rsplit(" ", 1)[-1]
+    assert merged.merged and second != first
+    one = client.get_model_version("tiny-files-lora", first)
+    two = client.get_model_version("tiny-files-lora", second)
+    assert one.source != two.source
+    assert _files(Path(mlflow.artifacts.download_artifacts(
+        f"models:/tiny-files-lora/{first}", dst_path=str(tmp_path / "v1-after")))) == before
+    files = _files(Path(mlflow.artifacts.download_artifacts(
+        f"models:/tiny-files-lora/{second}", dst_path=str(tmp_path / "v2"))))
+    assert any(name.endswith("/model/model.safetensors") for name in files)
+    assert not any(name.endswith("adapter_config.json") for name in files)
+    raw = mlflow.pyfunc.load_model(f"models:/tiny-files-lora/{second}").get_raw_model()
+    assert type(raw).__module__.startswith("transformers.")  # not a peft model
+    peft = mlflow.pyfunc.load_model(f"models:/tiny-files-lora/{first}").get_raw_model()
+    assert type(peft).__module__.startswith("peft.")
+
+
+def test_a_checkpoint_is_matched_to_its_trial_by_run_id(tiny_model_dir, sentiment_files,
+                                                         tmp_path, compose):
+    """Study 'pn' in a.db and study 'pn' in b.db (one MLflow store): A's folder holding B's
+    trial-0 checkpoint does not export as A's trial 0; A's run's own checkpoint does, and
+    without it the export is refused, naming the other run."""
+    import shutil
+
+    import optuna
+
+    from tests.helpers.configs import overrides_in
+
+    base = [*overrides_in(tmp_path, tiny_model_dir, sentiment_files), "study.name=pn",
+            "study.n_trials=1", "pruner=none", "train.num_train_epochs=1", "checkpoints.keep=1",
+            "report.enabled=false"]
+    a = [*base, f"study.storage=sqlite:///{tmp_path}/a.db", f"study.output_dir={tmp_path}/a"]
+    b = [*base, f"study.storage=sqlite:///{tmp_path}/b.db", f"study.output_dir={tmp_path}/b",
+         "train.seed=7"]
+    run_sweep(compose(a))
+    run_sweep(compose(b))
+    ours = tmp_path / "a" / "checkpoints" / "trial-0"
+    theirs = tmp_path / "b" / "checkpoints" / "trial-0"
+    mine = (ours / "adapter_model.safetensors").read_bytes()
+    assert mine != (theirs / "adapter_model.safetensors").read_bytes()
+    shutil.rmtree(ours)
+    shutil.copytree(theirs, ours)  # B's trial 0 where A's was
+
+    out = tmp_path / "export"
+    export_model(compose([*a, f"export.dir={out}", "export.merge_adapter=false"]))
+    assert (out / "adapter_model.safetensors").read_bytes() == mine  # A's run's checkpoint
+
+    run_id = optuna.load_study(study_name="pn", storage=f"sqlite:///{tmp_path}/a.db").trials[
+        0].user_attrs["mlflow_run_id"]
+    client = MlflowClient(tracking_uri=compose(a).tracking.uri)
+    shutil.rmtree(Path(client.get_run(run_id).info.artifact_uri.removeprefix("file://"))
+                  / "checkpoint")
+    with pytest.raises(ConfigError) as err:
+        export_model(compose([*a, f"export.dir={tmp_path / 'again'}",
+                              "export.merge_adapter=false"]))
+    assert err.value.field == "export.trial"
+    assert "holds the checkpoint of another run" in err.value.message
+    assert not (tmp_path / "again").exists()

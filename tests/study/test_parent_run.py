@@ -4,12 +4,16 @@ parent run from before the binding is adopted on resume."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
 from harness.records import schema
 from harness.study import run_sweep
+from harness.study.output_dir import OWNER_FILE
 
 
 def runs_of(client, experiment_name):
@@ -58,6 +62,8 @@ def test_a_parent_run_from_before_the_binding_is_adopted(sweep_overrides, compos
     # as an older harness left them: no uid on either side
     client.delete_tag(parent, schema.STUDY_UID_TAG)
     study._storage.set_study_user_attr(study._study_id, schema.STUDY_UID_ATTR, None)
+    mark = Path(str(cfg.study.output_dir)) / OWNER_FILE  # its output folder marked by name
+    mark.write_text(json.dumps({"study": cfg.study.name}) + "\n")
     run_sweep(compose([*overrides, "study.n_trials=2"]))
     study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
     assert study.user_attrs[schema.PARENT_RUN_ATTR] == parent
@@ -65,3 +71,4 @@ def test_a_parent_run_from_before_the_binding_is_adopted(sweep_overrides, compos
         schema.STUDY_UID_ATTR]
     assert len([r for r in runs_of(client, cfg.study.name)
                 if r.data.tags.get(schema.ROLE_TAG) == schema.ROLE_STUDY]) == 1
+    assert json.loads(mark.read_text())["uid"] == study.user_attrs[schema.STUDY_UID_ATTR]
