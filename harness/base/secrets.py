@@ -1,7 +1,9 @@
 """Passwords in storage and tracking URLs never leave the process in clear.
 
-``postgresql://user:secret@host/db`` is shown as ``postgresql://user:***@host/db`` in everything
-the harness writes (summaries, errors, the config artifact in MLflow) and, inside
+``postgresql://user:secret@host/db`` is shown as ``postgresql://user:***@host/db``, and
+``postgresql://user@host/db?password=secret`` as ``…?password=***`` (any query-string parameter
+named like a secret: password, pwd, secret, token, api_key, key, sig, …), in everything the
+harness writes (summaries, errors, the config artifact in MLflow) and, inside
 :func:`masked_output`, in everything anyone writes to stdout, stderr or the log.
 """
 
@@ -14,12 +16,25 @@ import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_plus
 
 MASK = "***"
 # scheme://user:password@  (the password part is replaced; as SQLAlchemy's URL parser reads
 # it, a password may hold '/': postgresql://u:ab/cd@host/db)
 _USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<password>[^@\s]+)@")
+# The name of a query-string parameter that holds a secret (any case, '-', '_' or '.' between
+# words): password, passwd, passphrase, sslpassword, pwd, secret, client_secret, token,
+# access_token, X-Amz-Security-Token, signature, credential(s), api_key, apikey, access_key,
+# … and, as a whole word, pass, sig and key. Not sslkey or passfile: paths of files.
+_SECRET_NAME = (r"[\w.\-]*?(?:pass(?:word|wd|phrase)|pwd|secret|token|signature|credentials?"
+                r"|(?:api|access|secret|private|account|client|auth|subscription|shared|master)"
+                r"[_.\-]?key)|(?:[\w.\-]*[_.\-])?(?:pass|sig|key)")
+# ?password=…  &token=…  ;pwd=…  (the value up to the next parameter, fragment, space or quote)
+_QUERY = re.compile(rf"(?P<head>[?&;](?:{_SECRET_NAME})=)(?P<password>[^&#\s'\"]+)",
+                    re.IGNORECASE)
+# values of such parameters that are settings, not secrets (?use_token=true): never registered,
+# or every 'true' would be masked
+_NOT_SECRETS = {"true", "false", "yes", "no", "on", "off", "none", "null"}
 _known: set[str] = set()
 
 
@@ -29,20 +44,29 @@ def register(urls: Iterable[Any]) -> None:
     for url in urls:
         if not isinstance(url, str):
             continue
-        passwords = {found["password"] for found in _USERINFO.finditer(url)}
+        passwords = {found["password"] for pattern in (_USERINFO, _QUERY)
+                     for found in pattern.finditer(url)}
         try:  # a database URL as SQLAlchemy (and so Optuna's storage) reads it
             from sqlalchemy.engine import make_url
 
-            passwords.add(make_url(url).password or "")
+            parsed = make_url(url)
+            passwords.add(parsed.password or "")
+            for name, values in parsed.query.items():
+                if re.fullmatch(_SECRET_NAME, name, re.IGNORECASE):
+                    passwords.update([values] if isinstance(values, str) else values)
         except Exception:  # not a URL of its own (an override such as key=URL, a path)
             pass
+        # as written, and decoded as the drivers read it (libpq: %XX; SQLAlchemy: also '+')
         _known.update({p for password in passwords if password
-                       for p in (password, unquote(password))})
+                       for p in (password, unquote(password), unquote_plus(password))
+                       if p.lower() not in _NOT_SECRETS})
 
 
 def mask(text: str) -> str:
-    """``text`` with URL passwords and every registered password replaced by ``***``."""
+    """``text`` with URL passwords (user:password@, ?password=…) and every registered password
+    replaced by ``***``."""
     text = _USERINFO.sub(lambda m: f"{m['head']}{MASK}@", text)
+    text = _QUERY.sub(lambda m: f"{m['head']}{MASK}", text)
     for secret in sorted(_known, key=len, reverse=True):
         if len(secret) >= 3:  # a 1-2 character "password" would mask half of every line
             text = text.replace(secret, MASK)

@@ -24,6 +24,7 @@ from harness.base.progress import configure_logging, log_level
 from harness.base.secrets import config_urls, mask, masked_output, register
 from harness.config.command import CONF, run_hydra
 from harness.config.space_overrides import replace_entries
+from harness.data import load_labelled_data
 from harness.study import init_stores, run_sweep, run_workers, study_summary, validate_config
 
 
@@ -100,6 +101,7 @@ def _run_workers(cfg: DictConfig, command: str) -> int:
 
     try:
         validate_config(cfg)
+        load_labelled_data(cfg.data)  # bad data refused before the stores are made
         init_stores(cfg)
     except ConfigError as exc:
         print(f"error: {mask(str(exc))}", file=sys.stderr)

@@ -103,6 +103,8 @@ class StudyConfig(_Checked, StudySeeds):  # study.enqueue, study.warm_start: Stu
     workers: int = _integer(1)
     worker: int | None = _integer(None, minimum=0, nullable=True)
     threads: int | None = _integer(None, nullable=True)
+    # false: refuse samplers that unpickle state read from the storage (harness.study.setup)
+    trust_storage_pickles: bool = True
     failure_limit: FailureLimitConfig = field(default_factory=FailureLimitConfig)
 
     def __post_init__(self) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.base.errors import ConfigError
-from harness.data.labels import label_mapping, where_is
+from harness.data.labels import label_mapping, unlabelled, where_is
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,10 @@ def label_and_split(raw: Any, data_cfg: Any) -> LabelledData:
     names, to_id = label_mapping(splits, data_cfg, label_text_col)
     prepared = {}
     for name, split in splits.items():
-        ids = [to_id(value, name) for value in split[label_col]]
+        ids = [-1 if unlabelled(value, name) else to_id(value, name)
+               for value in split[label_col]]
         prepared[name] = _to_text_label(split, text_col, ids, names)
+    _check_labelled(prepared, names, data_cfg)
 
     if "validation" not in prepared:
         prepared["train"], prepared["validation"] = _carve_validation(
@@ -113,6 +115,30 @@ def _check_texts(texts: Sequence[Any], split: str, where: str) -> None:
                 "data.text_column",
                 f"{bad} row(s) of {where} have no text (first: row {row}, value {text!r})",
             )
+
+
+def _check_labelled(prepared: dict[str, Any], names: list[str], data_cfg: Any) -> None:
+    """Two classes or more in train, labels on every validation row; a test split without
+    labels (-1) is kept, and not scored (the final stage says it is unlabelled)."""
+    present = sorted(set(prepared["train"]["label"]))
+    if len(present) < 2:
+        raise ConfigError("data.label_column",
+                          f"classification needs at least 2 labels: "
+                          f"{where_is(data_cfg, 'train')} has only "
+                          f"{', '.join(repr(names[i]) for i in present)} (of {names})")
+    validation = prepared.get("validation")
+    missing = sum(1 for i in validation["label"] if i < 0) if validation is not None else 0
+    if missing:
+        where = where_is(data_cfg, "validation")
+        raise ConfigError("data.validation_file" if data_cfg.get("validation_file")
+                          else "data.label_column",
+                          f"{where} is unlabelled ({missing} of {len(validation)} rows have "
+                          "label -1): trials are validated on labelled rows; give a labelled "
+                          "validation file, or none (data.validation_file=null carves one "
+                          "from train)")
+    test = prepared.get("test")
+    if test is not None and min(test["label"]) < 0:
+        log.info("the test split is unlabelled (label -1): it is not scored")
 
 
 def _to_text_label(split: Any, text_col: str, ids: list[int], names: list[str]) -> Any:

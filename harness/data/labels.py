@@ -16,14 +16,24 @@ def where_is(data_cfg: Any, split: str) -> str:
     return f"'{file}'" if file else f"the {split} split"
 
 
+def unlabelled(value: Any, split: str) -> bool:
+    """A row of a validation or test split without a label: a negative integer (hub test
+    splits mark theirs -1). Never a class: the row keeps -1, and the split counts as unlabelled
+    (:func:`harness.train.scoring.has_labels`)."""
+    return (split != "train" and isinstance(value, int) and not isinstance(value, bool)
+            and value < 0)
+
+
 def label_mapping(splits: dict[str, Any], data_cfg: Any, label_text_col: str | None):
-    """Label names in id order, and a function that maps a raw label value to its id."""
+    """Label names in id order, and a function that maps a raw label value to its id (the
+    rows :func:`unlabelled` excepted: they keep -1)."""
     from datasets import ClassLabel
 
     label_col = data_cfg.label_column
     given = _given_names(data_cfg.get("label_names"))
     feature = splits["train"].features[label_col]
-    values = {v for split in splits.values() for v in split[label_col]}
+    values = {v for name, split in splits.items() for v in split[label_col]
+              if not unlabelled(v, name)}
     if None in values:
         raise ConfigError("data.label_column", f"column '{label_col}' has rows with no label")
     _check_splits_agree(splits, data_cfg)
@@ -106,8 +116,8 @@ def _check_splits_agree(splits: dict[str, Any], data_cfg: Any) -> None:
             continue
         field = f"data.{name}_file" if data_cfg.get(f"{name}_file") else "data.label_column"
         where = where_is(data_cfg, name)
-        kinds = {kind(v) for v in split[label_col]}
-        if kinds != train_kinds and "?" not in kinds | train_kinds:
+        kinds = {kind(v) for v in split[label_col] if not unlabelled(v, name)}
+        if kinds and kinds != train_kinds and "?" not in kinds | train_kinds:
             raise ConfigError(field, f"labels in {where} are {'/'.join(sorted(kinds))} but "
                                      f"in {where_is(data_cfg, 'train')} "
                                      f"{'/'.join(sorted(train_kinds))}: use one kind of label "
@@ -127,7 +137,7 @@ def _check_splits_agree(splits: dict[str, Any], data_cfg: Any) -> None:
 
 def _names_from_text_column(splits: dict[str, Any], label_col: str, text_col: str) -> list[str]:
     pairs: dict[int, set[str]] = {}
-    for split in splits.values():
+    for name, split in splits.items():
         if text_col not in split.column_names:
             raise ConfigError(
                 "data.label_text_column",
@@ -135,7 +145,8 @@ def _names_from_text_column(splits: dict[str, Any], label_col: str, text_col: st
                 f"(columns: {', '.join(split.column_names)})",
             )
         for label, text in zip(split[label_col], split[text_col], strict=True):
-            pairs.setdefault(int(label), set()).add(str(text))
+            if not unlabelled(label, name):
+                pairs.setdefault(int(label), set()).add(str(text))
     ambiguous = {k: sorted(v) for k, v in pairs.items() if len(v) > 1}
     if ambiguous:
         raise ConfigError("data.label_text_column", f"ids with several names: {ambiguous}")

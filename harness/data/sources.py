@@ -6,6 +6,7 @@ turns whatever they return into labelled, split, capped data.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import logging
@@ -16,14 +17,16 @@ from typing import Any
 
 from filelock import FileLock
 
-from harness.base.errors import ConfigError
+from harness.base.errors import ConfigError, first_line
 from harness.data.vader_files import read_vader
 
 log = logging.getLogger(__name__)
 
+# TSV as GLUE and most corpora write it: tab-separated, no quoting (a quote is a character of
+# the text; read with CSV quoting, a text starting with a quote swallowed the next lines).
 _FILE_BUILDERS = {
     ".csv": ("csv", {}),
-    ".tsv": ("csv", {"delimiter": "\t"}),
+    ".tsv": ("csv", {"delimiter": "\t", "quoting": csv.QUOTE_NONE}),
     ".json": ("json", {}),
     ".jsonl": ("json", {}),
     ".parquet": ("parquet", {}),
@@ -65,7 +68,11 @@ def local_files(
     try:
         return load_dataset(kind, data_files=files, **options)
     except Exception as exc:  # datasets raises many types for unreadable files
-        raise ConfigError("data.train_file", f"could not read {files}: {exc}") from exc
+        cause = exc  # datasets wraps the reader's error (e.g. "Expected 2 fields in line 6")
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        raise ConfigError("data.train_file", f"could not read {files}: {exc}"
+                          + (f" ({first_line(cause)})" if cause is not exc else "")) from exc
 
 
 def _check_utf8(path: Path, field: str, name: str) -> None:

@@ -76,6 +76,10 @@ def _check(param: Param, value: Any, name: str) -> Any:
     if not param.low <= value <= param.high:
         raise ConfigError(name, f"{value!r} is outside its range [{param.low}, {param.high}]")
     if param.kind == "float":
+        if param.step is not None and abs((k := (value - param.low) / param.step) - round(k)) \
+                >= 1e-8:  # Optuna's own test: it would warn and run the trial off the grid
+            raise ConfigError(name, f"{value!r} is not one of its values ({param.low} to "
+                                    f"{param.high}, step {param.step})")
         return float(value)
     if not float(value).is_integer() or (value - param.low) % (param.step or 1):
         raise ConfigError(name, f"{value!r} is not one of its values ({param.low} to "

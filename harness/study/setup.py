@@ -18,13 +18,15 @@ from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from harness.base.errors import ConfigError, first_line
 from harness.base.extras import check_target
-from harness.base.files import check_sqlite_writable, check_writable
+from harness.base.files import check_sqlite_writable, check_writable, sqlite_path
 from harness.base.objects import build
 from harness.base.output_folders import check_replaceable
+from harness.base.secrets import mask
 from harness.config import settings, train_options
 from harness.data import load_labelled_data, tokenize
 from harness.metrics import load_metrics
 from harness.records import schema
+from harness.records.reach import reach_server
 from harness.space import MethodSpace, SearchSpace
 from harness.study import enqueued
 from harness.study.output_dir import check_owner
@@ -56,7 +58,13 @@ def validate_config(cfg: DictConfig) -> Any:
     space = (MethodSpace.from_config(cfg) if cfg.get("method_space")
              else SearchSpace.from_config(cfg.get("search_space"), cfg))
     study = settings(cfg, "study")
-    for section in ("checkpoints", "report", "display"):
+    if str(study.name).endswith(schema.FINAL_STUDY_SUFFIX):  # records.trials.final_study_name
+        raise ConfigError("study.name", f"must not end with '{schema.FINAL_STUDY_SUFFIX}', got "
+                                        f"{study.name!r}: the study '<name>"
+                                        f"{schema.FINAL_STUDY_SUFFIX}' holds the final-stage "
+                                        "runs of study '<name>' (a resume would take this "
+                                        "study for one): choose another name")
+    for section in ("checkpoints", "report", "display", "final"):
         if cfg.get(section) is not None:
             settings(cfg, section)
     train_options(cfg.train)
@@ -67,6 +75,9 @@ def validate_config(cfg: DictConfig) -> Any:
             f"{study.second_objective}): choose pruner=none, or drop the second objective to "
             "keep pruning",
         )
+    if study.metric == "loss" and study.direction != "minimize":
+        raise ConfigError("study.direction", "the loss is minimized: study.metric=loss needs "
+                                             f"study.direction=minimize, got {study.direction!r}")
     if cfg.get("method_space") and str(cfg.sampler.get("_target_", "")).endswith("GridSampler"):
         raise ConfigError("sampler", "a grid cannot search a methods study (its space differs "
                                      "per method): use sampler=tpe or sampler=random")
@@ -74,15 +85,77 @@ def validate_config(cfg: DictConfig) -> Any:
     check_sqlite_writable("study.storage", str(study.storage))
     if cfg.get("display") is not None and cfg.display.get("log_file"):
         check_writable("display.log_file", Path(str(cfg.display.log_file)).expanduser().parent)
-    check_owner(str(study.output_dir), str(study.name))
+    check_owner(str(study.output_dir), str(study.name), str(study.storage))
+    check_tracking(cfg.tracking)
     if cfg.get("report") is not None and cfg.report.enabled:
         check_replaceable("report.dir", Path(str(cfg.report.dir)), "report", str(study.name),
                           cfg, default=Path(str(study.output_dir)) / "report")
     check_target("sampler", str(cfg.sampler.get("_target_", "")))
-    build("sampler", cfg.sampler)
+    check_storage_pickles(build("sampler", cfg.sampler), study.trust_storage_pickles)
     build("pruner", cfg.pruner)
     enqueued.planned(cfg, space)  # study.enqueue / study.warm_start: sets that fit the space
     return space
+
+
+def check_tracking(tracking: DictConfig) -> None:
+    """The tracking store can be used, checked without creating it: the store (an SQLite file
+    and its folder) is made only once the data and the model are prepared (the tracker), so
+    that bad input leaves no MLflow store behind. A server that does not answer fails here, in
+    seconds."""
+    uri = str(tracking.get("uri") or "")
+    if uri.startswith(("http://", "https://")):
+        reach_server(uri)
+    path = sqlite_path(uri)
+    if path is not None:
+        try:
+            check_writable("tracking.uri", path.parent)
+        except ConfigError as exc:
+            raise ConfigError("tracking.uri", mask(f"cannot use '{uri}': {exc.message}")) \
+                from None
+        check_sqlite_writable("tracking.uri", uri)
+    location = str(tracking.get("artifact_location") or "")
+    if location and ("://" not in location or location.startswith("file://")):
+        check_writable("tracking.artifact_location", location.removeprefix("file://"))
+
+
+def check_storage_pickles(sampler: Any, trusted: bool) -> None:
+    """``study.trust_storage_pickles=false``: refuse a sampler that unpickles what it reads from
+    the study storage, so that whoever can write the storage cannot run code in the workers.
+
+    Optuna's CmaEsSampler stores its optimizer as a hex-encoded pickle in trial system attrs
+    and unpickles the latest one on every trial (``optuna/samplers/_cmaes.py``,
+    ``_restore_optimizer``); Optuna has no switch to turn that off. Its other samplers keep
+    what they store as JSON. A sampler that is not one of Optuna's own cannot be vouched for,
+    so it is refused too. Samplers inside the sampler (CmaEs's independent sampler, a
+    PartialFixedSampler's base sampler) are checked as well.
+    """
+    if trusted:
+        return
+    from optuna.samplers import BaseSampler, CmaEsSampler
+
+    seen: set[int] = set()
+    todo = [sampler]
+    while todo:
+        part = todo.pop()
+        if id(part) in seen:
+            continue
+        seen.add(id(part))
+        todo += [v for v in getattr(part, "__dict__", {}).values() if isinstance(v, BaseSampler)]
+        kind = type(part)
+        if isinstance(part, CmaEsSampler):
+            why = (f"{kind.__name__} keeps its state in the study storage as a pickle and "
+                   "unpickles it on every trial")
+        elif not kind.__module__.startswith("optuna.samplers."):
+            why = (f"{kind.__module__}.{kind.__qualname__} is not one of Optuna's own samplers, "
+                   "so the harness cannot tell whether it unpickles what it reads from the storage")
+        else:
+            continue
+        raise ConfigError(
+            "study.trust_storage_pickles",
+            f"is false and {why} (whoever can write the storage could run code in every "
+            "worker): choose a sampler that does not (tpe, gp, random, qmc, grid, nsga2), or set "
+            "study.trust_storage_pickles=true for a storage that only people you trust can write",
+        )
 
 
 # ----------------------------------------------------------------------------- prepare

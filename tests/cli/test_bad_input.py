@@ -37,6 +37,8 @@ def _files(tmp_path: Path) -> dict[str, Path]:
     (folder / "long.csv").write_text("text,label\n" + "great " * 200 + ",positive\n"
                                      "bad,negative\nfine,neutral\ngood,positive\n")
     (folder / "three.csv").write_text("text,label\ngood,positive\nbad,negative\nok,positive\n")
+    (folder / "one_class.csv").write_text("text,label\n" + "".join(
+        f"good {i},positive\n" for i in range(20)))
     (folder / "latin1.csv").write_bytes("text,label\ncaf\u00e9 great,positive\nbad,negative\n"
                                         "ok,neutral\n".encode("latin-1"))
     readonly = folder / "readonly.db"
@@ -59,6 +61,9 @@ CASES = [
     # a value of the wrong type
     (["study.n_trials=ten"], "error: study.n_trials: must be a positive integer, got 'ten'"),
     (["study=3"], "error: study: must be a mapping of settings, got 3"),
+    # the loss maximized
+    (["study.metric=loss"], "error: study.direction: the loss is minimized: study.metric=loss "
+                            "needs study.direction=minimize, got 'maximize'"),
     # empty dataset
     (["data.train_file={bad}/empty.csv"],
      "error: data.train_file: '{bad}/empty.csv' has no data rows"),
@@ -203,6 +208,31 @@ CASES = [
     (["study.name=/tmp/x"], "error: study.name: must be a name, not a path"),
     (["study.name=.."], "error: study.name: must be a name, not a path"),
     (["study.failure_limit.rate=2"], "error: study.failure_limit.rate: must be in [0, 1)"),
+    # issue 27, items 9-13
+    # one-class training data, label names given or not
+    (["data.train_file={bad}/one_class.csv", "data.validation_file=null",
+      "data.label_names=[negative,positive]"],
+     "error: data.label_column: classification needs at least 2 labels: '{bad}/one_class.csv' "
+     "has only 'positive'"),
+    # the final stage's settings, checked with the others (not after the search)
+    (["final.top_k=0"], "error: final.top_k: must be a positive integer, got 0"),
+    (["final.seeds=-1"], "error: final.seeds: must be an integer >= 0, got -1"),
+    (["final.ensemble_size=0"], "error: final.ensemble_size: must be a positive integer, got 0"),
+    (["final.combine=all"],
+     "error: final.combine: must be one of best, ensemble, soup, auto, got 'all'"),
+    # the name of a study's final-stage companion ("<study>::final")
+    (["study.name=pc::final"], "error: study.name: must not end with '::final', got "
+                               "'pc::final': the study '<name>::final' holds the final-stage "
+                               "runs of study '<name>'"),
+    # a queued value off a float's step grid (Optuna only warns, and runs it)
+    (["++search_space={train.learning_rate: {low: 1.0e-2, high: 5.0e-2}, "
+      "train.warmup_steps: {type: float, low: 0.0, high: 0.3, step: 0.1}}",
+      "study.enqueue=[{train.warmup_steps: 0.1}, {train.warmup_steps: 0.05}]"],
+     "error: study.enqueue[1].train.warmup_steps: 0.05 is not one of its values (0.0 to 0.3, "
+     "step 0.1)"),
+    # bad data leaves no MLflow store (every data row above checks it), with workers too
+    (["study.workers=2", "data.train_file={bad}/empty.csv"],
+     "error: data.train_file: '{bad}/empty.csv' has no data rows"),
 ]
 
 

@@ -139,6 +139,9 @@ def nothing_created(tmp_path: Path) -> None:
     assert not study_db.exists() or not _rows(study_db, "studies"), "a study was created"
     mlflow_db = tmp_path / "mlruns" / "mlflow.db"
     assert not mlflow_db.exists() or not _rows(mlflow_db, "runs"), "an MLflow run was created"
+    # not even an empty store: the tracking store is made only once the input passed its checks
+    assert not mlflow_db.exists(), "the MLflow store was created"
+    assert not (tmp_path / "mlruns").exists(), "the MLflow folder was created"
     assert not (tmp_path / "sweeps" / "study").exists(), "the output folder was created"
 
 

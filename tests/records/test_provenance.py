@@ -82,10 +82,12 @@ def test_every_run_records_code_command_user_versions_and_its_data(
 def test_the_command_line_is_recorded_with_passwords_masked(monkeypatch):
     monkeypatch.setattr(sys, "orig_argv", [
         "/opt/venv/bin/python", "-m", "harness.sweep", "+sweep=lora",
-        "study.storage=postgresql://alice:s3cret-pw@db.example/optuna"])
+        "study.storage=postgresql://alice:s3cret-pw@db.example/optuna",
+        "study.warm_start.storage=postgresql://alice@db.example/optuna?password=hunter22"])
     line = provenance.command_line()
     assert line == ("python -m harness.sweep +sweep=lora "
-                    "study.storage=postgresql://alice:***@db.example/optuna")
+                    "study.storage=postgresql://alice:***@db.example/optuna "
+                    "'study.warm_start.storage=postgresql://alice@db.example/optuna?password=***'")
     assert provenance.code_tags()[provenance.MLFLOW_SOURCE_TAG] == "harness.sweep"
 
 

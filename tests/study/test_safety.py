@@ -1,5 +1,6 @@
 """Secrets: a password in the storage or tracking URL never shows, in output, MLflow, files or
-errors. Model code: nothing from a model folder runs unless model.trust_remote_code=true."""
+errors. Model code: nothing from a model folder runs unless model.trust_remote_code=true.
+Pickles: with study.trust_storage_pickles=false no sampler unpickles state from the storage."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 from harness.base.errors import ConfigError
 from harness.base.secrets import mask, masked_output, register
 from harness.study import run_sweep
+from tests.helpers.sweeps import nothing_created
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,6 +39,33 @@ def test_mask_hides_url_passwords_and_registered_secrets(capsys):
         logging.getLogger("harness.test").warning("url postgresql://a:tops3cret@h/db")
     out = capsys.readouterr()
     assert "tops3cret" not in out.out + out.err and "***" in out.out
+
+
+def test_mask_hides_secrets_in_a_urls_query_string(capsys):
+    """Issue 27 item 14: ?password=… (and the like) in a URL's query string."""
+    url = "postgresql://alice@db.example/optuna?password=hunter22"
+    assert mask(url) == "postgresql://alice@db.example/optuna?password=***"
+    assert (mask("mysql://h/db?user=bob&PWD=x7y8z9&charset=utf8")
+            == "mysql://h/db?user=bob&PWD=***&charset=utf8")
+    for name in ("passwd", "pwd", "Password", "sslpassword", "secret", "client_secret", "token",
+                 "access_token", "api_key", "apikey", "API-Key", "key", "sig", "X-Amz-Signature",
+                 "X-Amz-Security-Token", "credentials"):
+        assert mask(f"https://h/x?a=1&{name}=v4lu/e#f") == f"https://h/x?a=1&{name}=***#f", name
+    # settings that only look alike stay: key and password files (paths), the user, the SSL mode
+    kept = "postgresql://h/db?sslkey=/etc/client.key&passfile=/home/a/.pgpass&user=al&sslmode=x"
+    assert mask(kept) == kept
+    assert mask("storage='postgresql://h/db?password=abc'") == "storage='postgresql://h/db?password=***'"
+    # registered: the bare value as a library prints it, read as the drivers decode it
+    register([url, "study.storage=postgresql://h/db?sslmode=require&password=p%40ss+w0rd"])
+    assert mask("authentication failed (hunter22)") == "authentication failed (***)"
+    assert mask("p@ss+w0rd or p@ss w0rd") == "*** or ***"
+    register(["postgresql://h/db?use_token=true"])  # a flag, not a secret: 'true' stays
+    assert mask("trust_remote_code: true") == "trust_remote_code: true"
+    with masked_output(["postgresql://a@h/db?sslmode=require&password=tops3cret-q"]):
+        print("connecting with tops3cret-q")
+        logging.getLogger("harness.test").warning("url postgresql://a@h/db?password=tops3cret-q")
+    out = capsys.readouterr()
+    assert "tops3cret-q" not in out.out + out.err and "***" in out.out
 
 
 def test_output_nobody_reads_is_dropped_not_raised(monkeypatch):
@@ -76,18 +105,32 @@ def _everything_in_files(folder: Path) -> str:
                      for p in folder.rglob("*") if p.is_file())
 
 
-def test_a_storage_password_never_shows_anywhere(sweep_overrides, tmp_path, postgres_database,
-                                                 compose):
+# the password as user:password@, and as a query-string parameter (libpq's ?password=…)
+STORAGE_FORMS = {
+    "userinfo": ("postgresql://postgres:{secret}@127.0.0.1:{port}/{database}",
+                 "postgresql://postgres:***@127.0.0.1:5432/"),
+    "query": ("postgresql://postgres@127.0.0.1:{port}/{database}?sslmode=disable&password={secret}",
+              "?sslmode=disable&password=***"),
+}
+
+
+@pytest.mark.parametrize("form", list(STORAGE_FORMS))
+def test_a_storage_password_never_shows_anywhere(form, sweep_overrides, tmp_path,
+                                                 postgres_database, compose):
+    from harness.records import provenance, schema
+
     secret = f"s3c/ret-{uuid.uuid4().hex[:12]}"  # '/' in a password is legal for SQLAlchemy
     database = postgres_database("secrets")
-    storage = f"postgresql://postgres:{secret}@127.0.0.1:5432/{database}"  # trust auth: accepted
+    template, shown = STORAGE_FORMS[form]
+    storage = template.format(secret=secret, port=5432, database=database)  # trust auth: accepted
     overrides = [o for o in sweep_overrides if not o.startswith("study.storage=")]
-    overrides += [f"study.storage={storage}", "study.n_trials=1", "pruner=none",
+    # quoted: Hydra reads an unquoted '=' in a value as a syntax error
+    overrides += [f"study.storage='{storage}'", "study.n_trials=1", "pruner=none",
                   "train.num_train_epochs=1"]
     result = subprocess.run([sys.executable, "-m", "harness.sweep", *overrides], cwd=ROOT,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    assert "postgresql://postgres:***@127.0.0.1:5432/" in result.stdout  # masked, not dropped
+    assert shown in result.stdout  # masked, not dropped
     places = {
         "stdout and stderr": result.stdout + result.stderr,
         "MLflow store (params, tags, metrics)": _everything_in_sqlite(tmp_path / "mlruns" /
@@ -99,13 +142,19 @@ def test_a_storage_password_never_shows_anywhere(sweep_overrides, tmp_path, post
     }
     for place, text in places.items():
         assert secret not in text, place
-    assert "postgresql://postgres:***@" in places["MLflow artifacts (config.yaml included)"]
+    assert shown in places["MLflow artifacts (config.yaml included)"]
+    with sqlite3.connect(tmp_path / "mlruns" / "mlflow.db") as conn:
+        tags = conn.execute("SELECT key, value FROM tags WHERE key IN (?, ?)",
+                            (provenance.COMMAND_TAG, schema.STORAGE_TAG)).fetchall()
+    assert {key for key, _ in tags} == {provenance.COMMAND_TAG, schema.STORAGE_TAG}
+    assert all(shown in value for _, value in tags), tags  # every run's, the parent's
 
     # the same URL to a server that is not there: the error masks it too
-    bad = f"postgresql://postgres:{secret}@127.0.0.1:1/{database}"
+    bad = template.format(secret=secret, port=1, database=database)
     with pytest.raises(ConfigError) as err:
-        run_sweep(compose([*overrides[:-4], f"study.storage={bad}"]))
+        run_sweep(compose([*overrides[:-4], f"study.storage='{bad}'"]))
     assert err.value.field == "study.storage" and secret not in str(err.value)
+    assert shown.replace("5432", "1") in str(err.value)
 
 
 def test_the_command_line_masks_passwords_under_a_mistyped_key_and_in_tracebacks(
@@ -130,6 +179,69 @@ def test_the_command_line_masks_passwords_under_a_mistyped_key_and_in_tracebacks
     out = capsys.readouterr()
     assert exited.value.code == 1 and "Traceback" in out.err and "RuntimeError" in out.err
     assert "http://u:***@mlflow.example:5000/api" in out.err and secret not in out.err
+
+
+def test_the_resume_line_masks_a_query_string_password(sweep_overrides, monkeypatch, capsys):
+    """Ctrl-C prints the command that resumes the study: its password is masked, also where it
+    is a query-string parameter (?password=…)."""
+    from harness import sweep
+    from harness.cli import sweep as sweep_cli
+
+    secret = f"qs-{uuid.uuid4().hex[:10]}"
+    storage = f"postgresql://postgres@127.0.0.1:5432/nowhere?password={secret}"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep_cli, "run_sweep", interrupted)  # Ctrl-C before the first trial
+    monkeypatch.setattr(sweep_cli, "configure_logging", lambda *args, **kwargs: None)
+    overrides = [o for o in sweep_overrides if not o.startswith("study.storage=")]
+    # Hydra reads an unquoted '=' in a value as a syntax error: the value is quoted
+    monkeypatch.setattr(sys, "argv", ["harness.sweep", *overrides, f"study.storage='{storage}'"])
+    with pytest.raises(SystemExit) as exited:
+        sweep.cli()
+    out = capsys.readouterr()
+    assert exited.value.code == 130, out.err
+    resume = next(line for line in out.err.splitlines() if line.startswith("Resume with: "))
+    assert "?password=***" in resume and secret not in out.out + out.err
+
+
+def test_samplers_that_unpickle_storage_state_are_refused_on_request(
+        sweep_overrides, tmp_path, monkeypatch, capsys, compose):
+    """Issue 27 item 15: CmaEsSampler unpickles its state from the study storage (whoever can
+    write the storage runs code in every worker). study.trust_storage_pickles=false refuses it:
+    one error line naming the setting, exit 2, nothing created."""
+    import optuna
+
+    from harness import sweep
+    from harness.study.setup import check_storage_pickles, validate_config
+
+    monkeypatch.setattr(sys, "argv", ["harness.sweep", *sweep_overrides, "sampler=cmaes",
+                                      "study.trust_storage_pickles=false"])
+    with pytest.raises(SystemExit) as exited:
+        sweep.cli()
+    err = capsys.readouterr().err
+    assert exited.value.code == 2, err
+    assert err.splitlines() == [err.strip()] and err.startswith(
+        "error: study.trust_storage_pickles: is false and CmaEsSampler keeps its state in the "
+        "study storage as a pickle"), err
+    nothing_created(tmp_path)
+
+    validate_config(compose([*sweep_overrides, "sampler=cmaes"]))  # trusted by default
+    for sampler in ("tpe", "gp", "random", "qmc", "grid", "nsga2"):  # JSON in the storage only
+        validate_config(compose([*sweep_overrides, f"sampler={sampler}",
+                                 "study.trust_storage_pickles=false"]))
+
+    class OwnSampler(optuna.samplers.RandomSampler):  # not Optuna's: cannot be vouched for
+        pass
+
+    check_storage_pickles(optuna.samplers.CmaEsSampler(), trusted=True)
+    check_storage_pickles(optuna.samplers.TPESampler(), trusted=False)  # Optuna's, JSON only
+    inside = optuna.samplers.PartialFixedSampler({}, optuna.samplers.CmaEsSampler())
+    for refused, named in ((inside, "CmaEsSampler keeps"), (OwnSampler(), "OwnSampler is not")):
+        with pytest.raises(ConfigError) as error:
+            check_storage_pickles(refused, trusted=False)
+        assert error.value.field == "study.trust_storage_pickles" and named in str(error.value)
 
 
 def _model_with_code(folder: Path, marker: Path, tiny_model_dir: Path) -> Path:
