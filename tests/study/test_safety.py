@@ -114,7 +114,9 @@ STORAGE_FORMS = {
 }
 
 
-@pytest.mark.parametrize("form", list(STORAGE_FORMS))
+# the query-string form end to end in the slow run (~25 s); its masking is checked in the
+# default run by the unit, resume-line and provenance tests
+@pytest.mark.parametrize("form", ["userinfo", pytest.param("query", marks=pytest.mark.slow)])
 def test_a_storage_password_never_shows_anywhere(form, sweep_overrides, tmp_path,
                                                  postgres_database, compose):
     from harness.records import provenance, schema
