@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -263,9 +265,6 @@ def _register(tracker: Any, run_id: str | None, folder: Path, name: str,
     Each version has artifacts of its own (``model-<time>-<id>/``, never written again): a
     second export of the same run (merged after separate, say) is another folder, not files
     laid over the first version's."""
-    import time
-    import uuid
-
     from mlflow.exceptions import MlflowException
 
     if tracker is None or not run_id:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 import warnings
 from typing import Any
 
@@ -123,11 +124,9 @@ def _diff(stored: dict[str, str], current: dict[str, str]) -> list[str]:
 
 def identity(study: Any) -> dict[str, str]:
     """The study's identity, as tags for its MLflow parent run: a uid stored with the study when
-    it is first opened (workers that set one at the same moment all read back the one stored
-    last), its storage (password masked) and its id there."""
+    it is first opened (under the study's lock: workers that open it together agree on one),
+    its storage (password masked) and its id there."""
     if not study.user_attrs.get(schema.STUDY_UID_ATTR):  # a new study, or one from before
-        import uuid
-
         # under the study's lock: workers opening a new study together all get the first uid
         # (the output folder and the parent run are bound to it)
         with study_lock(study._storage, study.study_name, "identity"):
