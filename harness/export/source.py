@@ -84,18 +84,11 @@ def _chosen_trial(study: Any, number: Any) -> Any:
     return found[0]
 
 
-def recorded_run(folder: Path) -> str | None:
-    """The MLflow run whose checkpoint ``folder`` holds, as its ``trial.json`` says (None: a
-    checkpoint from before it said, or none)."""
-    run_id = _trial_info(folder).get(schema.RUN_ID_ATTR)
-    return str(run_id) if run_id else None
-
-
 def other_run(folder: Path, run_id: str | None) -> str | None:
-    """The other run whose checkpoint ``folder`` holds where it should hold run ``run_id``'s
-    (None: it is that run's, or says no run: an older checkpoint, trusted)."""
-    recorded = recorded_run(folder)
-    return recorded if run_id and recorded and recorded != run_id else None
+    """The other run whose checkpoint ``folder`` holds (its ``trial.json``) where it should hold
+    run ``run_id``'s (None: it is that run's, or says no run: an older checkpoint, trusted)."""
+    recorded = _trial_info(folder).get(schema.RUN_ID_ATTR)
+    return str(recorded) if run_id and recorded and recorded != run_id else None
 
 
 def checkpoint_of(cfg: DictConfig, choice: Choice, tracker: Any, download: Path) -> Path:

@@ -365,9 +365,9 @@ class FinalStage:
             return "seed", None
         if kind == "ensemble":
             combined["folder"] = f"{self.store.root.name}/{combine.ENSEMBLE_DIR}"
-        split = self.sweep.prepared.datasets.get("test")
         if "test" in combined:  # the soup as it was made, scored then
             return kind, combined
+        split = self.sweep.prepared.datasets.get("test")
         if split is not None and has_labels(split):  # the choice is made: now the test split
             combined["test"] = combine.test_score(combined, output_dir, split, metrics, metric)
         return kind, combined
