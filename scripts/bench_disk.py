@@ -42,12 +42,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10, help="trials per study (default 10)")
     parser.add_argument("--methods", default="full,lora", help="sweeps (conf/sweep/NAME.yaml)")
-    parser.add_argument("overrides", nargs="*",
-                        help="extra overrides (default: 300 training tweets, 1 epoch, "
-                             "1 evaluation, to keep the run short)")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        help="extra overrides (default: 300 training tweets, 1 epoch, "
+        "1 evaluation, to keep the run short)",
+    )
     args = parser.parse_args()
-    overrides = args.overrides or ["data.max_train_samples=300", "train.num_train_epochs=1",
-                                   "train.evals_per_epoch=1"]
+    overrides = args.overrides or [
+        "data.max_train_samples=300",
+        "train.num_train_epochs=1",
+        "train.evals_per_epoch=1",
+    ]
 
     import harness  # noqa: F401
     from harness.base.progress import configure_logging
@@ -59,26 +65,39 @@ def main() -> None:
         for label, setting in SETTINGS.items():
             with tempfile.TemporaryDirectory(prefix="bench-disk-") as scratch:
                 tmp = Path(scratch)
-                cfg = compose([
-                    f"+sweep={method}", f"study.n_trials={args.trials}", "pruner=none",
-                    f"study.storage=sqlite:///{tmp}/optuna.db", f"study.output_dir={tmp}/study",
-                    f"tracking.uri=sqlite:///{tmp}/mlflow.db",
-                    f"tracking.artifact_location={tmp}/art",
-                    "display.progress=false", *setting, *overrides,
-                ])
+                cfg = compose(
+                    [
+                        f"+sweep={method}",
+                        f"study.n_trials={args.trials}",
+                        "pruner=none",
+                        f"study.storage=sqlite:///{tmp}/optuna.db",
+                        f"study.output_dir={tmp}/study",
+                        f"tracking.uri=sqlite:///{tmp}/mlflow.db",
+                        f"tracking.artifact_location={tmp}/art",
+                        "display.progress=false",
+                        *setting,
+                        *overrides,
+                    ]
+                )
                 start = time.perf_counter()
                 summary = run_sweep(cfg)
                 wall = time.perf_counter() - start
                 local, mlflow = size(tmp / "study"), size(tmp / "art")
                 rows.append((method, label, summary.complete, local, mlflow, wall))
-                print(f"{method} / {label}: local {mb(local)}, MLflow artifacts {mb(mlflow)}, "
-                      f"{wall:.0f} s", flush=True)
-    print("\n| method | checkpoints | trials | local checkpoints | MLflow artifacts | total |"
-          " wall |")
+                print(
+                    f"{method} / {label}: local {mb(local)}, MLflow artifacts {mb(mlflow)}, "
+                    f"{wall:.0f} s",
+                    flush=True,
+                )
+    print(
+        "\n| method | checkpoints | trials | local checkpoints | MLflow artifacts | total | wall |"
+    )
     print("|---|---|---|---|---|---|---|")
     for method, label, done, local, mlflow, wall in rows:
-        print(f"| {method} | {label} | {done} | {mb(local)} | {mb(mlflow)} | "
-              f"{mb(local + mlflow)} | {wall / 60:.1f} min |")
+        print(
+            f"| {method} | {label} | {done} | {mb(local)} | {mb(mlflow)} | "
+            f"{mb(local + mlflow)} | {wall / 60:.1f} min |"
+        )
 
 
 if __name__ == "__main__":

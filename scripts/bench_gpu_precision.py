@@ -18,10 +18,12 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification
 
 SHAPES = {
-    "MiniLM-L6 (embedded)": dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
-                                 intermediate_size=1536),
-    "BERT-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                      intermediate_size=3072),
+    "MiniLM-L6 (embedded)": dict(
+        hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536
+    ),
+    "BERT-base": dict(
+        hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072
+    ),
 }
 BATCHES = [(16, 32), (32, 32), (32, 128)]  # (batch, tokens)
 
@@ -61,8 +63,10 @@ def main() -> int:
     print("|---|---|---|---|---|---|")
     for name, shape in SHAPES.items():
         for batch, tokens in BATCHES:
-            cells = [f"{step_ms(shape, batch, tokens, p):.1f} ms"
-                     for p in ("fp32", "tf32", "bf16", "fp16")]
+            cells = [
+                f"{step_ms(shape, batch, tokens, p):.1f} ms"
+                for p in ("fp32", "tf32", "bf16", "fp16")
+            ]
             print(f"| {name} | {batch} x {tokens} | " + " | ".join(cells) + " |", flush=True)
     return 0
 

@@ -24,8 +24,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", required=True, help="a sweep name (conf/sweep/NAME.yaml)")
     parser.add_argument("--lrs", required=True, help="comma-separated learning rates")
-    parser.add_argument("--precisions", default="no",
-                        help="train.mixed_precision values to compare (e.g. no,bf16)")
+    parser.add_argument(
+        "--precisions", default="no", help="train.mixed_precision values to compare (e.g. no,bf16)"
+    )
     parser.add_argument("overrides", nargs="*", help="extra key=value overrides")
     args = parser.parse_args()
 
@@ -42,23 +43,33 @@ def main() -> None:
     prepared = prepare_study(cfg, validate_config(cfg))
     labels = prepared.datasets["validation"]["label"]
     majority = Counter(labels).most_common(1)[0][1] / len(labels)
-    print("| method | lr | precision | curve (accuracy after each evaluation) | best | majority "
-          "| s | samples/s (evaluations included) |")
+    print(
+        "| method | lr | precision | curve (accuracy after each evaluation) | best | majority "
+        "| s | samples/s (evaluations included) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     runs = [(float(lr), p) for lr in args.lrs.split(",") for p in args.precisions.split(",")]
     for lr, precision in runs:
-        trial_cfg = prepared.space.apply(cfg, {"train.learning_rate": lr,
-                                               "train.mixed_precision": precision})
+        trial_cfg = prepared.space.apply(
+            cfg, {"train.learning_rate": lr, "train.mixed_precision": precision}
+        )
         curve: list[float] = []
         start = time.perf_counter()
-        result = finetune(trial_cfg, prepared.base, prepared.datasets, prepared.metrics,
-                          callbacks=[OnEvaluate(
-                              lambda i, m, c=curve: c.append(m["eval_accuracy"]))])
+        result = finetune(
+            trial_cfg,
+            prepared.base,
+            prepared.datasets,
+            prepared.metrics,
+            callbacks=[OnEvaluate(lambda i, m, c=curve: c.append(m["eval_accuracy"]))],
+        )
         wall = time.perf_counter() - start
         shown = " ".join(f"{v:.3f}" for v in curve)
         speed = result.steps * int(cfg.train.per_device_train_batch_size) / result.train_runtime
-        print(f"| {args.method} | {lr:g} | {precision} | {shown} | {result.value:.4f} | "
-              f"{majority:.4f} | {wall:.0f} | {speed:.1f} |", flush=True)
+        print(
+            f"| {args.method} | {lr:g} | {precision} | {shown} | {result.value:.4f} | "
+            f"{majority:.4f} | {wall:.0f} | {speed:.1f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -23,29 +23,51 @@ METRICS = ("process_rss_mb", "process_peak_rss_mb", "gpu_peak_memory_mb")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=6)
-    parser.add_argument("overrides", nargs="*", default=[
-        "+sweep=lora", "data.max_train_samples=300", "train.num_train_epochs=1",
-        "train.evals_per_epoch=1", "pruner=none"])
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        default=[
+            "+sweep=lora",
+            "data.max_train_samples=300",
+            "train.num_train_epochs=1",
+            "train.evals_per_epoch=1",
+            "pruner=none",
+        ],
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         tracking = f"sqlite:///{tmp}/mlflow.db"
-        subprocess.run([sys.executable, "-m", "harness.sweep", *args.overrides,
-                        f"study.n_trials={args.trials}", "study.name=bench-memory",
-                        f"study.storage=sqlite:///{tmp}/optuna.db", f"study.output_dir={tmp}/s",
-                        f"tracking.uri={tracking}", f"tracking.artifact_location={tmp}/art",
-                        "display.progress=false"], cwd=ROOT, check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "harness.sweep",
+                *args.overrides,
+                f"study.n_trials={args.trials}",
+                "study.name=bench-memory",
+                f"study.storage=sqlite:///{tmp}/optuna.db",
+                f"study.output_dir={tmp}/s",
+                f"tracking.uri={tracking}",
+                f"tracking.artifact_location={tmp}/art",
+                "display.progress=false",
+            ],
+            cwd=ROOT,
+            check=True,
+        )
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(tracking_uri=tracking)
         experiment = client.get_experiment_by_name("bench-memory")
-        runs = client.search_runs([experiment.experiment_id],
-                                  filter_string="tags.`harness.role` = 'trial'")
+        runs = client.search_runs(
+            [experiment.experiment_id], filter_string="tags.`harness.role` = 'trial'"
+        )
         runs.sort(key=lambda r: int(r.data.tags["optuna.trial_number"]))
         shown = [m for m in METRICS if any(m in r.data.metrics for r in runs)]
         print("\n| trial | " + " | ".join(shown) + " |\n|---|" + "---|" * len(shown))
         for run in runs:
-            values = [f"{run.data.metrics[m]:,.0f}" if m in run.data.metrics else "-"
-                      for m in shown]
+            values = [
+                f"{run.data.metrics[m]:,.0f}" if m in run.data.metrics else "-" for m in shown
+            ]
             print(f"| {run.data.tags['optuna.trial_number']} | " + " | ".join(values) + " |")
 
 

@@ -30,10 +30,17 @@ def compose(overrides: list[str]):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=None,
-                        help="trials per sweep (default: each sweep's own study.n_trials)")
-    parser.add_argument("--methods", default="full,lora,prefix,prompt,ia3,methods",
-                        help="comma-separated sweeps to compare (conf/sweep/NAME.yaml)")
+    parser.add_argument(
+        "--trials",
+        type=int,
+        default=None,
+        help="trials per sweep (default: each sweep's own study.n_trials)",
+    )
+    parser.add_argument(
+        "--methods",
+        default="full,lora,prefix,prompt,ia3,methods",
+        help="comma-separated sweeps to compare (conf/sweep/NAME.yaml)",
+    )
     parser.add_argument("overrides", nargs="*", help="extra key=value overrides for every sweep")
     args = parser.parse_args()
 
@@ -50,12 +57,18 @@ def main() -> None:
     configure_logging()
     rows = []
     for method in args.methods.split(","):
-        data = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("data=")),
-                    "vader")
+        data = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("data=")), "vader")
         name = f"bench-{method}-{data}"
         trials = [f"study.n_trials={args.trials}"] if args.trials else []
-        cfg = compose([f"+sweep={method}", f"study.name={name}", *trials,
-                       "study.storage=sqlite:///sweeps/bench.db", *args.overrides])
+        cfg = compose(
+            [
+                f"+sweep={method}",
+                f"study.name={name}",
+                *trials,
+                "study.storage=sqlite:///sweeps/bench.db",
+                *args.overrides,
+            ]
+        )
         start = time.perf_counter()
         summary = run_sweep(cfg)
         wall = time.perf_counter() - start
@@ -72,26 +85,31 @@ def main() -> None:
             total = sum(p.numel() for p in model.parameters())
             ratio = trainable / total if trainable else None
             test = load_labelled_data(cfg.data).splits["test"]
-            test_acc = accuracy_on(model, tokenizer, list(test["text"]), list(test["label"]),
-                                   cfg.data.max_length)
+            test_acc = accuracy_on(
+                model, tokenizer, list(test["text"]), list(test["label"]), cfg.data.max_length
+            )
             picked = best.params.get("method")
-        rows.append((method, summary, test_acc, trainable, ratio, wall, picked, majority,
-                     compute))
+        rows.append((method, summary, test_acc, trainable, ratio, wall, picked, majority, compute))
         print_table(rows)
 
 
 def print_table(rows: list) -> None:
-    print("\n| sweep | trials (complete / pruned) | best val acc (majority) | test acc of best | "
-          "trainable params | trainable % | steps trained (saved by pruning) | wall time |")
+    print(
+        "\n| sweep | trials (complete / pruned) | best val acc (majority) | test acc of best | "
+        "trainable params | trainable % | steps trained (saved by pruning) | wall time |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for method, s, test_acc, trainable, ratio, wall, picked, majority, compute in rows:
         label = f"{method} (picked {picked})" if picked else method
-        steps = (f"{compute.totals.get('steps_trained', 0):,.0f} "
-                 f"({compute.saved_by_pruning:.0%})")
-        print(f"| {label} | {s.complete} / {s.pruned} | {s.best_value:.4f} ({majority:.3f}) | "
-              f"{test_acc:.4f} | {trainable:,} | {100 * ratio:.3f} | {steps} | "
-              f"{wall / 60:.1f} min |" if s.best_value is not None else f"| {label} | none |",
-              flush=True)
+        steps = f"{compute.totals.get('steps_trained', 0):,.0f} ({compute.saved_by_pruning:.0%})"
+        print(
+            f"| {label} | {s.complete} / {s.pruned} | {s.best_value:.4f} ({majority:.3f}) | "
+            f"{test_acc:.4f} | {trainable:,} | {100 * ratio:.3f} | {steps} | "
+            f"{wall / 60:.1f} min |"
+            if s.best_value is not None
+            else f"| {label} | none |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

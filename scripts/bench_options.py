@@ -47,31 +47,48 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = _rows(args.out)
     for name, overrides in options.items():
-        have = {r["seed"] for r in rows if (r["sweep"], r["data"], r["option"]) ==
-                (args.sweep, args.data, name) and r["overrides"] == overrides}
+        have = {
+            r["seed"]
+            for r in rows
+            if (r["sweep"], r["data"], r["option"]) == (args.sweep, args.data, name)
+            and r["overrides"] == overrides
+        }
         missing = [k for k in seeds if k not in have]
         if not missing:
             continue
         for run in train_runs(args.sweep, args.data, missing, args.set, overrides):
             run.pop("probabilities")
             run.pop("labels")
-            row = {"sweep": args.sweep, "data": args.data, "option": name,
-                   "overrides": overrides, **run}
+            row = {
+                "sweep": args.sweep,
+                "data": args.data,
+                "option": name,
+                "overrides": overrides,
+                **run,
+            }
             with args.out.open("a") as out:
                 out.write(json.dumps(row) + "\n")
             rows.append(row)
     table(rows, args.sweep, args.data, options, seeds)
 
 
-def table(rows: list[dict], sweep: str, data: str, options: dict[str, list[str]],
-          seeds: list[int]) -> None:
+def table(
+    rows: list[dict], sweep: str, data: str, options: dict[str, list[str]], seeds: list[int]
+) -> None:
     def of(name: str) -> dict[int, dict]:
-        return {r["seed"]: r for r in rows if (r["sweep"], r["data"], r["option"]) ==
-                (sweep, data, name) and r["overrides"] == options[name] and r["seed"] in seeds}
+        return {
+            r["seed"]: r
+            for r in rows
+            if (r["sweep"], r["data"], r["option"]) == (sweep, data, name)
+            and r["overrides"] == options[name]
+            and r["seed"] in seeds
+        }
 
     base = of(next(iter(options)))
-    print(f"\n{sweep} on {data}, seeds {seeds}: validation and test accuracy, mean ± sd; "
-          f"test difference from {next(iter(options))} seed by seed")
+    print(
+        f"\n{sweep} on {data}, seeds {seeds}: validation and test accuracy, mean ± sd; "
+        f"test difference from {next(iter(options))} seed by seed"
+    )
     print("| option | overrides | validation | test | test − baseline |")
     print("|---|---|---|---|---|")
     for name, overrides in options.items():
@@ -81,8 +98,10 @@ def table(rows: list[dict], sweep: str, data: str, options: dict[str, list[str]]
         val = [r["val"] for r in mine.values()]
         test = [r["test"] for r in mine.values()]
         diffs = [mine[k]["test"] - base[k]["test"] for k in mine if k in base]
-        print(f"| {name} | {' '.join(overrides) or '-'} | {_ms(val)} | {_ms(test)} | "
-              f"{_ms([100 * d for d in diffs], points=True)} |")
+        print(
+            f"| {name} | {' '.join(overrides) or '-'} | {_ms(val)} | {_ms(test)} | "
+            f"{_ms([100 * d for d in diffs], points=True)} |"
+        )
 
 
 def _ms(values: list[float], points: bool = False) -> str:
@@ -94,8 +113,11 @@ def _ms(values: list[float], points: bool = False) -> str:
 
 
 def _rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line] \
-        if path.is_file() else []
+    return (
+        [json.loads(line) for line in path.read_text().splitlines() if line]
+        if path.is_file()
+        else []
+    )
 
 
 if __name__ == "__main__":

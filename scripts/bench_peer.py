@@ -53,30 +53,52 @@ def harness_sweep(sweep: str, seed: int, trials: int, folder: Path, extra: list[
     from harness.train.checkpoints import load_checkpoint
 
     name = re.sub(r"[^A-Za-z0-9-]+", "_", f"peer-{sweep}-{seed}-{'-'.join(extra) or 'default'}")
-    cfg = compose([f"+sweep={sweep}", f"study.name={name}", f"study.n_trials={trials}",
-                   f"sampler.seed={seed}", f"study.storage=sqlite:///{folder}/optuna.db",
-                   f"study.output_dir={folder}/{name}", f"tracking.uri=sqlite:///{folder}/ml.db",
-                   f"tracking.artifact_location={folder}/mlruns", "report.enabled=false",
-                   "display.progress=false", *extra])
+    cfg = compose(
+        [
+            f"+sweep={sweep}",
+            f"study.name={name}",
+            f"study.n_trials={trials}",
+            f"sampler.seed={seed}",
+            f"study.storage=sqlite:///{folder}/optuna.db",
+            f"study.output_dir={folder}/{name}",
+            f"tracking.uri=sqlite:///{folder}/ml.db",
+            f"tracking.artifact_location={folder}/mlruns",
+            "report.enabled=false",
+            "display.progress=false",
+            *extra,
+        ]
+    )
     start = time.perf_counter()
     summary = run_sweep(cfg)
     wall = time.perf_counter() - start
     study = optuna.load_study(study_name=name, storage=cfg.study.storage)
     compute = study_compute(study)
-    curves = [{"number": t.number, "state": t.state.name, "value": t.value,
-               # the study metric at every evaluation (what the pruner saw may be the loss)
-               "curve": val_curve(cfg, t, f"val_{cfg.study.metric}"),
-               "loss_curve": val_curve(cfg, t, "val_loss")}
-              for t in study.trials]
+    curves = [
+        {
+            "number": t.number,
+            "state": t.state.name,
+            "value": t.value,
+            # the study metric at every evaluation (what the pruner saw may be the loss)
+            "curve": val_curve(cfg, t, f"val_{cfg.study.metric}"),
+            "loss_curve": val_curve(cfg, t, "val_loss"),
+        }
+        for t in study.trials
+    ]
     test = None
     if summary.best_checkpoint:
         texts, labels = test_split(cfg)
         model, tokenizer = load_checkpoint(summary.best_checkpoint)
         test = accuracy_on(model, tokenizer, texts, labels, int(cfg.data.max_length))
-    return {"system": f"harness {sweep}" + (f" ({' '.join(extra)})" if extra else ""),
-            "wall": wall, "best": summary.best_value, "test": test,
-            "steps": compute.totals.get("steps_trained", 0),
-            "saved": compute.saved_by_pruning, "extra": "", "trials": curves}
+    return {
+        "system": f"harness {sweep}" + (f" ({' '.join(extra)})" if extra else ""),
+        "wall": wall,
+        "best": summary.best_value,
+        "test": test,
+        "steps": compute.totals.get("steps_trained", 0),
+        "saved": compute.saved_by_pruning,
+        "extra": "",
+        "trials": curves,
+    }
 
 
 def val_curve(cfg, trial, metric: str) -> list[float]:
@@ -127,10 +149,18 @@ def hf_search(seed: int, trials: int, folder: Path, extra: list[str], bf16: bool
 
     def model_init(trial=None):
         model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=len(names), id2label=dict(enumerate(names)),
-            label2id={n: i for i, n in enumerate(names)})
-        lora = LoraConfig(task_type="SEQ_CLS", r=8, lora_alpha=16, lora_dropout=0.1,
-                          target_modules=["query", "value"])
+            path,
+            num_labels=len(names),
+            id2label=dict(enumerate(names)),
+            label2id={n: i for i, n in enumerate(names)},
+        )
+        lora = LoraConfig(
+            task_type="SEQ_CLS",
+            r=8,
+            lora_alpha=16,
+            lora_dropout=0.1,
+            target_modules=["query", "value"],
+        )
         return get_peft_model(model, lora)
 
     def hp_space(trial):
@@ -153,22 +183,39 @@ def hf_search(seed: int, trials: int, folder: Path, extra: list[str], bf16: bool
 
     steps_log: list[int] = []
     args = TrainingArguments(
-        output_dir=str(folder / "hf"), num_train_epochs=float(cfg.train.num_train_epochs),
+        output_dir=str(folder / "hf"),
+        num_train_epochs=float(cfg.train.num_train_epochs),
         per_device_train_batch_size=int(cfg.train.per_device_train_batch_size),
         per_device_eval_batch_size=int(cfg.train.per_device_eval_batch_size),
-        eval_strategy="steps", eval_steps=eval_steps, save_strategy="no", report_to="none",
-        logging_strategy="no", seed=int(cfg.train.seed), disable_tqdm=True,
-        **({"bf16": True, "use_cpu": True} if bf16 else {}))
-    trainer = Trainer(model_init=model_init, args=args, train_dataset=prepared.datasets["train"],
-                      eval_dataset=prepared.datasets["validation"],
-                      processing_class=prepared.base.tokenizer,
-                      data_collator=DataCollatorWithPadding(prepared.base.tokenizer),
-                      compute_metrics=prepared.metrics, callbacks=[CountSteps()])
+        eval_strategy="steps",
+        eval_steps=eval_steps,
+        save_strategy="no",
+        report_to="none",
+        logging_strategy="no",
+        seed=int(cfg.train.seed),
+        disable_tqdm=True,
+        **({"bf16": True, "use_cpu": True} if bf16 else {}),
+    )
+    trainer = Trainer(
+        model_init=model_init,
+        args=args,
+        train_dataset=prepared.datasets["train"],
+        eval_dataset=prepared.datasets["validation"],
+        processing_class=prepared.base.tokenizer,
+        data_collator=DataCollatorWithPadding(prepared.base.tokenizer),
+        compute_metrics=prepared.metrics,
+        callbacks=[CountSteps()],
+    )
     start = time.perf_counter()
     best = trainer.hyperparameter_search(
-        direction="maximize", backend="optuna", hp_space=hp_space, n_trials=trials,
+        direction="maximize",
+        backend="optuna",
+        hp_space=hp_space,
+        n_trials=trials,
         compute_objective=lambda metrics: metrics["eval_accuracy"],
-        sampler=optuna.samplers.TPESampler(seed=seed), pruner=optuna.pruners.MedianPruner())
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(),
+    )
     wall = time.perf_counter() - start
     trained = sum(s for s, _ in steps.values())
     planned = sum(p for _, p in steps.values())
@@ -179,12 +226,18 @@ def hf_search(seed: int, trials: int, folder: Path, extra: list[str], bf16: bool
     trainer.model = model_init()
     trainer.train()
     texts, labels = test_split(cfg)
-    test = accuracy_on(trainer.model.eval(), prepared.base.tokenizer, texts, labels,
-                       int(cfg.data.max_length))
-    return {"system": f"HF hyperparameter_search (LoRA, {'bf16' if bf16 else 'fp32'})",
-            "wall": wall, "best": best.objective,
-            "test": test, "steps": trained, "saved": 1 - trained / planned if planned else 0,
-            "extra": f"re-train for the test score {time.perf_counter() - retrain:.0f} s"}
+    test = accuracy_on(
+        trainer.model.eval(), prepared.base.tokenizer, texts, labels, int(cfg.data.max_length)
+    )
+    return {
+        "system": f"HF hyperparameter_search (LoRA, {'bf16' if bf16 else 'fp32'})",
+        "wall": wall,
+        "best": best.objective,
+        "test": test,
+        "steps": trained,
+        "saved": 1 - trained / planned if planned else 0,
+        "extra": f"re-train for the test score {time.perf_counter() - retrain:.0f} s",
+    }
 
 
 def main() -> None:
@@ -193,11 +246,17 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--seeds", default="1", help="comma-separated sampler seeds")
     parser.add_argument("--sweeps", default="lora,full", help="harness sweeps to run")
-    parser.add_argument("--arms", default="pruned,unpruned",
-                        help="--mode pruning: which sides to run (pruned, unpruned)")
+    parser.add_argument(
+        "--arms",
+        default="pruned,unpruned",
+        help="--mode pruning: which sides to run (pruned, unpruned)",
+    )
     parser.add_argument("--set", nargs="*", default=[], help="Hydra overrides for every system")
-    parser.add_argument("--hf-precisions", default="fp32",
-                        help="HF's search in fp32 (its default), bf16 (autocast) or fp32,bf16")
+    parser.add_argument(
+        "--hf-precisions",
+        default="fp32",
+        help="HF's search in fp32 (its default), bf16 (autocast) or fp32,bf16",
+    )
     parser.add_argument("--out", type=Path, help="append every row (with curves) to this file")
     args = parser.parse_args()
 
@@ -213,11 +272,21 @@ def main() -> None:
                 if args.mode == "peer" or "pruned" in args.arms.split(","):
                     runs.append(partial(harness_sweep, sweep, seed, args.trials, folder, args.set))
                 if args.mode == "pruning" and "unpruned" in args.arms.split(","):
-                    runs.append(partial(harness_sweep, sweep, seed, args.trials, folder,
-                                        [*args.set, "pruner=none"]))
+                    runs.append(
+                        partial(
+                            harness_sweep,
+                            sweep,
+                            seed,
+                            args.trials,
+                            folder,
+                            [*args.set, "pruner=none"],
+                        )
+                    )
             if args.mode == "peer":
-                runs += [partial(hf_search, seed, args.trials, folder, args.set, bf16=p == "bf16")
-                         for p in args.hf_precisions.split(",")]
+                runs += [
+                    partial(hf_search, seed, args.trials, folder, args.set, bf16=p == "bf16")
+                    for p in args.hf_precisions.split(",")
+                ]
             for run in runs:
                 result = run()
                 rows.append({**result, "seed": seed})
@@ -229,10 +298,18 @@ def main() -> None:
     means = []
     for system in dict.fromkeys(r["system"] for r in rows):
         mine = [r for r in rows if r["system"] == system]
-        means.append({"system": system, "seed": "mean",
-                      **{k: statistics.mean(r[k] for r in mine if r[k] is not None)
-                         for k in ("wall", "best", "test", "steps", "saved")
-                         if any(r[k] is not None for r in mine)}, "extra": ""})
+        means.append(
+            {
+                "system": system,
+                "seed": "mean",
+                **{
+                    k: statistics.mean(r[k] for r in mine if r[k] is not None)
+                    for k in ("wall", "best", "test", "steps", "saved")
+                    if any(r[k] is not None for r in mine)
+                },
+                "extra": "",
+            }
+        )
     print_table(means)
 
 
@@ -241,8 +318,11 @@ def print_table(rows: list[dict]) -> None:
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         test = "-" if r.get("test") is None else f"{r['test']:.4f}"
-        print(f"| {r['system']} | {r['seed']} | {r['wall']:.0f} | {r['best']:.4f} | {test} | "
-              f"{r['steps']:,.0f} | {r['saved']:.1%} | {r.get('extra', '')} |", flush=True)
+        print(
+            f"| {r['system']} | {r['seed']} | {r['wall']:.0f} | {r['best']:.4f} | {test} | "
+            f"{r['steps']:,.0f} | {r['saved']:.1%} | {r.get('extra', '')} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

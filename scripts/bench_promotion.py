@@ -39,8 +39,11 @@ OTHER_SWEEPS = ("promotion_third", "successive_halving")
 
 def arm_overrides(sweep: str, arm: str) -> list[str]:
     promotion, todays = PRUNERS.get(sweep, OTHER_SWEEPS)
-    return {"promotion": [f"pruner={promotion}"], "pruned": [f"pruner={todays}"],
-            "unpruned": ["pruner=none"]}[arm]
+    return {
+        "promotion": [f"pruner={promotion}"],
+        "pruned": [f"pruner={todays}"],
+        "unpruned": ["pruner=none"],
+    }[arm]
 
 
 def run_arm(sweep: str, data: str, seed: int, arm: str, folder: Path, extra: list[str]) -> dict:
@@ -53,52 +56,88 @@ def run_arm(sweep: str, data: str, seed: int, arm: str, folder: Path, extra: lis
     from harness.study import run_sweep
 
     name = re.sub(r"[^A-Za-z0-9-]+", "_", f"bench-{sweep}-{data}-{seed}-{arm}")
-    cfg = compose([f"+sweep={sweep}", f"data={data}", f"study.name={name}",
-                   f"sampler.seed={seed}", f"study.storage=sqlite:///{folder}/optuna.db",
-                   f"study.output_dir={folder}/{name}", f"tracking.uri=sqlite:///{folder}/ml.db",
-                   f"tracking.artifact_location={folder}/mlruns", "report.enabled=false",
-                   "display.progress=false", *arm_overrides(sweep, arm), *extra])
+    cfg = compose(
+        [
+            f"+sweep={sweep}",
+            f"data={data}",
+            f"study.name={name}",
+            f"sampler.seed={seed}",
+            f"study.storage=sqlite:///{folder}/optuna.db",
+            f"study.output_dir={folder}/{name}",
+            f"tracking.uri=sqlite:///{folder}/ml.db",
+            f"tracking.artifact_location={folder}/mlruns",
+            "report.enabled=false",
+            "display.progress=false",
+            *arm_overrides(sweep, arm),
+            *extra,
+        ]
+    )
     start = time.perf_counter()
     run_sweep(cfg)
     wall = time.perf_counter() - start
     study = optuna.load_study(study_name=name, storage=str(cfg.study.storage))
     compute = study_compute(study, final_record.companion(study))
     every = study.get_trials(deepcopy=False)
-    complete = sorted((t for t in every if t.state.name == "COMPLETE"),
-                      key=lambda t: t.datetime_complete)
+    complete = sorted(
+        (t for t in every if t.state.name == "COMPLETE"), key=lambda t: t.datetime_complete
+    )
     record = final_record.record(study) or {}
     chosen = record.get("trial")
-    chosen_config = trials.config_of(next(t for t in every if t.number == chosen)) \
-        if chosen is not None else None
+    chosen_config = (
+        trials.config_of(next(t for t in every if t.number == chosen))
+        if chosen is not None
+        else None
+    )
     recipe = record.get("recipe") or {}
     gain = recipe.get("gain") or {}
     config = (record.get("configs") or {}).get(str(chosen), {})
     test = record.get("test") or {}
-    recipe_config = next((trials.config_of(t) for t in every
-                          if t.user_attrs.get(schema.ENQUEUED_ATTR) == schema.RECIPE_MARK), None)
+    recipe_config = next(
+        (
+            trials.config_of(t)
+            for t in every
+            if t.user_attrs.get(schema.ENQUEUED_ATTR) == schema.RECIPE_MARK
+        ),
+        None,
+    )
     return {
-        "sweep": sweep, "data": data, "seed": seed, "arm": arm, "wall": wall,
+        "sweep": sweep,
+        "data": data,
+        "seed": seed,
+        "arm": arm,
+        "wall": wall,
         "steps": compute.totals.get("steps_trained", 0) - compute.final.get("steps_trained", 0),
         "final_steps": compute.final.get("steps_trained", 0),
         "planned": compute.totals.get("steps_planned", 0),
         "configs": trials.count(study)["finished"],
         "complete_configs": len({trials.config_of(t) for t in complete}),
-        "chosen_trial": chosen, "chosen_config": chosen_config,
+        "chosen_trial": chosen,
+        "chosen_config": chosen_config,
         "chosen_is_recipe": chosen_config is not None and chosen_config == recipe_config,
-        "chosen_is_first_complete": bool(complete) and chosen_config == trials.config_of(
-            complete[0]),
+        "chosen_is_first_complete": bool(complete)
+        and chosen_config == trials.config_of(complete[0]),
         "search_best": trials.study_value(trials.best_trial(study)) if complete else None,
-        "val": config.get("mean"), "val_sd": config.get("sd"),
-        "test": test.get("mean"), "test_sd": test.get("sd"),
-        "recipe_val": recipe.get("mean"), "recipe_test": (recipe.get("test") or {}).get("mean"),
+        "val": config.get("mean"),
+        "val_sd": config.get("sd"),
+        "test": test.get("mean"),
+        "test_sd": test.get("sd"),
+        "recipe_val": recipe.get("mean"),
+        "recipe_test": (recipe.get("test") or {}).get("mean"),
         "gain_val": (gain.get("val") or {}).get("mean"),
         "gain_test": (gain.get("test") or {}).get("mean"),
         "gain_test_sd": (gain.get("test") or {}).get("sd"),
-        "trials": [{"number": t.number, "state": t.state.name, "value": t.value,
-                    "config": trials.config_of(t),
-                    "continues": t.user_attrs.get(schema.CONTINUES_ATTR),
-                    "curve": val_curve(cfg, t, f"val_{cfg.study.metric}"),
-                    "loss_curve": val_curve(cfg, t, "val_loss")} for t in every],
+        "trials": [
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "value": t.value,
+                "config": trials.config_of(t),
+                "continues": t.user_attrs.get(schema.CONTINUES_ATTR),
+                "curve": val_curve(cfg, t, f"val_{cfg.study.metric}"),
+                "loss_curve": val_curve(cfg, t, "val_loss"),
+            }
+            for t in every
+        ],
     }
 
 
@@ -128,15 +167,23 @@ def main() -> None:
                         out.write(json.dumps(row) + "\n")
                     done[(sweep, data, seed, arm)] = row
                     print_rows([row])
-    rows = [r for r in _rows(args.out) if r["arm"] in args.arms.split(",")
-            and r["sweep"] in args.sweeps.split(",") and r["data"] in args.data.split(",")]
+    rows = [
+        r
+        for r in _rows(args.out)
+        if r["arm"] in args.arms.split(",")
+        and r["sweep"] in args.sweeps.split(",")
+        and r["data"] in args.data.split(",")
+    ]
     print_rows(rows)
     print_means(rows)
 
 
 def _rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line] \
-        if path.is_file() else []
+    return (
+        [json.loads(line) for line in path.read_text().splitlines() if line]
+        if path.is_file()
+        else []
+    )
 
 
 def _f(value: float | None, digits: int = 4) -> str:
@@ -144,46 +191,59 @@ def _f(value: float | None, digits: int = 4) -> str:
 
 
 def print_rows(rows: list[dict]) -> None:
-    print("\n| sweep | data | seed | arm | wall s | search steps | final steps | complete "
-          "| chosen (config) | recipe? | first complete? | val | test | recipe test "
-          "| test gain |")
+    print(
+        "\n| sweep | data | seed | arm | wall s | search steps | final steps | complete "
+        "| chosen (config) | recipe? | first complete? | val | test | recipe test "
+        "| test gain |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         gain = "-" if r["gain_test"] is None else f"{100 * r['gain_test']:+.2f}"
-        print(f"| {r['sweep']} | {r['data']} | {r['seed']} | {r['arm']} | {r['wall']:.0f} | "
-              f"{r['steps']:,.0f} | {r['final_steps']:,.0f} | {r['complete_configs']} | "
-              f"{r['chosen_trial']} ({r['chosen_config']}) | {r['chosen_is_recipe']} | "
-              f"{r['chosen_is_first_complete']} | {_f(r['val'])} | {_f(r['test'])} | "
-              f"{_f(r['recipe_test'])} | {gain} |", flush=True)
+        print(
+            f"| {r['sweep']} | {r['data']} | {r['seed']} | {r['arm']} | {r['wall']:.0f} | "
+            f"{r['steps']:,.0f} | {r['final_steps']:,.0f} | {r['complete_configs']} | "
+            f"{r['chosen_trial']} ({r['chosen_config']}) | {r['chosen_is_recipe']} | "
+            f"{r['chosen_is_first_complete']} | {_f(r['val'])} | {_f(r['test'])} | "
+            f"{_f(r['recipe_test'])} | {gain} |",
+            flush=True,
+        )
 
 
 def print_means(rows: list[dict]) -> None:
     """Per arm: means over every (sweep, data, seed) it ran, and per sweep."""
-    print("\n| arm | studies | search steps | vs pruned | val | test | test gain (points) "
-          "| chosen = first complete | chance (1 / complete) | chosen = recipe |")
+    print(
+        "\n| arm | studies | search steps | vs pruned | val | test | test gain (points) "
+        "| chosen = first complete | chance (1 / complete) | chosen = recipe |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
         groups.setdefault((r["sweep"], r["arm"]), []).append(r)
         groups.setdefault(("all", r["arm"]), []).append(r)
     for (sweep, arm), mine in sorted(groups.items()):
-        pruned = {(r["sweep"], r["data"], r["seed"]): r["steps"] for r in rows
-                  if r["arm"] == "pruned"}
-        ratios = [r["steps"] / pruned[(r["sweep"], r["data"], r["seed"])] for r in mine
-                  if pruned.get((r["sweep"], r["data"], r["seed"]))]
+        pruned = {
+            (r["sweep"], r["data"], r["seed"]): r["steps"] for r in rows if r["arm"] == "pruned"
+        }
+        ratios = [
+            r["steps"] / pruned[(r["sweep"], r["data"], r["seed"])]
+            for r in mine
+            if pruned.get((r["sweep"], r["data"], r["seed"]))
+        ]
 
         def mean(key: str, of: list[dict] = mine) -> float | None:
             values = [r[key] for r in of if r[key] is not None]
             return statistics.mean(values) if values else None
 
         gain = mean("gain_test")
-        print(f"| {arm} ({sweep}) | {len(mine)} | {mean('steps'):,.0f} | "
-              f"{'-' if not ratios else f'{statistics.mean(ratios):.2f}x'} | "
-              f"{_f(mean('val'))} | {_f(mean('test'))} | "
-              f"{'-' if gain is None else f'{100 * gain:+.2f}'} | "
-              f"{statistics.mean(float(r['chosen_is_first_complete']) for r in mine):.2f} | "
-              f"{statistics.mean(1 / max(1, r['complete_configs']) for r in mine):.2f} | "
-              f"{statistics.mean(float(r['chosen_is_recipe']) for r in mine):.2f} |")
+        print(
+            f"| {arm} ({sweep}) | {len(mine)} | {mean('steps'):,.0f} | "
+            f"{'-' if not ratios else f'{statistics.mean(ratios):.2f}x'} | "
+            f"{_f(mean('val'))} | {_f(mean('test'))} | "
+            f"{'-' if gain is None else f'{100 * gain:+.2f}'} | "
+            f"{statistics.mean(float(r['chosen_is_first_complete']) for r in mine):.2f} | "
+            f"{statistics.mean(1 / max(1, r['complete_configs']) for r in mine):.2f} | "
+            f"{statistics.mean(float(r['chosen_is_recipe']) for r in mine):.2f} |"
+        )
 
 
 if __name__ == "__main__":

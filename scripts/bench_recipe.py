@@ -56,11 +56,22 @@ def harness_study(sweep: str, data: str, seed: int, folder: Path, extra: list[st
     from harness.study.setup import prepare_study, validate_config
 
     name = re.sub(r"[^A-Za-z0-9-]+", "_", f"bench-recipe-{sweep}-{data}-{seed}")
-    cfg = compose([f"+sweep={sweep}", f"data={data}", f"study.name={name}",
-                   f"sampler.seed={seed}", f"study.storage=sqlite:///{folder}/optuna.db",
-                   f"study.output_dir={folder}/{name}", f"tracking.uri=sqlite:///{folder}/ml.db",
-                   f"tracking.artifact_location={folder}/mlruns", "report.enabled=false",
-                   "display.progress=false", "final.combine=best", *extra])
+    cfg = compose(
+        [
+            f"+sweep={sweep}",
+            f"data={data}",
+            f"study.name={name}",
+            f"sampler.seed={seed}",
+            f"study.storage=sqlite:///{folder}/optuna.db",
+            f"study.output_dir={folder}/{name}",
+            f"tracking.uri=sqlite:///{folder}/ml.db",
+            f"tracking.artifact_location={folder}/mlruns",
+            "report.enabled=false",
+            "display.progress=false",
+            "final.combine=best",
+            *extra,
+        ]
+    )
     keep_only = FinalStage._keep_only
     FinalStage._keep_only = lambda self, best_run, members: None  # every final run stays
     try:
@@ -81,11 +92,19 @@ def harness_study(sweep: str, data: str, seed: int, folder: Path, extra: list[st
     metric, metrics = str(cfg.study.metric), prepared.metrics
     out = Path(str(cfg.study.output_dir))
     found = combine.candidates(study, final_record.companion(study), out, out / "final")
-    ensemble = combine.select(int(cfg.final.ensemble_size), found, list(validation["label"]),
-                              metrics, metric, True, out)
+    ensemble = combine.select(
+        int(cfg.final.ensemble_size), found, list(validation["label"]), metrics, metric, True, out
+    )
     chosen = f"final-{record['trial']}-seed"
-    soup = combine.greedy_soup([c for c in found if c.name.startswith(chosen)], validation,
-                               metrics, metric, True, out, out / "final")
+    soup = combine.greedy_soup(
+        [c for c in found if c.name.startswith(chosen)],
+        validation,
+        metrics,
+        metric,
+        True,
+        out,
+        out / "final",
+    )
     figures = {"seed": (record["seed_value"], seed_test)}
     for kind, combined in (("ensemble", ensemble), ("soup", soup)):
         if combined:
@@ -93,26 +112,32 @@ def harness_study(sweep: str, data: str, seed: int, folder: Path, extra: list[st
             figures[kind] = (combined["val"], combined["test"]["value"])
     auto = combine.decide("auto", record["seed_value"], True, ensemble, soup)
     return {
-        "wall": wall, "steps": compute.totals.get("steps_trained", 0),
+        "wall": wall,
+        "steps": compute.totals.get("steps_trained", 0),
         "final_steps": compute.final.get("steps_trained", 0),
-        "chosen_trial": record.get("trial"), "chosen_val": record.get("seed_value"),
-        "chosen_seeds_test": test.get("mean"), "best_test": seed_test,
+        "chosen_trial": record.get("trial"),
+        "chosen_val": record.get("seed_value"),
+        "chosen_seeds_test": test.get("mean"),
+        "best_test": seed_test,
         "candidates": [c.name for c in found],
         "ensemble_val": figures.get("ensemble", (None, None))[0],
         "ensemble_test": figures.get("ensemble", (None, None))[1],
-        "ensemble_members": [(m["name"], round(m["weight"], 3)) for m in
-                             (ensemble or {}).get("members", [])],
+        "ensemble_members": [
+            (m["name"], round(m["weight"], 3)) for m in (ensemble or {}).get("members", [])
+        ],
         "soup_val": figures.get("soup", (None, None))[0],
         "soup_test": figures.get("soup", (None, None))[1],
         "soup_members": (soup or {}).get("members", []),
-        "auto_ships": auto, "auto_test": figures[auto][1],
+        "auto_ships": auto,
+        "auto_test": figures[auto][1],
         "study_recipe_test": (recipe.get("test") or {}).get("values"),
         "study_recipe_test_mean": (recipe.get("test") or {}).get("mean"),
     }
 
 
-def train_runs(sweep: str, data: str, seeds: list[int], extra: list[str],
-               overrides: list[str] = ()) -> Iterator[dict]:
+def train_runs(
+    sweep: str, data: str, seeds: list[int], extra: list[str], overrides: list[str] = ()
+) -> Iterator[dict]:
     """The sweep's recipe (with ``overrides`` on top) trained alone, one run per seed
     (``train.seed + k``, as the final stage seeds): per seed, as each ends, its steps, wall
     time, best validation value and test probabilities (numpy)."""
@@ -137,16 +162,29 @@ def train_runs(sweep: str, data: str, seeds: list[int], extra: list[str],
         trial_cfg.train.seed = int(cfg.train.seed) + k
         with tempfile.TemporaryDirectory(prefix="bench-recipe-") as scratch:
             start = time.perf_counter()
-            result = finetune(trial_cfg, prepared.base, prepared.datasets, prepared.metrics,
-                              checkpoint_dir=Path(scratch) / "checkpoint")
+            result = finetune(
+                trial_cfg,
+                prepared.base,
+                prepared.datasets,
+                prepared.metrics,
+                checkpoint_dir=Path(scratch) / "checkpoint",
+            )
             wall = time.perf_counter() - start
             probabilities = checkpoint_probabilities(result.checkpoint, test)
-        run = {"seed": k, "steps": result.steps, "wall": wall, "val": result.value,
-               "test": score_probabilities(probabilities, test, prepared.metrics)[metric],
-               "probabilities": probabilities, "labels": np.asarray(test["label"])}
-        print(f"  {sweep} {data} {' '.join(overrides) or 'recipe'} seed {k}: {result.steps} "
-              f"steps, {wall:.0f} s, validation {result.value:.4f}, test {run['test']:.4f}",
-              flush=True)
+        run = {
+            "seed": k,
+            "steps": result.steps,
+            "wall": wall,
+            "val": result.value,
+            "test": score_probabilities(probabilities, test, prepared.metrics)[metric],
+            "probabilities": probabilities,
+            "labels": np.asarray(test["label"]),
+        }
+        print(
+            f"  {sweep} {data} {' '.join(overrides) or 'recipe'} seed {k}: {result.steps} "
+            f"steps, {wall:.0f} s, validation {result.value:.4f}, test {run['test']:.4f}",
+            flush=True,
+        )
         yield run
 
 
@@ -163,8 +201,7 @@ def recipe_runs(sweep: str, data: str, count: int, cache: Path, extra: list[str]
     cache.mkdir(parents=True, exist_ok=True)
     stem = cache / f"recipe-{sweep}-{data}"
     index = Path(f"{stem}.jsonl")
-    runs = [json.loads(line) for line in index.read_text().splitlines()] if index.is_file() \
-        else []
+    runs = [json.loads(line) for line in index.read_text().splitlines()] if index.is_file() else []
     if len(runs) >= count:
         return runs[:count]
     for run in train_runs(sweep, data, list(range(len(runs) + 1, count + 1)), extra):
@@ -181,12 +218,15 @@ def recipe_figures(sweep: str, data: str, runs: list[dict], cache: Path) -> dict
     labels = np.load(f"{stem}-labels.npy")
     mean = sum(np.load(f"{stem}-seed{r['seed']}.npy") for r in runs) / len(runs)
     tests = [r["test"] for r in runs]
-    return {"recipe_seeds": len(runs), "recipe_steps": sum(r["steps"] for r in runs),
-            "recipe_wall": sum(r["wall"] for r in runs),
-            "recipe_test_mean": statistics.fmean(tests),
-            "recipe_test_sd": statistics.stdev(tests) if len(tests) > 1 else 0.0,
-            "recipe_tests": tests,
-            "recipe_ensemble_test": float((mean.argmax(-1) == labels).mean())}
+    return {
+        "recipe_seeds": len(runs),
+        "recipe_steps": sum(r["steps"] for r in runs),
+        "recipe_wall": sum(r["wall"] for r in runs),
+        "recipe_test_mean": statistics.fmean(tests),
+        "recipe_test_sd": statistics.stdev(tests) if len(tests) > 1 else 0.0,
+        "recipe_tests": tests,
+        "recipe_ensemble_test": float((mean.argmax(-1) == labels).mean()),
+    }
 
 
 def main() -> None:
@@ -196,8 +236,11 @@ def main() -> None:
     parser.add_argument("--seeds", default="1,2,3", help="comma-separated sampler seeds")
     parser.add_argument("--out", type=Path, default=Path("bench_recipe.jsonl"))
     parser.add_argument("--cache", type=Path, default=Path(".bench-cache"))
-    parser.add_argument("--no-rival", action="store_true",
-                        help="the harness's studies only (no equal-compute recipe ensemble)")
+    parser.add_argument(
+        "--no-rival",
+        action="store_true",
+        help="the harness's studies only (no equal-compute recipe ensemble)",
+    )
     parser.add_argument("--set", nargs="*", default=[], help="Hydra overrides for every study")
     args = parser.parse_args()
 
@@ -208,12 +251,18 @@ def main() -> None:
     for seed in [int(s) for s in args.seeds.split(",")]:
         for sweep in args.sweeps.split(","):
             for data in args.data.split(","):
-                row = next((r for r in rows if (r["sweep"], r["data"], r["seed"]) ==
-                            (sweep, data, seed)), None)
+                row = next(
+                    (r for r in rows if (r["sweep"], r["data"], r["seed"]) == (sweep, data, seed)),
+                    None,
+                )
                 if row is None:
                     with tempfile.TemporaryDirectory(prefix="bench-recipe-") as scratch:
-                        row = {"sweep": sweep, "data": data, "seed": seed,
-                               **harness_study(sweep, data, seed, Path(scratch), args.set)}
+                        row = {
+                            "sweep": sweep,
+                            "data": data,
+                            "seed": seed,
+                            **harness_study(sweep, data, seed, Path(scratch), args.set),
+                        }
                     _append(args.out, row)
                     rows.append(row)
                 if args.no_rival or "recipe_ensemble_test" in row:
@@ -223,8 +272,11 @@ def main() -> None:
                 runs = recipe_runs(sweep, data, count, args.cache, args.set)
                 row.update(recipe_figures(sweep, data, runs, args.cache))
                 _append(args.out, row)  # the completed row: the last one of its key counts
-    wanted = {(r["sweep"], r["data"], r["seed"]): r for r in _rows(args.out)
-              if r["sweep"] in args.sweeps.split(",") and r["data"] in args.data.split(",")}
+    wanted = {
+        (r["sweep"], r["data"], r["seed"]): r
+        for r in _rows(args.out)
+        if r["sweep"] in args.sweeps.split(",") and r["data"] in args.data.split(",")
+    }
     print_rows(list(wanted.values()))
     print_means(list(wanted.values()))
 
@@ -235,8 +287,11 @@ def _append(path: Path, row: dict) -> None:
 
 
 def _rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line] \
-        if path.is_file() else []
+    return (
+        [json.loads(line) for line in path.read_text().splitlines() if line]
+        if path.is_file()
+        else []
+    )
 
 
 def _f(value: float | None) -> str:
@@ -244,37 +299,57 @@ def _f(value: float | None) -> str:
 
 
 def print_rows(rows: list[dict]) -> None:
-    print("| sweep | data | seed | steps (recipe x N) | recipe test mean ± sd | "
-          "recipe ensemble (N) | best | soup (seeds) | ensemble (members) | auto ships |")
+    print(
+        "| sweep | data | seed | steps (recipe x N) | recipe test mean ± sd | "
+        "recipe ensemble (N) | best | soup (seeds) | ensemble (members) | auto ships |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        recipe = (f"{_f(r['recipe_test_mean'])} ± {_f(r['recipe_test_sd'])}"
-                  if "recipe_test_mean" in r else
-                  f"{_f(r['study_recipe_test_mean'])} (2 seeds, the study's)")
-        print(f"| {r['sweep']} | {r['data']} | {r['seed']} | {r['steps']} "
-              f"({r.get('recipe_steps', '-')} = {r.get('recipe_seeds', '-')} runs) | "
-              f"{recipe} | {_f(r.get('recipe_ensemble_test'))} | {_f(r['best_test'])} | "
-              f"{_f(r['soup_test'])} ({len(r['soup_members'])}) | "
-              f"{_f(r['ensemble_test'])} ({len(r['ensemble_members'])}) | "
-              f"{r['auto_ships']} {_f(r['auto_test'])} |")
+        recipe = (
+            f"{_f(r['recipe_test_mean'])} ± {_f(r['recipe_test_sd'])}"
+            if "recipe_test_mean" in r
+            else f"{_f(r['study_recipe_test_mean'])} (2 seeds, the study's)"
+        )
+        print(
+            f"| {r['sweep']} | {r['data']} | {r['seed']} | {r['steps']} "
+            f"({r.get('recipe_steps', '-')} = {r.get('recipe_seeds', '-')} runs) | "
+            f"{recipe} | {_f(r.get('recipe_ensemble_test'))} | {_f(r['best_test'])} | "
+            f"{_f(r['soup_test'])} ({len(r['soup_members'])}) | "
+            f"{_f(r['ensemble_test'])} ({len(r['ensemble_members'])}) | "
+            f"{r['auto_ships']} {_f(r['auto_test'])} |"
+        )
 
 
 def print_means(rows: list[dict]) -> None:
     if not rows:
         return
-    keys = ("study_recipe_test_mean", "recipe_test_mean", "recipe_ensemble_test", "best_test",
-            "soup_test", "ensemble_test", "auto_test")
-    means = {k: statistics.fmean(values) for k in keys
-             if (values := [r[k] for r in rows if r.get(k) is not None])}
-    print(f"\nMeans over {len(rows)} row(s): " + ", ".join(f"{k} {v:.4f}"
-                                                         for k, v in means.items()))
+    keys = (
+        "study_recipe_test_mean",
+        "recipe_test_mean",
+        "recipe_ensemble_test",
+        "best_test",
+        "soup_test",
+        "ensemble_test",
+        "auto_test",
+    )
+    means = {
+        k: statistics.fmean(values)
+        for k in keys
+        if (values := [r[k] for r in rows if r.get(k) is not None])
+    }
+    print(
+        f"\nMeans over {len(rows)} row(s): " + ", ".join(f"{k} {v:.4f}" for k, v in means.items())
+    )
     for k in ("best_test", "soup_test", "ensemble_test", "auto_test"):
         for rival in ("study_recipe_test_mean", "recipe_test_mean", "recipe_ensemble_test"):
-            gains = [r[k] - r[rival] for r in rows
-                     if r.get(k) is not None and r.get(rival) is not None]
+            gains = [
+                r[k] - r[rival] for r in rows if r.get(k) is not None and r.get(rival) is not None
+            ]
             if gains:
-                print(f"  {k} - {rival}: {100 * statistics.fmean(gains):+.2f} points "
-                      f"({len(gains)} row(s))")
+                print(
+                    f"  {k} - {rival}: {100 * statistics.fmean(gains):+.2f} points "
+                    f"({len(gains)} row(s))"
+                )
 
 
 if __name__ == "__main__":

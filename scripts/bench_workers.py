@@ -29,10 +29,19 @@ PG = os.environ.get("HARNESS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/pos
 
 def sweep(trials: int, extra: list[str]) -> tuple[int, float]:
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp:
-        command = [sys.executable, "-m", "harness.sweep", "+sweep=lora",
-                   f"study.n_trials={trials}", f"study.storage=sqlite:///{tmp}/optuna.db",
-                   f"study.output_dir={tmp}/study", f"tracking.uri=sqlite:///{tmp}/mlflow.db",
-                   f"tracking.artifact_location={tmp}/art", "display.progress=false", *extra]
+        command = [
+            sys.executable,
+            "-m",
+            "harness.sweep",
+            "+sweep=lora",
+            f"study.n_trials={trials}",
+            f"study.storage=sqlite:///{tmp}/optuna.db",
+            f"study.output_dir={tmp}/study",
+            f"tracking.uri=sqlite:///{tmp}/mlflow.db",
+            f"tracking.artifact_location={tmp}/art",
+            "display.progress=false",
+            *extra,
+        ]
         start = time.perf_counter()
         result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         wall = time.perf_counter() - start
@@ -52,8 +61,9 @@ def storage_cost(url: str, trials: int) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         storage = optuna.storages.RDBStorage(url, heartbeat_interval=10, grace_period=60)
-    study = optuna.create_study(study_name=f"bench-{uuid.uuid4().hex[:6]}", storage=storage,
-                                direction="maximize")
+    study = optuna.create_study(
+        study_name=f"bench-{uuid.uuid4().hex[:6]}", storage=storage, direction="maximize"
+    )
 
     def objective(trial: optuna.Trial) -> float:
         x = trial.suggest_float("x", 1e-4, 1e-2, log=True)
@@ -82,9 +92,11 @@ def main() -> None:
 
     if not args.skip_sweeps:
         rows = []
-        for label, extra in [("1 worker, 1 thread", ["study.threads=1"]),
-                             ("2 workers, 1 thread each", ["study.workers=2", "study.threads=1"]),
-                             ("1 worker, all cores (default)", [])]:
+        for label, extra in [
+            ("1 worker, 1 thread", ["study.threads=1"]),
+            ("2 workers, 1 thread each", ["study.workers=2", "study.threads=1"]),
+            ("1 worker, all cores (default)", []),
+        ]:
             finished, wall = sweep(args.trials, extra)
             rows.append((label, finished, wall))
             print(f"{label}: {finished} trials in {wall:.0f} s", flush=True)

@@ -34,9 +34,11 @@ def main(overrides: list[str]) -> None:
     start = time.perf_counter()
     accuracy = accuracy_on(model, tokenizer, texts, labels, int(cfg.data.max_length))
     recorded = json.loads((folder / "metrics.json").read_text())
-    print(f"{folder}: trial {recorded['trial']}: validation accuracy with plain transformers "
-          f"{accuracy:.4f} ({len(texts)} texts, {time.perf_counter() - start:.1f} s); "
-          f"recorded by the trial {recorded['accuracy']:.4f}")
+    print(
+        f"{folder}: trial {recorded['trial']}: validation accuracy with plain transformers "
+        f"{accuracy:.4f} ({len(texts)} texts, {time.perf_counter() - start:.1f} s); "
+        f"recorded by the trial {recorded['accuracy']:.4f}"
+    )
 
 
 if __name__ == "__main__":

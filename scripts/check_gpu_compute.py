@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def harness_module(name: str) -> object:
     spec = importlib.util.spec_from_file_location(
-        f"harness_{name}", ROOT / "harness" / "train" / f"{name}.py")
+        f"harness_{name}", ROOT / "harness" / "train" / f"{name}.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -40,8 +41,11 @@ class Rows(torch.utils.data.Dataset):
         return len(self.ids)
 
     def __getitem__(self, i: int) -> dict:
-        return {"input_ids": self.ids[i], "attention_mask": torch.ones_like(self.ids[i]),
-                "labels": self.labels[i]}
+        return {
+            "input_ids": self.ids[i],
+            "attention_mask": torch.ones_like(self.ids[i]),
+            "labels": self.labels[i],
+        }
 
 
 def meter_of(trainer: Trainer) -> object:
@@ -58,16 +62,30 @@ def main() -> int:
     for bf16 in (False, True):
         memory.reset_peak_memory()
         torch.manual_seed(0)
-        model = BertForSequenceClassification(BertConfig(
-            vocab_size=1000, hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
-            intermediate_size=1024, num_labels=2))
+        model = BertForSequenceClassification(
+            BertConfig(
+                vocab_size=1000,
+                hidden_size=256,
+                num_hidden_layers=4,
+                num_attention_heads=4,
+                intermediate_size=1024,
+                num_labels=2,
+            )
+        )
         train, evaluation = Rows(4096), Rows(512)
         meter = meter_type(len(train))
 
-        args = TrainingArguments(output_dir="/tmp/gpu-check", num_train_epochs=2,
-                                 per_device_train_batch_size=64, eval_strategy="epoch",
-                                 save_strategy="no", report_to="none", bf16=bf16,
-                                 disable_tqdm=True, logging_strategy="no")
+        args = TrainingArguments(
+            output_dir="/tmp/gpu-check",
+            num_train_epochs=2,
+            per_device_train_batch_size=64,
+            eval_strategy="epoch",
+            save_strategy="no",
+            report_to="none",
+            bf16=bf16,
+            disable_tqdm=True,
+            logging_strategy="no",
+        )
 
         class MeteredTrainer(Trainer):
             def evaluate(self, *a, **k):
@@ -78,24 +96,34 @@ def main() -> int:
                 finally:
                     metered.evaluation_ended()
 
-        trainer = MeteredTrainer(model=model, args=args, train_dataset=train,
-                                 eval_dataset=evaluation, callbacks=[meter])
+        trainer = MeteredTrainer(
+            model=model, args=args, train_dataset=train, eval_dataset=evaluation, callbacks=[meter]
+        )
         start = time.perf_counter()
         trainer.train()
         wall = time.perf_counter() - start
         figures = meter.figures()
-        print(f"{'bf16' if bf16 else 'fp32'}: precision {meter.precision}, wall {wall:.2f} s, "
-              f"figures {figures}")
-        ok = (0 < figures["gpu_busy_s"] < wall and figures["steps_trained"] == 128
-              and figures["steps_planned"] == 128 and figures["samples_seen"] == 2 * 4096
-              and figures["train_flos"] > 0 and meter.precision == ("bf16" if bf16 else "fp32"))
+        print(
+            f"{'bf16' if bf16 else 'fp32'}: precision {meter.precision}, wall {wall:.2f} s, "
+            f"figures {figures}"
+        )
+        ok = (
+            0 < figures["gpu_busy_s"] < wall
+            and figures["steps_trained"] == 128
+            and figures["steps_planned"] == 128
+            and figures["samples_seen"] == 2 * 4096
+            and figures["train_flos"] > 0
+            and meter.precision == ("bf16" if bf16 else "fp32")
+        )
         peak = memory.memory_figures().get("gpu_peak_memory_mb", 0.0)
         del trainer, model
         held = torch.cuda.memory_reserved() / 2**20
         memory.release_memory()
         left = torch.cuda.memory_reserved() / 2**20
-        print(f"gpu_peak_memory_mb {peak:.1f}; reserved {held:.1f} MB before release_memory, "
-              f"{left:.1f} MB after")
+        print(
+            f"gpu_peak_memory_mb {peak:.1f}; reserved {held:.1f} MB before release_memory, "
+            f"{left:.1f} MB after"
+        )
         ok = ok and peak > 0 and left < held
         print("ok" if ok else "NOT OK")
         if not ok:

@@ -35,8 +35,11 @@ LAZY = {
 
 
 def modules() -> list[Path]:
-    return sorted(p for p in HARNESS.rglob("*.py") if p.parent.name != "metrics"
-                  or p.name in ("__init__.py", "_module.py"))
+    return sorted(
+        p
+        for p in HARNESS.rglob("*.py")
+        if p.parent.name != "metrics" or p.name in ("__init__.py", "_module.py")
+    )
 
 
 def package_of(path: Path) -> str:
@@ -49,15 +52,23 @@ def package_of(path: Path) -> str:
 def harness_imports(path: Path) -> list[tuple[str, bool]]:
     """(imported harness module, whether the import is inside a function)."""
     tree = ast.parse(path.read_text())
-    inner = {id(node) for fn in ast.walk(tree)
-             if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef)
-             for node in ast.walk(fn)}
+    inner = {
+        id(node)
+        for fn in ast.walk(tree)
+        if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef)
+        for node in ast.walk(fn)
+    }
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.level:
             raise AssertionError(f"{path}: relative import (use harness.…)")
-        names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module
-                 else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+        names = (
+            [node.module]
+            if isinstance(node, ast.ImportFrom) and node.module
+            else [a.name for a in node.names]
+            if isinstance(node, ast.Import)
+            else []
+        )
         for name in names:
             if name == "harness" and isinstance(node, ast.ImportFrom):
                 names_from = [f"harness.{a.name}" for a in node.names]
@@ -80,7 +91,8 @@ def test_imports_run_down_the_layers(path):
         target = "entry" if target in ("sweep", "predict", "errors", "checkpoint") else target
         assert target == own or LAYER[target] < LAYER[own], (
             f"{path.relative_to(HARNESS)} ({own}, layer {LAYER[own]}) imports {module} "
-            f"({target}, layer {LAYER[target]}): upward or sideways")
+            f"({target}, layer {LAYER[target]}): upward or sideways"
+        )
         if lazy:
             key = (str(path.relative_to(HARNESS)), module)
             assert key in LAZY, f"{key}: a harness import inside a function (import it at the top)"

@@ -32,8 +32,17 @@ from collections import Counter
 from dataclasses import dataclass
 
 ENV = "HARNESS_FAULTS"
-POINTS = ("sample", "train_step", "evaluate", "checkpoint", "artifact", "pause_state",
-          "promotion", "recorded", "queue")
+POINTS = (
+    "sample",
+    "train_step",
+    "evaluate",
+    "checkpoint",
+    "artifact",
+    "pause_state",
+    "promotion",
+    "recorded",
+    "queue",
+)
 POINTS += tuple(f"final_{point}" for point in POINTS)
 ACTIONS = ("pause", "wait", "raise", "oom", "nan", "kill")
 
@@ -109,7 +118,9 @@ def _parse(item: str) -> Rule:
     where, _, action = item.partition("=")
     parts = where.split(":")
     if action not in ACTIONS or parts[0] not in POINTS or len(parts) > 3:
-        raise ValueError(f"{ENV}: cannot read '{item}' (POINT[:TRIAL[:HIT]]=ACTION, points "
-                         f"{', '.join(POINTS)}, actions {', '.join(ACTIONS)})")
+        raise ValueError(
+            f"{ENV}: cannot read '{item}' (POINT[:TRIAL[:HIT]]=ACTION, points "
+            f"{', '.join(POINTS)}, actions {', '.join(ACTIONS)})"
+        )
     trial = int(parts[1]) if len(parts) > 1 and parts[1] else None
     return Rule(parts[0], trial, int(parts[2]) if len(parts) > 2 else 1, action)

@@ -50,8 +50,11 @@ def check_sqlite_writable(field: str, url: str) -> None:
         return
     mode = path.stat().st_mode
     if not mode & 0o222 or not os.access(path, os.W_OK):
-        raise ConfigError(field, f"'{path}' is read-only (mode {mode & 0o777:o}): make it "
-                                 "writable (chmod u+w) or choose another file")
+        raise ConfigError(
+            field,
+            f"'{path}' is read-only (mode {mode & 0o777:o}): make it "
+            "writable (chmod u+w) or choose another file",
+        )
 
 
 def sqlite_path(url: str) -> Path | None:

@@ -52,8 +52,11 @@ def check() -> None:
 def handle(signals: tuple[int, ...], handler: Any) -> dict[int, Any]:
     """Install ``handler`` for ``signals``, except those ignored since the start (as ``nohup``
     ignores SIGHUP): they stay ignored. Returns the handlers replaced, to restore later."""
-    return {sig: signal.signal(sig, handler) for sig in signals
-            if signal.getsignal(sig) is not signal.SIG_IGN}
+    return {
+        sig: signal.signal(sig, handler)
+        for sig in signals
+        if signal.getsignal(sig) is not signal.SIG_IGN
+    }
 
 
 @contextmanager
@@ -70,8 +73,11 @@ def raise_on_signals() -> Iterator[None]:
             if signum == signal.SIGHUP:  # one per thread of a dying launcher: not a second
                 return
             with contextlib.suppress(OSError):  # nobody may read the output any more
-                print(f"\n{signal.Signals(signum).name} again: exiting now", file=sys.stderr,
-                      flush=True)
+                print(
+                    f"\n{signal.Signals(signum).name} again: exiting now",
+                    file=sys.stderr,
+                    flush=True,
+                )
             os._exit(128 + signum)
         _received.append(signum)
         raise Interrupted(signum)

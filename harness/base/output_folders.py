@@ -28,26 +28,32 @@ def protected(cfg: Any) -> dict[str, Path]:
     places: dict[str, Any] = {
         "the study storage (study.storage)": sqlite_path(str(cfg.study.storage)),
         "the MLflow store (tracking.uri)": sqlite_path(str(cfg.tracking.uri)),
-        "the MLflow artifacts (tracking.artifact_location)":
-            cfg.tracking.get("artifact_location"),
+        "the MLflow artifacts (tracking.artifact_location)": cfg.tracking.get("artifact_location"),
         "the data cache (data.source.cache_dir)": (cfg.data.get("source") or {}).get("cache_dir"),
         "the study's output folder (study.output_dir)": cfg.study.output_dir,
         "the working directory": os.getcwd(),
     }
-    return {what: Path(str(path)).expanduser().resolve() for what, path in places.items()
-            if path and "://" not in str(path)}
+    return {
+        what: Path(str(path)).expanduser().resolve()
+        for what, path in places.items()
+        if path and "://" not in str(path)
+    }
 
 
-def check_replaceable(field: str, folder: Path, kind: str, study: str, cfg: Any,
-                      default: Path | None = None) -> None:
+def check_replaceable(
+    field: str, folder: Path, kind: str, study: str, cfg: Any, default: Path | None = None
+) -> None:
     """A ConfigError naming ``field`` unless ``folder`` may be replaced by this ``kind`` of
     output ("report", "export") of ``study``; nothing is written."""
     target = Path(folder).expanduser().resolve()
     for what, path in protected(cfg).items():
         if path == target or target in path.parents:
             holds = "is" if path == target else "holds"
-            raise ConfigError(field, f"'{folder}' {holds} {what}: writing the {kind} there "
-                                     f"would replace it; choose another {field}")
+            raise ConfigError(
+                field,
+                f"'{folder}' {holds} {what}: writing the {kind} there "
+                f"would replace it; choose another {field}",
+            )
     if not target.exists():
         return
     if not target.is_dir():
@@ -58,9 +64,12 @@ def check_replaceable(field: str, folder: Path, kind: str, study: str, cfg: Any,
     legacy = default is not None and target == Path(default).expanduser().resolve()
     if legacy and MARKER not in names and _LEGACY[kind] <= names:
         return
-    raise ConfigError(field, f"'{folder}' exists and is not the {kind} of study '{study}' "
-                             f"written by the harness (replacing it would delete what it "
-                             f"holds): choose a new or empty folder for {field}")
+    raise ConfigError(
+        field,
+        f"'{folder}' exists and is not the {kind} of study '{study}' "
+        f"written by the harness (replacing it would delete what it "
+        f"holds): choose a new or empty folder for {field}",
+    )
 
 
 def mark(scratch: Path, kind: str, study: str) -> None:

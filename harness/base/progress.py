@@ -21,16 +21,29 @@ class StudyProgress:
     """A tqdm bar over finished trials (complete + pruned), on stderr; without a terminal,
     lines. ``log``: the study's log file (a :class:`harness.base.study_log.StudyLog`)."""
 
-    def __init__(self, total: int, done: int, metric: str, enabled: bool = True,
-                 desc: str = "trials", log: Any = None) -> None:
+    def __init__(
+        self,
+        total: int,
+        done: int,
+        metric: str,
+        enabled: bool = True,
+        desc: str = "trials",
+        log: Any = None,
+    ) -> None:
         self.metric = metric
         self.best = ""
         self.current = ""
         self.log = log
         self.lines = enabled and not is_terminal(sys.stderr)  # one line per evaluation
         self.bar = tqdm(
-            total=total, initial=min(done, total), desc=desc, unit="trial",
-            file=sys.stderr, dynamic_ncols=True, disable=not enabled or self.lines, leave=True,
+            total=total,
+            initial=min(done, total),
+            desc=desc,
+            unit="trial",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            disable=not enabled or self.lines,
+            leave=True,
         )
 
     def trial_started(self, number: int) -> None:

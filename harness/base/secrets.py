@@ -26,12 +26,13 @@ _USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<pass
 # words): password, passwd, passphrase, sslpassword, pwd, secret, client_secret, token,
 # access_token, X-Amz-Security-Token, signature, credential(s), api_key, apikey, access_key,
 # … and, as a whole word, pass, sig and key. Not sslkey or passfile: paths of files.
-_SECRET_NAME = (r"[\w.\-]*?(?:pass(?:word|wd|phrase)|pwd|secret|token|signature|credentials?"
-                r"|(?:api|access|secret|private|account|client|auth|subscription|shared|master)"
-                r"[_.\-]?key)|(?:[\w.\-]*[_.\-])?(?:pass|sig|key)")
+_SECRET_NAME = (
+    r"[\w.\-]*?(?:pass(?:word|wd|phrase)|pwd|secret|token|signature|credentials?"
+    r"|(?:api|access|secret|private|account|client|auth|subscription|shared|master)"
+    r"[_.\-]?key)|(?:[\w.\-]*[_.\-])?(?:pass|sig|key)"
+)
 # ?password=…  &token=…  ;pwd=…  (the value up to the next parameter, fragment, space or quote)
-_QUERY = re.compile(rf"(?P<head>[?&;](?:{_SECRET_NAME})=)(?P<password>[^&#\s'\"]+)",
-                    re.IGNORECASE)
+_QUERY = re.compile(rf"(?P<head>[?&;](?:{_SECRET_NAME})=)(?P<password>[^&#\s'\"]+)", re.IGNORECASE)
 # values of such parameters that are settings, not secrets (?use_token=true): never registered,
 # or every 'true' would be masked
 _NOT_SECRETS = {"true", "false", "yes", "no", "on", "off", "none", "null"}
@@ -44,8 +45,9 @@ def register(urls: Iterable[Any]) -> None:
     for url in urls:
         if not isinstance(url, str):
             continue
-        passwords = {found["password"] for pattern in (_USERINFO, _QUERY)
-                     for found in pattern.finditer(url)}
+        passwords = {
+            found["password"] for pattern in (_USERINFO, _QUERY) for found in pattern.finditer(url)
+        }
         try:  # a database URL as SQLAlchemy (and so Optuna's storage) reads it
             from sqlalchemy.engine import make_url
 
@@ -57,9 +59,15 @@ def register(urls: Iterable[Any]) -> None:
         except Exception:  # not a URL of its own (an override such as key=URL, a path)
             pass
         # as written, and decoded as the drivers read it (libpq: %XX; SQLAlchemy: also '+')
-        _known.update({p for password in passwords if password
-                       for p in (password, unquote(password), unquote_plus(password))
-                       if p.lower() not in _NOT_SECRETS})
+        _known.update(
+            {
+                p
+                for password in passwords
+                if password
+                for p in (password, unquote(password), unquote_plus(password))
+                if p.lower() not in _NOT_SECRETS
+            }
+        )
 
 
 def mask(text: str) -> str:

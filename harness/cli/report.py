@@ -30,8 +30,9 @@ def report_for(cfg: DictConfig) -> Report:
     try:
         return write_report(study, cfg, open_tracker(cfg, study))
     except OSError as exc:
-        raise ConfigError("report.dir", f"cannot write '{cfg.report.dir}': "
-                                        f"{exc.strerror or exc}") from None
+        raise ConfigError(
+            "report.dir", f"cannot write '{cfg.report.dir}': {exc.strerror or exc}"
+        ) from None
 
 
 def cli() -> None:

@@ -32,8 +32,11 @@ def command_args() -> list[str]:
     """This command's arguments as Hydra read them: ``--config-dir`` / ``--config-name`` when
     given (a user's own config folder), then the overrides. Workers and "Resume with:" use them."""
     hydra_cfg = HydraConfig.get()
-    args = [f"--config-dir={source.path}" for source in hydra_cfg.runtime.config_sources
-            if source.provider == "command-line" and source.schema == "file"]
+    args = [
+        f"--config-dir={source.path}"
+        for source in hydra_cfg.runtime.config_sources
+        if source.provider == "command-line" and source.schema == "file"
+    ]
     if hydra_cfg.job.config_name not in (None, "config"):
         args.append(f"--config-name={hydra_cfg.job.config_name}")
     return args + list(hydra_cfg.overrides.task)
@@ -65,9 +68,12 @@ def main(cfg: DictConfig) -> None:
             sys.exit(1)
         except KeyboardInterrupt as exc:
             name = getattr(exc, "name", "Ctrl-C")
-            print(f"\ninterrupted ({name}): the running trial is recorded as interrupted and "
-                  "will run again; finished trials are kept.\n"
-                  f"Resume with: {command}", file=sys.stderr)
+            print(
+                f"\ninterrupted ({name}): the running trial is recorded as interrupted and "
+                "will run again; finished trials are kept.\n"
+                f"Resume with: {command}",
+                file=sys.stderr,
+            )
             sys.exit(getattr(exc, "exit_code", 130))
         print(summary.format())
 
@@ -112,8 +118,11 @@ def _run_workers(cfg: DictConfig, command: str) -> int:
     except Exception as exc:  # e.g. every worker stopped on bad input before creating it
         print(f"no summary: {mask(str(exc))}", file=sys.stderr)
     if code in (129, 130, 143):  # SIGHUP / Ctrl-C / SIGTERM, passed on to the workers
-        print(f"interrupted: the workers recorded their running trials as interrupted; "
-              f"finished trials are kept.\nResume with: {mask(command)}", file=sys.stderr)
+        print(
+            f"interrupted: the workers recorded their running trials as interrupted; "
+            f"finished trials are kept.\nResume with: {mask(command)}",
+            file=sys.stderr,
+        )
     return code
 
 

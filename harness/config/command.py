@@ -89,8 +89,10 @@ def composition_error(exc: BaseException) -> str | None:
         if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
             mark = error.problem_mark
             context = f" ({error.context})" if error.context else ""
-            return (f"{mark.name}: line {mark.line + 1}, column {mark.column + 1}: "
-                    f"{error.problem}{context}")
+            return (
+                f"{mark.name}: line {mark.line + 1}, column {mark.column + 1}: "
+                f"{error.problem}{context}"
+            )
     if not isinstance(exc, HydraException | OmegaConfBaseException):
         return None
     for error in chain:  # a value of the wrong type for a typed setting
@@ -126,7 +128,8 @@ def _refused_key(chain: list[BaseException]) -> str | None:
     """The full key a closed config refused (``study.n_trail`` in ``study={n_trail: 5}``)."""
     for error in chain:
         if isinstance(error, OmegaConfBaseException) and re.match(
-                r"Key '[^']+' (is )?not in", str(error)):
+            r"Key '[^']+' (is )?not in", str(error)
+        ):
             return str(getattr(error, "full_key", "") or "") or None
     return None
 
@@ -137,6 +140,8 @@ def _space_hint(key: str) -> str | None:
     if not found:
         return None
     root = found.group(1)
-    return (f"the keys of {root} hold dots: change an entry with a dict, e.g. "
-            f"{root}={{train.learning_rate: {{high: 1e-2}}}}, or replace it with one that has "
-            "a type")
+    return (
+        f"the keys of {root} hold dots: change an entry with a dict, e.g. "
+        f"{root}={{train.learning_rate: {{high: 1e-2}}}}, or replace it with one that has "
+        "a type"
+    )

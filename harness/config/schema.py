@@ -36,8 +36,14 @@ VARY = ("all", "data_order")  # final.vary: what the final stage's seeds change
 
 def _integer(default: Any, minimum: int = 1, nullable: bool = False) -> Any:
     bound = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-    return field(default=default, metadata={
-        "must": bound + (" or null" if nullable else ""), "min": minimum, "null": nullable})
+    return field(
+        default=default,
+        metadata={
+            "must": bound + (" or null" if nullable else ""),
+            "min": minimum,
+            "null": nullable,
+        },
+    )
 
 
 def _rule(default: Any, must: str, **checks: Any) -> Any:
@@ -53,8 +59,9 @@ class _Checked:
         for spec in dataclasses.fields(self):
             value, rule = getattr(self, spec.name), spec.metadata
             if "must" in rule and not _obeys(value, rule):
-                raise ConfigError(f"{self.SECTION}.{spec.name}",
-                                  f"must be {rule['must']}, got {value!r}")
+                raise ConfigError(
+                    f"{self.SECTION}.{spec.name}", f"must be {rule['must']}, got {value!r}"
+                )
 
 
 def _obeys(value: Any, rule: dict[str, Any]) -> bool:
@@ -88,14 +95,15 @@ class StudyConfig(_Checked, StudySeeds):  # study.enqueue, study.warm_start: Stu
     name: str = MISSING
     storage: str = MISSING
     n_trials: int = _integer(10)
-    timeout: float | None = _rule(None, "a positive number of seconds or null", positive=True,
-                                  null=True)
+    timeout: float | None = _rule(
+        None, "a positive number of seconds or null", positive=True, null=True
+    )
     metric: str = "accuracy"
     prune_metric: str | None = None
     direction: str = _rule("maximize", "maximize or minimize", one_of=("maximize", "minimize"))
     second_objective: str | None = _rule(
-        None, f"one of {', '.join(SECOND_OBJECTIVES)} or null", one_of=SECOND_OBJECTIVES,
-        null=True)
+        None, f"one of {', '.join(SECOND_OBJECTIVES)} or null", one_of=SECOND_OBJECTIVES, null=True
+    )
     output_dir: str = MISSING
     heartbeat_interval: int = _integer(10)
     grace_period: int = _rule(60, "at least study.heartbeat_interval")
@@ -112,22 +120,28 @@ class StudyConfig(_Checked, StudySeeds):  # study.enqueue, study.warm_start: Stu
             raise ConfigError("study.name", "must not be empty")
         # the name becomes folder names (study.output_dir, the MLflow artifact location)
         if any(c in str(self.name) for c in "/\\\0") or ".." in str(self.name):
-            raise ConfigError("study.name", f"must be a name, not a path (no '/', '\\' or "
-                                            f"'..'), got {self.name!r}")
+            raise ConfigError(
+                "study.name",
+                f"must be a name, not a path (no '/', '\\' or '..'), got {self.name!r}",
+            )
         super().__post_init__()
         if self.grace_period < self.heartbeat_interval:
-            raise ConfigError("study.grace_period", f"must be at least study.heartbeat_interval, "
-                                                    f"got {self.grace_period!r}")
+            raise ConfigError(
+                "study.grace_period",
+                f"must be at least study.heartbeat_interval, got {self.grace_period!r}",
+            )
 
 
 @dataclass
 class CheckpointsConfig(_Checked):
     SECTION: ClassVar[str] = "checkpoints"
     keep: int | None = _integer(2, nullable=True)
-    mlflow: str = _rule("kept", f"one of {', '.join(CHECKPOINTS_IN_MLFLOW)}",
-                        one_of=CHECKPOINTS_IN_MLFLOW)
-    paused_gb: float | None = _rule(5.0, "a positive number of GB or null", positive=True,
-                                    null=True)
+    mlflow: str = _rule(
+        "kept", f"one of {', '.join(CHECKPOINTS_IN_MLFLOW)}", one_of=CHECKPOINTS_IN_MLFLOW
+    )
+    paused_gb: float | None = _rule(
+        5.0, "a positive number of GB or null", positive=True, null=True
+    )
 
 
 @dataclass
@@ -135,16 +149,16 @@ class ReportConfig(_Checked):
     SECTION: ClassVar[str] = "report"
     enabled: bool = True
     dir: str = MISSING
-    plots: list[str] = field(default_factory=lambda: list(PLOTS[:-1]),
-                             metadata={"plots": True})
+    plots: list[str] = field(default_factory=lambda: list(PLOTS[:-1]), metadata={"plots": True})
     max_params: int = _integer(6)
     mlflow: bool = True
 
     def __post_init__(self) -> None:
         for name in self.plots:
             if name not in PLOTS:
-                raise ConfigError("report.plots", f"unknown plot {name!r} (known: "
-                                                  f"{', '.join(PLOTS)})")
+                raise ConfigError(
+                    "report.plots", f"unknown plot {name!r} (known: {', '.join(PLOTS)})"
+                )
         super().__post_init__()
 
 
@@ -188,28 +202,39 @@ class TrainOptions(_Checked):
     SECTION: ClassVar[str] = "train"
     evals_per_epoch: int = _integer(4)
     early_stopping_patience: int | None = _rule(
-        None, "a positive integer (evaluations) or null", min=1, null=True)
+        None, "a positive integer (evaluations) or null", min=1, null=True
+    )
     early_stopping_threshold: float = _rule(0.0, "a number >= 0", at_least=0)
-    mixed_precision: str = _rule("auto", f"one of {', '.join(MIXED_PRECISION)}",
-                                 one_of=MIXED_PRECISION)
-    layer_lr_decay: float | None = _rule(None, "a number in (0, 1] or null", positive=True,
-                                         null=True)
-    loraplus_lr_ratio: float | None = _rule(None, "a positive number or null", positive=True,
-                                            null=True)
+    mixed_precision: str = _rule(
+        "auto", f"one of {', '.join(MIXED_PRECISION)}", one_of=MIXED_PRECISION
+    )
+    layer_lr_decay: float | None = _rule(
+        None, "a number in (0, 1] or null", positive=True, null=True
+    )
+    loraplus_lr_ratio: float | None = _rule(
+        None, "a positive number or null", positive=True, null=True
+    )
     reinit_layers: int | None = _integer(None, minimum=0, nullable=True)
 
     def __post_init__(self) -> None:
         self.mixed_precision = self.mixed_precision or "no"
         super().__post_init__()
         if self.layer_lr_decay is not None and self.layer_lr_decay > 1:
-            raise ConfigError("train.layer_lr_decay",
-                              f"must be a number in (0, 1] or null, got {self.layer_lr_decay!r}")
+            raise ConfigError(
+                "train.layer_lr_decay",
+                f"must be a number in (0, 1] or null, got {self.layer_lr_decay!r}",
+            )
 
 
 # section -> its schema (registered in the ConfigStore; conf/config.yaml lists them first)
-SECTIONS: dict[str, type] = {"study": StudyConfig, "checkpoints": CheckpointsConfig,
-                             "report": ReportConfig, "export": ExportConfig,
-                             "display": DisplayConfig, "final": FinalConfig}
+SECTIONS: dict[str, type] = {
+    "study": StudyConfig,
+    "checkpoints": CheckpointsConfig,
+    "report": ReportConfig,
+    "export": ExportConfig,
+    "display": DisplayConfig,
+    "final": FinalConfig,
+}
 
 
 def register() -> None:

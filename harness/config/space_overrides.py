@@ -58,8 +58,11 @@ def _space_overrides(overrides: Iterable[str]) -> list[tuple[str, Mapping[str, A
     if not wanted:
         return []
     parsed = OverridesParser.create().parse_overrides(wanted)
-    return [(o.key_or_group, o.value()) for o in parsed
-            if not o.is_delete() and not o.is_sweep_override() and isinstance(o.value(), dict)]
+    return [
+        (o.key_or_group, o.value())
+        for o in parsed
+        if not o.is_delete() and not o.is_sweep_override() and isinstance(o.value(), dict)
+    ]
 
 
 def _replace(cfg: DictConfig, key: str, space: Mapping[str, Any]) -> None:

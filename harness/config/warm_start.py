@@ -20,8 +20,9 @@ class WarmStartConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1:
-            raise ConfigError("study.warm_start.top_k",
-                              f"must be a positive integer, got {self.top_k!r}")
+            raise ConfigError(
+                "study.warm_start.top_k", f"must be a positive integer, got {self.top_k!r}"
+            )
         if self.name is not None and not str(self.name).strip():
             raise ConfigError("study.warm_start.name", "must not be empty (null: no warm start)")
 
@@ -29,6 +30,7 @@ class WarmStartConfig:
 @dataclass
 class StudySeeds:
     # parameter sets to run first ({param name: value}; checked against the search space)
-    enqueue: list[dict[str, Any]] = field(default_factory=list, metadata={
-        "must": "a list of parameter sets ([{name: value, …}, …])"})
+    enqueue: list[dict[str, Any]] = field(
+        default_factory=list, metadata={"must": "a list of parameter sets ([{name: value, …}, …])"}
+    )
     warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)

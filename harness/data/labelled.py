@@ -65,8 +65,7 @@ def label_and_split(raw: Any, data_cfg: Any) -> LabelledData:
     names, to_id = label_mapping(splits, data_cfg, label_text_col)
     prepared = {}
     for name, split in splits.items():
-        ids = [-1 if unlabelled(value, name) else to_id(value, name)
-               for value in split[label_col]]
+        ids = [-1 if unlabelled(value, name) else to_id(value, name) for value in split[label_col]]
         prepared[name] = _to_text_label(split, text_col, ids, names)
     _check_labelled(prepared, names, data_cfg)
 
@@ -75,13 +74,18 @@ def label_and_split(raw: Any, data_cfg: Any) -> LabelledData:
             prepared["train"], data_cfg.validation_size, data_cfg.split_seed
         )
     prepared = {
-        name: _cap(split, data_cfg.max_train_samples if name == "train"
-                   else data_cfg.max_eval_samples, data_cfg.split_seed, name)
+        name: _cap(
+            split,
+            data_cfg.max_train_samples if name == "train" else data_cfg.max_eval_samples,
+            data_cfg.split_seed,
+            name,
+        )
         for name, split in prepared.items()
     }
     data = LabelledData(DatasetDict(prepared), names)
     log.info(
-        "data '%s': %s; labels: %s", data_cfg.name,
+        "data '%s': %s; labels: %s",
+        data_cfg.name,
         ", ".join(f"{k} {v}" for k, v in data.sizes().items()),
         ", ".join(f"{i}={n}" for i, n in enumerate(names)),
     )
@@ -122,20 +126,23 @@ def _check_labelled(prepared: dict[str, Any], names: list[str], data_cfg: Any) -
     labels (-1) is kept, and not scored (the final stage says it is unlabelled)."""
     present = sorted(set(prepared["train"]["label"]))
     if len(present) < 2:
-        raise ConfigError("data.label_column",
-                          f"classification needs at least 2 labels: "
-                          f"{where_is(data_cfg, 'train')} has only "
-                          f"{', '.join(repr(names[i]) for i in present)} (of {names})")
+        raise ConfigError(
+            "data.label_column",
+            f"classification needs at least 2 labels: "
+            f"{where_is(data_cfg, 'train')} has only "
+            f"{', '.join(repr(names[i]) for i in present)} (of {names})",
+        )
     validation = prepared.get("validation")
     missing = sum(1 for i in validation["label"] if i < 0) if validation is not None else 0
     if missing:
         where = where_is(data_cfg, "validation")
-        raise ConfigError("data.validation_file" if data_cfg.get("validation_file")
-                          else "data.label_column",
-                          f"{where} is unlabelled ({missing} of {len(validation)} rows have "
-                          "label -1): trials are validated on labelled rows; give a labelled "
-                          "validation file, or none (data.validation_file=null carves one "
-                          "from train)")
+        raise ConfigError(
+            "data.validation_file" if data_cfg.get("validation_file") else "data.label_column",
+            f"{where} is unlabelled ({missing} of {len(validation)} rows have "
+            "label -1): trials are validated on labelled rows; give a labelled "
+            "validation file, or none (data.validation_file=null carves one "
+            "from train)",
+        )
     test = prepared.get("test")
     if test is not None and min(test["label"]) < 0:
         log.info("the test split is unlabelled (label -1): it is not scored")
@@ -155,10 +162,13 @@ def _carve_validation(train: Any, size: float, seed: int) -> tuple[Any, Any]:
         raise ConfigError("data.validation_size", f"must be in (0, 1), got {size}")
     held = math.ceil(size * len(train))  # as datasets' train_test_split counts it
     if held < 1 or len(train) - held < 1:
-        raise ConfigError("data.validation_size", f"{size} of {len(train)} training rows leaves "
-                                                  f"{len(train) - held} to train on and {held} "
-                                                  "to validate on: give a validation file, or "
-                                                  "more rows")
+        raise ConfigError(
+            "data.validation_size",
+            f"{size} of {len(train)} training rows leaves "
+            f"{len(train) - held} to train on and {held} "
+            "to validate on: give a validation file, or "
+            "more rows",
+        )
     try:
         parts = train.train_test_split(test_size=size, stratify_by_column="label", seed=seed)
     except ValueError as exc:  # a class too small to stratify

@@ -20,8 +20,7 @@ def unlabelled(value: Any, split: str) -> bool:
     """A row of a validation or test split without a label: a negative integer (hub test
     splits mark theirs -1). Never a class: the row keeps -1, and the split counts as unlabelled
     (:func:`harness.train.scoring.has_labels`)."""
-    return (split != "train" and isinstance(value, int) and not isinstance(value, bool)
-            and value < 0)
+    return split != "train" and isinstance(value, int) and not isinstance(value, bool) and value < 0
 
 
 def label_mapping(splits: dict[str, Any], data_cfg: Any, label_text_col: str | None):
@@ -32,8 +31,9 @@ def label_mapping(splits: dict[str, Any], data_cfg: Any, label_text_col: str | N
     label_col = data_cfg.label_column
     given = _given_names(data_cfg.get("label_names"))
     feature = splits["train"].features[label_col]
-    values = {v for name, split in splits.items() for v in split[label_col]
-              if not unlabelled(v, name)}
+    values = {
+        v for name, split in splits.items() for v in split[label_col] if not unlabelled(v, name)
+    }
     if None in values:
         raise ConfigError("data.label_column", f"column '{label_col}' has rows with no label")
     _check_splits_agree(splits, data_cfg)
@@ -63,7 +63,9 @@ def label_mapping(splits: dict[str, Any], data_cfg: Any, label_text_col: str | N
             names = [str(v) for v in sorted(values)]
             log.warning(
                 "labels in '%s' are integers without names; naming them by value: %s "
-                "(set data.label_names to name them)", label_col, names,
+                "(set data.label_names to name them)",
+                label_col,
+                names,
             )
             index = {v: i for i, v in enumerate(sorted(values))}
             return names, lambda value, _split: index[value]
@@ -90,13 +92,15 @@ def _given_names(given: Any) -> list[str] | None:
     if given is None or (not isinstance(given, str) and len(given) == 0):
         return None
     if isinstance(given, str) or not all(isinstance(n, str | int) for n in given):
-        raise ConfigError("data.label_names", f"must be a list of names (e.g. "
-                                              f"[negative,positive]), got {given!r}")
+        raise ConfigError(
+            "data.label_names", f"must be a list of names (e.g. [negative,positive]), got {given!r}"
+        )
     names = [str(n) for n in given]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
-        raise ConfigError("data.label_names", f"names must differ: {twice} given more than "
-                                              f"once in {names}")
+        raise ConfigError(
+            "data.label_names", f"names must differ: {twice} given more than once in {names}"
+        )
     return names
 
 
@@ -118,21 +122,33 @@ def _check_splits_agree(splits: dict[str, Any], data_cfg: Any) -> None:
         where = where_is(data_cfg, name)
         kinds = {kind(v) for v in split[label_col] if not unlabelled(v, name)}
         if kinds and kinds != train_kinds and "?" not in kinds | train_kinds:
-            raise ConfigError(field, f"labels in {where} are {'/'.join(sorted(kinds))} but "
-                                     f"in {where_is(data_cfg, 'train')} "
-                                     f"{'/'.join(sorted(train_kinds))}: use one kind of label "
-                                     "in every split")
-        unseen = sorted({v for v in set(split[label_col]) - train_values
-                         if not (isinstance(v, int) and v < 0)}, key=str)  # -1: unlabelled
+            raise ConfigError(
+                field,
+                f"labels in {where} are {'/'.join(sorted(kinds))} but "
+                f"in {where_is(data_cfg, 'train')} "
+                f"{'/'.join(sorted(train_kinds))}: use one kind of label "
+                "in every split",
+            )
+        unseen = sorted(
+            {v for v in set(split[label_col]) - train_values if not (isinstance(v, int) and v < 0)},
+            key=str,
+        )  # -1: unlabelled
         if unseen:
             numbers = all(str(v).lstrip("-").isdigit() for v in unseen) and not any(
-                str(v).lstrip("-").isdigit() for v in train_values)
-            hint = ("; integers there, text in train: use one kind of label in every split"
-                    if numbers else "")
-            raise ConfigError(field, f"label(s) {unseen[:5]} in {where} never occur in "
-                                     f"{where_is(data_cfg, 'train')} (its labels: "
-                                     f"{sorted(train_values, key=str)[:10]}): the model could "
-                                     f"not learn them{hint}")
+                str(v).lstrip("-").isdigit() for v in train_values
+            )
+            hint = (
+                "; integers there, text in train: use one kind of label in every split"
+                if numbers
+                else ""
+            )
+            raise ConfigError(
+                field,
+                f"label(s) {unseen[:5]} in {where} never occur in "
+                f"{where_is(data_cfg, 'train')} (its labels: "
+                f"{sorted(train_values, key=str)[:10]}): the model could "
+                f"not learn them{hint}",
+            )
 
 
 def _names_from_text_column(splits: dict[str, Any], label_col: str, text_col: str) -> list[str]:

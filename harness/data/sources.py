@@ -35,9 +35,7 @@ VADER_LABELS = ["negative", "neutral", "positive"]
 VADER_CORPORA = ("tweets", "movieReviewSnippets", "amazonReviewSnippets", "nytEditorialSnippets")
 
 
-def local_files(
-    train_file: str, validation_file: str | None = None, test_file: str | None = None
-):
+def local_files(train_file: str, validation_file: str | None = None, test_file: str | None = None):
     """Local csv / tsv / json / jsonl / parquet files (all of one format)."""
     from datasets import load_dataset
 
@@ -71,8 +69,11 @@ def local_files(
         cause = exc  # datasets wraps the reader's error (e.g. "Expected 2 fields in line 6")
         while cause.__cause__ is not None:
             cause = cause.__cause__
-        raise ConfigError("data.train_file", f"could not read {files}: {exc}"
-                          + (f" ({first_line(cause)})" if cause is not exc else "")) from exc
+        raise ConfigError(
+            "data.train_file",
+            f"could not read {files}: {exc}"
+            + (f" ({first_line(cause)})" if cause is not exc else ""),
+        ) from exc
 
 
 def _check_utf8(path: Path, field: str, name: str) -> None:
@@ -86,11 +87,14 @@ def _check_utf8(path: Path, field: str, name: str) -> None:
                 decoder.decode(chunk)
             except UnicodeDecodeError as exc:
                 where = offset + exc.start
-                line += chunk[:exc.start].count(b"\n")
-                raise ConfigError(field, f"'{name}' is not UTF-8 text (byte "
-                                         f"0x{chunk[exc.start]:02x} at line {line}, offset "
-                                         f"{where}): save it as UTF-8 (e.g. iconv -f latin1 "
-                                         f"-t utf-8)") from None
+                line += chunk[: exc.start].count(b"\n")
+                raise ConfigError(
+                    field,
+                    f"'{name}' is not UTF-8 text (byte "
+                    f"0x{chunk[exc.start]:02x} at line {line}, offset "
+                    f"{where}): save it as UTF-8 (e.g. iconv -f latin1 "
+                    f"-t utf-8)",
+                ) from None
             offset += len(chunk)
             line += chunk.count(b"\n")
 
@@ -151,8 +155,9 @@ def vader_ground_truth(
     from datasets import load_from_disk
 
     if corpus not in VADER_CORPORA:
-        raise ConfigError("data.source.corpus", f"must be one of {', '.join(VADER_CORPORA)}, "
-                                                f"got {corpus!r}")
+        raise ConfigError(
+            "data.source.corpus", f"must be one of {', '.join(VADER_CORPORA)}, got {corpus!r}"
+        )
     if not negative_below < positive_above:
         raise ConfigError("data.source.negative_below", "must be below positive_above")
     if not (0 < validation_size < 1 and 0 < test_size < 1 and validation_size + test_size < 1):
@@ -161,8 +166,13 @@ def vader_ground_truth(
             "validation_size and test_size must be in (0, 1) with a sum below 1",
         )
     settings = dict(
-        version=version, negative_below=negative_below, positive_above=positive_above,
-        validation_size=validation_size, test_size=test_size, seed=seed, format=1,
+        version=version,
+        negative_below=negative_below,
+        positive_above=positive_above,
+        validation_size=validation_size,
+        test_size=test_size,
+        seed=seed,
+        format=1,
         **({} if corpus == "tweets" else {"corpus": corpus}),  # the tweets' cache key as before
     )
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
@@ -176,21 +186,38 @@ def vader_ground_truth(
     with FileLock(str(root / f".vader-{corpus}-{key}.lock")):
         if (target / "dataset_dict.json").is_file():
             return load_from_disk(str(target))
-        return _prepare_vader(root, target, corpus, version, negative_below, positive_above,
-                              validation_size, test_size, seed)
+        return _prepare_vader(
+            root,
+            target,
+            corpus,
+            version,
+            negative_below,
+            positive_above,
+            validation_size,
+            test_size,
+            seed,
+        )
 
 
-def _prepare_vader(root: Path, target: Path, corpus: str, version: str, negative_below: float,
-                   positive_above: float, validation_size: float, test_size: float,
-                   seed: int) -> Any:
+def _prepare_vader(
+    root: Path,
+    target: Path,
+    corpus: str,
+    version: str,
+    negative_below: float,
+    positive_above: float,
+    validation_size: float,
+    test_size: float,
+    seed: int,
+) -> Any:
     from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_from_disk
 
     rows = read_vader(root, version, corpus)
-    labels = [
-        0 if r < negative_below else 2 if r > positive_above else 1 for _, r, _ in rows
-    ]
+    labels = [0 if r < negative_below else 2 if r > positive_above else 1 for _, r, _ in rows]
     features = Features(
-        id=Value("string"), text=Value("string"), rating=Value("float32"),
+        id=Value("string"),
+        text=Value("string"),
+        rating=Value("float32"),
         label=ClassLabel(names=VADER_LABELS),
     )
     full = Dataset.from_dict(
@@ -218,7 +245,9 @@ def _prepare_vader(root: Path, target: Path, corpus: str, version: str, negative
     (tmp / "d").rename(target)
     shutil.rmtree(tmp, ignore_errors=True)
     log.info(
-        "VADER %s prepared: %s (cached in %s)", corpus,
-        ", ".join(f"{k} {len(v)}" for k, v in splits.items()), target,
+        "VADER %s prepared: %s (cached in %s)",
+        corpus,
+        ", ".join(f"{k} {len(v)}" for k, v in splits.items()),
+        target,
     )
     return load_from_disk(str(target))

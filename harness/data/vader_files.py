@@ -40,8 +40,18 @@ def _fetch_vader_ground_truth(dest: Path, version: str) -> None:
     log.info("fetching the VADER ground truth: pip download vaderSentiment==%s (sdist)", version)
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [
-            sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-            "--disable-pip-version-check", "-q", f"vaderSentiment=={version}", "-d", tmp,
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--disable-pip-version-check",
+            "-q",
+            f"vaderSentiment=={version}",
+            "-d",
+            tmp,
         ]
         done = subprocess.run(cmd, capture_output=True, text=True)
         sdists = list(Path(tmp).glob("vaderSentiment-*.tar.gz")) + list(
@@ -62,10 +72,7 @@ def _fetch_vader_ground_truth(dest: Path, version: str) -> None:
                     "data.source", f"vaderSentiment=={version} does not ship hutto_ICWSM_2014"
                 )
             with tarfile.open(fileobj=sdist.extractfile(inner)) as ground_truth:
-                member = next(
-                    m for m in ground_truth.getmembers()
-                    if m.name.endswith(dest.name)
-                )
+                member = next(m for m in ground_truth.getmembers() if m.name.endswith(dest.name))
                 payload = ground_truth.extractfile(member).read()
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_suffix(".part")

@@ -52,16 +52,23 @@ class Exported:
 
     def format(self) -> str:
         kind = "merged weights" if self.merged else "separate adapter"
-        what = (f"trial {self.trial}" if self.seed is None else
-                f"final-{self.trial}-seed{self.seed} (the final stage's chosen configuration)")
+        what = (
+            f"trial {self.trial}"
+            if self.seed is None
+            else f"final-{self.trial}-seed{self.seed} (the final stage's chosen configuration)"
+        )
         if self.soup:
             what = f"the final stage's soup of {', '.join(self.soup)} (a weight average)"
         if self.members:
-            what = (f"the final stage's ensemble of {self.members} models (chosen "
-                    f"configuration: trial {self.trial})")
+            what = (
+                f"the final stage's ensemble of {self.members} models (chosen "
+                f"configuration: trial {self.trial})"
+            )
             kind = f"each {kind}"
-        lines = [f"Exported {what} (validation {self.value:.4f}) to {self.folder} ({kind})",
-                 f"Try it: python -m harness.predict {self.folder} \"some text\""]
+        lines = [
+            f"Exported {what} (validation {self.value:.4f}) to {self.folder} ({kind})",
+            f'Try it: python -m harness.predict {self.folder} "some text"',
+        ]
         if self.registered:
             lines.append(f"Registered in MLflow: {self.registered}")
         return "\n".join(lines)
@@ -76,42 +83,74 @@ def export_model(cfg: DictConfig) -> Exported:
     trial, run_id = choice.trial, choice.run_id
     best = trials.best_trial(study)
     target = Path(str(cfg.export.dir))
-    check_replaceable("export.dir", target, "export", study.study_name, cfg,
-                      default=Path(str(cfg.study.output_dir)) / "export")
+    check_replaceable(
+        "export.dir",
+        target,
+        "export",
+        study.study_name,
+        cfg,
+        default=Path(str(cfg.study.output_dir)) / "export",
+    )
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     except OSError as exc:
-        raise ConfigError("export.dir", f"cannot write '{target}': {exc.strerror or exc}") \
-            from None
+        raise ConfigError("export.dir", f"cannot write '{target}': {exc.strerror or exc}") from None
     ensemble = choice.record.get("ensemble") if choice.seed is not None else None
     try:
         with tempfile.TemporaryDirectory(prefix="harness-export-") as download:
             if ensemble:
-                source, merged, peft_type = _write_ensemble(cfg, ensemble, tracker,
-                                                            Path(download), scratch, merge)
+                source, merged, peft_type = _write_ensemble(
+                    cfg, ensemble, tracker, Path(download), scratch, merge
+                )
             else:
                 source = checkpoint_of(cfg, choice, tracker, Path(download))
                 merged, peft_type = _write_model(source, scratch, merge)
             labels = json.loads((source / "labels.json").read_text())["id2label"]
             label_names = [labels[str(i)] for i in range(len(labels))]
-            (scratch / "labels.json").write_text(json.dumps(
-                {"id2label": dict(enumerate(label_names)),
-                 "label2id": {n: i for i, n in enumerate(label_names)}}, indent=2) + "\n")
+            (scratch / "labels.json").write_text(
+                json.dumps(
+                    {
+                        "id2label": dict(enumerate(label_names)),
+                        "label2id": {n: i for i, n in enumerate(label_names)},
+                    },
+                    indent=2,
+                )
+                + "\n"
+            )
             run = tracker.run(run_id) if tracker else None
             (scratch / "config.yaml").write_text(_config_yaml(cfg, trial, tracker, run_id))
-            metrics = {k.removeprefix(schema.BEST_VAL_PREFIX): v for k, v in sorted(
-                (run.metrics if run else {}).items()) if k.startswith(schema.BEST_VAL_PREFIX)}
+            metrics = {
+                k.removeprefix(schema.BEST_VAL_PREFIX): v
+                for k, v in sorted((run.metrics if run else {}).items())
+                if k.startswith(schema.BEST_VAL_PREFIX)
+            }
             metrics = metrics or {str(cfg.study.metric): trials.study_value(trial)}
-            (scratch / "metrics.json").write_text(json.dumps(
-                {"study": study.study_name, "trial": trial.number, "split": "validation",
-                 **metrics, **choice.final_figures()}, indent=2) + "\n")
-            exported = Exported(target, trial.number, choice.value, merged, seed=choice.seed,
-                                members=len(ensemble["members"]) if ensemble else 0,
-                                soup=choice.record.get("soup", {}).get("members")
-                                if choice.soup else None)
-            card = _card_info(cfg, study, trial, best, run, tracker, metrics, label_names,
-                              merged, peft_type)
+            (scratch / "metrics.json").write_text(
+                json.dumps(
+                    {
+                        "study": study.study_name,
+                        "trial": trial.number,
+                        "split": "validation",
+                        **metrics,
+                        **choice.final_figures(),
+                    },
+                    indent=2,
+                )
+                + "\n"
+            )
+            exported = Exported(
+                target,
+                trial.number,
+                choice.value,
+                merged,
+                seed=choice.seed,
+                members=len(ensemble["members"]) if ensemble else 0,
+                soup=choice.record.get("soup", {}).get("members") if choice.soup else None,
+            )
+            card = _card_info(
+                cfg, study, trial, best, run, tracker, metrics, label_names, merged, peft_type
+            )
             if ensemble:
                 card["ensemble"] = ensemble
             if choice.soup:
@@ -129,15 +168,26 @@ def export_model(cfg: DictConfig) -> Exported:
     return exported
 
 
-def _write_ensemble(cfg: DictConfig, ensemble: dict[str, Any], tracker: Any, download: Path,
-                    folder: Path, merge: str) -> tuple[Path, bool, str | None]:
+def _write_ensemble(
+    cfg: DictConfig,
+    ensemble: dict[str, Any],
+    tracker: Any,
+    download: Path,
+    folder: Path,
+    merge: str,
+) -> tuple[Path, bool, str | None]:
     """An ensemble's members into ``folder``/member-<i>, and its ``ensemble.json``: (the first
     member's source, merged?, peft type or None)."""
     root = Path(str(cfg.study.output_dir))
     members, first, merged, peft_type = [], None, False, None
     for index, member in enumerate(ensemble["members"]):
-        source = _member_source(root / member["checkpoint"], member.get("run_id"), tracker,
-                                download / f"member-{index}", member["name"])
+        source = _member_source(
+            root / member["checkpoint"],
+            member.get("run_id"),
+            tracker,
+            download / f"member-{index}",
+            member["name"],
+        )
         target = folder / f"member-{index}"
         target.mkdir()
         merged, peft_type = _write_model(source, target, merge)
@@ -148,8 +198,9 @@ def _write_ensemble(cfg: DictConfig, ensemble: dict[str, Any], tracker: Any, dow
     return first, merged, peft_type
 
 
-def _member_source(local: Path, run_id: str | None, tracker: Any, download: Path,
-                   name: str) -> Path:
+def _member_source(
+    local: Path, run_id: str | None, tracker: Any, download: Path, name: str
+) -> Path:
     """An ensemble member's checkpoint: the local folder if kept (and its run's), else its
     MLflow run's."""
     theirs = other_run(local, run_id) if (local / "labels.json").is_file() else None
@@ -164,13 +215,19 @@ def _member_source(local: Path, run_id: str | None, tracker: Any, download: Path
         except Exception:  # unreachable or removed: said below
             pass
     if theirs is not None:
-        raise ConfigError("export.trial", f"the shipped ensemble's member {name}: {local} holds "
-                                          f"the checkpoint of another run ({theirs}), not of "
-                                          f"its run ({run_id}), which has none in MLflow: "
-                                          "another study wrote to this folder")
-    raise ConfigError("export.trial", f"the shipped ensemble's member {name} has no checkpoint "
-                                      f"(not in {local}, not in its MLflow run): export a "
-                                      "single trial with export.trial=N")
+        raise ConfigError(
+            "export.trial",
+            f"the shipped ensemble's member {name}: {local} holds "
+            f"the checkpoint of another run ({theirs}), not of "
+            f"its run ({run_id}), which has none in MLflow: "
+            "another study wrote to this folder",
+        )
+    raise ConfigError(
+        "export.trial",
+        f"the shipped ensemble's member {name} has no checkpoint "
+        f"(not in {local}, not in its MLflow run): export a "
+        "single trial with export.trial=N",
+    )
 
 
 def _write_model(source: Path, folder: Path, merge: str) -> tuple[bool, str | None]:
@@ -186,8 +243,10 @@ def _write_model(source: Path, folder: Path, merge: str) -> tuple[bool, str | No
     settings = PeftConfig.from_pretrained(source)
     peft_type = str(settings.peft_type.value)
     if merge == "true" and settings.is_prompt_learning:
-        raise ConfigError("export.merge_adapter", f"a {peft_type} adapter cannot be merged into "
-                                                  "the weights: use auto or false")
+        raise ConfigError(
+            "export.merge_adapter",
+            f"a {peft_type} adapter cannot be merged into the weights: use auto or false",
+        )
     if merge == "false" or settings.is_prompt_learning:
         for name in COPIED:
             shutil.copy2(source / name, folder / name)
@@ -211,27 +270,45 @@ def _config_yaml(cfg: DictConfig, trial: Any, tracker: Any, run_id: str | None) 
         except Exception:  # not reachable: the study's config below
             pass
     params = json.dumps(trial.params, indent=2)
-    return (f"# the study's config; trial {trial.number} sampled these values over it:\n"
-            + "\n".join(f"# {line}" for line in params.splitlines()) + "\n"
-            + mask(OmegaConf.to_yaml(cfg)))
+    return (
+        f"# the study's config; trial {trial.number} sampled these values over it:\n"
+        + "\n".join(f"# {line}" for line in params.splitlines())
+        + "\n"
+        + mask(OmegaConf.to_yaml(cfg))
+    )
 
 
-def _card_info(cfg: DictConfig, study: Any, trial: Any, best: Any, run: Any, tracker: Any,
-               metrics: dict[str, float], label_names: list[str], merged: bool,
-               peft_type: str | None) -> dict[str, Any]:
+def _card_info(
+    cfg: DictConfig,
+    study: Any,
+    trial: Any,
+    best: Any,
+    run: Any,
+    tracker: Any,
+    metrics: dict[str, float],
+    label_names: list[str],
+    merged: bool,
+    peft_type: str | None,
+) -> dict[str, Any]:
     data = cfg.data
     target = str(data.source.get("_target_", ""))
     source = SOURCES.get(target, target)
     if target.endswith("local_files"):
-        files = [Path(str(data.get(k))).name for k in ("train_file", "validation_file",
-                                                       "test_file") if data.get(k)]
+        files = [
+            Path(str(data.get(k))).name
+            for k in ("train_file", "validation_file", "test_file")
+            if data.get(k)
+        ]
         source += f" ({', '.join(files)})"
     elif target.endswith("hub_dataset"):
         source += f" (`{data.get('path')}`)"
     params = run.params if run else {}
     evaluations = {"validation": metrics}
-    test = {k.removeprefix(schema.TEST_PREFIX): v for k, v in sorted(
-        (run.metrics if run else {}).items()) if k.startswith(schema.TEST_PREFIX)}
+    test = {
+        k.removeprefix(schema.TEST_PREFIX): v
+        for k, v in sorted((run.metrics if run else {}).items())
+        if k.startswith(schema.TEST_PREFIX)
+    }
     if test:  # the run was evaluated on the test split (a final stage)
         evaluations["test"] = test
     sizes = {}
@@ -242,24 +319,37 @@ def _card_info(cfg: DictConfig, study: Any, trial: Any, best: Any, run: Any, tra
         if size is not None:
             sizes[split] = int(size)
     return {
-        "study": study.study_name, "trial": trial.number, "value": trial.values[0],
-        "metric": str(cfg.study.metric), "direction": str(cfg.study.direction),
+        "study": study.study_name,
+        "trial": trial.number,
+        "value": trial.values[0],
+        "metric": str(cfg.study.metric),
+        "direction": str(cfg.study.direction),
         "is_best": best is not None and best.number == trial.number,
-        "evaluations": evaluations, "params": dict(trial.params),
-        "method": (params.get(schema.METHOD_PARAM) or trial.params.get(schema.METHOD_PARAM)
-                   or str(cfg.peft.method)),
-        "merged": merged, "peft_type": peft_type,
-        "base_model": base_model_id(params.get(schema.MODEL_PATH_PARAM)
-                                    or str(cfg.model.name_or_path), cfg.model.get("hub_id")),
+        "evaluations": evaluations,
+        "params": dict(trial.params),
+        "method": (
+            params.get(schema.METHOD_PARAM)
+            or trial.params.get(schema.METHOD_PARAM)
+            or str(cfg.peft.method)
+        ),
+        "merged": merged,
+        "peft_type": peft_type,
+        "base_model": base_model_id(
+            params.get(schema.MODEL_PATH_PARAM) or str(cfg.model.name_or_path),
+            cfg.model.get("hub_id"),
+        ),
         "model_name": params.get(schema.MODEL_PARAM) or str(cfg.model.name),
-        "data": {"name": str(data.name), "source": source, "sizes": sizes,
-                 "hub_id": str(data.path) if target.endswith("hub_dataset") else None},
+        "data": {
+            "name": str(data.name),
+            "source": source,
+            "sizes": sizes,
+            "hub_id": str(data.path) if target.endswith("hub_dataset") else None,
+        },
         "labels": label_names,
     }
 
 
-def _register(tracker: Any, run_id: str | None, folder: Path, name: str,
-              cfg: DictConfig) -> str:
+def _register(tracker: Any, run_id: str | None, folder: Path, name: str, cfg: DictConfig) -> str:
     """Log the folder as an MLflow model to the trial's run and register it as a new version.
 
     Each version has artifacts of its own (``model-<time>-<id>/``, never written again): a
@@ -268,15 +358,19 @@ def _register(tracker: Any, run_id: str | None, folder: Path, name: str,
     from mlflow.exceptions import MlflowException
 
     if tracker is None or not run_id:
-        raise ConfigError("export.register", mask(
-            f"the study's MLflow runs are not in '{cfg.tracking.uri}': set tracking.uri to the "
-            "store the sweep used"))
+        raise ConfigError(
+            "export.register",
+            mask(
+                f"the study's MLflow runs are not in '{cfg.tracking.uri}': set tracking.uri to the "
+                "store the sweep used"
+            ),
+        )
     try:
         with tempfile.TemporaryDirectory(prefix="harness-register-") as scratch:
             model = save_mlflow_model(folder, Path(scratch) / "model", int(cfg.data.max_length))
-            path = (f"{schema.MODEL_ARTIFACT}-{time.strftime('%Y%m%d-%H%M%S')}-"
-                    f"{uuid.uuid4().hex[:8]}")
+            path = (
+                f"{schema.MODEL_ARTIFACT}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+            )
             return tracker.register_model(run_id, model, name, path)
     except MlflowException as exc:
-        raise ConfigError("export.register", mask(f"MLflow refused: {first_line(exc)}")) \
-            from None
+        raise ConfigError("export.register", mask(f"MLflow refused: {first_line(exc)}")) from None

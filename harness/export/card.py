@@ -12,7 +12,8 @@ SOURCES = {  # data source target -> what the data is
     "harness.data.sources.vader_tweets": (
         "the VADER tweets ground truth (Hutto & Gilbert, ICWSM-14): 4,200 tweets, each the mean "
         "rating of about 20 human raters on -4…+4, labelled negative (< -0.5), neutral or "
-        "positive (> 0.5)"),
+        "positive (> 0.5)"
+    ),
     "harness.data.sources.local_files": "local files",
     "harness.data.sources.hub_dataset": "a Hugging Face Hub dataset",
 }
@@ -51,11 +52,19 @@ def model_card(info: dict[str, Any]) -> Any:
         datasets=[data["hub_id"]] if data.get("hub_id") else None,
         metrics=sorted({k for split in info["evaluations"].values() for k in split}),
         eval_results=[
-            EvalResult(task_type=TASK, dataset_type=data.get("hub_id") or data["name"],
-                       dataset_name=data["name"], dataset_split=split, metric_type=name,
-                       metric_name=f"{split} {name}", metric_value=float(value))
-            for split, figures in info["evaluations"].items() for name, value in figures.items()
-        ] or None,
+            EvalResult(
+                task_type=TASK,
+                dataset_type=data.get("hub_id") or data["name"],
+                dataset_name=data["name"],
+                dataset_split=split,
+                metric_type=name,
+                metric_name=f"{split} {name}",
+                metric_value=float(value),
+            )
+            for split, figures in info["evaluations"].items()
+            for name, value in figures.items()
+        ]
+        or None,
         **extra,
     )
     return ModelCard.from_template(card_data, template_str=TEMPLATE, body=_body(info, library))
@@ -63,21 +72,32 @@ def model_card(info: dict[str, Any]) -> Any:
 
 def _body(info: dict[str, Any], library: str) -> str:
     from huggingface_hub import constants  # the hub's address as the client resolves it
+
     peft_type, data = info.get("peft_type"), info["data"]
     base = info.get("base_model")
-    lines = [f"# {info['study']}: trial {info['trial']}", "",
-             f"A text classifier fine-tuned by the harness: the "
-             f"{'best' if info['is_best'] else 'chosen'} trial ({info['trial']}) of the Optuna "
-             f"study `{info['study']}`, validation {info['metric']} "
-             f"{info['value']:.4f} ({info['direction']}).", "",
-             "## Data", "", f"- `{data['name']}`: {data['source']}"]
+    lines = [
+        f"# {info['study']}: trial {info['trial']}",
+        "",
+        f"A text classifier fine-tuned by the harness: the "
+        f"{'best' if info['is_best'] else 'chosen'} trial ({info['trial']}) of the Optuna "
+        f"study `{info['study']}`, validation {info['metric']} "
+        f"{info['value']:.4f} ({info['direction']}).",
+        "",
+        "## Data",
+        "",
+        f"- `{data['name']}`: {data['source']}",
+    ]
     soup = info.get("soup")
     if soup:
         test = (soup.get("test") or {}).get("value")
-        lines[4:4] = [f"Shipped as a soup: the weight average of {', '.join(soup['members'])} "
-                      f"(the chosen configuration's seeds; greedy soup on validation): "
-                      f"validation {info['metric']} {soup['val']:.4f}"
-                      + (f", test {test:.4f}" if test is not None else "") + ".", ""]
+        lines[4:4] = [
+            f"Shipped as a soup: the weight average of {', '.join(soup['members'])} "
+            f"(the chosen configuration's seeds; greedy soup on validation): "
+            f"validation {info['metric']} {soup['val']:.4f}"
+            + (f", test {test:.4f}" if test is not None else "")
+            + ".",
+            "",
+        ]
     ensemble = info.get("ensemble")
     if ensemble:
         test = (ensemble.get("test") or {}).get("value")
@@ -85,49 +105,97 @@ def _body(info: dict[str, Any], library: str) -> str:
             f"Shipped as an ensemble of {len(ensemble['members'])} models the study trained "
             f"(greedy ensemble selection on validation; the prediction is the weighted mean of "
             f"their label probabilities): validation {info['metric']} {ensemble['val']:.4f}"
-            + (f", test {test:.4f}" if test is not None else "") + ".", "",
-            "| member | weight | its validation |", "|---|---|---|",
-            *[f"| `{m['name']}` (folder `member-{i}`) | {m['weight']:.3f} | {m['val']:.4f} |"
-              for i, m in enumerate(ensemble["members"])], ""]
+            + (f", test {test:.4f}" if test is not None else "")
+            + ".",
+            "",
+            "| member | weight | its validation |",
+            "|---|---|---|",
+            *[
+                f"| `{m['name']}` (folder `member-{i}`) | {m['weight']:.3f} | {m['val']:.4f} |"
+                for i, m in enumerate(ensemble["members"])
+            ],
+            "",
+        ]
     lines += [f"- {split}: {size:,} examples" for split, size in data.get("sizes", {}).items()]
-    lines += [f"- labels: {', '.join(f'{i} = {n}' for i, n in enumerate(info['labels']))}", "",
-              "## Method", "",
-              f"- base model: {info.get('model_name', '')}"
-              + (f" ([`{base}`]({constants.ENDPOINT}/{base}))" if base else " (a local model)"),
-              f"- fine-tuning: {info['method']}"
-              + (f" (peft {peft_type}, " + ("merged into the weights)" if info["merged"]
-                                            else "adapter kept separate)") if peft_type else ""),
-              "", "## Hyperparameters", "", "| param | value |", "|---|---|"]
+    lines += [
+        f"- labels: {', '.join(f'{i} = {n}' for i, n in enumerate(info['labels']))}",
+        "",
+        "## Method",
+        "",
+        f"- base model: {info.get('model_name', '')}"
+        + (f" ([`{base}`]({constants.ENDPOINT}/{base}))" if base else " (a local model)"),
+        f"- fine-tuning: {info['method']}"
+        + (
+            f" (peft {peft_type}, "
+            + ("merged into the weights)" if info["merged"] else "adapter kept separate)")
+            if peft_type
+            else ""
+        ),
+        "",
+        "## Hyperparameters",
+        "",
+        "| param | value |",
+        "|---|---|",
+    ]
     lines += [f"| `{k}` | {_show(v)} |" for k, v in info["params"].items()]
-    lines += ["", "The composed config of the trial is `config.yaml`.", "",
-              "## Metrics (at the trial's best evaluation)", "",
-              "| split | metric | value |", "|---|---|---|"]
-    lines += [f"| {split} | {k} | {_show(v)} |"
-              for split, figures in info["evaluations"].items() for k, v in figures.items()]
-    lines += ["", "## Use", "", "```bash", "python -m harness.predict . \"some text\" "
-              "\"another text\"", "```", "", "```python"]
+    lines += [
+        "",
+        "The composed config of the trial is `config.yaml`.",
+        "",
+        "## Metrics (at the trial's best evaluation)",
+        "",
+        "| split | metric | value |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {split} | {k} | {_show(v)} |"
+        for split, figures in info["evaluations"].items()
+        for k, v in figures.items()
+    ]
+    lines += [
+        "",
+        "## Use",
+        "",
+        "```bash",
+        'python -m harness.predict . "some text" "another text"',
+        "```",
+        "",
+        "```python",
+    ]
     if ensemble:
-        lines += ["from harness.predict import load_classifier, predict", "",
-                  "model, tokenizer = load_classifier(\"PATH/TO/THIS/FOLDER\")  # every member",
-                  "print(predict(model, tokenizer, [\"some text\"])[0].label)", "```"]
+        lines += [
+            "from harness.predict import load_classifier, predict",
+            "",
+            'model, tokenizer = load_classifier("PATH/TO/THIS/FOLDER")  # every member',
+            'print(predict(model, tokenizer, ["some text"])[0].label)',
+            "```",
+        ]
     elif library == "peft":
-        lines += ["from peft import PeftConfig, PeftModel",
-                  "from transformers import AutoConfig, AutoModelForSequenceClassification, "
-                  "AutoTokenizer", "",
-                  "folder = \"PATH/TO/THIS/FOLDER\"",
-                  "base = AutoModelForSequenceClassification.from_pretrained(",
-                  "    PeftConfig.from_pretrained(folder).base_model_name_or_path,",
-                  "    config=AutoConfig.from_pretrained(folder))  # the label names",
-                  "model = PeftModel.from_pretrained(base, folder).eval()"]
+        lines += [
+            "from peft import PeftConfig, PeftModel",
+            "from transformers import AutoConfig, AutoModelForSequenceClassification, "
+            "AutoTokenizer",
+            "",
+            'folder = "PATH/TO/THIS/FOLDER"',
+            "base = AutoModelForSequenceClassification.from_pretrained(",
+            "    PeftConfig.from_pretrained(folder).base_model_name_or_path,",
+            "    config=AutoConfig.from_pretrained(folder))  # the label names",
+            "model = PeftModel.from_pretrained(base, folder).eval()",
+        ]
     else:
-        lines += ["from transformers import AutoModelForSequenceClassification, AutoTokenizer",
-                  "", "folder = \"PATH/TO/THIS/FOLDER\"",
-                  "model = AutoModelForSequenceClassification.from_pretrained(folder).eval()"]
+        lines += [
+            "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
+            "",
+            'folder = "PATH/TO/THIS/FOLDER"',
+            "model = AutoModelForSequenceClassification.from_pretrained(folder).eval()",
+        ]
     if not ensemble:
-        lines += ["tokenizer = AutoTokenizer.from_pretrained(folder)",
-                  "inputs = tokenizer([\"some text\"], return_tensors=\"pt\")",
-                  "label = model.config.id2label[model(**inputs).logits.argmax(-1).item()]",
-                  "```"]
+        lines += [
+            "tokenizer = AutoTokenizer.from_pretrained(folder)",
+            'inputs = tokenizer(["some text"], return_tensors="pt")',
+            "label = model.config.id2label[model(**inputs).logits.argmax(-1).item()]",
+            "```",
+        ]
     if info.get("registered"):
         lines += ["", f"Registered in MLflow as `{info['registered']}`."]
     return "\n".join(lines)

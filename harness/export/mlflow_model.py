@@ -32,8 +32,11 @@ def save_mlflow_model(export: Path, target: Path, max_length: int) -> Path:
     with tempfile.TemporaryDirectory(prefix="harness-mlflow-model-") as scratch:
         data = Path(scratch) / "classifier"
         shutil.copytree(export, data / served_model.MODEL)
-        adapters = [folder for folder in _model_folders(export)
-                    if (folder / "adapter_config.json").is_file()]
+        adapters = [
+            folder
+            for folder in _model_folders(export)
+            if (folder / "adapter_config.json").is_file()
+        ]
         if adapters:  # an ensemble's members share their base model: saved once
             _save_base(adapters[0], data / served_model.BASE)
         (data / served_model.SETTINGS).write_text(json.dumps({"max_length": max_length}))
@@ -43,11 +46,12 @@ def save_mlflow_model(export: Path, target: Path, max_length: int) -> Path:
             data_path=str(data),
             code_paths=[served_model.__file__],
             # texts in, label names out: a list, or a table of one column of any name
-            signature=ModelSignature(inputs=Schema([ColSpec(DataType.string)]),
-                                     outputs=Schema([ColSpec(DataType.string)])),
+            signature=ModelSignature(
+                inputs=Schema([ColSpec(DataType.string)]),
+                outputs=Schema([ColSpec(DataType.string)]),
+            ),
             input_example=INPUT_EXAMPLE,
-            pip_requirements=[f"{name}=={version(name).split('+')[0]}"
-                              for name in REQUIREMENTS],
+            pip_requirements=[f"{name}=={version(name).split('+')[0]}" for name in REQUIREMENTS],
         )
     return target
 
@@ -66,5 +70,6 @@ def _save_base(export: Path, folder: Path) -> None:
 
     base = AutoModelForSequenceClassification.from_pretrained(
         PeftConfig.from_pretrained(export).base_model_name_or_path,
-        config=AutoConfig.from_pretrained(export))
+        config=AutoConfig.from_pretrained(export),
+    )
     base.save_pretrained(folder)

@@ -38,8 +38,9 @@ class TextClassifier:
         else:
             members = [(export, 1.0)]
         self.tokenizer = AutoTokenizer.from_pretrained(members[0][0])
-        self.members = [(_load(path, folder / BASE, self.tokenizer), weight)
-                        for path, weight in members]
+        self.members = [
+            (_load(path, folder / BASE, self.tokenizer), weight) for path, weight in members
+        ]
         self.model = self.members[0][0]
         self.names = {int(k): str(v) for k, v in self.model.config.id2label.items()}
 
@@ -56,11 +57,19 @@ class TextClassifier:
         tables = []
         with torch.no_grad():
             for start in range(0, len(texts), self.batch_size):
-                encoded = self.tokenizer(texts[start:start + self.batch_size], padding=True,
-                                         truncation=True, max_length=self.max_length,
-                                         return_tensors="pt")
-                tables.append(sum(weight * model(**encoded).logits.float().softmax(-1)
-                                  for model, weight in self.members))
+                encoded = self.tokenizer(
+                    texts[start : start + self.batch_size],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                )
+                tables.append(
+                    sum(
+                        weight * model(**encoded).logits.float().softmax(-1)
+                        for model, weight in self.members
+                    )
+                )
         return torch.cat(tables)
 
     def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> list[str]:
@@ -79,7 +88,8 @@ def _load(export: Path, base_folder: Path, tokenizer: Any) -> Any:
         from peft import PeftModel
 
         base = AutoModelForSequenceClassification.from_pretrained(
-            base_folder, config=AutoConfig.from_pretrained(export))
+            base_folder, config=AutoConfig.from_pretrained(export)
+        )
         model = PeftModel.from_pretrained(base, export)
     else:
         model = AutoModelForSequenceClassification.from_pretrained(export)

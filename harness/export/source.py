@@ -32,11 +32,18 @@ class Choice:
             return {}
         config = self.record["configs"][str(self.record["trial"])]
         test = self.record.get("test") or {}
-        out = {"seed": self.seed, "final_val_mean": config["mean"], "final_val_std": config["sd"],
-               "final_seeds": self.record["seeds"]}
+        out = {
+            "seed": self.seed,
+            "final_val_mean": config["mean"],
+            "final_val_std": config["sd"],
+            "final_seeds": self.record["seeds"],
+        }
         if test.get("values"):
-            out.update(test=test["values"].get(str(self.seed)), final_test_mean=test["mean"],
-                       final_test_std=test["sd"])
+            out.update(
+                test=test["values"].get(str(self.seed)),
+                final_test_mean=test["mean"],
+                final_test_std=test["sd"],
+            )
         else:
             out["test"] = test.get("none", "not scored")
         for kind in ("ensemble", "soup"):  # what the export holds instead of the seed alone
@@ -47,9 +54,12 @@ class Choice:
             out[f"{kind}_val"] = combined["val"]
             if (combined.get("test") or {}).get("value") is not None:
                 out[f"{kind}_test"] = combined["test"]["value"]
-            out[f"{kind}_members"] = [m if isinstance(m, str) else {
-                "name": m["name"], "weight": m["weight"], "val": m["val"]}
-                for m in combined["members"]]
+            out[f"{kind}_members"] = [
+                m
+                if isinstance(m, str)
+                else {"name": m["name"], "weight": m["weight"], "val": m["val"]}
+                for m in combined["members"]
+            ]
         return out
 
 
@@ -59,10 +69,23 @@ def chosen_export(study: Any, number: Any) -> Choice:
         trial = study.trials[int(record["trial"])]
         soup = record.get("soup")
         if soup:  # a local checkpoint only: no run holds it (its ingredients' runs do)
-            return Choice(trial, record["run_id"], float(soup["val"]), int(record["seed"]),
-                          Path(soup["checkpoint"]), record, soup=True)
-        return Choice(trial, record["run_id"], float(record["seed_value"]), int(record["seed"]),
-                      Path(record["checkpoint"]), record)
+            return Choice(
+                trial,
+                record["run_id"],
+                float(soup["val"]),
+                int(record["seed"]),
+                Path(soup["checkpoint"]),
+                record,
+                soup=True,
+            )
+        return Choice(
+            trial,
+            record["run_id"],
+            float(record["seed_value"]),
+            int(record["seed"]),
+            Path(record["checkpoint"]),
+            record,
+        )
     trial = _chosen_trial(study, number)
     return Choice(trial, trial.user_attrs.get(schema.RUN_ID_ATTR), trials.study_value(trial))
 
@@ -71,16 +94,21 @@ def _chosen_trial(study: Any, number: Any) -> Any:
     if number is None:
         best = trials.best_trial(study)
         if best is None:
-            raise ConfigError("study.name", f"study '{study.study_name}' has no completed trial "
-                                            "to export yet")
+            raise ConfigError(
+                "study.name", f"study '{study.study_name}' has no completed trial to export yet"
+            )
         return best
     found = [t for t in study.get_trials(deepcopy=False) if t.number == int(number)]
     if not found:
-        raise ConfigError("export.trial", f"no trial {number} in study '{study.study_name}' "
-                                          f"(it has {len(study.trials)})")
+        raise ConfigError(
+            "export.trial",
+            f"no trial {number} in study '{study.study_name}' (it has {len(study.trials)})",
+        )
     if found[0].state != TrialState.COMPLETE:
-        raise ConfigError("export.trial", f"trial {number} is {found[0].state.name}: only a "
-                                          "completed trial has a checkpoint")
+        raise ConfigError(
+            "export.trial",
+            f"trial {number} is {found[0].state.name}: only a completed trial has a checkpoint",
+        )
     return found[0]
 
 
@@ -106,9 +134,12 @@ def checkpoint_of(cfg: DictConfig, choice: Choice, tracker: Any, download: Path)
         if theirs is None:
             return local
     if choice.soup:
-        raise ConfigError("export.trial", f"the shipped soup is kept in {local} only, and it is "
-                                          "not there: export where the final stage ran, or a "
-                                          "single trial with export.trial=N")
+        raise ConfigError(
+            "export.trial",
+            f"the shipped soup is kept in {local} only, and it is "
+            "not there: export where the final stage ran, or a "
+            "single trial with export.trial=N",
+        )
     if tracker is not None and run_id:
         try:
             path = tracker.download(run_id, schema.CHECKPOINT_ARTIFACT, download)
@@ -117,14 +148,20 @@ def checkpoint_of(cfg: DictConfig, choice: Choice, tracker: Any, download: Path)
         except Exception:  # removed (not among the kept ones) or unreachable: said below
             pass
     if theirs is not None:
-        raise ConfigError("export.trial", f"{local} holds the checkpoint of another run "
-                                          f"({theirs}), not of trial {trial.number}'s run "
-                                          f"({run_id}), which has none in MLflow: another "
-                                          "study wrote to this folder (give each study its own "
-                                          "study.output_dir)")
-    raise ConfigError("export.trial", f"trial {trial.number}'s checkpoint was not kept (not in "
-                                      f"{local}, not in its MLflow run): checkpoints.keep keeps "
-                                      "the best trials' only; export the best trial")
+        raise ConfigError(
+            "export.trial",
+            f"{local} holds the checkpoint of another run "
+            f"({theirs}), not of trial {trial.number}'s run "
+            f"({run_id}), which has none in MLflow: another "
+            "study wrote to this folder (give each study its own "
+            "study.output_dir)",
+        )
+    raise ConfigError(
+        "export.trial",
+        f"trial {trial.number}'s checkpoint was not kept (not in "
+        f"{local}, not in its MLflow run): checkpoints.keep keeps "
+        "the best trials' only; export the best trial",
+    )
 
 
 def _trial_info(folder: Path) -> dict[str, Any]:

@@ -53,8 +53,9 @@ class MetricSuite:
         return sorted(self.compute(labels, labels[::-1]))
 
 
-def load_metrics(names: Sequence[str], metric_args: Mapping[str, Any] | None,
-                 trust_remote_code: bool = False) -> MetricSuite:
+def load_metrics(
+    names: Sequence[str], metric_args: Mapping[str, Any] | None, trust_remote_code: bool = False
+) -> MetricSuite:
     """Load each named metric with ``evaluate.load`` (bundled names from local modules; any
     other runs code from the hub or a path, so it needs ``trust_remote_code``)."""
     if isinstance(names, str) or not names:
@@ -62,9 +63,11 @@ def load_metrics(names: Sequence[str], metric_args: Mapping[str, Any] | None,
     foreign = [name for name in names if name not in BUNDLED]
     if foreign and not trust_remote_code:
         raise ConfigError(
-            "metrics", f"'{foreign[0]}' is not bundled ({', '.join(BUNDLED)}): loading it runs "
-                       "the code of an evaluate module from the hub or a local path; allow it "
-                       "with metrics_trust_remote_code=true")
+            "metrics",
+            f"'{foreign[0]}' is not bundled ({', '.join(BUNDLED)}): loading it runs "
+            "the code of an evaluate module from the hub or a local path; allow it "
+            "with metrics_trust_remote_code=true",
+        )
     metric_args = metric_args or {}
     for name in metric_args:
         if name not in names:

@@ -7,5 +7,13 @@ from harness.records.lookup import build_tracker, load_study, open_tracker
 from harness.records.runs import RunView, TrialRun
 from harness.records.tracker import Tracker
 
-__all__ = ["RunView", "Tracker", "TrialRun", "build_tracker", "load_study", "open_tracker",
-           "schema", "trials"]
+__all__ = [
+    "RunView",
+    "Tracker",
+    "TrialRun",
+    "build_tracker",
+    "load_study",
+    "open_tracker",
+    "schema",
+    "trials",
+]

@@ -30,13 +30,15 @@ def open_experiment(client: Any, name: str, artifact_location: str | None) -> tu
             if experiment is None:
                 raise
     if experiment.lifecycle_stage == "deleted":
-        raise ConfigError("study.name", f"MLflow experiment '{name}' is deleted: restore it "
-                          "(mlflow experiments restore) or choose another study.name")
+        raise ConfigError(
+            "study.name",
+            f"MLflow experiment '{name}' is deleted: restore it "
+            "(mlflow experiments restore) or choose another study.name",
+        )
     return experiment.experiment_id, False
 
 
-def find_parent_run(client: Any, experiment_id: str, recorded_id: str | None,
-                    uid: str) -> Any:
+def find_parent_run(client: Any, experiment_id: str, recorded_id: str | None, uid: str) -> Any:
     """The parent run of the Optuna study ``uid`` in an existing experiment, or None.
 
     Another study of the same name (a new storage, a deleted one recreated, another machine's
@@ -57,9 +59,12 @@ def elected_parent(client: Any, experiment_id: str, uid: str) -> Any:
     """Study ``uid``'s parent run: the oldest of those tagged with it (workers that created one
     each at the same moment all keep the oldest; the others delete theirs), or None."""
     runs = client.search_runs(
-        [experiment_id], filter_string=f"tags.`{schema.STUDY_UID_TAG}` = '{uid}' and "
-                                       f"tags.`{schema.ROLE_TAG}` = '{schema.ROLE_STUDY}'",
-        order_by=["attributes.start_time ASC"], max_results=100)
+        [experiment_id],
+        filter_string=f"tags.`{schema.STUDY_UID_TAG}` = '{uid}' and "
+        f"tags.`{schema.ROLE_TAG}` = '{schema.ROLE_STUDY}'",
+        order_by=["attributes.start_time ASC"],
+        max_results=100,
+    )
     if not runs:
         return None
     return min(runs, key=lambda r: (r.info.start_time, r.info.run_id))

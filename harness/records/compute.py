@@ -38,23 +38,32 @@ class StudyCompute:
         if not self.trials:
             return ""
         t = self.totals
-        line = (f"Compute: {t.get('steps_trained', 0):,.0f} of {t.get('steps_planned', 0):,.0f} "
-                f"planned training steps ({self.saved_by_pruning:.1%} saved by pruning"
-                + (f", {self.saved_by_early_stopping:.1%} by early stopping"
-                   if self.saved_by_early_stopping else "")
-                + f"), {t.get('samples_seen', 0):,.0f} samples, "
-                f"{t.get('train_flos', 0):.3g} FLOPs, {t.get('wall_time_s', 0):,.0f} s wall, "
-                f"{t.get('cpu_time_s', 0):,.0f} s CPU")
+        line = (
+            f"Compute: {t.get('steps_trained', 0):,.0f} of {t.get('steps_planned', 0):,.0f} "
+            f"planned training steps ({self.saved_by_pruning:.1%} saved by pruning"
+            + (
+                f", {self.saved_by_early_stopping:.1%} by early stopping"
+                if self.saved_by_early_stopping
+                else ""
+            )
+            + f"), {t.get('samples_seen', 0):,.0f} samples, "
+            f"{t.get('train_flos', 0):.3g} FLOPs, {t.get('wall_time_s', 0):,.0f} s wall, "
+            f"{t.get('cpu_time_s', 0):,.0f} s CPU"
+        )
         if "gpu_busy_s" in t:
             line += f", {t['gpu_busy_s']:,.0f} s GPU busy"
         if self.final_runs:
-            line += (f"; of these, the final stage's {self.final_runs} run(s): "
-                     f"{self.final.get('steps_trained', 0):,.0f} steps, "
-                     f"{self.final.get('wall_time_s', 0):,.0f} s wall")
+            line += (
+                f"; of these, the final stage's {self.final_runs} run(s): "
+                f"{self.final.get('steps_trained', 0):,.0f} steps, "
+                f"{self.final.get('wall_time_s', 0):,.0f} s wall"
+            )
         if self.failed_trials:
-            line += (f"; {self.failed_trials} failed trial(s) cost "
-                     f"{self.failed.get('steps_trained', 0):,.0f} steps, "
-                     f"{self.failed.get('wall_time_s', 0):,.0f} s wall")
+            line += (
+                f"; {self.failed_trials} failed trial(s) cost "
+                f"{self.failed.get('steps_trained', 0):,.0f} steps, "
+                f"{self.failed.get('wall_time_s', 0):,.0f} s wall"
+            )
         return line
 
 
@@ -74,8 +83,10 @@ def study_compute(study: Any, final_study: Any = None) -> StudyCompute:
         if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
             out.trials += 1
             later = trials.is_continuation(trial)
-            _add(out.totals, {k: v for k, v in figures.items()
-                              if not (later and k == "steps_planned")})
+            _add(
+                out.totals,
+                {k: v for k, v in figures.items() if not (later and k == "steps_planned")},
+            )
             budget = budgets.setdefault(trials.config_of(trial), [0.0, 0.0, 0.0])
             budget[0] += 0 if later else figures.get("steps_planned", 0)
             budget[1] += figures.get("steps_trained", 0)

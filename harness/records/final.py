@@ -44,8 +44,11 @@ def gain_words(gain: dict[str, Any], metric: str = "accuracy") -> str:
     """A paired gain (chosen minus recipe), judged: within one standard deviation of 0 is no
     clear gain; for the loss, lower is better."""
     seeds = len(gain["values"])
-    points = f"{difference(gain['mean'], metric, gain['sd'])} ({seeds} seed" + (
-        "s" if seeds != 1 else "") + ")"
+    points = (
+        f"{difference(gain['mean'], metric, gain['sd'])} ({seeds} seed"
+        + ("s" if seeds != 1 else "")
+        + ")"
+    )
     if seeds < 2:
         return f"{points}: one seed cannot tell a gain from noise"
     if abs(gain["mean"]) <= gain["sd"]:
@@ -57,8 +60,9 @@ def gain_words(gain: dict[str, Any], metric: str = "accuracy") -> str:
 def companion(study: Any) -> Any:
     """The study's final-stage companion study, or None before the final stage ran."""
     try:
-        return optuna.load_study(study_name=trials.final_study_name(study.study_name),
-                                 storage=study._storage)
+        return optuna.load_study(
+            study_name=trials.final_study_name(study.study_name), storage=study._storage
+        )
     except KeyError:
         return None
 
@@ -74,9 +78,12 @@ def shipped(final: dict[str, Any]) -> dict[str, Any]:
     for kind in ("ensemble", "soup"):
         combined = final.get(kind)
         if combined:
-            return {"kind": kind, "val": combined["val"],
-                    "test": (combined.get("test") or {}).get("value"),
-                    "members": combined["members"]}
+            return {
+                "kind": kind,
+                "val": combined["val"],
+                "test": (combined.get("test") or {}).get("value"),
+                "members": combined["members"],
+            }
     test = (final.get("test") or {}).get("values") or {}
     return {"kind": "seed", "val": final["seed_value"], "test": test.get(str(final["seed"]))}
 
@@ -95,44 +102,66 @@ def lines(final: dict[str, Any] | None, metric: str, search_best: Any = None) ->
     if final.get("skipped"):
         return [f"Final stage: skipped ({final['skipped']})."]
     count = len(final["configs"])
-    which = (f"{count} configuration(s), the search's best and the recipe,"
-             if any(c.get("recipe") for c in final["configs"].values())
-             else f"the {count} best configuration(s)")
-    out = [f"Final stage: {which} trained again with "
-           f"{final['seeds']} fresh seed(s) each, validation {metric} mean ± sd over the seeds"
-           + (f" (the search's best single trial: trial {search_best.number}, "
-              f"{trials.study_value(search_best):.4f})" if search_best is not None else "")
-           + ":"]
+    which = (
+        f"{count} configuration(s), the search's best and the recipe,"
+        if any(c.get("recipe") for c in final["configs"].values())
+        else f"the {count} best configuration(s)"
+    )
+    out = [
+        f"Final stage: {which} trained again with "
+        f"{final['seeds']} fresh seed(s) each, validation {metric} mean ± sd over the seeds"
+        + (
+            f" (the search's best single trial: trial {search_best.number}, "
+            f"{trials.study_value(search_best):.4f})"
+            if search_best is not None
+            else ""
+        )
+        + ":"
+    ]
     for number, config in final["configs"].items():
         seeds = ", ".join(f"{v:.4f}" for v in config["values"].values())
         mark = "  <- chosen" if int(number) == final["trial"] else ""
         method = f"{config['method']}, " if config.get("method") else ""
-        own = ("not completed in the search" if config.get("trial_value") is None
-               else f"its own run {config['trial_value']:.4f}")
+        own = (
+            "not completed in the search"
+            if config.get("trial_value") is None
+            else f"its own run {config['trial_value']:.4f}"
+        )
         label = f"trial {number}" + (" (the recipe)" if config.get("recipe") else "")
-        out.append(f"  {label} ({method}{own}): "
-                   f"{config['mean']:.4f} ± {config['sd']:.4f} (seeds: {seeds}){mark}")
+        out.append(
+            f"  {label} ({method}{own}): "
+            f"{config['mean']:.4f} ± {config['sd']:.4f} (seeds: {seeds}){mark}"
+        )
     alone = final.get("ships", "seed") == "seed"
-    out.append(f"Chosen configuration: trial {final['trial']} (the best mean); its seed "
-               f"{final['seed']} ({final['seed_value']:.4f}) is "
-               + ("the study's best checkpoint." if alone else "its best seed."))
+    out.append(
+        f"Chosen configuration: trial {final['trial']} (the best mean); its seed "
+        f"{final['seed']} ({final['seed_value']:.4f}) is "
+        + ("the study's best checkpoint." if alone else "its best seed.")
+    )
     test = final.get("test") or {}
     if test.get("values"):
-        out.append(f"Test {metric} of the chosen configuration's seeds (scored once, after the "
-                   f"choice): {test['mean']:.4f} ± {test['sd']:.4f}; its best seed "
-                   f"{test['values'].get(str(final['seed']), float('nan')):.4f}.")
+        out.append(
+            f"Test {metric} of the chosen configuration's seeds (scored once, after the "
+            f"choice): {test['mean']:.4f} ± {test['sd']:.4f}; its best seed "
+            f"{test['values'].get(str(final['seed']), float('nan')):.4f}."
+        )
     else:
         out.append(f"Test {metric}: {test.get('none', 'not scored')}.")
     ship = shipped(final)
     if ship["kind"] != "seed":
-        what = (f"an ensemble of {len(ship['members'])} models the study trained ("
-                + ", ".join(f"{m['name']} x{m['weight']:.2f}" for m in ship["members"]) + ")"
-                if ship["kind"] == "ensemble" else
-                f"a soup (the weight average) of {', '.join(ship['members'])}")
-        out.append(f"Shipped: {what}, chosen on validation: {metric} {ship['val']:.4f} (the "
-                   f"chosen seed alone: {final['seed_value']:.4f})"
-                   + (f"; test {ship['test']:.4f}" if ship["test"] is not None else "")
-                   + f". It is the study's best (final/{ship['kind']}).")
+        what = (
+            f"an ensemble of {len(ship['members'])} models the study trained ("
+            + ", ".join(f"{m['name']} x{m['weight']:.2f}" for m in ship["members"])
+            + ")"
+            if ship["kind"] == "ensemble"
+            else f"a soup (the weight average) of {', '.join(ship['members'])}"
+        )
+        out.append(
+            f"Shipped: {what}, chosen on validation: {metric} {ship['val']:.4f} (the "
+            f"chosen seed alone: {final['seed_value']:.4f})"
+            + (f"; test {ship['test']:.4f}" if ship["test"] is not None else "")
+            + f". It is the study's best (final/{ship['kind']})."
+        )
     return out
 
 
@@ -142,13 +171,22 @@ def recipe_lines(final: dict[str, Any], metric: str) -> list[str]:
     if not recipe:
         return []
     values = ", ".join(f"{k}={v}" for k, v in recipe["params"].items())
-    out = [f"Recipe (trial {recipe['trial']}: {values}), trained with the same seeds: "
-           f"validation {metric} {recipe['mean']:.4f} ± {recipe['sd']:.4f}"
-           + (f", test {recipe['test']['mean']:.4f} ± {recipe['test']['sd']:.4f}"
-              if (recipe.get("test") or {}).get("values") else "") + "."]
+    out = [
+        f"Recipe (trial {recipe['trial']}: {values}), trained with the same seeds: "
+        f"validation {metric} {recipe['mean']:.4f} ± {recipe['sd']:.4f}"
+        + (
+            f", test {recipe['test']['mean']:.4f} ± {recipe['test']['sd']:.4f}"
+            if (recipe.get("test") or {}).get("values")
+            else ""
+        )
+        + "."
+    ]
     if final["trial"] == recipe["trial"]:
-        return [*out, "The chosen configuration is the recipe: the search found nothing "
-                      "better on validation."]
+        return [
+            *out,
+            "The chosen configuration is the recipe: the search found nothing "
+            "better on validation.",
+        ]
     gain = recipe.get("gain") or {}
     if gain.get("val"):
         out.append(f"Chosen vs recipe on validation: {gain_words(gain['val'], metric)}.")
@@ -158,24 +196,32 @@ def recipe_lines(final: dict[str, Any], metric: str) -> list[str]:
     if kind != "seed" and extra is not None:
         seeds = len(recipe["test"]["values"])
         sd = recipe["test"]["sd"]
-        judged = (" (no clear gain: within the recipe's standard deviation)"
-                  if seeds > 1 and abs(extra) <= sd else
-                  " (one recipe seed cannot tell a gain from noise)" if seeds < 2 else "")
-        out.append(f"Shipped {kind} vs recipe on test: {difference(extra, metric)} against "
-                   f"the recipe's mean over {seeds} seed(s) (sd {difference(sd, metric)[1:]})"
-                   f"{judged}.")
+        judged = (
+            " (no clear gain: within the recipe's standard deviation)"
+            if seeds > 1 and abs(extra) <= sd
+            else " (one recipe seed cannot tell a gain from noise)"
+            if seeds < 2
+            else ""
+        )
+        out.append(
+            f"Shipped {kind} vs recipe on test: {difference(extra, metric)} against "
+            f"the recipe's mean over {seeds} seed(s) (sd {difference(sd, metric)[1:]})"
+            f"{judged}."
+        )
     return out
 
 
-def parent_metrics(final: dict[str, Any] | None, metric: str,
-                   earlier: dict[str, Any] | None = None) -> dict[str, float]:
+def parent_metrics(
+    final: dict[str, Any] | None, metric: str, earlier: dict[str, Any] | None = None
+) -> dict[str, float]:
     """The parent run's metrics of the final stage's choice; with the ``earlier`` record it
     replaces, a figure of the earlier choice that this one lacks (its test score, say) reads
     NaN (not measured), rather than staying on the parent run as if it were this choice's."""
     out = _parent_metrics(final, metric)
     if earlier:
-        out.update({key: float("nan") for key in _parent_metrics(earlier, metric)
-                    if key not in out})
+        out.update(
+            {key: float("nan") for key in _parent_metrics(earlier, metric) if key not in out}
+        )
     return out
 
 
@@ -183,9 +229,11 @@ def _parent_metrics(final: dict[str, Any] | None, metric: str) -> dict[str, floa
     if not final or final.get("skipped"):
         return {}
     chosen = final["configs"][str(final["trial"])]
-    out = {schema.FINAL_METRIC.format(split="val", metric=metric, stat="mean"): chosen["mean"],
-           schema.FINAL_METRIC.format(split="val", metric=metric, stat="std"): chosen["sd"],
-           schema.FINAL_TRIAL_METRIC: float(final["trial"])}
+    out = {
+        schema.FINAL_METRIC.format(split="val", metric=metric, stat="mean"): chosen["mean"],
+        schema.FINAL_METRIC.format(split="val", metric=metric, stat="std"): chosen["sd"],
+        schema.FINAL_TRIAL_METRIC: float(final["trial"]),
+    }
     test = final.get("test") or {}
     if test.get("values"):
         out[schema.FINAL_METRIC.format(split="test", metric=metric, stat="mean")] = test["mean"]
@@ -203,11 +251,13 @@ def _parent_metrics(final: dict[str, Any] | None, metric: str) -> dict[str, floa
         for split, score in scores.items():
             if "mean" in score:
                 for stat, key in (("mean", "mean"), ("std", "sd")):
-                    out[schema.RECIPE_METRIC.format(split=split, metric=metric,
-                                                    stat=stat)] = score[key]
+                    out[schema.RECIPE_METRIC.format(split=split, metric=metric, stat=stat)] = score[
+                        key
+                    ]
         for split, gain in (recipe.get("gain") or {}).items():
             if gain:
                 for stat, key in (("mean", "mean"), ("std", "sd")):
-                    out[schema.GAIN_METRIC.format(split=split, metric=metric,
-                                                  stat=stat)] = gain[key]
+                    out[schema.GAIN_METRIC.format(split=split, metric=metric, stat=stat)] = gain[
+                        key
+                    ]
     return out

@@ -27,19 +27,28 @@ def load_study(cfg: Any) -> Any:
     url = str(cfg.study.storage)
     path = sqlite_path(url)
     if path is not None and not path.is_file():
-        raise ConfigError("study.storage", f"no study storage at '{url}': run the sweep first "
-                                           "(or set study.storage to where it ran)")
+        raise ConfigError(
+            "study.storage",
+            f"no study storage at '{url}': run the sweep first "
+            "(or set study.storage to where it ran)",
+        )
     try:
         storage = optuna.storages.RDBStorage(url) if "://" in url else url
         names = optuna.get_all_study_names(storage)
     except Exception as exc:
-        raise ConfigError("study.storage", mask(f"cannot open '{url}': {first_line(exc)}")) \
-            from None
+        raise ConfigError(
+            "study.storage", mask(f"cannot open '{url}': {first_line(exc)}")
+        ) from None
     name = str(cfg.study.name)
     if name not in names:
         there = ", ".join(sorted(names)) or "none"
-        raise ConfigError("study.name", mask(f"no study '{name}' in '{url}' (studies there: "
-                                             f"{there}); pick one with study.name=NAME"))
+        raise ConfigError(
+            "study.name",
+            mask(
+                f"no study '{name}' in '{url}' (studies there: "
+                f"{there}); pick one with study.name=NAME"
+            ),
+        )
     return optuna.load_study(study_name=name, storage=storage)
 
 

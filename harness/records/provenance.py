@@ -68,8 +68,9 @@ def describe(inputs: Mapping[str, str], data_cfg: Any) -> Provenance:
         if not key.startswith("data.") or found is None:
             continue
         split = key.removeprefix("data.").removesuffix("_file")
-        datasets.append((split, split_dataset(data_cfg, split, found["digest"],
-                                              int(found["rows"]))))
+        datasets.append(
+            (split, split_dataset(data_cfg, split, found["digest"], int(found["rows"])))
+        )
     return Provenance(tags, datasets)
 
 
@@ -83,18 +84,25 @@ def record(client: Any, run_id: str, provenance: Provenance | None) -> None:
     try:
         client.log_batch(run_id, tags=[RunTag(k, v[:5000]) for k, v in provenance.tags.items()])
         if provenance.datasets:
-            client.log_inputs(run_id, datasets=[
-                DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(CONTEXT_TAG, split)])
-                for split, dataset in provenance.datasets])
+            client.log_inputs(
+                run_id,
+                datasets=[
+                    DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(CONTEXT_TAG, split)])
+                    for split, dataset in provenance.datasets
+                ],
+            )
     except Exception as exc:
-        log.warning("could not record the provenance of MLflow run %s: %s", run_id,
-                    mask(first_line(exc)))
+        log.warning(
+            "could not record the provenance of MLflow run %s: %s", run_id, mask(first_line(exc))
+        )
 
 
 def code_tags() -> dict[str, str]:
     """Git commits, user, entry point and versions (read once per sweep, when it starts)."""
-    tags: dict[str, str] = {MLFLOW_USER_TAG: _user(),
-                            VERSION_TAG.format("python"): platform.python_version()}
+    tags: dict[str, str] = {
+        MLFLOW_USER_TAG: _user(),
+        VERSION_TAG.format("python"): platform.python_version(),
+    }
     for name in LIBRARIES:
         try:
             tags[VERSION_TAG.format(name)] = metadata.version(name)
@@ -123,8 +131,13 @@ def git_state(folder: Path) -> tuple[Path, str, str] | None:
     (untracked files do not count)."""
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(folder), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
 
     try:
         root = Path(git("rev-parse", "--show-toplevel")).resolve()
@@ -169,11 +182,13 @@ def _source(data_cfg: Any, split: str) -> Any:
     if file:
         return LocalArtifactDatasetSource(str(Path(str(file)).expanduser().resolve()))
     if target.endswith("hub_dataset") and data_cfg.get("path"):
-        return HuggingFaceDatasetSource(path=str(data_cfg.path), split=split,
-                                        config_name=data_cfg.get("config_name"),
-                                        revision=data_cfg.get("revision"))
-    settings = {k: str(v) for k, v in data_cfg.source.items()
-                if k not in ("_target_", "cache_dir")}
+        return HuggingFaceDatasetSource(
+            path=str(data_cfg.path),
+            split=split,
+            config_name=data_cfg.get("config_name"),
+            revision=data_cfg.get("revision"),
+        )
+    settings = {k: str(v) for k, v in data_cfg.source.items() if k not in ("_target_", "cache_dir")}
     return CodeDatasetSource({"loader": target, "split": split, **settings})
 
 

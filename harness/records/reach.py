@@ -32,14 +32,16 @@ def reach_server(uri: str, timeout: float = 5.0) -> None:
     import urllib.request
     from urllib.error import HTTPError
     from urllib.parse import urlsplit, urlunsplit
+
     parts = urlsplit(uri)
     try:
         host = parts.hostname or ""
         netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
     except ValueError:  # a URL MLflow will judge itself
         return
-    request = urllib.request.Request(urlunsplit((parts.scheme, netloc, parts.path.rstrip("/")
-                                                 + "/health", "", "")))
+    request = urllib.request.Request(
+        urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", ""))
+    )
     if parts.username:  # credentials in the URL: as HTTP basic auth, not in the address
         token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
@@ -50,5 +52,6 @@ def reach_server(uri: str, timeout: float = 5.0) -> None:
         return
     except OSError as exc:
         reason = getattr(exc, "reason", exc)
-        raise ConfigError("tracking.uri", mask(f"cannot reach '{uri}' within {timeout:.0f} s: "
-                                               f"{reason}")) from None
+        raise ConfigError(
+            "tracking.uri", mask(f"cannot reach '{uri}' within {timeout:.0f} s: {reason}")
+        ) from None

@@ -54,16 +54,20 @@ class TrialRun:
         for path in sorted(folder.rglob("*")):
             if path.is_file():
                 relative = path.parent.relative_to(folder)
-                where = (schema.CHECKPOINT_ARTIFACT if relative == Path(".")
-                         else f"{schema.CHECKPOINT_ARTIFACT}/{relative}")
+                where = (
+                    schema.CHECKPOINT_ARTIFACT
+                    if relative == Path(".")
+                    else f"{schema.CHECKPOINT_ARTIFACT}/{relative}"
+                )
                 self._client.log_artifact(self.run_id, str(path), where)
                 faults.hit("artifact")
 
     def mark_enqueued(self, user_attrs: Mapping[str, Any]) -> None:
         """A queued trial's run (study.enqueue, study.warm_start): where its params came from."""
         if schema.ENQUEUED_ATTR in user_attrs:
-            self._client.set_tag(self.run_id, schema.ENQUEUED_TAG,
-                                 mask(str(user_attrs[schema.ENQUEUED_ATTR]))[:5000])
+            self._client.set_tag(
+                self.run_id, schema.ENQUEUED_TAG, mask(str(user_attrs[schema.ENQUEUED_ATTR]))[:5000]
+            )
 
     def log_traceback(self, text: str) -> None:
         """A failed trial's traceback, as the run's ``traceback.txt`` (best effort)."""
@@ -72,8 +76,9 @@ class TrialRun:
         except Exception as exc:
             log.warning("could not log the traceback: %s", first_line(exc))
 
-    def finish(self, state: str, tags: Mapping[str, Any] | None = None,
-               status: str | None = None) -> None:
+    def finish(
+        self, state: str, tags: Mapping[str, Any] | None = None, status: str | None = None
+    ) -> None:
         """Record the trial's final Optuna state and end the run (``status``: the MLflow status,
         by default the one matching ``state``)."""
         from mlflow.entities import RunTag

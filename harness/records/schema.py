@@ -113,8 +113,15 @@ WALL_TIME_METRIC = "wall_time_s"
 OVERHEAD_METRIC = "overhead_s"
 # A trial's compute (metrics of its run, and its COMPUTE_ATTR); the parent run sums them over
 # the finished trials as "total_<name>" (failed trials apart, as "failed_<name>").
-COMPUTE_METRICS = ("steps_trained", "steps_planned", "samples_seen", "train_flos",
-                   WALL_TIME_METRIC, "cpu_time_s", "gpu_busy_s")
+COMPUTE_METRICS = (
+    "steps_trained",
+    "steps_planned",
+    "samples_seen",
+    "train_flos",
+    WALL_TIME_METRIC,
+    "cpu_time_s",
+    "gpu_busy_s",
+)
 TOTAL_PREFIX = "total_"
 FAILED_PREFIX = "failed_"
 # parent run: 1 - steps trained / steps planned, over the finished trials, from pruning alone

@@ -35,8 +35,9 @@ class Tracker:
         try:
             self._client = connect(self.uri)
         except Exception as exc:
-            raise ConfigError("tracking.uri",
-                              mask(f"cannot use '{uri}': {first_line(exc)}")) from None
+            raise ConfigError(
+                "tracking.uri", mask(f"cannot use '{uri}': {first_line(exc)}")
+            ) from None
         self._artifact_location = str(artifact_location) if artifact_location else None
         self._experiment_id: str | None = None
         self._parent_run_id: str | None = None
@@ -60,8 +61,9 @@ class Tracker:
                 break
             except Exception as exc:
                 if attempt == 5 or isinstance(exc, OSError):
-                    raise ConfigError("tracking.uri",
-                                      mask(f"cannot use '{self.uri}': {first_line(exc)}")) from None
+                    raise ConfigError(
+                        "tracking.uri", mask(f"cannot use '{self.uri}': {first_line(exc)}")
+                    ) from None
                 time.sleep(1.0)
         location = self._artifact_location
         if location and ("://" not in location or location.startswith("file://")):
@@ -69,8 +71,9 @@ class Tracker:
 
     # ------------------------------------------------------------------ the study's parent run
 
-    def open_study(self, parent_run_id: str | None, params: Mapping[str, Any],
-                   identity: Mapping[str, str]) -> str:
+    def open_study(
+        self, parent_run_id: str | None, params: Mapping[str, Any], identity: Mapping[str, str]
+    ) -> str:
         """Find the study's parent run again (or create it); it is RUNNING while trials run.
 
         It is bound to the Optuna study's identity (``identity``: tags, the study's uid among
@@ -78,20 +81,29 @@ class Tracker:
         one: one of them creates the experiment; in an existing one, all keep the oldest.
         """
         uid = identity[schema.STUDY_UID_TAG]
-        self._experiment_id, created = open_experiment(self._client, self.experiment_name,
-                                                       self._artifact_location)
-        run = None if created else find_parent_run(self._client, self._experiment_id,
-                                                   parent_run_id, uid)
+        self._experiment_id, created = open_experiment(
+            self._client, self.experiment_name, self._artifact_location
+        )
+        run = (
+            None
+            if created
+            else find_parent_run(self._client, self._experiment_id, parent_run_id, uid)
+        )
         if run is None:
             run = self._client.create_run(
-                self._experiment_id, run_name=self.experiment_name,
-                tags={schema.ROLE_TAG: schema.ROLE_STUDY, **identity,
-                      schema.STUDY_NAME_TAG: self.experiment_name},
+                self._experiment_id,
+                run_name=self.experiment_name,
+                tags={
+                    schema.ROLE_TAG: schema.ROLE_STUDY,
+                    **identity,
+                    schema.STUDY_NAME_TAG: self.experiment_name,
+                },
             )
             self._client.log_batch(run.info.run_id, params=as_params(params))
             if created:
-                self._client.set_experiment_tag(self._experiment_id,
-                                                schema.PARENT_EXPERIMENT_TAG, run.info.run_id)
+                self._client.set_experiment_tag(
+                    self._experiment_id, schema.PARENT_EXPERIMENT_TAG, run.info.run_id
+                )
             else:  # others may have created one for this study at the same moment
                 elected = elected_parent(self._client, self._experiment_id, uid)
                 if elected is not None and elected.info.run_id != run.info.run_id:
@@ -119,8 +131,9 @@ class Tracker:
         from mlflow.entities import Metric, RunTag
 
         tags = [RunTag(k, str(v)) for k, v in study_summary["tags"].items()]
-        metrics = [Metric(k, float(v), now_ms(), finished)
-                   for k, v in study_summary["metrics"].items()]
+        metrics = [
+            Metric(k, float(v), now_ms(), finished) for k, v in study_summary["metrics"].items()
+        ]
         self._client.log_batch(self._parent_run_id, metrics=metrics, tags=tags)
 
     def log_study_folder(self, folder: Path, artifact_path: str) -> str:
@@ -134,20 +147,30 @@ class Tracker:
 
     # ------------------------------------------------------------------ trial runs
 
-    def start_trial(self, number: int, params: Mapping[str, Any], config_yaml: str,
-                    seed: int | None = None, trial_id: int | None = None) -> TrialRun:
+    def start_trial(
+        self,
+        number: int,
+        params: Mapping[str, Any],
+        config_yaml: str,
+        seed: int | None = None,
+        trial_id: int | None = None,
+    ) -> TrialRun:
         """Trial ``number``'s run ``trial-N`` (with ``seed``: its re-run ``final-N-seedK``);
         ``trial_id``: the Optuna trial's id in its storage (this attempt's own identity)."""
-        run = self._client.create_run(self._experiment_id, run_name=_run_name(number, seed),
-                                      tags=self._trial_tags(number, seed, trial_id))
+        run = self._client.create_run(
+            self._experiment_id,
+            run_name=_run_name(number, seed),
+            tags=self._trial_tags(number, seed, trial_id),
+        )
         trial_run = TrialRun(self._client, run.info.run_id)
         self._client.log_batch(trial_run.run_id, params=as_params(params))
         record(self._client, trial_run.run_id, self.provenance)
         self._client.log_text(trial_run.run_id, config_yaml, schema.CONFIG_ARTIFACT)
         return trial_run
 
-    def continue_curves(self, source_run_id: str | None, run: TrialRun, source: int,
-                        number: int) -> None:
+    def continue_curves(
+        self, source_run_id: str | None, run: TrialRun, source: int, number: int
+    ) -> None:
         """A promoted trial's run starts with the curves of the run it continues (their steps
         as logged), so that it reads as one curve; each run names the other."""
         from mlflow.entities import Metric, RunTag
@@ -158,34 +181,52 @@ class Tracker:
         points = []
         for key in recorded:
             if key.startswith(schema.VAL_PREFIX) or key in schema.CURVE_METRICS:
-                points += [Metric(key, m.value, m.timestamp, m.step)
-                           for m in self._client.get_metric_history(source_run_id, key)]
+                points += [
+                    Metric(key, m.value, m.timestamp, m.step)
+                    for m in self._client.get_metric_history(source_run_id, key)
+                ]
         for start in range(0, len(points), 1000):  # MLflow's batch limit
-            self._client.log_batch(run.run_id, metrics=points[start:start + 1000])
-        self._client.log_batch(run.run_id, tags=[RunTag(
-            schema.CONTINUES_TAG, f"trial {source} (run {source_run_id})")])
-        self._client.log_batch(source_run_id, tags=[RunTag(
-            schema.CONTINUED_BY_TAG, f"trial {number} (run {run.run_id})")])
+            self._client.log_batch(run.run_id, metrics=points[start : start + 1000])
+        self._client.log_batch(
+            run.run_id, tags=[RunTag(schema.CONTINUES_TAG, f"trial {source} (run {source_run_id})")]
+        )
+        self._client.log_batch(
+            source_run_id,
+            tags=[RunTag(schema.CONTINUED_BY_TAG, f"trial {number} (run {run.run_id})")],
+        )
 
-    def trial_runs(self, number: int | None = None, status: str | None = None,
-                   final: bool = False, seed: int | None = None) -> list[RunView]:
+    def trial_runs(
+        self,
+        number: int | None = None,
+        status: str | None = None,
+        final: bool = False,
+        seed: int | None = None,
+    ) -> list[RunView]:
         """The study's trial runs (``final``: its final-stage runs), of one trial number, seed,
         status."""
         role = schema.ROLE_FINAL if final else schema.ROLE_TRIAL
-        query = [f"tags.`{schema.ROLE_TAG}` = '{role}'",
-                 f"tags.`{schema.PARENT_RUN_TAG}` = '{self._parent_run_id}'"]
+        query = [
+            f"tags.`{schema.ROLE_TAG}` = '{role}'",
+            f"tags.`{schema.PARENT_RUN_TAG}` = '{self._parent_run_id}'",
+        ]
         if number is not None:
             query.append(f"tags.`{schema.NUMBER_TAG}` = '{number}'")
         if seed is not None:
             query.append(f"tags.`{schema.FINAL_SEED_TAG}` = '{seed}'")
         if status is not None:
             query.append(f"attributes.status = '{status}'")
-        runs = self._client.search_runs([self._experiment_id], filter_string=" and ".join(query),
-                                        max_results=1000)
+        runs = self._client.search_runs(
+            [self._experiment_id], filter_string=" and ".join(query), max_results=1000
+        )
         return [_view(run) for run in runs]
 
-    def attempt_runs(self, number: int, seed: int | None = None, trial_id: int | None = None,
-                     run_id: str | None = None) -> list[RunView]:
+    def attempt_runs(
+        self,
+        number: int,
+        seed: int | None = None,
+        trial_id: int | None = None,
+        run_id: str | None = None,
+    ) -> list[RunView]:
         """The run(s) of one attempt at trial ``number`` (``seed``: a final-stage run): the
         run ``run_id`` (what the Optuna trial recorded), else the runs tagged with the trial's
         ``trial_id``; runs from before that tag (no ``optuna.trial_id``) only when neither
@@ -201,17 +242,28 @@ class Tracker:
                 return mine  # another attempt's run is never this one's
         return [r for r in runs if schema.TRIAL_ID_TAG not in r.tags]
 
-    def close_trial_run(self, number: int, state: str, status: str,
-                        tags: Mapping[str, Any], seed: int | None = None,
-                        trial_id: int | None = None, run_id: str | None = None) -> None:
+    def close_trial_run(
+        self,
+        number: int,
+        state: str,
+        status: str,
+        tags: Mapping[str, Any],
+        seed: int | None = None,
+        trial_id: int | None = None,
+        run_id: str | None = None,
+    ) -> None:
         """End the run of one attempt at trial ``number`` (``attempt_runs``; with ``seed``: a
         final-stage run) with the Optuna ``state`` and the MLflow ``status`` (created here if
         its process died before it had one)."""
         run_ids = [run.run_id for run in self.attempt_runs(number, seed, trial_id, run_id)]
         if not run_ids:
-            run_ids = [self._client.create_run(
-                self._experiment_id, run_name=_run_name(number, seed),
-                tags=self._trial_tags(number, seed, trial_id)).info.run_id]
+            run_ids = [
+                self._client.create_run(
+                    self._experiment_id,
+                    run_name=_run_name(number, seed),
+                    tags=self._trial_tags(number, seed, trial_id),
+                ).info.run_id
+            ]
         for run_id in run_ids:
             TrialRun(self._client, run_id).finish(state, tags, status=status)
 
@@ -231,10 +283,12 @@ class Tracker:
         try:
             uri = self._client.get_run(run_id).info.artifact_uri
             get_artifact_repository(uri, tracking_uri=self.uri).delete_artifacts(
-                schema.CHECKPOINT_ARTIFACT)
+                schema.CHECKPOINT_ARTIFACT
+            )
         except Exception as exc:  # a store that cannot delete keeps it: say so, go on
-            log.warning("could not remove the checkpoint of MLflow run %s: %s", run_id,
-                        first_line(exc))
+            log.warning(
+                "could not remove the checkpoint of MLflow run %s: %s", run_id, first_line(exc)
+            )
             return
         self._client.log_batch(run_id, tags=[RunTag(schema.CHECKPOINT_TAG, reason)])
 
@@ -257,8 +311,9 @@ class Tracker:
         uri = self._client.get_run(run_id).info.artifact_uri
         return f"{uri}/{path}" if path else uri
 
-    def register_model(self, run_id: str, folder: Path, name: str,
-                       path: str = schema.MODEL_ARTIFACT) -> str:
+    def register_model(
+        self, run_id: str, folder: Path, name: str, path: str = schema.MODEL_ARTIFACT
+    ) -> str:
         """Log ``folder`` to the run (at ``path``: a new one per version, which then never
         changes) and register it as a new version of the registered model ``name``; returns
         "model 'NAME' version N"."""
@@ -271,24 +326,41 @@ class Tracker:
             if "already exists" not in str(exc).lower():
                 raise
         version = self._client.create_model_version(
-            name, self.artifact_uri(run_id, path), run_id=run_id)
+            name, self.artifact_uri(run_id, path), run_id=run_id
+        )
         return f"model '{name}' version {version.version}"
 
     # ------------------------------------------------------------------ helpers
 
-    def _trial_tags(self, number: int, seed: int | None = None,
-                    trial_id: int | None = None) -> dict[str, str]:
-        final = {} if seed is None else {schema.ROLE_TAG: schema.ROLE_FINAL,
-                                         schema.FINAL_SEED_TAG: str(seed)}
+    def _trial_tags(
+        self, number: int, seed: int | None = None, trial_id: int | None = None
+    ) -> dict[str, str]:
+        final = (
+            {}
+            if seed is None
+            else {schema.ROLE_TAG: schema.ROLE_FINAL, schema.FINAL_SEED_TAG: str(seed)}
+        )
         attempt = {} if trial_id is None else {schema.TRIAL_ID_TAG: str(trial_id)}
-        return {schema.PARENT_RUN_TAG: self._parent_run_id, schema.ROLE_TAG: schema.ROLE_TRIAL,
-                schema.STUDY_NAME_TAG: self.experiment_name, schema.NUMBER_TAG: str(number),
-                schema.STATE_TAG: "RUNNING", **final, **attempt}
+        return {
+            schema.PARENT_RUN_TAG: self._parent_run_id,
+            schema.ROLE_TAG: schema.ROLE_TRIAL,
+            schema.STUDY_NAME_TAG: self.experiment_name,
+            schema.NUMBER_TAG: str(number),
+            schema.STATE_TAG: "RUNNING",
+            **final,
+            **attempt,
+        }
 
 
 def _run_name(number: int, seed: int | None) -> str:
     return f"trial-{number}" if seed is None else f"final-{number}-seed{seed}"
 
+
 def _view(run: Any) -> RunView:
-    return RunView(run.info.run_id, dict(run.data.params), dict(run.data.metrics),
-                   dict(run.data.tags), run.info.artifact_uri)
+    return RunView(
+        run.info.run_id,
+        dict(run.data.params),
+        dict(run.data.metrics),
+        dict(run.data.tags),
+        run.info.artifact_uri,
+    )

@@ -29,13 +29,17 @@ def count(study: Any) -> dict[str, int]:
     finished = first_states.count(TrialState.COMPLETE) + first_states.count(TrialState.PRUNED)
     complete = sum(1 for t in every if t.state == TrialState.COMPLETE)
     later = [t.state for t in every if is_continuation(t)]
-    return {"complete": complete, "pruned": finished - complete,
-            "failed": sum(1 for t in every if t.state == TrialState.FAIL),
-            "running": first_states.count(TrialState.RUNNING),
-            "waiting": first_states.count(TrialState.WAITING), "finished": finished,
-            "paused": len(paused(study, every)),
-            "continuing": later.count(TrialState.RUNNING) + later.count(TrialState.WAITING),
-            "continued": later.count(TrialState.COMPLETE) + later.count(TrialState.PRUNED)}
+    return {
+        "complete": complete,
+        "pruned": finished - complete,
+        "failed": sum(1 for t in every if t.state == TrialState.FAIL),
+        "running": first_states.count(TrialState.RUNNING),
+        "waiting": first_states.count(TrialState.WAITING),
+        "finished": finished,
+        "paused": len(paused(study, every)),
+        "continuing": later.count(TrialState.RUNNING) + later.count(TrialState.WAITING),
+        "continued": later.count(TrialState.COMPLETE) + later.count(TrialState.PRUNED),
+    }
 
 
 def is_continuation(trial: Any) -> bool:
@@ -69,8 +73,12 @@ def paused(study: Any, every: list[Any] | None = None) -> list[Any]:
     """Paused trials not continued (nor being continued): the configurations that wait."""
     every = study.get_trials(deepcopy=False) if every is None else every
     later = continuations(every)
-    return [t for t in every if paused_at(t) is not None
-            and not any(c.state != TrialState.FAIL for c in later.get(t.number, []))]
+    return [
+        t
+        for t in every
+        if paused_at(t) is not None
+        and not any(c.state != TrialState.FAIL for c in later.get(t.number, []))
+    ]
 
 
 def pruning_signal(study_cfg: Any) -> tuple[str, float]:
@@ -78,8 +86,11 @@ def pruning_signal(study_cfg: Any) -> tuple[str, float]:
     puts it in the study's direction). ``study.prune_metric`` (null: the study metric); ``loss``
     is minimized, the other metrics maximized."""
     name = study_cfg.get("prune_metric") or study_cfg.metric
-    own = study_cfg.direction if name == study_cfg.metric else (
-        "minimize" if name == "loss" else "maximize")
+    own = (
+        study_cfg.direction
+        if name == study_cfg.metric
+        else ("minimize" if name == "loss" else "maximize")
+    )
     return str(name), 1.0 if own == study_cfg.direction else -1.0
 
 
@@ -122,8 +133,10 @@ def best_per_method(study: Any) -> dict[str, Any]:
     best: dict[str, Any] = {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         method = trial.params.get(schema.METHOD_PARAM)
-        if method is not None and (method not in best or is_better(
-                study_value(trial), study_value(best[method]), direction(study))):
+        if method is not None and (
+            method not in best
+            or is_better(study_value(trial), study_value(best[method]), direction(study))
+        ):
             best[method] = trial
     return dict(sorted(best.items()))
 
@@ -146,8 +159,9 @@ def is_final(study: Any) -> bool:
 
 def final_key(trial: Any) -> tuple[int, int]:
     """A final-stage run's (trial it re-runs, seed)."""
-    return int(trial.user_attrs[schema.FINAL_TRIAL_ATTR]), int(trial.user_attrs[
-        schema.FINAL_SEED_ATTR])
+    return int(trial.user_attrs[schema.FINAL_TRIAL_ATTR]), int(
+        trial.user_attrs[schema.FINAL_SEED_ATTR]
+    )
 
 
 def stored_attrs(study: Any) -> dict[str, Any]:
@@ -159,8 +173,11 @@ def stored_attrs(study: Any) -> dict[str, Any]:
 def dropped(study: Any) -> dict[int, str]:
     """Paused trials whose saved state was removed (over ``checkpoints.paused_gb``) -> why."""
     attrs = stored_attrs(study)
-    return {int(k.removeprefix(schema.DROPPED_ATTR_PREFIX)): str(v) for k, v in attrs.items()
-            if k.startswith(schema.DROPPED_ATTR_PREFIX)}
+    return {
+        int(k.removeprefix(schema.DROPPED_ATTR_PREFIX)): str(v)
+        for k, v in attrs.items()
+        if k.startswith(schema.DROPPED_ATTR_PREFIX)
+    }
 
 
 def paused_line(study: Any, counts: dict[str, int]) -> str:
@@ -169,9 +186,18 @@ def paused_line(study: Any, counts: dict[str, int]) -> str:
     if not counts["paused"] and not counts["continued"]:
         return ""
     gone = dropped(study)
-    return (f"  Paused and promoted: {counts['continued']} continuation(s) from saved states; "
-            f"{counts['paused']} configuration(s) paused at their last rung"
-            + (f" ({len(gone)} of whose states were removed over checkpoints.paused_gb: trials "
-               f"{', '.join(map(str, sorted(gone)))})" if gone else "")
-            + (f"; {counts['continuing']} promotion(s) running or queued"
-               if counts["continuing"] else ""))
+    return (
+        f"  Paused and promoted: {counts['continued']} continuation(s) from saved states; "
+        f"{counts['paused']} configuration(s) paused at their last rung"
+        + (
+            f" ({len(gone)} of whose states were removed over checkpoints.paused_gb: trials "
+            f"{', '.join(map(str, sorted(gone)))})"
+            if gone
+            else ""
+        )
+        + (
+            f"; {counts['continuing']} promotion(s) running or queued"
+            if counts["continuing"]
+            else ""
+        )
+    )

@@ -74,28 +74,48 @@ def write_report(study: Any, cfg: Any, tracker: Any = None) -> Report:
     params = key_params(study, int(report_cfg.max_params))
     rows = trial_rows(study)
     folder = Path(str(report_cfg.dir))
-    check_replaceable("report.dir", folder, "report", study.study_name, cfg,
-                      default=Path(str(cfg.study.output_dir)) / "report")
+    check_replaceable(
+        "report.dir",
+        folder,
+        "report",
+        study.study_name,
+        cfg,
+        default=Path(str(cfg.study.output_dir)) / "report",
+    )
     folder.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         names = [str(n) for n in report_cfg.plots] + (
-            ["pareto"] if multi and "pareto" not in report_cfg.plots else [])
+            ["pareto"] if multi and "pareto" not in report_cfg.plots else []
+        )
         name, sign = trials.pruning_signal(cfg.study)
         signal = None if name == metric else f"{'-' if sign < 0 else ''}{name} (pruning signal)"
         plots, missing = draw(study, names, scratch, params, metric, second, signal)
-        report = Report(folder=folder, table=format_table(rows, params, metric, second),
-                        missing=missing, notes=_notes(study, rows))
+        report = Report(
+            folder=folder,
+            table=format_table(rows, params, metric, second),
+            missing=missing,
+            notes=_notes(study, rows),
+        )
         report.pareto = [
             f"trial {r.number}: {metric} {r.value:.4f}, {second} {r.second:,.6g}"
-            for r in rows if "pareto" in r.marks and r.value is not None and r.second is not None
+            for r in rows
+            if "pareto" in r.marks and r.value is not None and r.second is not None
         ]
         all_params = sorted({p for r in rows for p in r.params})
         write_csv(rows, all_params, scratch / "trials.csv", metric, second)
         (scratch / "trials.txt").write_text(report.table + "\n")
-        (scratch / "report.html").write_text(render(
-            f"Study {study.study_name}", _facts(study, cfg), report.notes + _errors(study),
-            report.table, plots, missing, report.pareto))
+        (scratch / "report.html").write_text(
+            render(
+                f"Study {study.study_name}",
+                _facts(study, cfg),
+                report.notes + _errors(study),
+                report.table,
+                plots,
+                missing,
+                report.pareto,
+            )
+        )
         scratch.chmod(0o755)  # mkdtemp's folder is private; the report is not
         mark(scratch, "report", study.study_name)
         replace_folder(folder, scratch)
@@ -124,7 +144,8 @@ def key_params(study: Any, limit: int) -> list[str]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 importance = optuna.importance.get_param_importances(
-                    study, target=(lambda t: t.values[0]) if len(study.directions) > 1 else None)
+                    study, target=(lambda t: t.values[0]) if len(study.directions) > 1 else None
+                )
             ordered = list(importance) + [n for n in names if n not in importance]
         except Exception:  # too few trials, or no param varied: keep the sampling order
             pass
@@ -137,13 +158,17 @@ def _notes(study: Any, rows: list[Any]) -> list[str]:
     if not rows:
         notes.append("The study has no trials yet.")
     elif counts["complete"] == 0:
-        notes.append(f"No trial completed ({counts['pruned']} pruned, {counts['failed']} failed, "
-                     f"{counts['running']} running): there is no best trial and no checkpoint "
-                     "to export; the table shows each pruned trial's best evaluation before it "
-                     "stopped.")
+        notes.append(
+            f"No trial completed ({counts['pruned']} pruned, {counts['failed']} failed, "
+            f"{counts['running']} running): there is no best trial and no checkpoint "
+            "to export; the table shows each pruned trial's best evaluation before it "
+            "stopped."
+        )
     elif counts["complete"] == 1:
-        notes.append("Only one trial completed: nothing to compare it with (importances and "
-                     "parallel coordinates need at least two).")
+        notes.append(
+            "Only one trial completed: nothing to compare it with (importances and "
+            "parallel coordinates need at least two)."
+        )
     if counts["running"]:
         notes.append(f"{counts['running']} trial(s) still running: this report is a snapshot.")
     return notes
@@ -154,9 +179,11 @@ def _errors(study: Any) -> list[str]:
 
     out = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-        why = (trial.user_attrs.get(schema.ERROR_ATTR)
-               or trial.user_attrs.get(schema.INTERRUPTED_ATTR) or
-            "its process stopped (no heartbeat)")
+        why = (
+            trial.user_attrs.get(schema.ERROR_ATTR)
+            or trial.user_attrs.get(schema.INTERRUPTED_ATTR)
+            or "its process stopped (no heartbeat)"
+        )
         out.append(f"trial {trial.number} failed: {str(why).splitlines()[0]}")
     return out
 
@@ -164,11 +191,15 @@ def _errors(study: Any) -> list[str]:
 def _facts(study: Any, cfg: Any) -> list[tuple[str, str]]:
     counts = trials.count(study)
     facts = [
-        ("study", study.study_name), ("storage", mask(str(cfg.study.storage))),
+        ("study", study.study_name),
+        ("storage", mask(str(cfg.study.storage))),
         ("metric", f"validation {cfg.study.metric} ({trials.direction(study)})"),
-        ("trials", f"{counts['finished']} finished of {cfg.study.n_trials}: "
-                   f"{counts['complete']} complete, {counts['pruned']} pruned, "
-                   f"{counts['failed']} failed, {counts['running']} running"),
+        (
+            "trials",
+            f"{counts['finished']} finished of {cfg.study.n_trials}: "
+            f"{counts['complete']} complete, {counts['pruned']} pruned, "
+            f"{counts['failed']} failed, {counts['running']} running",
+        ),
     ]
     best = trials.best_trial(study)
     if best is not None:
@@ -177,9 +208,13 @@ def _facts(study: Any, cfg: Any) -> list[tuple[str, str]]:
     compute = study_compute(study, companion(study)).format()
     if compute:
         facts.append(("compute", compute.removeprefix("Compute: ")))
-    facts += [("final stage" if i == 0 else "", line.strip()) for i, line in enumerate(
-        final_lines(final_record(study), str(cfg.study.metric))
-        + recipe_lines(final_record(study) or {}, str(cfg.study.metric)))]
+    facts += [
+        ("final stage" if i == 0 else "", line.strip())
+        for i, line in enumerate(
+            final_lines(final_record(study), str(cfg.study.metric))
+            + recipe_lines(final_record(study) or {}, str(cfg.study.metric))
+        )
+    ]
     paused = trials.paused_line(study, counts).strip()
     if paused:
         facts.append(("pauses", paused.removeprefix("Paused and promoted: ")))

@@ -46,16 +46,28 @@ class ExpectedMaxCurve:
     high: np.ndarray  # (95th)
 
 
-def expected_max_curve(values: list[float], direction: str = "maximize", resamples: int = 1000,
-                       band: float = 0.9, seed: int = 0) -> ExpectedMaxCurve:
+def expected_max_curve(
+    values: list[float],
+    direction: str = "maximize",
+    resamples: int = 1000,
+    band: float = 0.9,
+    seed: int = 0,
+) -> ExpectedMaxCurve:
     """:func:`expected_max` with a bootstrap band covering ``band`` of the resampled curves."""
     v = np.asarray(values, dtype=float)
     if v.size == 0:
         raise ValueError("the expected best needs at least one trial value")
     rng = np.random.default_rng(seed)
-    curves = np.stack([expected_max(rng.choice(v, size=v.size, replace=True), direction)
-                       for _ in range(resamples)])
+    curves = np.stack(
+        [
+            expected_max(rng.choice(v, size=v.size, replace=True), direction)
+            for _ in range(resamples)
+        ]
+    )
     tail = (1.0 - band) / 2 * 100
-    return ExpectedMaxCurve(trials=np.arange(1, v.size + 1), mean=expected_max(v, direction),
-                            low=np.percentile(curves, tail, axis=0),
-                            high=np.percentile(curves, 100 - tail, axis=0))
+    return ExpectedMaxCurve(
+        trials=np.arange(1, v.size + 1),
+        mean=expected_max(v, direction),
+        low=np.percentile(curves, tail, axis=0),
+        high=np.percentile(curves, 100 - tail, axis=0),
+    )

@@ -17,13 +17,25 @@ img { max-width: 100%; border: 1px solid #ddd; }
 """
 
 
-def render(title: str, facts: list[tuple[str, str]], notes: list[str], table: str,
-           plots: dict[str, Path], missing: dict[str, str], pareto: list[str]) -> str:
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-             f"</title><style>{STYLE}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1>", "<table>"]
-    parts += [f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
-              for k, v in facts]
+def render(
+    title: str,
+    facts: list[tuple[str, str]],
+    notes: list[str],
+    table: str,
+    plots: dict[str, Path],
+    missing: dict[str, str],
+    pareto: list[str],
+) -> str:
+    parts = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+        f"</title><style>{STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        "<table>",
+    ]
+    parts += [
+        f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+        for k, v in facts
+    ]
     parts.append("</table>")
     if notes:
         parts.append("<h2>What is missing</h2><ul>")
@@ -37,11 +49,15 @@ def render(title: str, facts: list[tuple[str, str]], notes: list[str], table: st
     parts.append("<h2>Plots</h2>")
     for name, path in plots.items():
         data = base64.b64encode(path.read_bytes()).decode()
-        parts += [f"<h3>{html.escape(TITLES.get(name, name))}</h3>",
-                  f"<img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>",
-                  f"<p><small>{html.escape(path.name)}</small></p>"]
+        parts += [
+            f"<h3>{html.escape(TITLES.get(name, name))}</h3>",
+            f"<img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>",
+            f"<p><small>{html.escape(path.name)}</small></p>",
+        ]
     for name, why in missing.items():
-        parts += [f"<h3>{html.escape(TITLES.get(name, name))}</h3>",
-                  f"<p class='missing'>Not drawn: {html.escape(why)}</p>"]
+        parts += [
+            f"<h3>{html.escape(TITLES.get(name, name))}</h3>",
+            f"<p class='missing'>Not drawn: {html.escape(why)}</p>",
+        ]
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -34,9 +34,15 @@ TITLES = {
 }
 
 
-def draw(study: Any, names: list[str], folder: Path, params: list[str], metric: str,
-         second_objective: str | None = None, signal: str | None = None,
-         ) -> tuple[dict[str, Path], dict[str, str]]:
+def draw(
+    study: Any,
+    names: list[str],
+    folder: Path,
+    params: list[str],
+    metric: str,
+    second_objective: str | None = None,
+    signal: str | None = None,
+) -> tuple[dict[str, Path], dict[str, str]]:
     """Draw the plots ``names`` of ``study`` into ``folder``: ``({name: png}, {name: why
     it is missing})``. ``signal``: what the trials reported to the pruner, where it is not
     the study metric (e.g. "-loss")."""
@@ -48,8 +54,11 @@ def draw(study: Any, names: list[str], folder: Path, params: list[str], metric: 
     multi = len(study.directions) > 1
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     curves = [t for t in study.get_trials(deepcopy=False) if t.intermediate_values]
-    target: dict[str, Any] = ({"target": lambda t: t.values[0], "target_name": metric}
-                              if multi else {"target_name": metric})
+    target: dict[str, Any] = (
+        {"target": lambda t: t.values[0], "target_name": metric}
+        if multi
+        else {"target_name": metric}
+    )
     plotted = [p for p in params if any(p in t.params for t in complete)]
 
     def needs(n: int) -> str | None:
@@ -59,28 +68,53 @@ def draw(study: Any, names: list[str], folder: Path, params: list[str], metric: 
         return f"needs at least {n} complete trial{'s' if n > 1 else ''} (the study has {have})"
 
     recipes: dict[str, tuple[str | None, Callable[[], Any]]] = {
-        "history": (needs(1), lambda: optuna.visualization.matplotlib.plot_optimization_history(
-            study, **target)),
+        "history": (
+            needs(1),
+            lambda: optuna.visualization.matplotlib.plot_optimization_history(study, **target),
+        ),
         "intermediate": (
-            None if curves else ("no trial reported validation values while training"
-                                 + (" (two-objective studies are not pruned, so their trials "
-                                    "report none)" if multi else "")),
-            lambda: optuna.visualization.matplotlib.plot_intermediate_values(study)),
+            None
+            if curves
+            else (
+                "no trial reported validation values while training"
+                + (
+                    " (two-objective studies are not pruned, so their trials report none)"
+                    if multi
+                    else ""
+                )
+            ),
+            lambda: optuna.visualization.matplotlib.plot_intermediate_values(study),
+        ),
         "expected_max": (
             "a two-objective study has no single best value" if multi else needs(2),
-            lambda: _expected_max(study, complete, metric)),
-        "importances": (needs(2) or _varies(complete, plotted), lambda: (
-            optuna.visualization.matplotlib.plot_param_importances(
-                study, params=_shared(complete, plotted) or None, **target))),
-        "parallel": (needs(2), lambda: optuna.visualization.matplotlib.plot_parallel_coordinate(
-            study, params=plotted or None, **target)),
-        "slice": (needs(1), lambda: optuna.visualization.matplotlib.plot_slice(
-            study, params=plotted or None, **target)),
+            lambda: _expected_max(study, complete, metric),
+        ),
+        "importances": (
+            needs(2) or _varies(complete, plotted),
+            lambda: optuna.visualization.matplotlib.plot_param_importances(
+                study, params=_shared(complete, plotted) or None, **target
+            ),
+        ),
+        "parallel": (
+            needs(2),
+            lambda: optuna.visualization.matplotlib.plot_parallel_coordinate(
+                study, params=plotted or None, **target
+            ),
+        ),
+        "slice": (
+            needs(1),
+            lambda: optuna.visualization.matplotlib.plot_slice(
+                study, params=plotted or None, **target
+            ),
+        ),
         "pareto": (
-            None if multi and complete else (
-                "a one-objective study has no Pareto front" if not multi else needs(1)),
+            None
+            if multi and complete
+            else ("a one-objective study has no Pareto front" if not multi else needs(1)),
             lambda: optuna.visualization.matplotlib.plot_pareto_front(
-                study, target_names=[metric, second_objective or "second objective"])),
+                study, target_names=[metric, second_objective or "second objective"]
+            ),
+        ),
     }
     files: dict[str, Path] = {}
     missing: dict[str, str] = {}
@@ -125,11 +159,15 @@ def _mark_pruned(axes: Any, study: Any, metric: str) -> None:
             number = int(label[5:])
             trial = every.get(number)
             pruned = trial is not None and trial.state.name == "PRUNED"
-            word = ("paused" if trial is not None and trials.paused_at(trial) is not None
-                    else "pruned")
+            word = (
+                "paused" if trial is not None and trials.paused_at(trial) is not None else "pruned"
+            )
             source = trial.user_attrs.get(schema.CONTINUES_ATTR) if trial is not None else None
-            line.set_label(f"trial {number}" + (f" (continues {source})" if source is not None
-                                                else "") + (f" ({word})" if pruned else ""))
+            line.set_label(
+                f"trial {number}"
+                + (f" (continues {source})" if source is not None else "")
+                + (f" ({word})" if pruned else "")
+            )
             if pruned:
                 line.set_linestyle("--")
     axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small")
@@ -162,7 +200,8 @@ def _expected_max(study: Any, complete: list[Any], metric: str) -> Any:
     axes.flat[0].set_xlabel("trials (complete)")
     if per_trial:
         axes.flat[1].set_xlabel(
-            f"training steps ({per_trial:,.0f} per complete trial, pruned included)")
+            f"training steps ({per_trial:,.0f} per complete trial, pruned included)"
+        )
     for ax in axes.flat:
         ax.set_ylabel(f"expected best validation {metric}")
         ax.legend(fontsize="small")

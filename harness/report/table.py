@@ -43,9 +43,13 @@ def trial_rows(study: Any) -> list[Row]:
         if trials.is_continuation(trial):  # the paused trial it continues
             state += f" <-{trial.user_attrs[schema.CONTINUES_ATTR]}"
         row = Row(
-            number=trial.number, state=state, value=value, second=second,
+            number=trial.number,
+            state=state,
+            value=value,
+            second=second,
             duration_s=trial.duration.total_seconds() if trial.duration else None,
-            steps=trial.user_attrs.get(schema.STEPS_TRAINED_ATTR), params=dict(trial.params),
+            steps=trial.user_attrs.get(schema.STEPS_TRAINED_ATTR),
+            params=dict(trial.params),
             method=trial.params.get(schema.METHOD_PARAM),
         )
         if best is not None and trial.number == best.number:
@@ -73,6 +77,7 @@ def _values(trial: Any, multi: bool) -> tuple[float | None, float | None]:
 def short_names(params: list[str]) -> dict[str, str]:
     """Column headers: the last part of a dotted path (``peft.config.r`` → ``r``), a methods
     study's ``lora/peft.config.r`` → ``lora/r``; the full name where two would clash."""
+
     def short(name: str) -> str:
         prefix, _, path = name.rpartition("/")
         return f"{prefix}/{path.rsplit('.', 1)[-1]}" if prefix else path.rsplit(".", 1)[-1]
@@ -81,8 +86,9 @@ def short_names(params: list[str]) -> dict[str, str]:
     return {p: (s if shorts.count(s) == 1 else p) for p, s in zip(params, shorts, strict=True)}
 
 
-def format_table(rows: list[Row], params: list[str], metric: str,
-                 second_objective: str | None = None) -> str:
+def format_table(
+    rows: list[Row], params: list[str], metric: str, second_objective: str | None = None
+) -> str:
     """A fixed-width table; ``*`` marks the best trial, ``+`` a method's best, ``P`` the
     Pareto front. A methods study gets one block per method."""
     names = short_names(params)
@@ -102,8 +108,9 @@ def format_table(rows: list[Row], params: list[str], metric: str,
         if methods:
             body.append(f"method {method}" if method else "no method (failed before sampling)")
         for row in block:
-            mark = ("*" if "best" in row.marks else "+" if "best of method" in row.marks
-                    else "") + ("P" if "pareto" in row.marks else "")
+            mark = (
+                "*" if "best" in row.marks else "+" if "best of method" in row.marks else ""
+            ) + ("P" if "pareto" in row.marks else "")
             cells = [mark, str(row.number), row.state, _number(row.value)]
             if second_objective:
                 cells.append(_number(row.second, ",.6g"))
@@ -116,8 +123,10 @@ def format_table(rows: list[Row], params: list[str], metric: str,
             widths = [max(w, len(c)) for w, c in zip(widths, cells, strict=True)]
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i < 3 else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+        return "  ".join(
+            c.ljust(w) if i < 3 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
 
     out = [line(header), line(["-" * w for w in widths])]
     out += [f"{cells}:" if isinstance(cells, str) else line(cells) for cells in body]
@@ -126,28 +135,45 @@ def format_table(rows: list[Row], params: list[str], metric: str,
         legend.append("+ best of its method")
     if second_objective:
         legend.append("P on the Pareto front")
-    out.append("   ".join(legend) + f"   ({metric}: validation, the best evaluation "
-                                     "(a pruned trial's before it stopped); duration: wall "
-                                     "time)")
+    out.append(
+        "   ".join(legend) + f"   ({metric}: validation, the best evaluation "
+        "(a pruned trial's before it stopped); duration: wall "
+        "time)"
+    )
     return "\n".join(out)
 
 
-def write_csv(rows: list[Row], params: list[str], path: Path, metric: str,
-              second_objective: str | None = None) -> None:
+def write_csv(
+    rows: list[Row], params: list[str], path: Path, metric: str, second_objective: str | None = None
+) -> None:
     """All trials and all params, for a spreadsheet or pandas."""
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["trial", "state", metric, *([second_objective] if second_objective
-                                                      else []),
-                         "duration_s", "steps_trained", "marks", *params])
+        writer.writerow(
+            [
+                "trial",
+                "state",
+                metric,
+                *([second_objective] if second_objective else []),
+                "duration_s",
+                "steps_trained",
+                "marks",
+                *params,
+            ]
+        )
         for row in rows:
-            writer.writerow([row.number, row.state, "" if row.value is None else row.value,
-                             *([row.second if row.second is not None else ""]
-                               if second_objective else []),
-                             "" if row.duration_s is None else round(row.duration_s, 3),
-                             "" if row.steps is None else row.steps, ";".join(row.marks),
-                             *["" if row.params.get(p) is None else row.params[p]
-                               for p in params]])
+            writer.writerow(
+                [
+                    row.number,
+                    row.state,
+                    "" if row.value is None else row.value,
+                    *([row.second if row.second is not None else ""] if second_objective else []),
+                    "" if row.duration_s is None else round(row.duration_s, 3),
+                    "" if row.steps is None else row.steps,
+                    ";".join(row.marks),
+                    *["" if row.params.get(p) is None else row.params[p] for p in params],
+                ]
+            )
 
 
 def _number(value: float | None, spec: str = ".4f") -> str:

@@ -35,13 +35,19 @@ def _fit_methods(space: MethodSpace, params: dict[str, Any]) -> dict[str, Any]:
     if method is None and len(prefixes) == 1:
         method = next(iter(prefixes))
     if method is not None and method not in space.per_method:
-        raise ConfigError(MethodSpace.PARAM, f"{method!r} is not a method of this study "
-                                             f"(methods: {', '.join(space.per_method)})")
+        raise ConfigError(
+            MethodSpace.PARAM,
+            f"{method!r} is not a method of this study (methods: {', '.join(space.per_method)})",
+        )
     known = {p.path: p for p in (space.shared or [])}
     if method is not None:
         own = {f"{method}/{p.path}": p for p in space.per_method[method]}
-        params = {name if name in known or name in own or f"{method}/{name}" not in own
-                  else f"{method}/{name}": value for name, value in params.items()}
+        params = {
+            name
+            if name in known or name in own or f"{method}/{name}" not in own
+            else f"{method}/{name}": value
+            for name, value in params.items()
+        }
         known.update(own)
     fitted = _fit(params, known)
     return fitted if method is None else {MethodSpace.PARAM: method, **fitted}
@@ -52,12 +58,17 @@ def _fit(params: dict[str, Any], known: dict[str, Param]) -> dict[str, Any]:
     for name, value in params.items():
         param = known.get(str(name))
         if param is None:
-            raise ConfigError(str(name), "is not a param of this study's search space "
-                                         f"(its params: {', '.join(known) or 'none'})")
+            raise ConfigError(
+                str(name),
+                "is not a param of this study's search space "
+                f"(its params: {', '.join(known) or 'none'})",
+            )
         if not param.searched:
             if value != param.value:
-                raise ConfigError(str(name), f"is fixed at {param.value!r} in this study "
-                                             f"(search_space), got {value!r}")
+                raise ConfigError(
+                    str(name),
+                    f"is fixed at {param.value!r} in this study (search_space), got {value!r}",
+                )
             continue
         out[str(name)] = _check(param, value, str(name))
     return out
@@ -76,12 +87,20 @@ def _check(param: Param, value: Any, name: str) -> Any:
     if not param.low <= value <= param.high:
         raise ConfigError(name, f"{value!r} is outside its range [{param.low}, {param.high}]")
     if param.kind == "float":
-        if param.step is not None and abs((k := (value - param.low) / param.step) - round(k)) \
-                >= 1e-8:  # Optuna's own test: it would warn and run the trial off the grid
-            raise ConfigError(name, f"{value!r} is not one of its values ({param.low} to "
-                                    f"{param.high}, step {param.step})")
+        if (
+            param.step is not None
+            and abs((k := (value - param.low) / param.step) - round(k)) >= 1e-8
+        ):  # Optuna's own test: it would warn and run the trial off the grid
+            raise ConfigError(
+                name,
+                f"{value!r} is not one of its values ({param.low} to "
+                f"{param.high}, step {param.step})",
+            )
         return float(value)
     if not float(value).is_integer() or (value - param.low) % (param.step or 1):
-        raise ConfigError(name, f"{value!r} is not one of its values ({param.low} to "
-                                f"{param.high}, step {param.step or 1})")
+        raise ConfigError(
+            name,
+            f"{value!r} is not one of its values ({param.low} to "
+            f"{param.high}, step {param.step or 1})",
+        )
     return int(value)

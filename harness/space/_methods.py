@@ -44,11 +44,16 @@ class MethodSpace:
         for name in spaces:
             if methods is None or name not in methods:
                 known = ", ".join(map(str, methods or []))
-                raise ConfigError(f"method_space.{name}",
-                                  f"'{name}' has no peft config under methods (methods: {known})")
+                raise ConfigError(
+                    f"method_space.{name}",
+                    f"'{name}' has no peft config under methods (methods: {known})",
+                )
             space = spaces[name]
-            per_method[str(name)] = (SearchSpace.from_config(space, cls.config_for(cfg, name))
-                                     if space else SearchSpace([]))
+            per_method[str(name)] = (
+                SearchSpace.from_config(space, cls.config_for(cfg, name))
+                if space
+                else SearchSpace([])
+            )
         shared = cfg.get("search_space")
         shared_space = SearchSpace.from_config(shared, cfg) if shared else None
         return cls(shared_space, per_method)

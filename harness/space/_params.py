@@ -73,7 +73,6 @@ class Param:
         label = trial.suggest_categorical(self.path, labels)
         return self.choices[labels.index(label)]
 
-
     def grid_values(self, points: int) -> list[Any]:
         """Values for a grid search: the choices, the int steps, or ``points`` floats spread
         evenly (on a log scale for ``log: true``) from low to high."""
@@ -172,8 +171,9 @@ def _parse_param(path: str, spec: Any) -> Param:
     if kind not in _KINDS:
         raise ConfigError(where, f"type must be one of {', '.join(_KINDS)}, got {kind!r}")
     if kind == "fixed" and "value" not in spec:
-        raise ConfigError(where, "'value' is required for type fixed (the value every trial "
-                                 "runs with)")
+        raise ConfigError(
+            where, "'value' is required for type fixed (the value every trial runs with)"
+        )
     unknown = set(spec) - _KEYS[kind]
     if unknown:
         raise ConfigError(
@@ -231,9 +231,12 @@ def _check_path(path: str, cfg: DictConfig) -> None:
             "study); search over train.*, peft.* or other trial settings",
         )
     if root not in PER_TRIAL:
-        raise ConfigError(where, f"'{root}' is not read by a trial (it is used once per study): "
-                                 f"only {' and '.join(f'{r}.*' for r in PER_TRIAL)} settings "
-                                 "change between trials")
+        raise ConfigError(
+            where,
+            f"'{root}' is not read by a trial (it is used once per study): "
+            f"only {' and '.join(f'{r}.*' for r in PER_TRIAL)} settings "
+            "change between trials",
+        )
     parent_path, _, key = path.rpartition(".")
     parent = OmegaConf.select(cfg, parent_path) if parent_path else cfg
     if not isinstance(parent, DictConfig) or key not in parent:

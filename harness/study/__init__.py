@@ -7,5 +7,11 @@ from harness.study.setup import prepare_study, validate_config
 from harness.study.storage import init_stores
 from harness.study.workers import run_workers
 
-__all__ = ["init_stores", "prepare_study", "run_sweep", "run_workers", "study_summary",
-           "validate_config"]
+__all__ = [
+    "init_stores",
+    "prepare_study",
+    "run_sweep",
+    "run_workers",
+    "study_summary",
+    "validate_config",
+]

@@ -64,61 +64,104 @@ class Candidate:
     probabilities: np.ndarray  # validation, rows in the split's order
 
 
-def candidates(study: optuna.Study, companion: optuna.Study, search_root: Path,
-               final_root: Path) -> list[Candidate]:
+def candidates(
+    study: optuna.Study, companion: optuna.Study, search_root: Path, final_root: Path
+) -> list[Candidate]:
     """Every model the study still has a checkpoint with validation logits for: final-stage
     runs first, then search trials, each group best first."""
     found: list[Candidate] = []
     seen: set[str] = set()
     groups = (
-        (companion, final_root / "checkpoints", "run",
-         lambda t: "final-{}-seed{}".format(*trials.final_key(t))),
+        (
+            companion,
+            final_root / "checkpoints",
+            "run",
+            lambda t: "final-{}-seed{}".format(*trials.final_key(t)),
+        ),
         (study, search_root / "checkpoints", "trial", lambda t: f"trial-{t.number}"),
     )
     sign = 1 if trials.direction(study) == "maximize" else -1
     for source, root, label, name in groups:
-        complete = [t for t in source.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                    if source is not companion or schema.FINAL_TRIAL_ATTR in t.user_attrs]
+        complete = [
+            t
+            for t in source.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if source is not companion or schema.FINAL_TRIAL_ATTR in t.user_attrs
+        ]
         for trial in sorted(complete, key=lambda t: (-sign * trials.study_value(t), t.number)):
             folder = root / f"{label}-{trial.number}"
             logits = load_logits(folder) if folder.is_dir() else None
             if logits is None or name(trial) in seen:  # a run completed twice: its first
                 continue
             seen.add(name(trial))
-            found.append(Candidate(name(trial), folder, trial.user_attrs.get(schema.RUN_ID_ATTR),
-                                   trials.study_value(trial), softmax(logits)))
+            found.append(
+                Candidate(
+                    name(trial),
+                    folder,
+                    trial.user_attrs.get(schema.RUN_ID_ATTR),
+                    trials.study_value(trial),
+                    softmax(logits),
+                )
+            )
     return found
 
 
 def scorer(metrics: MetricSuite, metric: str, labels: list[int]) -> Any:
     """The study metric of a probability table on the validation labels (the loss: log loss)."""
+
     def score(probabilities: np.ndarray) -> float:
         if metric == "loss":
             return log_loss(probabilities, labels)
         return metrics.compute(probabilities.argmax(axis=-1).tolist(), labels)[metric]
+
     return score
 
 
-def select(size: int, found: list[Candidate], labels: list[int], metrics: MetricSuite,
-           metric: str, maximize: bool, output_dir: Path) -> dict[str, Any] | None:
+def select(
+    size: int,
+    found: list[Candidate],
+    labels: list[int],
+    metrics: MetricSuite,
+    metric: str,
+    maximize: bool,
+    output_dir: Path,
+) -> dict[str, Any] | None:
     """The ensemble greedy selection makes of ``found`` (its record; None without candidates)."""
     if not found:
         return None
     by_name = {c.name: c for c in found}  # names are unique (candidates)
     score = scorer(metrics, metric, labels)
-    selection = greedy_selection({c.name: c.probabilities for c in found}, labels, score, size,
-                                 maximize)
-    members = [{"name": name, "weight": weight, "val": by_name[name].value,
-                "checkpoint": str(by_name[name].folder.relative_to(output_dir)),
-                "run_id": by_name[name].run_id}
-               for name, weight in selection.weights.items()]
-    return {"kind": "ensemble", "members": members, "val": selection.value,
-            "val_loss": selection.loss, "size": size, "candidates": len(found)}
+    selection = greedy_selection(
+        {c.name: c.probabilities for c in found}, labels, score, size, maximize
+    )
+    members = [
+        {
+            "name": name,
+            "weight": weight,
+            "val": by_name[name].value,
+            "checkpoint": str(by_name[name].folder.relative_to(output_dir)),
+            "run_id": by_name[name].run_id,
+        }
+        for name, weight in selection.weights.items()
+    ]
+    return {
+        "kind": "ensemble",
+        "members": members,
+        "val": selection.value,
+        "val_loss": selection.loss,
+        "size": size,
+        "candidates": len(found),
+    }
 
 
-def greedy_soup(ingredients: list[Candidate], validation: Any, metrics: MetricSuite,
-                metric: str, maximize: bool, output_dir: Path,
-                final_root: Path) -> dict[str, Any] | None:
+def greedy_soup(
+    ingredients: list[Candidate],
+    validation: Any,
+    metrics: MetricSuite,
+    metric: str,
+    maximize: bool,
+    output_dir: Path,
+    final_root: Path,
+) -> dict[str, Any] | None:
     """The greedy soup of ``ingredients`` (the chosen configuration's seeds, best first),
     written to ``final/soup``; None (and no folder) when no second seed joins."""
     import numpy as np
@@ -147,13 +190,22 @@ def greedy_soup(ingredients: list[Candidate], validation: Any, metrics: MetricSu
     folder = average_checkpoints([c.folder for c in kept], final_root / f".{SOUP_DIR}-new")
     save_logits(np.log(np.clip(probabilities, 1e-12, 1.0)), folder)
     replace_folder(target, folder)
-    return {"kind": "soup", "members": [c.name for c in kept], "val": best,
-            "checkpoint": str(target.relative_to(output_dir)),
-            "ingredients": len(ingredients)}
+    return {
+        "kind": "soup",
+        "members": [c.name for c in kept],
+        "val": best,
+        "checkpoint": str(target.relative_to(output_dir)),
+        "ingredients": len(ingredients),
+    }
 
 
-def decide(mode: str, seed_value: float, maximize: bool, ensemble: dict[str, Any] | None,
-           soup: dict[str, Any] | None) -> str:
+def decide(
+    mode: str,
+    seed_value: float,
+    maximize: bool,
+    ensemble: dict[str, Any] | None,
+    soup: dict[str, Any] | None,
+) -> str:
     """What ships: "seed", "soup" or "ensemble" (``final.combine``; ``auto``: the best
     validation value, ties to the simpler; an ensemble of one model is not an ensemble)."""
     if mode == "ensemble":
@@ -180,14 +232,17 @@ def describe(ensemble: dict[str, Any]) -> str:
     return _describe({m["name"]: m["weight"] for m in ensemble["members"]})
 
 
-def test_score(shipped: dict[str, Any], output_dir: Path, split: Any, metrics: MetricSuite,
-               metric: str) -> dict[str, Any]:
+def test_score(
+    shipped: dict[str, Any], output_dir: Path, split: Any, metrics: MetricSuite, metric: str
+) -> dict[str, Any]:
     """The ensemble's or the soup's test score (every metric; ``value``: the study metric's)."""
     if shipped["kind"] == "soup":
         probabilities = checkpoint_probabilities(output_dir / shipped["checkpoint"], split)
     else:
-        tables = {m["name"]: checkpoint_probabilities(output_dir / m["checkpoint"], split)
-                  for m in shipped["members"]}
+        tables = {
+            m["name"]: checkpoint_probabilities(output_dir / m["checkpoint"], split)
+            for m in shipped["members"]
+        }
         probabilities = mixed(tables, {m["name"]: m["weight"] for m in shipped["members"]})
     scores = score_probabilities(probabilities, split, metrics)
     return {"value": scores[metric], "metrics": scores}
@@ -199,8 +254,10 @@ def write_folder(ensemble: dict[str, Any], output_dir: Path, final_root: Path) -
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = final_root / f".{ENSEMBLE_DIR}-new"
     shutil.rmtree(scratch, ignore_errors=True)
-    write_ensemble_file(scratch, [(m["name"], output_dir / m["checkpoint"], m["weight"])
-                                  for m in ensemble["members"]])
+    write_ensemble_file(
+        scratch,
+        [(m["name"], output_dir / m["checkpoint"], m["weight"]) for m in ensemble["members"]],
+    )
     # the relative paths are the same one level over: the scratch is a sibling of the target
     replace_folder(target, scratch)
     return target / ENSEMBLE_FILE

@@ -60,20 +60,27 @@ def recipe(cfg: DictConfig, space: Any) -> dict[str, Any] | None:
     given = cfg.get("recipe")
     if given is None:
         return None
-    values = OmegaConf.to_container(given, resolve=True) if isinstance(
-        given, DictConfig | ListConfig) else given
+    values = (
+        OmegaConf.to_container(given, resolve=True)
+        if isinstance(given, DictConfig | ListConfig)
+        else given
+    )
     if not isinstance(values, dict) or not values:
         raise ConfigError("recipe", f"must map param names to values (or be null), got {given!r}")
     try:
         fitted = fit_params(space, values)
     except ConfigError as exc:
-        raise ConfigError(f"recipe.{exc.field}" if exc.field != "params" else "recipe",
-                          exc.message) from None
+        raise ConfigError(
+            f"recipe.{exc.field}" if exc.field != "params" else "recipe", exc.message
+        ) from None
     needed = searched_names(space, fitted.get(schema.METHOD_PARAM))
     missing = [name for name in needed if name not in fitted]
     if missing:
-        raise ConfigError("recipe", f"gives no value for {missing[0]}: a recipe is one "
-                                    "configuration, so every searched param needs one")
+        raise ConfigError(
+            "recipe",
+            f"gives no value for {missing[0]}: a recipe is one "
+            "configuration, so every searched param needs one",
+        )
     return fitted
 
 
@@ -93,9 +100,12 @@ def check_recipe(existing: Any, own: dict[str, Any] | None) -> None:
     or without one, keeps having none)."""
     recorded = None if existing is None else existing.user_attrs.get(schema.RECIPE_ATTR)
     if recorded is not None and recorded != own:
-        raise ConfigError("recipe", f"study '{existing.study_name}' was made with the recipe "
-                                    f"{recorded}: resume it with that recipe, or start a new "
-                                    "study with study.name=NEW_NAME")
+        raise ConfigError(
+            "recipe",
+            f"study '{existing.study_name}' was made with the recipe "
+            f"{recorded}: resume it with that recipe, or start a new "
+            "study with study.name=NEW_NAME",
+        )
 
 
 def enqueue(study: Any, cfg: DictConfig, seeds: list[tuple[dict[str, Any], str]]) -> int:
@@ -114,21 +124,26 @@ def enqueue(study: Any, cfg: DictConfig, seeds: list[tuple[dict[str, Any], str]]
             continue
         if mark != MANUAL and done == warm:
             continue  # queued by an earlier run
-        study.enqueue_trial(params, user_attrs={schema.ENQUEUED_ATTR: mark},
-                            skip_if_exists=True)
+        study.enqueue_trial(params, user_attrs={schema.ENQUEUED_ATTR: mark}, skip_if_exists=True)
     if warm is not None and done != warm:
         study.set_user_attr(schema.WARM_START_ATTR, warm)
     queued = len(study.get_trials(deepcopy=False)) - before
     if queued:
-        log.info("queued %d trial(s) to run first (the recipe, study.enqueue, study.warm_start)",
-                 queued)
+        log.info(
+            "queued %d trial(s) to run first (the recipe, study.enqueue, study.warm_start)", queued
+        )
     states = [t.state for t in study.get_trials(deepcopy=False)]
-    waiting, finished = states.count(State.WAITING), states.count(State.COMPLETE) + states.count(
-        State.PRUNED)
+    waiting, finished = (
+        states.count(State.WAITING),
+        states.count(State.COMPLETE) + states.count(State.PRUNED),
+    )
     if waiting > int(cfg.study.n_trials) - finished:
-        log.warning("%d queued trial(s) but %d to go (study.n_trials): the others wait for a "
-                    "later run with a higher study.n_trials", waiting,
-                    max(0, int(cfg.study.n_trials) - finished))
+        log.warning(
+            "%d queued trial(s) but %d to go (study.n_trials): the others wait for a "
+            "later run with a higher study.n_trials",
+            waiting,
+            max(0, int(cfg.study.n_trials) - finished),
+        )
     return queued
 
 
@@ -137,8 +152,7 @@ def warm_start_record(cfg: DictConfig) -> dict[str, Any] | None:
     warm = cfg.study.warm_start
     if not warm.get("name"):
         return None
-    return {"name": str(warm.name), "storage": mask(_source_url(cfg)),
-            "top_k": int(warm.top_k)}
+    return {"name": str(warm.name), "storage": mask(_source_url(cfg)), "top_k": int(warm.top_k)}
 
 
 def _source_url(cfg: DictConfig) -> str:
@@ -155,17 +169,18 @@ def _warm_start(cfg: DictConfig, space: Any) -> list[tuple[dict[str, Any], str]]
         raise ConfigError("study.warm_start.name", f"'{name}' is this study: name another one")
     path = sqlite_path(url)
     if path is not None and not path.is_file():
-        raise ConfigError("study.warm_start.storage" if warm.get("storage") else
-                          "study.warm_start.name", mask(f"no study '{name}': '{url}' does not "
-                                                        "exist"))
+        raise ConfigError(
+            "study.warm_start.storage" if warm.get("storage") else "study.warm_start.name",
+            mask(f"no study '{name}': '{url}' does not exist"),
+        )
     try:
         source = optuna.load_study(study_name=name, storage=url)
     except KeyError:
-        raise ConfigError("study.warm_start.name",
-                          mask(f"no study '{name}' in '{url}'")) from None
+        raise ConfigError("study.warm_start.name", mask(f"no study '{name}' in '{url}'")) from None
     except Exception as exc:
-        raise ConfigError("study.warm_start.storage",
-                          mask(f"cannot open '{url}': {str(exc).splitlines()[0]}")) from None
+        raise ConfigError(
+            "study.warm_start.storage", mask(f"cannot open '{url}': {str(exc).splitlines()[0]}")
+        ) from None
     sign = -1 if source.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1
     complete = source.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     seeds = []

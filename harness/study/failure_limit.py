@@ -36,17 +36,28 @@ class FailureLimit:
             self.streak = []
             return
         self.failed += 1
-        error = str(trial.user_attrs.get(schema.ERROR_ATTR)
-                    or trial.user_attrs.get(schema.INTERRUPTED_ATTR)
-                    or "Optuna recorded it as failed (no error was raised inside the trial)")
+        error = str(
+            trial.user_attrs.get(schema.ERROR_ATTR)
+            or trial.user_attrs.get(schema.INTERRUPTED_ATTR)
+            or "Optuna recorded it as failed (no error was raised inside the trial)"
+        )
         self.streak.append(error.splitlines()[0])
         if self.consecutive is not None and len(self.streak) >= self.consecutive:
-            self._stop(study, f"{len(self.streak)} trials in a row failed "
-                              f"(study.failure_limit.consecutive={self.consecutive})")
-        elif (self.rate is not None and self.ended >= self.min_trials
-              and self.failed / self.ended > self.rate):
-            self._stop(study, f"{self.failed} of this run's {self.ended} trials failed "
-                              f"(more than study.failure_limit.rate={self.rate})")
+            self._stop(
+                study,
+                f"{len(self.streak)} trials in a row failed "
+                f"(study.failure_limit.consecutive={self.consecutive})",
+            )
+        elif (
+            self.rate is not None
+            and self.ended >= self.min_trials
+            and self.failed / self.ended > self.rate
+        ):
+            self._stop(
+                study,
+                f"{self.failed} of this run's {self.ended} trials failed "
+                f"(more than study.failure_limit.rate={self.rate})",
+            )
 
     def _stop(self, study: Any, what: str) -> None:
         errors = self.streak
@@ -57,6 +68,8 @@ class FailureLimit:
             cause = f"every one with a {kinds.pop()}, the last: {errors[-1]}"
         else:
             cause = f"the last with {errors[-1]}"
-        self.reason = (f"study stopped: {what}, {cause}. Fix the cause, then rerun the same "
-                       "command to resume (failed trials do not count towards study.n_trials)")
+        self.reason = (
+            f"study stopped: {what}, {cause}. Fix the cause, then rerun the same "
+            "command to resume (failed trials do not count towards study.n_trials)"
+        )
         study.stop()

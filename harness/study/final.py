@@ -80,8 +80,11 @@ def recipe_source(study: Any) -> tuple[int, dict[str, Any]] | None:
     params = study.user_attrs.get(schema.RECIPE_ATTR)
     if params is None:
         return None
-    marked = [t for t in study.get_trials(deepcopy=False)
-              if t.user_attrs.get(schema.ENQUEUED_ATTR) == schema.RECIPE_MARK]
+    marked = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.user_attrs.get(schema.ENQUEUED_ATTR) == schema.RECIPE_MARK
+    ]
     if not marked:
         return None
     rank = {TrialState.COMPLETE: 0, TrialState.PRUNED: 1}
@@ -99,14 +102,18 @@ def check_resumed(study: Any, cfg: Any) -> None:
     if not earlier or earlier.get("skipped") or "seeds" not in earlier:
         return
     now = settings(cfg, "final")
-    for field, then, given in (("seeds", earlier["seeds"], now.seeds),
-                               ("vary", earlier.get("vary", "all"), now.vary)):
+    for field, then, given in (
+        ("seeds", earlier["seeds"], now.seeds),
+        ("vary", earlier.get("vary", "all"), now.vary),
+    ):
         if given != then and now.seeds != 0:
             raise ConfigError(
-                f"final.{field}", f"study '{study.study_name}' made its final choice with "
+                f"final.{field}",
+                f"study '{study.study_name}' made its final choice with "
                 f"final.{field}={then}, not {given}: resume it with final.{field}={then} "
                 "(or final.seeds=0 to skip the final stage), or start a new study "
-                "(study.name=NEW_NAME)")
+                "(study.name=NEW_NAME)",
+            )
 
 
 def final_store(cfg: Any) -> CheckpointStore:
@@ -128,17 +135,24 @@ class FinalStage:
         if self.settings.seeds == 0:
             return
         if len(self.study.directions) > 1:
-            self._save({"skipped": "a two-objective study has no single best configuration; "
-                                   "see its Pareto front"})
+            self._save(
+                {
+                    "skipped": "a two-objective study has no single best configuration; "
+                    "see its Pareto front"
+                }
+            )
             return
-        top = trials.ranked(self.study)[:self.settings.top_k]
+        top = trials.ranked(self.study)[: self.settings.top_k]
         if not top:
             return
         self.companion = optuna.create_study(
             study_name=trials.final_study_name(self.study.study_name),
-            storage=self.study._storage, sampler=optuna.samplers.RandomSampler(),
-            pruner=optuna.pruners.NopPruner(), direction=trials.direction(self.study),
-            load_if_exists=True)
+            storage=self.study._storage,
+            sampler=optuna.samplers.RandomSampler(),
+            pruner=optuna.pruners.NopPruner(),
+            direction=trials.direction(self.study),
+            load_if_exists=True,
+        )
         self.sweep.recovery.recover(self.companion)
         candidates = [(t.number, dict(t.params)) for t in top]
         self.recipe = recipe_source(self.study) if self.settings.recipe else None
@@ -147,14 +161,21 @@ class FinalStage:
         incumbent = self._incumbent()
         if incumbent is not None and incumbent[0] not in {n for n, _ in candidates}:
             candidates.append(incumbent)  # what ships now competes until something beats it
-        wanted = [(number, params, k) for number, params in candidates
-                  for k in range(1, self.settings.seeds + 1)]
+        wanted = [
+            (number, params, k)
+            for number, params in candidates
+            for k in range(1, self.settings.seeds + 1)
+        ]
         self._queue_missing(wanted)
-        done = sum(1 for key in self._runs(TrialState.COMPLETE) if key in
-                   {(number, k) for number, _, k in wanted})
+        done = sum(
+            1
+            for key in self._runs(TrialState.COMPLETE)
+            if key in {(number, k) for number, _, k in wanted}
+        )
         if done < len(wanted):
-            what = (f"the {len(top)} best configuration(s)" + (
-                " and the recipe" if len(candidates) > len(top) else ""))
+            what = f"the {len(top)} best configuration(s)" + (
+                " and the recipe" if len(candidates) > len(top) else ""
+            )
             self._train(wanted, done, what)
         if not self._runs(TrialState.RUNNING, TrialState.WAITING):
             # once per study at a time: two workers ending together choose one after the other
@@ -177,8 +198,10 @@ class FinalStage:
         earlier = final_record.record(self.study) or {}
         if earlier.get("trial") is None:
             return None
-        trial = next((t for t in self.study.get_trials(deepcopy=False)
-                      if t.number == int(earlier["trial"])), None)
+        trial = next(
+            (t for t in self.study.get_trials(deepcopy=False) if t.number == int(earlier["trial"])),
+            None,
+        )
         return None if trial is None else (trial.number, dict(trial.params))
 
     def _queue_missing(self, wanted: list[tuple[int, dict[str, Any], int]]) -> int:
@@ -199,27 +222,36 @@ class FinalStage:
         queued = 0
         for number, params, seed in wanted:
             key = (number, seed)
-            if key in present or (self.max_retries is not None
-                                  and failures.get(key, 0) > self.max_retries):
+            if key in present or (
+                self.max_retries is not None and failures.get(key, 0) > self.max_retries
+            ):
                 continue
-            attrs: dict[str, Any] = {schema.FINAL_TRIAL_ATTR: number,
-                                     schema.FINAL_SEED_ATTR: seed}
+            attrs: dict[str, Any] = {schema.FINAL_TRIAL_ATTR: number, schema.FINAL_SEED_ATTR: seed}
             if self.recipe is not None and number == self.recipe[0]:
                 attrs[schema.ENQUEUED_ATTR] = schema.RECIPE_MARK  # marked on its runs too
             self.companion.enqueue_trial(params, user_attrs=attrs)
             queued += 1
         return queued
 
-    def _train(self, wanted: list[tuple[int, dict[str, Any], int]], done: int,
-               what: str) -> None:
+    def _train(self, wanted: list[tuple[int, dict[str, Any], int]], done: int, what: str) -> None:
         cfg, sweep = self.cfg, self.sweep
         sweep.progress.close()  # the search's bar ends where the final stage's begins
-        progress = StudyProgress(len(wanted), done, cfg.study.metric,
-                                 enabled=bool(cfg.display.progress), desc="final runs")
+        progress = StudyProgress(
+            len(wanted),
+            done,
+            cfg.study.metric,
+            enabled=bool(cfg.display.progress),
+            desc="final runs",
+        )
         objective = FinalObjective(sweep.prepared, sweep.tracker, self.store, progress)
         sweep.active = (self.companion, objective)  # what Ctrl-C records as interrupted
-        log.info("final stage: %d of %d runs to train (%s x %d seeds)", len(wanted) - done,
-                 len(wanted), what, self.settings.seeds)
+        log.info(
+            "final stage: %d of %d runs to train (%s x %d seeds)",
+            len(wanted) - done,
+            len(wanted),
+            what,
+            self.settings.seeds,
+        )
         try:
             while True:
                 interrupts.check()
@@ -232,9 +264,13 @@ class FinalStage:
                     if not self._queue_missing(wanted):
                         break
                 try:
-                    self.companion.optimize(objective, n_trials=1, catch=(Exception,),
-                                            callbacks=[objective.after_trial],
-                                            gc_after_trial=True)
+                    self.companion.optimize(
+                        objective,
+                        n_trials=1,
+                        catch=(Exception,),
+                        callbacks=[objective.after_trial],
+                        gc_after_trial=True,
+                    )
                 except ValueError:  # "Cannot tell a FAIL trial": another worker took it over
                     if objective.taken_over is None:
                         raise
@@ -255,35 +291,46 @@ class FinalStage:
         by_number = {t.number: t for t in self.study.get_trials(deepcopy=False)}
         configs, seeds_of = {}, {}
         for number in candidates:
-            seeds = {k: runs[(number, k)] for k in range(1, self.settings.seeds + 1)
-                     if (number, k) in runs}
+            seeds = {
+                k: runs[(number, k)]
+                for k in range(1, self.settings.seeds + 1)
+                if (number, k) in runs
+            }
             if not seeds:
                 continue
             source = by_number[number]
             mean, sd = final_record.mean_sd([trials.study_value(t) for t in seeds.values()])
             configs[str(number)] = {
-                "mean": mean, "sd": sd,
-                "trial_value": (trials.study_value(source) if source.state == TrialState.COMPLETE
-                                else None),  # the recipe's search trial may have paused
+                "mean": mean,
+                "sd": sd,
+                "trial_value": (
+                    trials.study_value(source) if source.state == TrialState.COMPLETE else None
+                ),  # the recipe's search trial may have paused
                 "method": source.params.get(schema.METHOD_PARAM),  # a methods study's
                 "recipe": number == recipe,
-                "values": {str(k): trials.study_value(t) for k, t in seeds.items()}}
+                "values": {str(k): trials.study_value(t) for k, t in seeds.items()},
+            }
             seeds_of[number] = seeds
         if not configs:
             log.warning("final stage: no run completed; the best trial stays the study's best")
             return
-        best_seed = {n: max(seeds_of[int(n)].items(),
-                            key=lambda item: sign * trials.study_value(item[1]))
-                     for n in configs}
+        best_seed = {
+            n: max(seeds_of[int(n)].items(), key=lambda item: sign * trials.study_value(item[1]))
+            for n in configs
+        }
         # a configuration whose best seed's checkpoint went (removed when another configuration
         # was chosen before this study was extended) cannot ship: it is not eligible
         for n in configs:
             if not self.store.path(best_seed[n][1].number).is_dir():
                 configs[n]["eligible"] = False
-                log.warning("final stage: trial %s's configuration (mean %s %.4f) is not "
-                            "eligible: its best seed's checkpoint was removed when another "
-                            "configuration was chosen", n, self.cfg.study.metric,
-                            configs[n]["mean"])
+                log.warning(
+                    "final stage: trial %s's configuration (mean %s %.4f) is not "
+                    "eligible: its best seed's checkpoint was removed when another "
+                    "configuration was chosen",
+                    n,
+                    self.cfg.study.metric,
+                    configs[n]["mean"],
+                )
         eligible = [n for n in configs if configs[n].get("eligible", True)]
         if not eligible:
             log.warning("final stage: no configuration has its checkpoint; nothing changes")
@@ -292,12 +339,16 @@ class FinalStage:
         order = {n: i for i, n in enumerate(candidates)}
         chosen = max(eligible, key=lambda n: (sign * configs[n]["mean"], -order[int(n)]))
         seed, best_run = best_seed[chosen]
-        record = {"trial": int(chosen), "seed": seed, "configs": configs,
-                  "seeds": self.settings.seeds, "vary": self.settings.vary,
-                  "seed_value": trials.study_value(best_run),
-                  "run_id": best_run.user_attrs.get(schema.RUN_ID_ATTR),
-                  "checkpoint": str(self.store.path(best_run.number).relative_to(
-                      self.store.root.parent))}
+        record = {
+            "trial": int(chosen),
+            "seed": seed,
+            "configs": configs,
+            "seeds": self.settings.seeds,
+            "vary": self.settings.vary,
+            "seed_value": trials.study_value(best_run),
+            "run_id": best_run.user_attrs.get(schema.RUN_ID_ATTR),
+            "checkpoint": str(self.store.path(best_run.number).relative_to(self.store.root.parent)),
+        }
         earlier = final_record.record(self.study) or {}
         # what ships (the seed, a soup, an ensemble): chosen on validation before any test score
         kind, combined = self._combine(record, earlier)
@@ -318,8 +369,9 @@ class FinalStage:
             shutil.rmtree(self.store.root / combine.SOUP_DIR, ignore_errors=True)
         self._keep_only(best_run, combine.member_folders(record, self.store.root.parent))
 
-    def _combine(self, record: dict[str, Any],
-                 earlier: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    def _combine(
+        self, record: dict[str, Any], earlier: dict[str, Any]
+    ) -> tuple[str, dict[str, Any] | None]:
         """What the study ships (``final.combine``): ("seed", None), ("ensemble", its record)
         or ("soup", its record). Chosen on validation; its test score taken after (once: a
         rerun that finds the same choice keeps it, and its test score)."""
@@ -328,9 +380,11 @@ class FinalStage:
             return "seed", None
         chosen = str(record["trial"])
         record["pool"] = pool = self._pool()
-        same = (earlier.get("trial") == record["trial"]
-                and earlier["configs"].get(chosen, {}).get("values")
-                == record["configs"][chosen]["values"])
+        same = (
+            earlier.get("trial") == record["trial"]
+            and earlier["configs"].get(chosen, {}).get("values")
+            == record["configs"][chosen]["values"]
+        )
         if same and earlier.get("combine") == mode and earlier.get("pool") == pool:
             kind = earlier.get("ships", "seed")  # nothing new trained: what ships stands
             return kind, earlier.get(kind)
@@ -344,22 +398,35 @@ class FinalStage:
         found = combine.candidates(self.study, self.companion, output_dir, self.store.root)
         ensemble = soup = None
         if mode in ("ensemble", "auto"):
-            ensemble = combine.select(self.settings.ensemble_size, found,
-                                      list(validation["label"]), metrics, metric, maximize,
-                                      output_dir)
+            ensemble = combine.select(
+                self.settings.ensemble_size,
+                found,
+                list(validation["label"]),
+                metrics,
+                metric,
+                maximize,
+                output_dir,
+            )
         if mode in ("soup", "auto") and same and earlier.get("soup"):
             soup = earlier["soup"]
         elif mode in ("soup", "auto"):
             seeds = [c for c in found if c.name.startswith(f"final-{chosen}-seed")]
-            soup = combine.greedy_soup(seeds, validation, metrics, metric, maximize, output_dir,
-                                       self.store.root)
+            soup = combine.greedy_soup(
+                seeds, validation, metrics, metric, maximize, output_dir, self.store.root
+            )
         kind = combine.decide(mode, record["seed_value"], maximize, ensemble, soup)
-        log.info("final stage (final.combine=%s): validation %s of the chosen seed %.4f%s%s; "
-                 "ships the %s", mode, metric, record["seed_value"],
-                 f", the ensemble {ensemble['val']:.4f} ({combine.describe(ensemble)})"
-                 if ensemble else "",
-                 f", the soup {soup['val']:.4f} ({', '.join(soup['members'])})" if soup else "",
-                 kind)
+        log.info(
+            "final stage (final.combine=%s): validation %s of the chosen seed %.4f%s%s; "
+            "ships the %s",
+            mode,
+            metric,
+            record["seed_value"],
+            f", the ensemble {ensemble['val']:.4f} ({combine.describe(ensemble)})"
+            if ensemble
+            else "",
+            f", the soup {soup['val']:.4f} ({', '.join(soup['members'])})" if soup else "",
+            kind,
+        )
         combined = {"ensemble": ensemble, "soup": soup}.get(kind)
         if combined is None:
             return "seed", None
@@ -375,25 +442,42 @@ class FinalStage:
     def _pool(self) -> list[str]:
         """Every model the study has trained to the end (its complete search trials and final
         runs): when it grows, what ships is combined again, once."""
-        names = {f"trial-{t.number}" for t in self.study.get_trials(
-            deepcopy=False, states=(TrialState.COMPLETE,))}
-        names |= {"final-{}-seed{}".format(*trials.final_key(t)) for t in
-                  self.companion.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                  if schema.FINAL_TRIAL_ATTR in t.user_attrs}
+        names = {
+            f"trial-{t.number}"
+            for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        }
+        names |= {
+            "final-{}-seed{}".format(*trials.final_key(t))
+            for t in self.companion.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if schema.FINAL_TRIAL_ATTR in t.user_attrs
+        }
         return sorted(names)
 
-    def _recipe_record(self, recipe: int, configs: dict[str, Any],
-                       seeds_of: dict[int, dict[int, Any]], earlier: dict[str, Any],
-                       record: dict[str, Any]) -> dict[str, Any]:
+    def _recipe_record(
+        self,
+        recipe: int,
+        configs: dict[str, Any],
+        seeds_of: dict[int, dict[int, Any]],
+        earlier: dict[str, Any],
+        record: dict[str, Any],
+    ) -> dict[str, Any]:
         """The recipe's seeds, scored on test like the chosen configuration's (once), and the
         chosen configuration's gain over it on the seeds both completed."""
         mine = configs[str(recipe)]
-        out: dict[str, Any] = {"trial": recipe, "params": self.recipe[1], "mean": mine["mean"],
-                               "sd": mine["sd"], "values": mine["values"]}
+        out: dict[str, Any] = {
+            "trial": recipe,
+            "params": self.recipe[1],
+            "mean": mine["mean"],
+            "sd": mine["sd"],
+            "values": mine["values"],
+        }
         if record["trial"] == recipe:
             out["test"] = record["test"]
-        elif (earlier.get("recipe") or {}).get("values") == mine["values"] and (
-                earlier.get("recipe") or {}).get("test") and earlier.get("test") == record["test"]:
+        elif (
+            (earlier.get("recipe") or {}).get("values") == mine["values"]
+            and (earlier.get("recipe") or {}).get("test")
+            and earlier.get("test") == record["test"]
+        ):
             out["test"] = earlier["recipe"]["test"]  # scored once
         else:
             out["test"] = self._test(seeds_of[recipe])
@@ -419,8 +503,9 @@ class FinalStage:
             values[str(seed)] = scores[metric]
             view = self.sweep.tracker.run(run.user_attrs.get(schema.RUN_ID_ATTR))
             if view is not None:
-                self.sweep.tracker.log_run_metrics(view.run_id, {
-                    f"{schema.TEST_PREFIX}{k}": v for k, v in scores.items()})
+                self.sweep.tracker.log_run_metrics(
+                    view.run_id, {f"{schema.TEST_PREFIX}{k}": v for k, v in scores.items()}
+                )
         if not values:
             return {"none": "not scored: the seeds' checkpoints were removed"}
         mean, sd = final_record.mean_sd(values.values())
@@ -450,6 +535,7 @@ class FinalStage:
         for run in self.companion.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             run_id = run.user_attrs.get(schema.RUN_ID_ATTR)
             kept = run.number == best_run.number or (
-                self.store.path(run.number).resolve() in members)
+                self.store.path(run.number).resolve() in members
+            )
             if run_id and not kept and tracker.has_checkpoint(run_id):
                 tracker.delete_checkpoint(run_id, "removed: not the chosen seed")

@@ -32,8 +32,9 @@ class TrialWatch:
         self.interval = max(0.2, float(interval))
         self.taken_over = False
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name=f"harness-watch-{trial.number}")
+        self._thread = threading.Thread(
+            target=self._run, daemon=True, name=f"harness-watch-{trial.number}"
+        )
         self._warned = False
 
     def start(self) -> None:
@@ -65,5 +66,7 @@ class TrialWatch:
     def _warn(self, exc: Exception) -> None:
         if not self._warned:
             self._warned = True
-            log.warning("trial heartbeat: the storage did not answer (%s); retrying",
-                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            log.warning(
+                "trial heartbeat: the storage did not answer (%s); retrying",
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            )

@@ -45,15 +45,18 @@ def check_inputs(study: Any, identity: dict[str, str]) -> None:
     if not stored:
         study.set_user_attr(schema.INPUTS_ATTR, identity)
         return
-    changed = [key for key in sorted(set(stored) | set(identity))
-               if stored.get(key) != identity.get(key)]
+    changed = [
+        key for key in sorted(set(stored) | set(identity)) if stored.get(key) != identity.get(key)
+    ]
     if changed:
         key = changed[0]
         raise ConfigError(
-            key, f"study '{study.study_name}' was started on other inputs: {key} was "
-                 f"{stored.get(key)!r}, now {identity.get(key)!r}; mixing trials of both would "
-                 "compare the incomparable. Resume with the original inputs, or start a new "
-                 "study with study.name=NEW_NAME")
+            key,
+            f"study '{study.study_name}' was started on other inputs: {key} was "
+            f"{stored.get(key)!r}, now {identity.get(key)!r}; mixing trials of both would "
+            "compare the incomparable. Resume with the original inputs, or start a new "
+            "study with study.name=NEW_NAME",
+        )
 
 
 def _model_identity(model_cfg: Any, model: Any) -> str:
@@ -62,8 +65,11 @@ def _model_identity(model_cfg: Any, model: Any) -> str:
         package = _embedded_package(path)
         if package:
             return package
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (
-            ".json", ".safetensors", ".bin", ".model", ".txt"))
+        files = sorted(
+            p
+            for p in path.iterdir()
+            if p.is_file() and p.suffix in (".json", ".safetensors", ".bin", ".model", ".txt")
+        )
         return f"sha256:{_sha256(files)}"
     commit = getattr(model.config, "_commit_hash", None)
     return f"{model_cfg.name_or_path}@{commit or model_cfg.get('revision') or 'unknown'}"

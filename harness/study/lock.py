@@ -33,8 +33,9 @@ _warned: set[str] = set()
 
 
 @contextlib.contextmanager
-def study_lock(storage: BaseStorage, study_name: str, purpose: str,
-               timeout: float = 600.0) -> Iterator[None]:
+def study_lock(
+    storage: BaseStorage, study_name: str, purpose: str, timeout: float = 600.0
+) -> Iterator[None]:
     """Hold the lock ``purpose`` of study ``study_name`` in ``storage`` (every worker agrees
     on it; an RDB storage, or Optuna's cache around one), for at most ``timeout`` seconds of
     waiting on PostgreSQL and MySQL."""
@@ -52,8 +53,11 @@ def study_lock(storage: BaseStorage, study_name: str, purpose: str,
     else:
         if dialect not in _warned:
             _warned.add(dialect)
-            log.warning("no study lock for %s storage: workers on other machines may take the "
-                        "same decision twice", dialect or "this")
+            log.warning(
+                "no study lock for %s storage: workers on other machines may take the "
+                "same decision twice",
+                dialect or "this",
+            )
         lock = _thread_lock()
     with lock:
         yield
@@ -104,8 +108,9 @@ def _mysql_lock(storage: RDBStorage, name: str, timeout: float) -> Iterator[None
 
     short = hashlib.sha256(name.encode()).hexdigest()[:60]  # MySQL: at most 64 characters
     with storage.engine.connect() as connection:
-        got = connection.execute(text("SELECT GET_LOCK(:name, :timeout)"),
-                                 {"name": short, "timeout": int(timeout)}).scalar()
+        got = connection.execute(
+            text("SELECT GET_LOCK(:name, :timeout)"), {"name": short, "timeout": int(timeout)}
+        ).scalar()
         if got != 1:
             raise TimeoutError(f"could not take the study lock {name!r} in {timeout:.0f} s")
         try:

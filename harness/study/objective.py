@@ -40,8 +40,14 @@ class PausedStateMissing(RuntimeError):
 
 
 class Objective:
-    def __init__(self, prepared: Any, tracker: Any, store: Any, progress: Any,
-                 paused: PausedStates | None = None) -> None:
+    def __init__(
+        self,
+        prepared: Any,
+        tracker: Any,
+        store: Any,
+        progress: Any,
+        paused: PausedStates | None = None,
+    ) -> None:
         self.prepared = prepared
         self.tracker = tracker
         self.store = store
@@ -83,13 +89,16 @@ class Objective:
             return None, None
         source = trial.study._storage.get_trial(
             trial.study._storage.get_trial_id_from_study_id_trial_number(
-                trial.study._study_id, int(number)))
+                trial.study._study_id, int(number)
+            )
+        )
         state = self.paused.path(int(number)) if self.paused is not None else None
         if state is None or not state.is_dir():
             raise PausedStateMissing(
                 f"the training state of trial {number} (paused at evaluation "
                 f"{trials.paused_at(source)}) is not in {state}: with several machines "
-                "and pruner=promotion, study.output_dir must be a folder they share")
+                "and pruner=promotion, study.output_dir must be a folder they share"
+            )
         return source, state
 
     def __call__(self, trial: Any) -> float | tuple[float, float]:
@@ -104,8 +113,12 @@ class Objective:
         self.current, self.pending = trial.number, None
         run, meter, values = None, None, {}
         watch = TrialWatch(trial, float(cfg.study.heartbeat_interval))
-        pausing = (self.prunes and not self.multi and self.paused is not None
-                   and isinstance(trial.study.pruner, PromotionPruner))
+        pausing = (
+            self.prunes
+            and not self.multi
+            and self.paused is not None
+            and isinstance(trial.study.pruner, PromotionPruner)
+        )
         try:
             trial.set_user_attr(schema.WORKER_ATTR, this_worker())
             trial.set_user_attr(schema.SAMPLER_SEED_ATTR, self.sampler_seed)
@@ -120,7 +133,8 @@ class Objective:
             run = self.tracker.start_trial(
                 self._number(trial),
                 {**self.prepared.fixed_params(), **unsampled, **values},
-                mask(OmegaConf.to_yaml(trial_cfg, resolve=True)), seed=self._seed(trial),
+                mask(OmegaConf.to_yaml(trial_cfg, resolve=True)),
+                seed=self._seed(trial),
                 trial_id=trial._trial_id,
             )
             trial.set_user_attr(schema.RUN_ID_ATTR, run.run_id)
@@ -129,8 +143,9 @@ class Objective:
             if source is not None:  # earlier evaluations first: rungs compare like with like
                 for step, value in sorted(source.intermediate_values.items()):
                     trial.report(value, step)
-                self.tracker.continue_curves(source.user_attrs.get(schema.RUN_ID_ATTR), run,
-                                             source.number, trial.number)
+                self.tracker.continue_curves(
+                    source.user_attrs.get(schema.RUN_ID_ATTR), run, source.number, trial.number
+                )
                 faults.hit("promotion")
             reset_peak_memory()
             meter = ComputeMeter(len(self.prepared.datasets["train"]))
@@ -141,38 +156,52 @@ class Objective:
                 self.prepared.datasets,
                 self.prepared.metrics,
                 callbacks=[
-                    *([] if self.multi or not self.prunes
-                      else [PruningCallback.for_study(trial, cfg.study, pause=pausing)]),
+                    *(
+                        []
+                        if self.multi or not self.prunes
+                        else [PruningCallback.for_study(trial, cfg.study, pause=pausing)]
+                    ),
                     MetricsLogger(run.log_metrics),
                     meter,
-                    OnEvaluate(lambda i, m: self.progress.evaluation(
-                        self._number(trial), i, m.get(f"eval_{metric}"))),
+                    OnEvaluate(
+                        lambda i, m: self.progress.evaluation(
+                            self._number(trial), i, m.get(f"eval_{metric}")
+                        )
+                    ),
                     StopWhen(lambda: watch.taken_over),
                 ],
                 checkpoint_dir=self.store.partial(trial.number),
                 keep_checkpoint=(lambda value: self.store.wanted(trial.study, value, method))
-                if self.prunes else None,  # a final-stage run keeps its own until the choice
+                if self.prunes
+                else None,  # a final-stage run keeps its own until the choice
                 trainer_bars=bool(cfg.display.trainer_bars),
                 pause_to=self.paused.partial(trial.number) if pausing else None,
                 resume_from=resume_from,
                 init_seed=self._init_seed(trial),
             )
             if watch.taken_over or watch.check():
-                raise TrialTakenOver("failed by another worker while it ran (no heartbeat "
-                                     "for study.grace_period): stopped; its retry runs there")
+                raise TrialTakenOver(
+                    "failed by another worker while it ran (no heartbeat "
+                    "for study.grace_period): stopped; its retry runs there"
+                )
             if result.value is None or math.isnan(result.value):
                 raise ValueError(f"no evaluation gave a number for {metric} (NaN, or none ran)")
             state = "PRUNED" if result.pruned else "COMPLETE"
             summary = {f"{schema.BEST_VAL_PREFIX}{k}": v for k, v in result.best_metrics.items()}
-            summary.update(trainable_params=result.trainable_params,
-                           total_params=result.total_params,
-                           trainable_ratio=result.trainable_ratio, best_step=result.best_step,
-                           train_runtime_s=result.train_runtime, epochs_trained=result.epochs,
-                           # every run logs the same metric names (MLflow's compare view lines
-                           # them up): stopped_epoch is where training ended, early or not
-                           stopped_early=float(result.stopped_epoch is not None),
-                           stopped_epoch=(result.epochs if result.stopped_epoch is None
-                                          else result.stopped_epoch))
+            summary.update(
+                trainable_params=result.trainable_params,
+                total_params=result.total_params,
+                trainable_ratio=result.trainable_ratio,
+                best_step=result.best_step,
+                train_runtime_s=result.train_runtime,
+                epochs_trained=result.epochs,
+                # every run logs the same metric names (MLflow's compare view lines
+                # them up): stopped_epoch is where training ended, early or not
+                stopped_early=float(result.stopped_epoch is not None),
+                stopped_epoch=(
+                    result.epochs if result.stopped_epoch is None else result.stopped_epoch
+                ),
+            )
             trial.set_user_attr(schema.TRAINABLE_PARAMS_ATTR, result.trainable_params)
             trial.set_user_attr(schema.STEPS_TRAINED_ATTR, result.steps)
             if result.pruned:  # what it reached (the pruner may have seen another metric)
@@ -180,40 +209,60 @@ class Objective:
             tags = {schema.PRECISION_TAG: meter.precision}
             if result.paused:  # the state is complete: recorded, then the trial ends paused
                 self.paused.commit(trial.number)
-                trial.set_user_attr(schema.PAUSED_ATTR, {
-                    "evaluation": result.evaluations, "step": result.resumed_step + result.steps,
-                    "state": self.paused.relative(trial.number)})
-                tags[schema.PAUSED_TAG] = (f"at evaluation {result.evaluations}: training state "
-                                           "saved, continued if promoted")
+                trial.set_user_attr(
+                    schema.PAUSED_ATTR,
+                    {
+                        "evaluation": result.evaluations,
+                        "step": result.resumed_step + result.steps,
+                        "state": self.paused.relative(trial.number),
+                    },
+                )
+                tags[schema.PAUSED_TAG] = (
+                    f"at evaluation {result.evaluations}: training state "
+                    "saved, continued if promoted"
+                )
             trial.set_user_attr(schema.TRAIN_RUNTIME_ATTR, round(result.train_runtime, 3))
             if result.checkpoint is not None:
-                info = {"trial": self._number(trial), "seed": self._seed(trial),
-                        "value": result.value, "metric": metric, "params": trial.params,
-                        schema.RUN_ID_ATTR: run.run_id}
+                info = {
+                    "trial": self._number(trial),
+                    "seed": self._seed(trial),
+                    "value": result.value,
+                    "metric": metric,
+                    "params": trial.params,
+                    schema.RUN_ID_ATTR: run.run_id,
+                }
                 run.log_checkpoint(self.store.commit(trial.number, info))
             wall = time.perf_counter() - start
             overhead = wall - result.train_runtime
             self.overheads.append(overhead)
             trial.set_user_attr(schema.OVERHEAD_ATTR, round(overhead, 3))
             _record_compute(trial, run, meter, wall)
-            run.log_metrics({**summary, **memory_figures(), schema.OVERHEAD_METRIC: overhead},
-                            step=result.best_step)
+            run.log_metrics(
+                {**summary, **memory_figures(), schema.OVERHEAD_METRIC: overhead},
+                step=result.best_step,
+            )
             # the run ends with the state Optuna records (after_trial, once it is told)
             self.pending = (run, tags)
-            self._report(trial, "PAUSED" if result.paused else state, result.value,
-                         result.evaluations, wall, values)
+            self._report(
+                trial,
+                "PAUSED" if result.paused else state,
+                result.value,
+                result.evaluations,
+                wall,
+                values,
+            )
         except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM: recorded, then the sweep stops
             self.pending = None
             reason = f"interrupted by {getattr(exc, 'name', 'KeyboardInterrupt')}"
             trial.set_user_attr(schema.INTERRUPTED_ATTR, reason)
             self._end_failed(trial, run, meter, start, {schema.ERROR_TAG: reason}, "KILLED")
-            self._report(trial, "FAIL", None, 0, time.perf_counter() - start, values,
-                         error=reason)
+            self._report(trial, "FAIL", None, 0, time.perf_counter() - start, values, error=reason)
             raise
         except TrialTakenOver as exc:  # the other worker's record stands: nothing written
             self.current, self.pending, self.taken_over = None, None, trial.number
-            self._report(trial, "FAIL", None, 0, time.perf_counter() - start, values,
-                         error=str(exc))
+            self._report(
+                trial, "FAIL", None, 0, time.perf_counter() - start, values, error=str(exc)
+            )
             raise
         except Exception as exc:
             self.current, self.pending = None, None
@@ -221,11 +270,24 @@ class Objective:
             trial.set_user_attr(schema.ERROR_ATTR, error[:2000])
             if run is not None and not run.ended:
                 run.log_traceback(mask("".join(traceback.format_exception(exc))))
-            self._end_failed(trial, run, meter, start, {
-                schema.ERROR_TAG: error, schema.ERROR_TYPE_TAG: type(exc).__name__}, "FAILED")
+            self._end_failed(
+                trial,
+                run,
+                meter,
+                start,
+                {schema.ERROR_TAG: error, schema.ERROR_TYPE_TAG: type(exc).__name__},
+                "FAILED",
+            )
             where = f" (traceback: MLflow run {run.run_id}, traceback.txt)" if run else ""
-            self._report(trial, "FAIL", None, 0, time.perf_counter() - start, values,
-                         error=f"{error.splitlines()[0]}{where}")
+            self._report(
+                trial,
+                "FAIL",
+                None,
+                0,
+                time.perf_counter() - start,
+                values,
+                error=f"{error.splitlines()[0]}{where}",
+            )
             raise
         finally:
             watch.stop()
@@ -239,17 +301,25 @@ class Objective:
             raise optuna.TrialPruned(f"pruned at evaluation {result.evaluations}")
         if self.multi:  # (study metric, the second objective), the second minimized
             second = cfg.study.second_objective
-            return result.value, float(result.trainable_params if second == "trainable_params"
-                                        else result.train_runtime)
+            return result.value, float(
+                result.trainable_params if second == "trainable_params" else result.train_runtime
+            )
         return result.value
 
-    def _end_failed(self, trial: Any, run: Any, meter: Any, start: float,
-                    tags: dict[str, str], status: str) -> None:
+    def _end_failed(
+        self, trial: Any, run: Any, meter: Any, start: float, tags: dict[str, str], status: str
+    ) -> None:
         """A failed trial's run ends FAIL with its reason (created if it failed before it had
         one: while sampling its parameters, say), with what it spent so far."""
         if run is None:
-            self.tracker.close_trial_run(self._number(trial), "FAIL", status, tags,
-                                         seed=self._seed(trial), trial_id=trial._trial_id)
+            self.tracker.close_trial_run(
+                self._number(trial),
+                "FAIL",
+                status,
+                tags,
+                seed=self._seed(trial),
+                trial_id=trial._trial_id,
+            )
         elif not run.ended:
             if meter is not None:
                 _record_compute(trial, run, meter, time.perf_counter() - start)
@@ -264,17 +334,24 @@ class Objective:
         self.recorded(trial)
         self._end_run(trial)
         source = trial.user_attrs.get(schema.CONTINUES_ATTR)
-        if source is not None and self.paused is not None and trial.state in (
-                optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED):
+        if (
+            source is not None
+            and self.paused is not None
+            and trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        ):
             self.paused.remove(int(source))
-        counted = source is None and trial.state in (optuna.trial.TrialState.COMPLETE,
-                                                     optuna.trial.TrialState.PRUNED)
+        counted = source is None and trial.state in (
+            optuna.trial.TrialState.COMPLETE,
+            optuna.trial.TrialState.PRUNED,
+        )
         best = trials.best_trial(study)
         self.progress.trial_finished(
-            counted, (best.number, trials.study_value(best)) if best else None)
+            counted, (best.number, trials.study_value(best)) if best else None
+        )
         if self.cfg.checkpoints.mlflow == "kept":
-            drop_mlflow_checkpoints(study, self.tracker, self.store,
-                                    self.store.remove_unkept(study))
+            drop_mlflow_checkpoints(
+                study, self.tracker, self.store, self.store.remove_unkept(study)
+            )
         else:
             self.store.remove_unkept(study)
         record_best(study, self.tracker, self.cfg)
@@ -292,18 +369,33 @@ class Objective:
         run, tags = self.pending
         self.pending = None
         if trial.state.name == "FAIL":  # Optuna refused the result: the run says why
-            why = (trial.user_attrs.get(schema.ERROR_ATTR)
-                   or trial.user_attrs.get(schema.INTERRUPTED_ATTR)
-                   or "Optuna recorded the trial as failed when it was told its result")
+            why = (
+                trial.user_attrs.get(schema.ERROR_ATTR)
+                or trial.user_attrs.get(schema.INTERRUPTED_ATTR)
+                or "Optuna recorded the trial as failed when it was told its result"
+            )
             run.finish("FAIL", {**tags, schema.ERROR_TAG: why}, status="FAILED")
         else:
             run.finish(trial.state.name, tags)
 
-    def _report(self, trial: Any, state: str, value: float | None, evaluations: int,
-                wall: float, values: dict[str, Any], error: str = "") -> None:
+    def _report(
+        self,
+        trial: Any,
+        state: str,
+        value: float | None,
+        evaluations: int,
+        wall: float,
+        values: dict[str, Any],
+        error: str = "",
+    ) -> None:
         shown = "" if value is None else f" {self.cfg.study.metric} {value:.4f}"
-        where = (f" after {evaluations} evaluations" if state == "PRUNED"
-                 else f" at evaluation {evaluations}" if state == "PAUSED" else "")
+        where = (
+            f" after {evaluations} evaluations"
+            if state == "PRUNED"
+            else f" at evaluation {evaluations}"
+            if state == "PAUSED"
+            else ""
+        )
         params = " ".join(f"{k}={show(v)}" for k, v in values.items())
         line = f"{self._name(trial)} {state}{shown}{where} in {wall:.1f} s | {params}"
         # the terminal or the launcher's pipe may be gone: the trial's record stands anyway

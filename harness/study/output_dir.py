@@ -50,8 +50,9 @@ def claim(output_dir: str, study_name: str, uid: str, storage: str = "") -> None
             return
     folder.mkdir(parents=True, exist_ok=True)
     partial = folder / f"{OWNER_FILE}.{os.getpid()}.part"
-    partial.write_text(json.dumps({"study": study_name, "uid": uid,
-                                   "storage": mask(str(storage))}) + "\n")
+    partial.write_text(
+        json.dumps({"study": study_name, "uid": uid, "storage": mask(str(storage))}) + "\n"
+    )
     try:
         if mark is None:  # not over a mark another study wrote meanwhile
             os.link(partial, folder / OWNER_FILE)
@@ -68,24 +69,34 @@ def claim(output_dir: str, study_name: str, uid: str, storage: str = "") -> None
         _check(output_dir, mark, study_name, uid, storage)
 
 
-def _check(output_dir: str, mark: dict[str, Any], study_name: str, uid: Any = _ANY,
-           storage: str = "") -> None:
+def _check(
+    output_dir: str, mark: dict[str, Any], study_name: str, uid: Any = _ANY, storage: str = ""
+) -> None:
     """Refuse the folder ``mark`` describes to a study other than ``study_name`` of uid ``uid``
     (None: a study without one yet; not given: the name only), which is in ``storage``."""
     owner = str(mark["study"])
     if owner != study_name:
-        raise ConfigError("study.output_dir", f"'{output_dir}' holds the checkpoints of study "
-                                              f"'{owner}': give study '{study_name}' a folder "
-                                              "of its own (study.output_dir=...)")
+        raise ConfigError(
+            "study.output_dir",
+            f"'{output_dir}' holds the checkpoints of study "
+            f"'{owner}': give study '{study_name}' a folder "
+            "of its own (study.output_dir=...)",
+        )
     bound = mark.get("uid")
     if not bound or uid is _ANY or uid == bound:
         return
     theirs, where = mark.get("storage"), mask(str(storage)) or "this storage"
-    detail = (f"the one in {theirs}, not the one in {where}" if theirs and theirs != where
-              else f"an earlier study of that name, not the one now in {where}")
-    raise ConfigError("study.output_dir", f"'{output_dir}' holds the checkpoints of another "
-                                          f"study named '{study_name}' ({detail}): give this "
-                                          "study a folder of its own (study.output_dir=...)")
+    detail = (
+        f"the one in {theirs}, not the one in {where}"
+        if theirs and theirs != where
+        else f"an earlier study of that name, not the one now in {where}"
+    )
+    raise ConfigError(
+        "study.output_dir",
+        f"'{output_dir}' holds the checkpoints of another "
+        f"study named '{study_name}' ({detail}): give this "
+        "study a folder of its own (study.output_dir=...)",
+    )
 
 
 def _stored_uid(storage: str, study_name: str) -> tuple[bool, str | None]:
@@ -98,8 +109,9 @@ def _stored_uid(storage: str, study_name: str) -> tuple[bool, str | None]:
     try:
         import optuna
 
-        rdb = optuna.storages.RDBStorage(storage, skip_compatibility_check=True,
-                                         skip_table_creation=True)
+        rdb = optuna.storages.RDBStorage(
+            storage, skip_compatibility_check=True, skip_table_creation=True
+        )
     except Exception:
         return False, None
     try:

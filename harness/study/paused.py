@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import optuna
 
 log = logging.getLogger(__name__)
-GB = 1024 ** 3
+GB = 1024**3
 
 
 class PausedStates:
@@ -86,12 +86,15 @@ class PausedStates:
         by_number = {t.number: t for t in every}
         waiting = {t.number for t in trials.paused(study, every)}
         later = trials.continuations(every)
-        live = {number for number, runs in later.items()
-                if any(r.state in (TrialState.RUNNING, TrialState.WAITING) for r in runs)}
+        live = {
+            number
+            for number, runs in later.items()
+            if any(r.state in (TrialState.RUNNING, TrialState.WAITING) for r in runs)
+        }
         for number in self.numbers():
             if number not in waiting and number not in live:
                 self.remove(number)
-        for folder in (self.partial_dir.glob("paused-*") if self.partial_dir.is_dir() else ()):
+        for folder in self.partial_dir.glob("paused-*") if self.partial_dir.is_dir() else ():
             trial = by_number.get(int(folder.name.rpartition("-")[2]))
             if trial is None or trial.state != TrialState.RUNNING:
                 shutil.rmtree(folder, ignore_errors=True)  # its writer is gone
@@ -100,24 +103,28 @@ class PausedStates:
         sizes = {n: _size(self.path(n)) for n in self.numbers()}
         total = sum(sizes.values())
         dropped = []
-        candidates = sorted((by_number[n] for n in sizes
-                             if n in by_number and n not in live and n not in protect),
-                            key=lambda t: (t.datetime_complete is None, t.datetime_complete,
-                                           t.number))
+        candidates = sorted(
+            (by_number[n] for n in sizes if n in by_number and n not in live and n not in protect),
+            key=lambda t: (t.datetime_complete is None, t.datetime_complete, t.number),
+        )
         for trial in candidates:
             if total <= self.max_bytes:
                 break
             total -= sizes[trial.number]
             self.remove(trial.number)
-            study.set_user_attr(f"{schema.DROPPED_ATTR_PREFIX}{trial.number}",
-                                f"paused at evaluation {trials.paused_at(trial)}: its state was "
-                                f"removed to keep paused states under checkpoints.paused_gb "
-                                f"({self.max_bytes / GB:g} GB)")
+            study.set_user_attr(
+                f"{schema.DROPPED_ATTR_PREFIX}{trial.number}",
+                f"paused at evaluation {trials.paused_at(trial)}: its state was "
+                f"removed to keep paused states under checkpoints.paused_gb "
+                f"({self.max_bytes / GB:g} GB)",
+            )
             dropped.append(trial.number)
         if dropped:
-            log.warning("paused states over checkpoints.paused_gb: removed the oldest not due for "
-                        "a promotion (trials %s); those configurations stay where they paused",
-                        ", ".join(map(str, dropped)))
+            log.warning(
+                "paused states over checkpoints.paused_gb: removed the oldest not due for "
+                "a promotion (trials %s); those configurations stay where they paused",
+                ", ".join(map(str, dropped)),
+            )
         return dropped
 
 

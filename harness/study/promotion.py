@@ -55,12 +55,19 @@ class PromotionPruner(optuna.pruners.BasePruner):
     """Pauses a trial at a rung unless its configuration ranks in the top
     ``1 / reduction_factor`` of those that reached it (see the module)."""
 
-    def __init__(self, min_resource: int = 1, reduction_factor: int = 2,
-                 min_early_stopping_rate: int = 0, min_complete: int = 2) -> None:
-        for name, value, low in (("min_resource", min_resource, 1),
-                                 ("reduction_factor", reduction_factor, 2),
-                                 ("min_early_stopping_rate", min_early_stopping_rate, 0),
-                                 ("min_complete", min_complete, 0)):
+    def __init__(
+        self,
+        min_resource: int = 1,
+        reduction_factor: int = 2,
+        min_early_stopping_rate: int = 0,
+        min_complete: int = 2,
+    ) -> None:
+        for name, value, low in (
+            ("min_resource", min_resource, 1),
+            ("reduction_factor", reduction_factor, 2),
+            ("min_early_stopping_rate", min_early_stopping_rate, 0),
+            ("min_complete", min_complete, 0),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"pruner.{name}", f"must be an integer >= {low}, got {value!r}")
         self.min_resource = min_resource
@@ -72,7 +79,7 @@ class PromotionPruner(optuna.pruners.BasePruner):
 
     def is_rung(self, step: int) -> bool:
         """Is evaluation ``step`` a rung?"""
-        rung = self.min_resource * self.reduction_factor ** self.min_early_stopping_rate
+        rung = self.min_resource * self.reduction_factor**self.min_early_stopping_rate
         while rung < step:
             rung *= self.reduction_factor
         return rung == step
@@ -93,10 +100,9 @@ class PromotionPruner(optuna.pruners.BasePruner):
         """How many of ``reached`` configurations at a rung go on."""
         return reached // self.reduction_factor
 
-    def in_top(self, study: optuna.Study, every: list[FrozenTrial], config: int,
-               step: int) -> bool:
+    def in_top(self, study: optuna.Study, every: list[FrozenTrial], config: int, step: int) -> bool:
         ranking = self.ranking(study, every, step)
-        return config in ranking[:self.promoted_count(len(ranking))]
+        return config in ranking[: self.promoted_count(len(ranking))]
 
     # ------------------------------------------------------------------ Optuna's pruner API
 
@@ -110,8 +116,9 @@ class PromotionPruner(optuna.pruners.BasePruner):
 
     # ------------------------------------------------------------------ promotions
 
-    def due(self, study: optuna.Study, states: PausedStates,
-            max_retries: int | None) -> list[tuple[FrozenTrial, bool]]:
+    def due(
+        self, study: optuna.Study, states: PausedStates, max_retries: int | None
+    ) -> list[tuple[FrozenTrial, bool]]:
         """Paused trials to continue now, highest rung first, each with whether it trains to
         the end: those now in the top at their rung, and those whose continuation was killed
         (queued again from the same state)."""
@@ -148,9 +155,14 @@ class PromotionPruner(optuna.pruners.BasePruner):
             return None
         later = trials.continuations(every)
         gone = trials.dropped(study)
-        candidates = [t for t in every if trials.paused_at(t) is not None
-                      and not later.get(t.number) and t.number not in gone
-                      and states.path(t.number).is_dir()]
+        candidates = [
+            t
+            for t in every
+            if trials.paused_at(t) is not None
+            and not later.get(t.number)
+            and t.number not in gone
+            and states.path(t.number).is_dir()
+        ]
         if not candidates:
             return None
         top = max(trials.paused_at(t) or 0 for t in candidates)
@@ -164,8 +176,13 @@ def _shuffled(config: int, step: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{config}:{step}".encode()).digest()[:8], "big")
 
 
-def queue_promotions(study: optuna.Study, pruner: PromotionPruner, states: PausedStates,
-                     max_retries: int | None, at_end: bool = False) -> int:
+def queue_promotions(
+    study: optuna.Study,
+    pruner: PromotionPruner,
+    states: PausedStates,
+    max_retries: int | None,
+    at_end: bool = False,
+) -> int:
     """Queue the promotions that are due (``at_end``: when none is and nothing runs or waits,
     the next configuration to train to the full budget), keep the paused states within their
     budget; all under the study's promotion lock. Returns how many were queued."""
@@ -175,16 +192,21 @@ def queue_promotions(study: optuna.Study, pruner: PromotionPruner, states: Pause
             chosen = pruner.to_finish(study, states)
             due = [(chosen, True)] if chosen is not None else []
         for trial, to_end in due:
-            attrs: dict[str, Any] = {schema.CONTINUES_ATTR: trial.number,
-                                     schema.CONFIG_ATTR: trials.config_of(trial)}
+            attrs: dict[str, Any] = {
+                schema.CONTINUES_ATTR: trial.number,
+                schema.CONFIG_ATTR: trials.config_of(trial),
+            }
             if to_end:
                 attrs[schema.TO_END_ATTR] = True
             if schema.ENQUEUED_ATTR in trial.user_attrs:  # the recipe stays the recipe
                 attrs[schema.ENQUEUED_ATTR] = trial.user_attrs[schema.ENQUEUED_ATTR]
             study.enqueue_trial(dict(trial.params), user_attrs=attrs)
-            log.info("trial %d (paused at evaluation %d) promoted%s: it continues from its "
-                     "saved state", trial.number, trials.paused_at(trial) or 0,
-                     " to the full budget (the study's end)" if to_end else "")
+            log.info(
+                "trial %d (paused at evaluation %d) promoted%s: it continues from its saved state",
+                trial.number,
+                trials.paused_at(trial) or 0,
+                " to the full budget (the study's end)" if to_end else "",
+            )
         states.tidy(study, protect={t.number for t, _ in due})
     return len(due)
 
@@ -192,6 +214,8 @@ def queue_promotions(study: optuna.Study, pruner: PromotionPruner, states: Pause
 def _anything_live(study: optuna.Study) -> bool:
     """A trial running, or a promotion queued (a configuration queued beyond study.n_trials
     waits for a later run: it does not count)."""
-    return any(t.state == TrialState.RUNNING or (t.state == TrialState.WAITING
-                                                 and trials.is_continuation(t))
-               for t in study.get_trials(deepcopy=False))
+    return any(
+        t.state == TrialState.RUNNING
+        or (t.state == TrialState.WAITING and trials.is_continuation(t))
+        for t in study.get_trials(deepcopy=False)
+    )

@@ -38,7 +38,6 @@ from harness.records import schema, trials
 log = logging.getLogger(__name__)
 
 
-
 def this_worker() -> dict[str, Any]:
     """Identifies this process among all workers of a study (host, boot, pid)."""
     host, boot = _machine()
@@ -59,7 +58,9 @@ def process_is_gone(worker: Any) -> bool:
     """True only when ``worker`` ran on this machine (this boot) and its process has ended."""
     me = this_worker()
     if not isinstance(worker, dict) or (worker.get("host"), worker.get("boot")) != (
-            me["host"], me["boot"]):
+        me["host"],
+        me["boot"],
+    ):
         return False
     pid = worker.get("pid")
     if not isinstance(pid, int) or pid == me["pid"]:
@@ -76,8 +77,15 @@ def process_is_gone(worker: Any) -> bool:
 class Recovery:
     """Fails, closes and retries trials whose process stopped (see the module docstring)."""
 
-    def __init__(self, tracker: Any, store: Any, max_retry: int | None, grace_period: int,
-                 final_store: Any = None, paused: Any = None) -> None:
+    def __init__(
+        self,
+        tracker: Any,
+        store: Any,
+        max_retry: int | None,
+        grace_period: int,
+        final_store: Any = None,
+        paused: Any = None,
+    ) -> None:
         self.tracker = tracker
         self.store = store
         self.final_store = final_store  # the final stage's runs' checkpoints
@@ -89,9 +97,13 @@ class Recovery:
         """Optuna's stale-trial callback: ``trial`` is already FAIL in the storage."""
         worker = trial.user_attrs.get(schema.WORKER_ATTR) or {}
         where = f" ({worker.get('host')}, pid {worker.get('pid')})" if worker else ""
-        self._close(study, trial, trial.user_attrs.get(schema.INTERRUPTED_ATTR) or (
-            f"its worker{where} stopped: no heartbeat for more than {self.grace_period} s"),
-            status="FAILED")
+        self._close(
+            study,
+            trial,
+            trial.user_attrs.get(schema.INTERRUPTED_ATTR)
+            or (f"its worker{where} stopped: no heartbeat for more than {self.grace_period} s"),
+            status="FAILED",
+        )
 
     def recover(self, study: Any) -> None:
         """When a sweep starts: fail what dead processes left running, close MLflow runs that
@@ -100,8 +112,12 @@ class Recovery:
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             worker = trial.user_attrs.get(schema.WORKER_ATTR)
             if process_is_gone(worker):
-                self.fail(study, trial, f"its process (pid {worker['pid']}) is gone: killed or "
-                                        "crashed while the trial ran")
+                self.fail(
+                    study,
+                    trial,
+                    f"its process (pid {worker['pid']}) is gone: killed or "
+                    "crashed while the trial ran",
+                )
         self.check_stale(study)
         self._close_orphan_runs(study)
         if not trials.is_final(study):  # the final stage removes its own when it chooses
@@ -120,10 +136,17 @@ class Recovery:
         now = datetime.datetime.now()
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             started = trial.datetime_start
-            if (schema.WORKER_ATTR not in trial.user_attrs and started is not None
-                    and (now - started).total_seconds() > self.grace_period):
-                self.fail(study, trial, f"it never started: RUNNING since {started:%H:%M:%S} "
-                                        "without a worker or a heartbeat")
+            if (
+                schema.WORKER_ATTR not in trial.user_attrs
+                and started is not None
+                and (now - started).total_seconds() > self.grace_period
+            ):
+                self.fail(
+                    study,
+                    trial,
+                    f"it never started: RUNNING since {started:%H:%M:%S} "
+                    "without a worker or a heartbeat",
+                )
 
     def interrupted(self, study: Any, number: int | None, reason: str) -> None:
         """After Ctrl-C / SIGTERM: the trial this process was running (``number``, which Optuna
@@ -133,7 +156,8 @@ class Recovery:
         me = this_worker()
         for trial in study.get_trials(deepcopy=False):
             if trial.state == TrialState.RUNNING and (
-                    trial.number == number or trial.user_attrs.get(schema.WORKER_ATTR) == me):
+                trial.number == number or trial.user_attrs.get(schema.WORKER_ATTR) == me
+            ):
                 self.fail(study, trial, reason, status="KILLED")
             elif trial.state == TrialState.FAIL and trial.number == number:
                 self._close(study, trial, reason, status="KILLED")
@@ -153,8 +177,11 @@ class Recovery:
         self._close(study, storage.get_trial(trial._trial_id), reason, status)
 
     def _close(self, study: Any, trial: Any, reason: str, status: str) -> None:
-        log.warning("trial %d stopped (%s): recorded as failed, its parameters queued again",
-                    trial.number, reason.removeprefix("interrupted by "))
+        log.warning(
+            "trial %d stopped (%s): recorded as failed, its parameters queued again",
+            trial.number,
+            reason.removeprefix("interrupted by "),
+        )
         # a final-stage run (the companion study's trial) is closed as itself, never as the
         # search's trial of the same number; the final stage queues it again itself
         final = trials.is_final(study)
@@ -168,9 +195,14 @@ class Recovery:
             for run in self.tracker.attempt_runs(number, seed, **attempt):
                 if self.tracker.has_checkpoint(run.run_id):
                     self.tracker.delete_checkpoint(run.run_id, "removed: trial interrupted")
-            self.tracker.close_trial_run(number, "FAIL", status,
-                                         {schema.ERROR_TAG: f"interrupted: {reason}"}, seed=seed,
-                                         **attempt)
+            self.tracker.close_trial_run(
+                number,
+                "FAIL",
+                status,
+                {schema.ERROR_TAG: f"interrupted: {reason}"},
+                seed=seed,
+                **attempt,
+            )
         except Exception as exc:  # Optuna's record is the one that counts: go on
             log.warning("could not close the MLflow run of trial %d: %s", trial.number, exc)
         if final or trials.is_continuation(trial):  # queued again by their own stage
@@ -187,10 +219,14 @@ class Recovery:
         between the two records) end now with the trial's state."""
 
         final = trials.is_final(study)
-        mine = [t for t in study.get_trials(deepcopy=False)
-                if not final or schema.FINAL_TRIAL_ATTR in t.user_attrs]
-        by_run = {t.user_attrs[schema.RUN_ID_ATTR]: t for t in mine
-                  if schema.RUN_ID_ATTR in t.user_attrs}
+        mine = [
+            t
+            for t in study.get_trials(deepcopy=False)
+            if not final or schema.FINAL_TRIAL_ATTR in t.user_attrs
+        ]
+        by_run = {
+            t.user_attrs[schema.RUN_ID_ATTR]: t for t in mine if schema.RUN_ID_ATTR in t.user_attrs
+        }
         by_id = {str(t._trial_id): t for t in mine}
         # runs from before the trial-id tag: by number and seed (the latest attempt)
         by_key = {(trials.final_key(t) if final else (t.number, None)): t for t in mine}
@@ -198,8 +234,10 @@ class Recovery:
             number = int(run.tags.get(schema.NUMBER_TAG, -1))
             seed = int(run.tags[schema.FINAL_SEED_TAG]) if final else None
             trial = by_run.get(run.run_id) or (
-                by_id.get(run.tags[schema.TRIAL_ID_TAG]) if schema.TRIAL_ID_TAG in run.tags
-                else by_key.get((number, seed)))
+                by_id.get(run.tags[schema.TRIAL_ID_TAG])
+                if schema.TRIAL_ID_TAG in run.tags
+                else by_key.get((number, seed))
+            )
             if trial is None or trial.state == TrialState.RUNNING:
                 continue
             state, tags = trial.state.name, {}
@@ -209,5 +247,4 @@ class Recovery:
                 interrupted = trial.user_attrs.get(schema.INTERRUPTED_ATTR) or "process stopped"
                 status = "KILLED" if str(interrupted).startswith("interrupted by") else "FAILED"
                 tags = {schema.ERROR_TAG: error or f"interrupted: {interrupted}"}
-            self.tracker.close_trial_run(number, state, status, tags, seed=seed,
-                                         run_id=run.run_id)
+            self.tracker.close_trial_run(number, state, status, tags, seed=seed, run_id=run.run_id)

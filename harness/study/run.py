@@ -96,18 +96,24 @@ class Sweep:
         self.tracker.check()
         self.store = CheckpointStore.from_config(cfg)
         self.paused = paused_states(cfg)
-        self.recovery = Recovery(self.tracker, self.store, study_cfg.max_retries,
-                                 study_cfg.grace_period, final_store(cfg), self.paused)
+        self.recovery = Recovery(
+            self.tracker,
+            self.store,
+            study_cfg.max_retries,
+            study_cfg.grace_period,
+            final_store(cfg),
+            self.paused,
+        )
         settings = fingerprint(cfg)
         existing = existing_study(storage, study_cfg.name, settings)
         enqueued.check_recipe(existing, enqueued.recipe(cfg, space))
         check_resumed(existing, cfg)  # final.seeds / final.vary as its final stage chose
         self.study = study = optuna.create_study(
-            study_name=study_cfg.name, storage=storage,
+            study_name=study_cfg.name,
+            storage=storage,
             sampler=build("sampler", cfg.sampler),  # seeded below, once this process has a slot
             pruner=build("pruner", cfg.pruner),
-            directions=[study_cfg.direction] + (["minimize"] if study_cfg.second_objective
-                                                else []),
+            directions=[study_cfg.direction] + (["minimize"] if study_cfg.second_objective else []),
             load_if_exists=True,
         )
         if schema.FINGERPRINT_ATTR not in study.user_attrs:  # new (or made by a killed process)
@@ -119,24 +125,39 @@ class Sweep:
         if self.seed is not None:
             study.sampler = build("sampler", cfg.sampler, seed=self.seed)
         ident = identity(study)  # the folder is bound to it, as the parent run is
-        output_dir.claim(str(study_cfg.output_dir), study_cfg.name, ident[schema.STUDY_UID_TAG],
-                         str(study_cfg.storage))
+        output_dir.claim(
+            str(study_cfg.output_dir),
+            study_cfg.name,
+            ident[schema.STUDY_UID_TAG],
+            str(study_cfg.storage),
+        )
         self.log = open_log(cfg)
-        parent = self.tracker.open_study(study.user_attrs.get(schema.PARENT_RUN_ATTR),
-                                         self.prepared.study_params(), ident)
+        parent = self.tracker.open_study(
+            study.user_attrs.get(schema.PARENT_RUN_ATTR), self.prepared.study_params(), ident
+        )
         study.set_user_attr(schema.PARENT_RUN_ATTR, parent)
         self.recovery.recover(study)
         enqueued.enqueue(study, cfg, enqueued.planned(cfg, space))  # once, resumes included
         finished = trials.count(study)["finished"]
         if study_cfg.worker is not None or existing is not None:
-            who = (f"worker {study_cfg.worker} on" if study_cfg.worker is not None
-                   else "resuming")
-            log.info("%s study '%s': %d trials finished, %d to go", who, study_cfg.name,
-                     finished, max(0, study_cfg.n_trials - finished))
-        self.progress = StudyProgress(study_cfg.n_trials, finished, study_cfg.metric,
-                                      enabled=bool(cfg.display.progress), log=self.log)
-        self.objective = Objective(self.prepared, self.tracker, self.store, self.progress,
-                                   self.paused)
+            who = f"worker {study_cfg.worker} on" if study_cfg.worker is not None else "resuming"
+            log.info(
+                "%s study '%s': %d trials finished, %d to go",
+                who,
+                study_cfg.name,
+                finished,
+                max(0, study_cfg.n_trials - finished),
+            )
+        self.progress = StudyProgress(
+            study_cfg.n_trials,
+            finished,
+            study_cfg.metric,
+            enabled=bool(cfg.display.progress),
+            log=self.log,
+        )
+        self.objective = Objective(
+            self.prepared, self.tracker, self.store, self.progress, self.paused
+        )
         self.objective.sampler_seed = self.seed
         self.active: tuple[Any, Any] | None = None  # (companion study, objective): final stage
         if cfg.checkpoints.mlflow == "kept":  # keep lowered, or a kill in between
@@ -165,12 +186,20 @@ class Sweep:
             counts = trials.count(study)
             done = counts["finished"] >= study_cfg.n_trials
             if promoting and queue_promotions(
-                    study, study.pruner, self.paused, study_cfg.max_retries,
-                    at_end=done and not counts["running"] and not counts["continuing"]):
+                study,
+                study.pruner,
+                self.paused,
+                study_cfg.max_retries,
+                at_end=done and not counts["running"] and not counts["continuing"],
+            ):
                 counts = trials.count(study)
             if promoting and counts["continuing"]:
-                if any(trials.is_continuation(t) for t in study.get_trials(
-                        deepcopy=False, states=(optuna.trial.TrialState.WAITING,))):
+                if any(
+                    trials.is_continuation(t)
+                    for t in study.get_trials(
+                        deepcopy=False, states=(optuna.trial.TrialState.WAITING,)
+                    )
+                ):
                     self._optimize()  # the oldest queued trial: a promotion, or a queued one
                     continue
                 if done:  # running elsewhere: it may pause and make others due
@@ -178,8 +207,10 @@ class Sweep:
                     continue
             if done:
                 return
-            if (counts["finished"] + counts["running"] >= study_cfg.n_trials
-                    and not counts["waiting"]):
+            if (
+                counts["finished"] + counts["running"] >= study_cfg.n_trials
+                and not counts["waiting"]
+            ):
                 self._wait()
                 continue
             self._optimize()
@@ -193,9 +224,11 @@ class Sweep:
         """One trial: the oldest queued one, or a new configuration from the sampler."""
         try:
             self.study.optimize(
-                self.objective, n_trials=1,
+                self.objective,
+                n_trials=1,
                 catch=(Exception,),  # a failed trial is recorded; the study goes on
-                callbacks=[self.limit, self.objective.after_trial], gc_after_trial=True,
+                callbacks=[self.limit, self.objective.after_trial],
+                gc_after_trial=True,
             )
         except ValueError:  # "Cannot tell a FAIL trial": another worker took it over
             if self.objective.taken_over is None:
@@ -216,14 +249,16 @@ class Sweep:
             self.log.close()
         record_best(self.study, self.tracker, self.cfg)
         if not trials.count(self.study)["running"]:
-            self.tracker.close_study("FAILED" if self.limit.reason and status == "FINISHED"
-                                     else status)
+            self.tracker.close_study(
+                "FAILED" if self.limit.reason and status == "FINISHED" else status
+            )
 
     def summary(self, resume_command: str) -> SweepSummary:
         """The summary (with the report, ``report.enabled``); StudyStopped when the failure
         limit stopped the study."""
-        summary = build_summary(self.study, self.cfg, self.tracker, self.store,
-                                self.objective.overheads, resume_command)
+        summary = build_summary(
+            self.study, self.cfg, self.tracker, self.store, self.objective.overheads, resume_command
+        )
         summary.report = report_text(self.study, self.cfg, self.tracker)
         if self.log is not None:
             self.log.line(summary.format())
@@ -277,9 +312,13 @@ def study_summary(cfg: DictConfig, resume_command: str = "") -> SweepSummary:
     study = optuna.load_study(study_name=cfg.study.name, storage=str(cfg.study.storage))
     tracker = build_tracker(cfg)
     tracker.attach(study.user_attrs.get(schema.PARENT_RUN_ATTR))
-    overheads = [t.user_attrs[schema.OVERHEAD_ATTR] for t in study.get_trials(deepcopy=False)
-                 if schema.OVERHEAD_ATTR in t.user_attrs]
-    summary = build_summary(study, cfg, tracker, CheckpointStore.from_config(cfg), overheads,
-                            resume_command)
+    overheads = [
+        t.user_attrs[schema.OVERHEAD_ATTR]
+        for t in study.get_trials(deepcopy=False)
+        if schema.OVERHEAD_ATTR in t.user_attrs
+    ]
+    summary = build_summary(
+        study, cfg, tracker, CheckpointStore.from_config(cfg), overheads, resume_command
+    )
     summary.report = report_text(study, cfg, tracker)
     return summary

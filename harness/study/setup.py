@@ -43,8 +43,17 @@ def validate_config(cfg: DictConfig) -> Any:
     here the checks that span sections. Returns the study's search space (a SearchSpace, or a
     MethodSpace for a methods study).
     """
-    for section in ("study", "model", "data", "peft", "train", "sampler", "pruner", "tracking",
-                    "checkpoints"):
+    for section in (
+        "study",
+        "model",
+        "data",
+        "peft",
+        "train",
+        "sampler",
+        "pruner",
+        "tracking",
+        "checkpoints",
+    ):
         if not isinstance(cfg.get(section), DictConfig):
             raise ConfigError(section, f"must be a mapping of settings, got {cfg.get(section)!r}")
     missing = sorted(OmegaConf.missing_keys(cfg))
@@ -55,32 +64,46 @@ def validate_config(cfg: DictConfig) -> Any:
     except (InterpolationResolutionError, MissingMandatoryValue) as exc:
         key = getattr(exc, "full_key", None) or "config"
         raise ConfigError(str(key), first_line(exc)) from exc
-    space = (MethodSpace.from_config(cfg) if cfg.get("method_space")
-             else SearchSpace.from_config(cfg.get("search_space"), cfg))
+    space = (
+        MethodSpace.from_config(cfg)
+        if cfg.get("method_space")
+        else SearchSpace.from_config(cfg.get("search_space"), cfg)
+    )
     study = settings(cfg, "study")
     if str(study.name).endswith(schema.FINAL_STUDY_SUFFIX):  # records.trials.final_study_name
-        raise ConfigError("study.name", f"must not end with '{schema.FINAL_STUDY_SUFFIX}', got "
-                                        f"{study.name!r}: the study '<name>"
-                                        f"{schema.FINAL_STUDY_SUFFIX}' holds the final-stage "
-                                        "runs of study '<name>' (a resume would take this "
-                                        "study for one): choose another name")
+        raise ConfigError(
+            "study.name",
+            f"must not end with '{schema.FINAL_STUDY_SUFFIX}', got "
+            f"{study.name!r}: the study '<name>"
+            f"{schema.FINAL_STUDY_SUFFIX}' holds the final-stage "
+            "runs of study '<name>' (a resume would take this "
+            "study for one): choose another name",
+        )
     for section in ("checkpoints", "report", "display", "final"):
         if cfg.get(section) is not None:
             settings(cfg, section)
     train_options(cfg.train)
     if study.second_objective is not None and cfg.pruner.get("_target_") != (
-            "optuna.pruners.NopPruner"):
+        "optuna.pruners.NopPruner"
+    ):
         raise ConfigError(
-            "pruner", f"Optuna cannot prune a multi-objective study (study.second_objective="
+            "pruner",
+            f"Optuna cannot prune a multi-objective study (study.second_objective="
             f"{study.second_objective}): choose pruner=none, or drop the second objective to "
             "keep pruning",
         )
     if study.metric == "loss" and study.direction != "minimize":
-        raise ConfigError("study.direction", "the loss is minimized: study.metric=loss needs "
-                                             f"study.direction=minimize, got {study.direction!r}")
+        raise ConfigError(
+            "study.direction",
+            "the loss is minimized: study.metric=loss needs "
+            f"study.direction=minimize, got {study.direction!r}",
+        )
     if cfg.get("method_space") and str(cfg.sampler.get("_target_", "")).endswith("GridSampler"):
-        raise ConfigError("sampler", "a grid cannot search a methods study (its space differs "
-                                     "per method): use sampler=tpe or sampler=random")
+        raise ConfigError(
+            "sampler",
+            "a grid cannot search a methods study (its space differs "
+            "per method): use sampler=tpe or sampler=random",
+        )
     check_writable("study.output_dir", study.output_dir)
     check_sqlite_writable("study.storage", str(study.storage))
     if cfg.get("display") is not None and cfg.display.get("log_file"):
@@ -88,8 +111,14 @@ def validate_config(cfg: DictConfig) -> Any:
     check_owner(str(study.output_dir), str(study.name), str(study.storage))
     check_tracking(cfg.tracking)
     if cfg.get("report") is not None and cfg.report.enabled:
-        check_replaceable("report.dir", Path(str(cfg.report.dir)), "report", str(study.name),
-                          cfg, default=Path(str(study.output_dir)) / "report")
+        check_replaceable(
+            "report.dir",
+            Path(str(cfg.report.dir)),
+            "report",
+            str(study.name),
+            cfg,
+            default=Path(str(study.output_dir)) / "report",
+        )
     check_target("sampler", str(cfg.sampler.get("_target_", "")))
     check_storage_pickles(build("sampler", cfg.sampler), study.trust_storage_pickles)
     build("pruner", cfg.pruner)
@@ -110,8 +139,7 @@ def check_tracking(tracking: DictConfig) -> None:
         try:
             check_writable("tracking.uri", path.parent)
         except ConfigError as exc:
-            raise ConfigError("tracking.uri", mask(f"cannot use '{uri}': {exc.message}")) \
-                from None
+            raise ConfigError("tracking.uri", mask(f"cannot use '{uri}': {exc.message}")) from None
         check_sqlite_writable("tracking.uri", uri)
     location = str(tracking.get("artifact_location") or "")
     if location and ("://" not in location or location.startswith("file://")):
@@ -143,11 +171,15 @@ def check_storage_pickles(sampler: Any, trusted: bool) -> None:
         todo += [v for v in getattr(part, "__dict__", {}).values() if isinstance(v, BaseSampler)]
         kind = type(part)
         if isinstance(part, CmaEsSampler):
-            why = (f"{kind.__name__} keeps its state in the study storage as a pickle and "
-                   "unpickles it on every trial")
+            why = (
+                f"{kind.__name__} keeps its state in the study storage as a pickle and "
+                "unpickles it on every trial"
+            )
         elif not kind.__module__.startswith("optuna.samplers."):
-            why = (f"{kind.__module__}.{kind.__qualname__} is not one of Optuna's own samplers, "
-                   "so the harness cannot tell whether it unpickles what it reads from the storage")
+            why = (
+                f"{kind.__module__}.{kind.__qualname__} is not one of Optuna's own samplers, "
+                "so the harness cannot tell whether it unpickles what it reads from the storage"
+            )
         else:
             continue
         raise ConfigError(
@@ -186,8 +218,11 @@ class Prepared:
     def study_params(self) -> dict[str, Any]:
         """The parent run's params: the fixed ones, the study's settings, its space, the data."""
         cfg = self.cfg
-        space = {key: OmegaConf.to_container(cfg[key], resolve=True)
-                 for key in ("search_space", "method_space") if cfg.get(key)}
+        space = {
+            key: OmegaConf.to_container(cfg[key], resolve=True)
+            for key in ("search_space", "method_space")
+            if cfg.get(key)
+        }
         return {
             **self.fixed_params(),
             "study.metric": cfg.study.metric,
@@ -197,8 +232,7 @@ class Prepared:
             "pruner": cfg.pruner._target_,
             "checkpoints.keep": cfg.checkpoints.keep,
             **{key: json.dumps(value) for key, value in space.items()},
-            **{schema.DATA_SIZE_PARAM.format(split=k): len(v)
-               for k, v in self.datasets.items()},
+            **{schema.DATA_SIZE_PARAM.format(split=k): len(v) for k, v in self.datasets.items()},
         }
 
 
@@ -207,14 +241,17 @@ def prepare_study(cfg: DictConfig, space: SearchSpace) -> Prepared:
     data = load_labelled_data(cfg.data)
     with tempfile.TemporaryDirectory() as scratch:
         training_arguments(cfg.train, len(data.splits["train"]), scratch)
-    metrics = load_metrics(list(cfg.metrics), cfg.get("metric_args"),
-                           bool(cfg.get("metrics_trust_remote_code", False)))
+    metrics = load_metrics(
+        list(cfg.metrics), cfg.get("metric_args"), bool(cfg.get("metrics_trust_remote_code", False))
+    )
     names = metrics.output_names(data.num_labels) + ["loss"]
     for field in ("metric", "prune_metric"):
         name = cfg.study.get(field)
         if name is not None and name not in names:
-            raise ConfigError(f"study.{field}", f"'{name}' is not computed by metrics "
-                                                f"{list(cfg.metrics)} (choose one of {names})")
+            raise ConfigError(
+                f"study.{field}",
+                f"'{name}' is not computed by metrics {list(cfg.metrics)} (choose one of {names})",
+            )
     tokenizer = load_tokenizer(cfg.model)
     tokenized = tokenize(data, tokenizer, cfg.data.max_length)
     base = load_base_model(cfg.model, data.label_names, tokenizer, int(cfg.train.seed))
@@ -232,10 +269,13 @@ def _check_max_length(max_length: int, base: Any, tokenized: Any) -> None:
         return
     longest = max(max(split["length"]) for split in tokenized.values())
     if longest > positions:
-        raise ConfigError("data.max_length", f"{max_length} is above the model's "
-                                             f"{positions} positions and some texts are "
-                                             f"{longest} tokens long: set it to {positions} "
-                                             "or less")
+        raise ConfigError(
+            "data.max_length",
+            f"{max_length} is above the model's "
+            f"{positions} positions and some texts are "
+            f"{longest} tokens long: set it to {positions} "
+            "or less",
+        )
 
 
 def _check_method_runs(model: Any, tokenized: Any, base: Any, cfg: DictConfig) -> None:
@@ -245,8 +285,9 @@ def _check_method_runs(model: Any, tokenized: Any, base: Any, cfg: DictConfig) -
     from transformers import DataCollatorWithPadding
 
     rows = tokenized["validation"].select(range(min(2, len(tokenized["validation"]))))
-    rows = rows.remove_columns([c for c in rows.column_names
-                                if c not in ("input_ids", "attention_mask", "token_type_ids")])
+    rows = rows.remove_columns(
+        [c for c in rows.column_names if c not in ("input_ids", "attention_mask", "token_type_ids")]
+    )
     batch = DataCollatorWithPadding(base.tokenizer)([rows[i] for i in range(len(rows))])
     model.eval()
     try:
@@ -254,6 +295,7 @@ def _check_method_runs(model: Any, tokenized: Any, base: Any, cfg: DictConfig) -
             model(**batch)
     except Exception as exc:
         raise ConfigError(
-            "peft", f"method '{cfg.peft.method}' does not run on model "
-            f"'{cfg.model.name}' ({base.model.config.model_type}): {first_line(exc)}"
+            "peft",
+            f"method '{cfg.peft.method}' does not run on model "
+            f"'{cfg.model.name}' ({base.model.config.model_type}): {first_line(exc)}",
         ) from exc

@@ -23,8 +23,17 @@ from harness.study.lock import study_lock
 # Config sections that define what a study's trials mean. Resuming a study with different
 # values would mix incomparable trials, so it is refused. (n_trials, timeout, sampler, pruner,
 # tracking, checkpoints and display may change between runs.)
-FINGERPRINT_KEYS = ("model", "data", "peft", "train", "search_space", "method_space", "methods",
-                    "metrics", "metric_args")
+FINGERPRINT_KEYS = (
+    "model",
+    "data",
+    "peft",
+    "train",
+    "search_space",
+    "method_space",
+    "methods",
+    "metrics",
+    "metric_args",
+)
 FINGERPRINT_STUDY_KEYS = ("metric", "direction", "second_objective", "prune_metric")
 NOT_FINGERPRINTED = {"model": ("hub_id",)}  # settings no trial trains differently by (the card's)
 
@@ -39,8 +48,9 @@ def open_storage(study_cfg: DictConfig, recovery: Any) -> Any:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ConfigError("study.storage", mask(f"cannot create the folder of '{url}': "
-                                                    f"{exc.strerror or exc}")) from None
+            raise ConfigError(
+                "study.storage", mask(f"cannot create the folder of '{url}': {exc.strerror or exc}")
+            ) from None
     for attempt in (1, 2):  # two workers creating the tables at once: the second retries
         try:
             with warnings.catch_warnings():  # the heartbeat is "experimental" since Optuna 2.8
@@ -57,8 +67,9 @@ def open_storage(study_cfg: DictConfig, recovery: Any) -> Any:
             if missing_extra(exc):
                 raise needs("study.storage", mask(f"'{url}'"), missing_extra(exc)) from None
             if attempt == 2 or isinstance(exc, ImportError):
-                raise ConfigError("study.storage",
-                                  mask(f"cannot open '{url}': {first_line(exc)}")) from None
+                raise ConfigError(
+                    "study.storage", mask(f"cannot open '{url}': {first_line(exc)}")
+                ) from None
             time.sleep(1.0)
     raise AssertionError("unreachable")
 
@@ -118,8 +129,11 @@ def _diff(stored: dict[str, str], current: dict[str, str]) -> list[str]:
     for key in set(stored) | set(current):
         flat(key, json.loads(stored.get(key, "null")), old)
         flat(key, json.loads(current.get(key, "null")), new)
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
-            if old.get(k) != new.get(k)]
+    return [
+        f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k)
+    ]
 
 
 def identity(study: Any) -> dict[str, str]:
@@ -134,6 +148,10 @@ def identity(study: Any) -> dict[str, str]:
                 study.set_user_attr(schema.STUDY_UID_ATTR, uuid.uuid4().hex)
     uid = trials.stored_attrs(study)[schema.STUDY_UID_ATTR]
     url = getattr(study._storage, "url", None) or getattr(
-        getattr(study._storage, "_backend", None), "url", "")
-    return {schema.STUDY_UID_TAG: str(uid), schema.STORAGE_TAG: mask(str(url)),
-            schema.STUDY_ID_TAG: str(study._study_id)}
+        getattr(study._storage, "_backend", None), "url", ""
+    )
+    return {
+        schema.STUDY_UID_TAG: str(uid),
+        schema.STORAGE_TAG: mask(str(url)),
+        schema.STUDY_ID_TAG: str(study._study_id),
+    }

@@ -58,13 +58,17 @@ class SweepSummary:
         if self.paused:
             lines.append(self.paused)
         if finished > self.n_trials:
-            lines.append(f"  ({finished - self.n_trials} more than study.n_trials: workers "
-                         "sharing the study started their last trials at the same moment)")
+            lines.append(
+                f"  ({finished - self.n_trials} more than study.n_trials: workers "
+                "sharing the study started their last trials at the same moment)"
+            )
         if self.best_number is None:
             lines.append("No completed trial yet.")
         else:
-            lines.append(f"Best: trial {self.best_number}, validation {self.metric} "
-                         f"{self.best_value:.4f} ({self.direction})")
+            lines.append(
+                f"Best: trial {self.best_number}, validation {self.metric} "
+                f"{self.best_value:.4f} ({self.direction})"
+            )
             lines += [f"  {k} = {show(v)}" for k, v in self.best_params.items()]
             if self.best_checkpoint:
                 lines.append(f"Best checkpoint: {self.best_checkpoint}")
@@ -72,14 +76,20 @@ class SweepSummary:
                 lines.append(f"  in MLflow: {self.best_artifact_uri}")
         lines += self.final
         if self.kept_checkpoints:
-            lines.append(f"Checkpoints kept ({self.checkpoints_dir}): trials "
-                         f"{', '.join(map(str, self.kept_checkpoints))}")
+            lines.append(
+                f"Checkpoints kept ({self.checkpoints_dir}): trials "
+                f"{', '.join(map(str, self.kept_checkpoints))}"
+            )
         if self.pareto:
-            lines.append(f"Pareto front ({self.metric} {self.direction}, "
-                         f"{self.second_objective} minimize): {len(self.pareto)} trials")
+            lines.append(
+                f"Pareto front ({self.metric} {self.direction}, "
+                f"{self.second_objective} minimize): {len(self.pareto)} trials"
+            )
             for number, value, second in self.pareto:
-                lines.append(f"  trial {number}: {self.metric} {value:.4f}, "
-                             f"{self.second_objective} {second:,.6g}")
+                lines.append(
+                    f"  trial {number}: {self.metric} {value:.4f}, "
+                    f"{self.second_objective} {second:,.6g}"
+                )
         if self.per_method:
             lines.append(f"Best per method (validation {self.metric}):")
             for method, (number, value, trainable) in self.per_method.items():
@@ -93,8 +103,10 @@ class SweepSummary:
                 f"Time per trial outside training and evaluation: first {self.overheads[0]:.2f} s, "
                 f"then median {statistics.median(later):.2f} s (max {max(later):.2f} s)"
             )
-        lines.append(f"MLflow UI: mlflow ui --backend-store-uri {mask(self.tracking_uri)}   "
-                     f"(experiment '{self.experiment}')")
+        lines.append(
+            f"MLflow UI: mlflow ui --backend-store-uri {mask(self.tracking_uri)}   "
+            f"(experiment '{self.experiment}')"
+        )
         if self.resume_command:
             lines.append(f"Resume or extend: {mask(self.resume_command)} [study.n_trials=N]")
         lines += self.recipe  # last: what the search gained over the recipe
@@ -123,8 +135,10 @@ def describe(study: Any, cfg: Any) -> str:
     best = trials.best_trial(study)
     if best is not None and len(study.directions) == 1:
         params = ", ".join(f"{k}={show(v)}" for k, v in best.params.items())
-        lines.append(f"Best trial: {best.number}, {cfg.study.metric} "
-                     f"{trials.study_value(best):.4f} ({params}).")
+        lines.append(
+            f"Best trial: {best.number}, {cfg.study.metric} "
+            f"{trials.study_value(best):.4f} ({params})."
+        )
     for method, trial in trials.best_per_method(study).items():
         lines.append(f"Best {method}: trial {trial.number}, {trials.study_value(trial):.4f}.")
     lines += final.lines(final.record(study), str(cfg.study.metric))
@@ -136,17 +150,24 @@ def record_best(study: Any, tracker: Any, cfg: Any = None) -> None:
     """The parent run's view of the study: counts, best trial and value (per method too), and
     (given the config) its description."""
     counts = trials.count(study)
-    metrics = {f"{schema.TRIALS_PREFIX}{k}": v for k, v in counts.items()
-               if k not in ("finished", "running", "waiting")}
+    metrics = {
+        f"{schema.TRIALS_PREFIX}{k}": v
+        for k, v in counts.items()
+        if k not in ("finished", "running", "waiting")
+    }
     tags: dict[str, Any] = {schema.FINISHED_TAG: counts["finished"]}
     if cfg is not None:
         tags[schema.DESCRIPTION_TAG] = describe(study, cfg)
     best = trials.best_trial(study)
     if best is not None:
         metrics[schema.BEST_VALUE_METRIC] = trials.study_value(best)
-        tags.update({schema.BEST_TRIAL_TAG: best.number,
-                     schema.BEST_VALUE_TAG: trials.study_value(best),
-                     schema.BEST_RUN_TAG: best.user_attrs.get(schema.RUN_ID_ATTR, "")})
+        tags.update(
+            {
+                schema.BEST_TRIAL_TAG: best.number,
+                schema.BEST_VALUE_TAG: trials.study_value(best),
+                schema.BEST_RUN_TAG: best.user_attrs.get(schema.RUN_ID_ATTR, ""),
+            }
+        )
         tags.update({f"{schema.BEST_PARAM_PREFIX}{k}": v for k, v in best.params.items()})
     for method, trial in trials.best_per_method(study).items():
         tags[f"{schema.BEST_TRIAL_TAG}.{method}"] = trial.number
@@ -160,19 +181,28 @@ def record_best(study: Any, tracker: Any, cfg: Any = None) -> None:
         log.warning("could not update the study's MLflow run: %s", exc)
 
 
-def build_summary(study: Any, cfg: Any, tracker: Any, store: Any, overheads: list[float],
-                  resume_command: str) -> SweepSummary:
+def build_summary(
+    study: Any, cfg: Any, tracker: Any, store: Any, overheads: list[float], resume_command: str
+) -> SweepSummary:
     counts = trials.count(study)
     summary = SweepSummary(
-        study_name=study.study_name, storage=str(cfg.study.storage), metric=cfg.study.metric,
-        direction=cfg.study.direction, n_trials=int(cfg.study.n_trials),
-        complete=counts["complete"], pruned=counts["pruned"], failed=counts["failed"],
-        tracking_uri=str(cfg.tracking.uri), experiment=tracker.experiment_name,
-        overheads=overheads, resume_command=resume_command,
+        study_name=study.study_name,
+        storage=str(cfg.study.storage),
+        metric=cfg.study.metric,
+        direction=cfg.study.direction,
+        n_trials=int(cfg.study.n_trials),
+        complete=counts["complete"],
+        pruned=counts["pruned"],
+        failed=counts["failed"],
+        tracking_uri=str(cfg.tracking.uri),
+        experiment=tracker.experiment_name,
+        overheads=overheads,
+        resume_command=resume_command,
         compute=study_compute(study, final.companion(study)).format(),
     )
-    summary.final = final.lines(final.record(study), str(cfg.study.metric),
-                                trials.best_trial(study))
+    summary.final = final.lines(
+        final.record(study), str(cfg.study.metric), trials.best_trial(study)
+    )
     summary.recipe = final.recipe_lines(final.record(study) or {}, str(cfg.study.metric))
     summary.paused = trials.paused_line(study, counts)
     summary.per_method = {
@@ -180,8 +210,9 @@ def build_summary(study: Any, cfg: Any, tracker: Any, store: Any, overheads: lis
         for method, t in trials.best_per_method(study).items()
     }
     kept = store.kept(study)
-    summary.kept_checkpoints = [t.number for t in trials.ranked(study) if t.number in kept
-                                and store.path(t.number).is_dir()]
+    summary.kept_checkpoints = [
+        t.number for t in trials.ranked(study) if t.number in kept and store.path(t.number).is_dir()
+    ]
     summary.checkpoints_dir = str(store.kept_dir)
     best = trials.best_trial(study)
     if best is None:
@@ -189,19 +220,26 @@ def build_summary(study: Any, cfg: Any, tracker: Any, store: Any, overheads: lis
     summary.best_number, summary.best_value = best.number, trials.study_value(best)
     if len(study.directions) > 1:
         summary.second_objective = cfg.study.second_objective
-        summary.pareto = [(t.number, t.values[0], t.values[1])
-                          for t in sorted(study.best_trials, key=lambda t: t.number)]
+        summary.pareto = [
+            (t.number, t.values[0], t.values[1])
+            for t in sorted(study.best_trials, key=lambda t: t.number)
+        ]
     summary.best_params = dict(best.params)
     local = store.best_path()
     info = local / "trial.json" if local else None
-    if info is not None and info.is_file() and json.loads(info.read_text()).get(
-            "trial") == best.number:
+    if (
+        info is not None
+        and info.is_file()
+        and json.loads(info.read_text()).get("trial") == best.number
+    ):
         summary.best_checkpoint = str(local)
     run_id = best.user_attrs.get(schema.RUN_ID_ATTR)
     chosen = final.record(study) or {}
     if chosen.get("run_id") and local is not None:  # the final stage's choice is the best
-        summary.best_checkpoint = (f"{local} (final-{chosen['trial']}-seed{chosen['seed']}: "
-                                   "the chosen configuration's best seed)")
+        summary.best_checkpoint = (
+            f"{local} (final-{chosen['trial']}-seed{chosen['seed']}: "
+            "the chosen configuration's best seed)"
+        )
         run_id = chosen["run_id"]
     if run_id:
         try:

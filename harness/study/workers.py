@@ -68,18 +68,35 @@ def run_workers(cfg: DictConfig, overrides: list[str]) -> int:
         gpu = gpu_for(index)
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
-        command = [sys.executable, "-m", "harness.sweep", *overrides,
-                   f"study.worker={index}", "display.progress=false",
-                   "report.enabled=false"]  # the launcher writes the report at the end
-        processes.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.PIPE, text=True,
-                                          start_new_session=True,
-                                          preexec_fn=_stop_with(os.getpid())))
-        where = (f"GPU {gpu}" if gpu is not None
-                 else f"{threads_per_worker(cfg.study, index) or 'all'} CPU threads")
+        command = [
+            sys.executable,
+            "-m",
+            "harness.sweep",
+            *overrides,
+            f"study.worker={index}",
+            "display.progress=false",
+            "report.enabled=false",
+        ]  # the launcher writes the report at the end
+        processes.append(
+            subprocess.Popen(
+                command,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+                preexec_fn=_stop_with(os.getpid()),
+            )
+        )
+        where = (
+            f"GPU {gpu}"
+            if gpu is not None
+            else f"{threads_per_worker(cfg.study, index) or 'all'} CPU threads"
+        )
         print(f"worker {index}: pid {processes[-1].pid}, {where}", file=sys.stderr, flush=True)
-    readers = [threading.Thread(target=_forward, args=(i, p), daemon=True)
-               for i, p in enumerate(processes)]
+    readers = [
+        threading.Thread(target=_forward, args=(i, p), daemon=True) for i, p in enumerate(processes)
+    ]
     for reader in readers:
         reader.start()
     done = threading.Event()
@@ -96,8 +113,11 @@ def run_workers(cfg: DictConfig, overrides: list[str]) -> int:
         reader.join(timeout=5)
     for index, code in enumerate(codes):
         if code < 0:
-            print(f"worker {index} was killed ({signal.Signals(-code).name}): the other workers "
-                  "recover its trial", file=sys.stderr)
+            print(
+                f"worker {index} was killed ({signal.Signals(-code).name}): the other workers "
+                "recover its trial",
+                file=sys.stderr,
+            )
         elif code > 0:
             print(f"worker {index} exited with status {code}", file=sys.stderr)
     return max((c for c in codes if c > 0), default=0)
@@ -143,8 +163,9 @@ def _progress(cfg: DictConfig, done: threading.Event) -> None:
     study = None
     while not done.wait(2.0):
         try:
-            study = study or optuna.load_study(study_name=cfg.study.name,
-                                               storage=str(cfg.study.storage))
+            study = study or optuna.load_study(
+                study_name=cfg.study.name, storage=str(cfg.study.storage)
+            )
             counts = trials.count(study)
         except Exception:  # not created yet by the workers
             continue

@@ -16,8 +16,15 @@ from harness.config.schema import TrainOptions
 # TrainingArguments the harness sets itself (evaluation cadence, no checkpoints of its own,
 # no reporting integrations: tracking is the harness's job).
 OWNED_ARGS = (
-    "output_dir", "eval_strategy", "eval_steps", "logging_strategy", "logging_steps",
-    "save_strategy", "report_to", "disable_tqdm", "load_best_model_at_end",
+    "output_dir",
+    "eval_strategy",
+    "eval_steps",
+    "logging_strategy",
+    "logging_steps",
+    "save_strategy",
+    "report_to",
+    "disable_tqdm",
+    "load_best_model_at_end",
 )
 # Keys of `train` that are the harness's, not TrainingArguments'.
 HARNESS_KEYS = tuple(f.name for f in dataclasses.fields(TrainOptions))
@@ -32,8 +39,10 @@ def harness_options(train_cfg: DictConfig) -> TrainOptions:
     """The harness's own keys of ``train``, checked (also against train.bf16 / train.fp16)."""
     own = train_options(train_cfg)
     if own.mixed_precision != "auto" and (train_cfg.get("bf16") or train_cfg.get("fp16")):
-        raise ConfigError("train.mixed_precision",
-                          "set either train.mixed_precision or train.bf16 / train.fp16, not both")
+        raise ConfigError(
+            "train.mixed_precision",
+            "set either train.mixed_precision or train.bf16 / train.fp16, not both",
+        )
     return own
 
 
@@ -54,12 +63,15 @@ def precision_args(precision: str, train_cfg: DictConfig) -> dict[str, bool]:
         else:
             return {}
     elif precision == "bf16" and not torch.cuda.is_available() and not cpu_has_bf16():
-        raise ConfigError("train.mixed_precision",
-                          "bf16 needs a GPU or a CPU with bf16 instructions (AVX-512 BF16 or "
-                          "AMX); this one has neither: use auto or no")
+        raise ConfigError(
+            "train.mixed_precision",
+            "bf16 needs a GPU or a CPU with bf16 instructions (AVX-512 BF16 or "
+            "AMX); this one has neither: use auto or no",
+        )
     elif precision == "fp16" and not torch.cuda.is_available():
-        raise ConfigError("train.mixed_precision",
-                          "fp16 needs a GPU (none is visible): use auto, bf16 or no")
+        raise ConfigError(
+            "train.mixed_precision", "fp16 needs a GPU (none is visible): use auto, bf16 or no"
+        )
     out = {"bf16": precision == "bf16", "fp16": precision == "fp16"}
     if precision == "bf16" and not torch.cuda.is_available():
         out["use_cpu"] = True  # TrainingArguments' own word for "bf16 autocast on the CPU"
@@ -70,8 +82,9 @@ def cpu_has_bf16() -> bool:
     """Does this CPU compute in bf16 natively (AVX-512 BF16 or AMX)? Linux's CPU flags."""
     try:
         with open("/proc/cpuinfo") as info:
-            flags = next((line.split(":", 1)[1].split() for line in info
-                          if line.startswith("flags")), [])
+            flags = next(
+                (line.split(":", 1)[1].split() for line in info if line.startswith("flags")), []
+            )
     except OSError:  # not Linux: not assumed
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
@@ -100,9 +113,11 @@ def training_arguments(
             raise ConfigError(f"train.{key}", f"must be a positive integer, got {value!r}")
     for key in ("learning_rate", "num_train_epochs"):
         value = kwargs.get(key)
-        if key in kwargs and (isinstance(value, bool) or not isinstance(value, int | float)
-                              or value <= 0) and not (key == "num_train_epochs"
-                                                      and (kwargs.get("max_steps") or 0) > 0):
+        if (
+            key in kwargs
+            and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0)
+            and not (key == "num_train_epochs" and (kwargs.get("max_steps") or 0) > 0)
+        ):
             raise ConfigError(f"train.{key}", f"must be a positive number, got {value!r}")
     # Rounded up: the last evaluation of an epoch falls on (or just after) its last step.
     eval_steps = max(1, math.ceil(steps_per_epoch(train_cfg, train_size) / evals_per_epoch))
@@ -123,10 +138,8 @@ def training_arguments(
         unknown = [k for k in kwargs if k not in known]
         field_name = f"train.{unknown[0]}" if unknown else "train"
         raise ConfigError(
-            field_name, "is not an argument of transformers.TrainingArguments"
-            if unknown else str(exc)
+            field_name,
+            "is not an argument of transformers.TrainingArguments" if unknown else str(exc),
         ) from exc
     except ValueError as exc:
         raise ConfigError("train", first_line(exc)) from exc
-
-

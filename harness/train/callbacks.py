@@ -87,8 +87,7 @@ class LogitsKeeper:
         import numpy as np
 
         logits = eval_prediction.predictions
-        self.last = np.asarray(logits[0] if isinstance(logits, tuple) else logits,
-                               dtype=np.float32)
+        self.last = np.asarray(logits[0] if isinstance(logits, tuple) else logits, dtype=np.float32)
         return self.compute_metrics(eval_prediction)
 
 
@@ -114,11 +113,16 @@ class BestSnapshot(TrainerCallback):
         self._capture_at_start = False  # restored: the best weights are the ones resumed from
 
     def state(self) -> dict[str, Any]:
-        return {"value": self.value, "metrics": self.metrics, "step": self.step,
-                "evaluations": self.evaluations}
+        return {
+            "value": self.value,
+            "metrics": self.metrics,
+            "step": self.step,
+            "evaluations": self.evaluations,
+        }
 
-    def load_state(self, state: dict[str, Any], weights: dict[str, Any] | None,
-                   logits: Any = None) -> None:
+    def load_state(
+        self, state: dict[str, Any], weights: dict[str, Any] | None, logits: Any = None
+    ) -> None:
         """The snapshot of a paused run: its best weights, or (None) the weights the run
         resumes from, when its best evaluation was the one it paused at; its best logits."""
         self.value, self.metrics = state["value"], dict(state["metrics"])

@@ -140,7 +140,8 @@ class CheckpointStore:
         sign = 1 if trials.direction(study) == "maximize" else -1
         ranking = trials.ranked(study)
         if len(ranking) < self.keep or sign * value > sign * trials.study_value(
-                ranking[self.keep - 1]):
+            ranking[self.keep - 1]
+        ):
             return True
         if method is None:
             return False
@@ -151,7 +152,7 @@ class CheckpointStore:
         """Trial numbers whose checkpoints stay: the best ``keep``, the best overall, and the
         best of each method in a methods study."""
         ranking = trials.ranked(study)
-        numbers = {t.number for t in (ranking if self.keep is None else ranking[:self.keep])}
+        numbers = {t.number for t in (ranking if self.keep is None else ranking[: self.keep])}
         best = trials.best_trial(study)
         if best is not None:
             numbers.add(best.number)
@@ -168,8 +169,11 @@ class CheckpointStore:
         best trial's. Returns the trial numbers whose checkpoints were removed."""
 
         keep = self.kept(study)
-        finished = {t.number for t in study.get_trials(deepcopy=False)
-                    if t.state not in (TrialState.RUNNING, TrialState.WAITING)}
+        finished = {
+            t.number
+            for t in study.get_trials(deepcopy=False)
+            if t.state not in (TrialState.RUNNING, TrialState.WAITING)
+        }
         removed = []
         for folder in self._folders(self.kept_dir):
             number = self._number(folder)
@@ -180,8 +184,11 @@ class CheckpointStore:
             if self._number(folder) in finished:
                 shutil.rmtree(folder, ignore_errors=True)
         final = study.user_attrs.get(schema.FINAL_ATTR) or {}
-        shipped = ((final.get("ensemble") or {}).get("folder")
-                   or (final.get("soup") or {}).get("checkpoint") or final.get("checkpoint", "-"))
+        shipped = (
+            (final.get("ensemble") or {}).get("folder")
+            or (final.get("soup") or {}).get("checkpoint")
+            or final.get("checkpoint", "-")
+        )
         chosen = self.root / str(shipped)
         best = trials.best_trial(study)
         if chosen.is_dir():  # the final stage's choice stands (until it chooses again)
@@ -212,4 +219,3 @@ class CheckpointStore:
     def _number(self, folder: Path) -> int | None:
         prefix, _, number = folder.name.rpartition("-")
         return int(number) if prefix == self.label and number.isdigit() else None
-

@@ -37,9 +37,11 @@ class ComputeMeter(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self.start = int(state.global_step)
         self.planned = int(state.max_steps) - self.start
-        self.samples_per_step = (int(args.per_device_train_batch_size)
-                                 * max(1, int(args.gradient_accumulation_steps))
-                                 * max(1, int(args.world_size)))
+        self.samples_per_step = (
+            int(args.per_device_train_batch_size)
+            * max(1, int(args.gradient_accumulation_steps))
+            * max(1, int(args.world_size))
+        )
         self.steps_per_epoch = max(1, math.ceil(self.train_size / self.samples_per_step))
         self.precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
 
@@ -78,7 +80,8 @@ class ComputeMeter(TrainerCallback):
     def figures(self) -> dict[str, float]:
         """The trial's compute so far (``train_flos`` once training ended)."""
         out = {
-            "steps_trained": self.steps, "steps_planned": self.planned,
+            "steps_trained": self.steps,
+            "steps_planned": self.planned,
             "samples_seen": self.samples,
             "cpu_time_s": round(time.process_time() - self._cpu, 3),
         }

@@ -65,8 +65,13 @@ class Selection:
     history: list[float]  # the score after each round
 
 
-def greedy_selection(probabilities: Mapping[str, np.ndarray], labels: Sequence[int],
-                     score: Score, size: int, maximize: bool = True) -> Selection:
+def greedy_selection(
+    probabilities: Mapping[str, np.ndarray],
+    labels: Sequence[int],
+    score: Score,
+    size: int,
+    maximize: bool = True,
+) -> Selection:
     """Caruana's ensemble selection with replacement over models' validation probabilities.
 
     ``probabilities``: name -> (rows x labels), rows in the validation split's order;
@@ -100,8 +105,9 @@ def greedy_selection(probabilities: Mapping[str, np.ndarray], labels: Sequence[i
     assert best is not None
     (value, negative_loss), chosen = best
     rounds = sum(chosen.values())
-    return Selection({n: c / rounds for n, c in chosen.items()}, sign * value, -negative_loss,
-                     history)
+    return Selection(
+        {n: c / rounds for n, c in chosen.items()}, sign * value, -negative_loss, history
+    )
 
 
 def mixed(probabilities: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
@@ -111,12 +117,15 @@ def mixed(probabilities: Mapping[str, np.ndarray], weights: Mapping[str, float])
 
 # ---------------------------------------------------------------------- the ensemble folder
 
+
 def write_ensemble(folder: Path, members: Sequence[tuple[str, Path, float]]) -> Path:
     """``ensemble.json`` in ``folder`` for members (name, model folder, weight); model folders
     are written relative to ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    entries = [{"name": name, "folder": os.path.relpath(path, folder), "weight": weight}
-               for name, path, weight in members]
+    entries = [
+        {"name": name, "folder": os.path.relpath(path, folder), "weight": weight}
+        for name, path, weight in members
+    ]
     total = sum(e["weight"] for e in entries)
     if not entries or not math.isclose(total, 1.0, rel_tol=1e-6):
         raise ValueError(f"an ensemble's weights must sum to 1, got {total}")
@@ -133,8 +142,7 @@ def read_ensemble(folder: str | Path) -> list[tuple[str, Path, float]]:
     """The members of the ensemble in ``folder``: (name, model folder, weight)."""
     folder = Path(folder)
     entries = json.loads((folder / ENSEMBLE_FILE).read_text())["members"]
-    return [(str(e["name"]), (folder / e["folder"]).resolve(), float(e["weight"]))
-            for e in entries]
+    return [(str(e["name"]), (folder / e["folder"]).resolve(), float(e["weight"])) for e in entries]
 
 
 class EnsembleModel:
@@ -151,8 +159,9 @@ class EnsembleModel:
         self.config = self.members[0][0].config
 
     def probabilities(self, **encoded: Any) -> Any:
-        return sum(weight * model(**encoded).logits.float().softmax(-1)
-                   for model, weight in self.members)
+        return sum(
+            weight * model(**encoded).logits.float().softmax(-1) for model, weight in self.members
+        )
 
 
 def load_classifier(folder: str | Path) -> tuple[Any, Any]:

@@ -17,8 +17,10 @@ TARGETS: dict[str, dict[str, dict[str, list[str]]]] = {
         "ia3": {"target_modules": ["k_lin", "v_lin", "lin2"], "feedforward_modules": ["lin2"]},
     },
     "electra": {
-        "ia3": {"target_modules": ["key", "value", "output.dense"],
-                "feedforward_modules": ["output.dense"]},
+        "ia3": {
+            "target_modules": ["key", "value", "output.dense"],
+            "feedforward_modules": ["output.dense"],
+        },
     },
 }
 _PEFT_TYPES = {"LORA": "lora", "IA3": "ia3"}
@@ -35,8 +37,14 @@ def resolve_targets(peft_config: Any, model_type: str, model_config: Any = None)
     if model_config is not None:
         for field, names in _SIZES.items():
             if hasattr(peft_config, field) and getattr(peft_config, field) is None:
-                value = next((getattr(model_config, n) for n in names
-                              if getattr(model_config, n, None) is not None), None)
+                value = next(
+                    (
+                        getattr(model_config, n)
+                        for n in names
+                        if getattr(model_config, n, None) is not None
+                    ),
+                    None,
+                )
                 setattr(peft_config, field, value)
     method = _PEFT_TYPES.get(str(getattr(peft_config, "peft_type", "")).split(".")[-1])
     defaults = TARGETS.get(model_type, {}).get(method or "", {})

@@ -101,14 +101,17 @@ def finetune(
     own = harness_options(trial_cfg.train)
     stopper = None
     if own.early_stopping_patience:
-        stopper = EarlyStopping(study.metric, study.direction, own.early_stopping_patience,
-                                own.early_stopping_threshold)
+        stopper = EarlyStopping(
+            study.metric, study.direction, own.early_stopping_patience, own.early_stopping_threshold
+        )
     seed = int(trial_cfg.train.seed) if init_seed is None else int(init_seed)
     model = build_trial_model(base, trial_cfg.peft, seed)
     if own.reinit_layers:
         if trial_cfg.peft.get("config") is not None:
-            raise ConfigError("train.reinit_layers", "is for full fine-tuning: with an adapter "
-                                                     "the re-initialised layers stay frozen")
+            raise ConfigError(
+                "train.reinit_layers",
+                "is for full fine-tuning: with an adapter the re-initialised layers stay frozen",
+            )
         reinit_top_layers(model, own.reinit_layers)
     trainable, total = count_parameters(model)
     stateful = [snapshot, *([stopper] if stopper else []), *callbacks]
@@ -129,8 +132,11 @@ def finetune(
         trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
         if own.layer_lr_decay is not None or own.loraplus_lr_ratio is not None:
             trainer.lr_scales = lr_scales(model, own.layer_lr_decay, own.loraplus_lr_ratio)
-        output = trainer.train(resume_from_checkpoint=None if resume_from is None
-                               else str(Path(resume_from) / TRAINER_STATE))
+        output = trainer.train(
+            resume_from_checkpoint=None
+            if resume_from is None
+            else str(Path(resume_from) / TRAINER_STATE)
+        )
         pruned = any(isinstance(c, PruningCallback) and c.pruned for c in callbacks)
         saved = Path(scratch) / f"checkpoint-{trainer.state.global_step}"
         paused = pruned and pause_to is not None and saved.is_dir()
@@ -151,8 +157,12 @@ def finetune(
         paused=paused,
         resumed_step=_resumed_step(resume_from),
     )
-    if (not pruned and checkpoint_dir is not None and snapshot.value is not None
-            and (keep_checkpoint is None or keep_checkpoint(snapshot.value))):
+    if (
+        not pruned
+        and checkpoint_dir is not None
+        and snapshot.value is not None
+        and (keep_checkpoint is None or keep_checkpoint(snapshot.value))
+    ):
         snapshot.restore(model)
         save_checkpoint(model, base.tokenizer, checkpoint_dir, snapshot.logits)
         result.checkpoint = checkpoint_dir
@@ -165,8 +175,9 @@ HARNESS_STATE = "harness.json"
 BEST_WEIGHTS = "best.safetensors"
 
 
-def _save_pause(checkpoint: Path, target: Path, stateful: list[Any], snapshot: BestSnapshot,
-                step: int) -> None:
+def _save_pause(
+    checkpoint: Path, target: Path, stateful: list[Any], snapshot: BestSnapshot, step: int
+) -> None:
     """A paused run's state into ``target`` (a fresh folder the caller commits once complete):
     the Trainer's checkpoint of the evaluation it paused at, then the callbacks' state."""
     from safetensors.torch import save_file
@@ -176,8 +187,9 @@ def _save_pause(checkpoint: Path, target: Path, stateful: list[Any], snapshot: B
     faults.hit("pause_state")
     states = {type(c).__name__: c.state() for c in stateful if hasattr(c, "state")}
     if snapshot.value is not None and snapshot.step != step:  # else: the weights just saved
-        save_file({k: v.contiguous() for k, v in snapshot.weights().items()},
-                  str(target / BEST_WEIGHTS))
+        save_file(
+            {k: v.contiguous() for k, v in snapshot.weights().items()}, str(target / BEST_WEIGHTS)
+        )
     if snapshot.logits is not None:
         save_logits(snapshot.logits, target)
     (target / HARNESS_STATE).write_text(json.dumps({"step": step, "callbacks": states}) + "\n")
@@ -250,18 +262,24 @@ def _trainer_class() -> type:
                 return super().create_optimizer(model)
             target = self.model if model is None else model
             optimizer_cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, target)
-            groups = parameter_groups(target, self.lr_scales,
-                                      set(self.get_decay_parameter_names(target)),
-                                      self.args.learning_rate, self.args.weight_decay)
-            self.optimizer = optimizer_cls(groups, **{k: v for k, v in kwargs.items()
-                                                      if k != "params"})
+            groups = parameter_groups(
+                target,
+                self.lr_scales,
+                set(self.get_decay_parameter_names(target)),
+                self.args.learning_rate,
+                self.args.weight_decay,
+            )
+            self.optimizer = optimizer_cls(
+                groups, **{k: v for k, v in kwargs.items() if k != "params"}
+            )
             return self.optimizer
 
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
             sampler = super()._get_train_sampler(train_dataset)
             if type(sampler) is LengthGroupedSampler:
                 return EpochSeededLengthGroupedSampler(
-                    sampler.batch_size, lengths=sampler.lengths, seed=int(self.args.seed))
+                    sampler.batch_size, lengths=sampler.lengths, seed=int(self.args.seed)
+                )
             return sampler
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

@@ -87,7 +87,6 @@ def build_trial_model(base: BaseModel, peft_cfg: Any, seed: int) -> Any:
 
     from peft import get_peft_model
 
-
     config = build("peft.config", peft_cfg.config)
     resolve_targets(config, base.model.config.model_type, base.model.config)
     if base.new_modules and hasattr(config, "modules_to_save"):

@@ -24,8 +24,9 @@ def layer_of(name: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def lr_scales(model: Any, layer_lr_decay: float | None,
-              loraplus_lr_ratio: float | None) -> dict[str, float]:
+def lr_scales(
+    model: Any, layer_lr_decay: float | None, loraplus_lr_ratio: float | None
+) -> dict[str, float]:
     """Trainable parameter name -> its learning rate's multiple of ``train.learning_rate``."""
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     layers = [i for i in map(layer_of, model.state_dict()) if i is not None]
@@ -38,24 +39,34 @@ def lr_scales(model: Any, layer_lr_decay: float | None,
             if index is not None:
                 scale *= layer_lr_decay ** (depth - 1 - index)
             elif _EMBEDDINGS.search(name):
-                scale *= layer_lr_decay ** depth
+                scale *= layer_lr_decay**depth
         if loraplus_lr_ratio is not None and ".lora_B." in name:
             scale *= loraplus_lr_ratio
         scales[name] = scale
     return scales
 
 
-def parameter_groups(model: Any, scales: dict[str, float], decay_names: set[str],
-                     learning_rate: float, weight_decay: float) -> list[dict[str, Any]]:
+def parameter_groups(
+    model: Any,
+    scales: dict[str, float],
+    decay_names: set[str],
+    learning_rate: float,
+    weight_decay: float,
+) -> list[dict[str, Any]]:
     """Optimizer groups: one per (learning rate, weight decay or not), as the Trainer groups
     (no weight decay on biases and norms)."""
     groups: dict[tuple[float, bool], list[Any]] = {}
     for name, param in model.named_parameters():
         if param.requires_grad:
             groups.setdefault((scales.get(name, 1.0), name in decay_names), []).append(param)
-    return [{"params": params, "lr": learning_rate * scale,
-             "weight_decay": weight_decay if decays else 0.0}
-            for (scale, decays), params in sorted(groups.items(), key=lambda kv: kv[0])]
+    return [
+        {
+            "params": params,
+            "lr": learning_rate * scale,
+            "weight_decay": weight_decay if decays else 0.0,
+        }
+        for (scale, decays), params in sorted(groups.items(), key=lambda kv: kv[0])
+    ]
 
 
 def reinit_top_layers(model: Any, count: int) -> list[int]:
@@ -65,11 +76,15 @@ def reinit_top_layers(model: Any, count: int) -> list[int]:
         return []
     blocks = _layer_list(model)
     if blocks is None:
-        raise ConfigError("train.reinit_layers", f"found no transformer layers to re-initialise "
-                                                 f"in {type(model).__name__}")
+        raise ConfigError(
+            "train.reinit_layers",
+            f"found no transformer layers to re-initialise in {type(model).__name__}",
+        )
     if count > len(blocks):
-        raise ConfigError("train.reinit_layers", f"the model has {len(blocks)} layers, "
-                                                 f"cannot re-initialise {count}")
+        raise ConfigError(
+            "train.reinit_layers",
+            f"the model has {len(blocks)} layers, cannot re-initialise {count}",
+        )
     init = getattr(model, "_init_weights", None)
     if init is None:
         raise ConfigError("train.reinit_layers", f"{type(model).__name__} has no initialiser")
@@ -83,7 +98,10 @@ def _layer_list(model: Any) -> Any:
     """The longest ModuleList of transformer blocks (encoder.layer, transformer.h, …)."""
     import torch
 
-    lists = [module for name, module in model.named_modules()
-             if isinstance(module, torch.nn.ModuleList) and name.rsplit(".", 1)[-1] in
-             ("layer", "layers", "h", "block")]
+    lists = [
+        module
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.ModuleList)
+        and name.rsplit(".", 1)[-1] in ("layer", "layers", "h", "block")
+    ]
     return max(lists, key=len) if lists else None

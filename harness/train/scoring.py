@@ -17,8 +17,9 @@ def has_labels(split: Any) -> bool:
     return len(split) > 0 and min(split["label"]) >= 0
 
 
-def score_checkpoint(path: str | Path, split: Any, metrics: Any,
-                     batch_size: int = 64) -> dict[str, float]:
+def score_checkpoint(
+    path: str | Path, split: Any, metrics: Any, batch_size: int = 64
+) -> dict[str, float]:
     """``metrics`` (a MetricSuite) of the checkpoint at ``path`` on ``split`` (tokenized rows with
     a ``label`` column)."""
     return score_probabilities(checkpoint_probabilities(path, split, batch_size), split, metrics)
@@ -46,8 +47,9 @@ def checkpoint_probabilities(path: str | Path, split: Any, batch_size: int = 64)
     tables = []
     with torch.no_grad():
         for start in range(0, len(split), batch_size):
-            rows = split[start:start + batch_size]
-            batch = collate([{c: rows[c][i] for c in columns}
-                             for i in range(len(rows["input_ids"]))])
+            rows = split[start : start + batch_size]
+            batch = collate(
+                [{c: rows[c][i] for c in columns} for i in range(len(rows["input_ids"]))]
+            )
             tables.append(model(**batch).logits.float().softmax(-1).numpy())
     return np.concatenate(tables).astype(np.float64)

@@ -37,10 +37,12 @@ def average_checkpoints(folders: Sequence[Path], target: Path) -> Path:
         raise ValueError(f"the checkpoints hold different kinds of weights: {sorted(names)}")
     tables = [load_file(str(weights_file(Path(f)))) for f in folders]
     keys = set(tables[0])
-    if any(set(t) != keys or any(t[k].shape != tables[0][k].shape for k in keys)
-           for t in tables[1:]):
-        raise ValueError("the checkpoints' weights differ in names or shapes: not one "
-                         "configuration")
+    if any(
+        set(t) != keys or any(t[k].shape != tables[0][k].shape for k in keys) for t in tables[1:]
+    ):
+        raise ValueError(
+            "the checkpoints' weights differ in names or shapes: not one configuration"
+        )
     average = {}
     for key, first in tables[0].items():
         if first.is_floating_point():
@@ -49,6 +51,9 @@ def average_checkpoints(folders: Sequence[Path], target: Path) -> Path:
             average[key] = first
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(folders[0], target)
-    save_file({k: v.contiguous() for k, v in average.items()}, str(target / names.pop()),
-              metadata={"format": "pt"})
+    save_file(
+        {k: v.contiguous() for k, v in average.items()},
+        str(target / names.pop()),
+        metadata={"format": "pt"},
+    )
     return target

@@ -41,9 +41,14 @@ def run_child(signals: str, ignore_hangup: bool = False) -> subprocess.Completed
         as_foreground_job()
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
-    return subprocess.run([sys.executable, "-c", CHILD, signals], cwd=ROOT, text=True,
-                          capture_output=True, timeout=60,
-                          preexec_fn=under_nohup if ignore_hangup else as_foreground_job)
+    return subprocess.run(
+        [sys.executable, "-c", CHILD, signals],
+        cwd=ROOT,
+        text=True,
+        capture_output=True,
+        timeout=60,
+        preexec_fn=under_nohup if ignore_hangup else as_foreground_job,
+    )
 
 
 def test_repeated_hangups_count_once_and_the_record_is_finished():
@@ -63,9 +68,15 @@ def test_a_second_signal_exits_even_when_nobody_reads_the_output():
     """stderr is a closed pipe: the 'exiting now' line cannot be written, the exit happens."""
     read, write = os.pipe()
     os.close(read)
-    done = subprocess.run([sys.executable, "-c", CHILD, "SIGINT,SIGINT"], cwd=ROOT,
-                          stdout=subprocess.PIPE, stderr=write, text=True, timeout=60,
-                          preexec_fn=as_foreground_job)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, "SIGINT,SIGINT"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=write,
+        text=True,
+        timeout=60,
+        preexec_fn=as_foreground_job,
+    )
     os.close(write)
     assert done.returncode == 128 + signal.SIGINT and "recorded" not in done.stdout
 

@@ -16,8 +16,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(overrides: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.sweep", *overrides], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.sweep", *overrides],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_no_sweep_asks_for_one(tmp_path):
@@ -28,8 +33,10 @@ def test_no_sweep_asks_for_one(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [
-        (["++search_space={train.nope: {type: float, low: 0, high: 1}}"],
-         "search_space.train.nope"),
+        (
+            ["++search_space={train.nope: {type: float, low: 0, high: 1}}"],
+            "search_space.train.nope",
+        ),
         (["search_space={peft.config.r: {choices: []}}"], "search_space.peft.config.r"),
         (["search_space={train.learning_rate: {low: 0.0}}"], "search_space.train.learning_rate"),
         (["data.text_column=body"], "data.text_column"),

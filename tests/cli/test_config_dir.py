@@ -20,12 +20,25 @@ def test_workers_and_the_resume_line_keep_the_config_dir(sweep_overrides, tmp_pa
     shutil.copy(ROOT / "conf" / "sweep" / "lora.yaml", own / "mine.yaml")
     overrides = [o.replace("+sweep=lora", "+sweep=mine") for o in sweep_overrides]
     result = subprocess.run(
-        [sys.executable, "-m", "harness.sweep", f"--config-dir={tmp_path}/my-conf", *overrides,
-         "study.n_trials=2", "study.workers=2", "train.num_train_epochs=1",
-         "report.enabled=false"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "harness.sweep",
+            f"--config-dir={tmp_path}/my-conf",
+            *overrides,
+            "study.n_trials=2",
+            "study.workers=2",
+            "train.num_train_epochs=1",
+            "report.enabled=false",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 complete" in result.stdout or "complete, " in result.stdout
-    resume = next(line for line in result.stdout.splitlines()
-                  if line.startswith("Resume or extend:"))
+    resume = next(
+        line for line in result.stdout.splitlines() if line.startswith("Resume or extend:")
+    )
     assert f"--config-dir={tmp_path}/my-conf" in resume and "+sweep=mine" in resume

@@ -19,8 +19,12 @@ REQUIRED = {
     ("pruner", "threshold"): ["pruner.lower=0.5"],
 }
 # The sweep each option is tried with (the LoRA sweep searches LoRA's own settings).
-SWEEP_FOR = {("peft", "none"): "full", ("peft", "prefix"): "prefix", ("peft", "prompt"): "prompt",
-             ("peft", "ia3"): "ia3"}
+SWEEP_FOR = {
+    ("peft", "none"): "full",
+    ("peft", "prefix"): "prefix",
+    ("peft", "prompt"): "prompt",
+    ("peft", "ia3"): "ia3",
+}
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
 OPTIONS = [(g, o.stem) for g in GROUPS for o in sorted((CONF / g).glob("*.yaml"))]
 
@@ -49,8 +53,9 @@ def test_sweeps_choose_the_method_and_name_the_study(compose):
 
 
 def test_hub_options_derive_short_names(compose):
-    cfg = compose(["+sweep=lora", "model=hub", "model.name_or_path=openai-community/gpt2",
-                   "data=hub"])
+    cfg = compose(
+        ["+sweep=lora", "model=hub", "model.name_or_path=openai-community/gpt2", "data=hub"]
+    )
     assert cfg.model.name == "gpt2"
     assert cfg.study.name == "gpt2-tweet_sentiment_extraction-lora"
 
@@ -64,8 +69,13 @@ def test_defaults_are_the_embedded_model_and_data(compose):
 
 
 def test_help_lists_the_config_groups():
-    out = subprocess.run([sys.executable, "-m", "harness.sweep", "--help"], capture_output=True,
-                         text=True, timeout=120, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "harness.sweep", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     assert "harness.sweep" in out and "+sweep=NAME" in out
     for group in ("model", "data", "peft", "sampler", "pruner", "sweep"):
         assert f"{group}:" in out
@@ -99,8 +109,12 @@ def test_mixed_precision_is_checked(tmp_path, compose):
     from harness.train.arguments import training_arguments
 
     with pytest.raises(ConfigError, match="train.mixed_precision: must be one of auto, bf16"):
-        training_arguments(compose(["+sweep=lora", "train.mixed_precision=fp8"]).train, 100,
-                           str(tmp_path))
+        training_arguments(
+            compose(["+sweep=lora", "train.mixed_precision=fp8"]).train, 100, str(tmp_path)
+        )
     with pytest.raises(ConfigError, match="not both"):
-        training_arguments(compose(["+sweep=lora", "train.mixed_precision=bf16",
-                                    "+train.fp16=true"]).train, 100, str(tmp_path))
+        training_arguments(
+            compose(["+sweep=lora", "train.mixed_precision=bf16", "+train.fp16=true"]).train,
+            100,
+            str(tmp_path),
+        )

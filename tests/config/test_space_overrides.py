@@ -32,22 +32,35 @@ def test_an_entry_given_with_a_type_replaces_the_entry(compose, prefix):
     space = SearchSpace.from_config(cfg.search_space, cfg)
     trial = optuna.create_study().ask()
     assert space.suggest(trial)["train.learning_rate"] in (1e-4, 3e-4)
-    assert trial.distributions["train.learning_rate"] == optuna.distributions.\
-        CategoricalDistribution([1e-4, 3e-4])
+    assert trial.distributions[
+        "train.learning_rate"
+    ] == optuna.distributions.CategoricalDistribution([1e-4, 3e-4])
 
 
 def test_an_entry_without_a_type_is_merged(compose):
     cfg = compose(["+sweep=full", "search_space={train.learning_rate: {high: 1.0e-3}}"])
-    assert entry(cfg, "train.learning_rate") == {"type": "float", "low": 5.0e-5,
-                                                 "high": 1.0e-3, "log": True}
+    assert entry(cfg, "train.learning_rate") == {
+        "type": "float",
+        "low": 5.0e-5,
+        "high": 1.0e-3,
+        "log": True,
+    }
 
 
 def test_a_new_entry_and_a_method_entry_from_the_command_line(compose):
-    cfg = compose(["+sweep=methods", "search_space={train.seed: {type: fixed, value: 7}}",
-                   "method_space.lora={train.learning_rate: {type: float, low: 1e-3, high: 2e-3}}"])
+    cfg = compose(
+        [
+            "+sweep=methods",
+            "search_space={train.seed: {type: fixed, value: 7}}",
+            "method_space.lora={train.learning_rate: {type: float, low: 1e-3, high: 2e-3}}",
+        ]
+    )
     assert entry(cfg, "train.seed") == {"type": "fixed", "value": 7}
     assert entry(cfg, "train.learning_rate", "method_space.lora") == {
-        "type": "float", "low": 1e-3, "high": 2e-3}  # log: true of the sweep's entry is gone
+        "type": "float",
+        "low": 1e-3,
+        "high": 2e-3,
+    }  # log: true of the sweep's entry is gone
     space = MethodSpace.from_config(cfg)
     study = optuna.create_study()
     study.enqueue_trial({"method": "lora"})
@@ -58,25 +71,46 @@ def test_a_new_entry_and_a_method_entry_from_the_command_line(compose):
 
 
 def test_a_changed_space_is_a_changed_study(compose):
-    assert fingerprint(compose(["+sweep=full"]))["search_space"] != fingerprint(
-        compose(["+sweep=full", REPLACED]))["search_space"]
+    assert (
+        fingerprint(compose(["+sweep=full"]))["search_space"]
+        != fingerprint(compose(["+sweep=full", REPLACED]))["search_space"]
+    )
 
 
 def test_only_search_space_overrides_are_rewritten():
-    assert prepare([REPLACED, "+search_space={}", "method_space.lora={a: 1}", "study.n_trials=3",
-                    "--cfg", "job"]) == [
-        "++" + REPLACED, "++search_space={}", "++method_space.lora={a: 1}", "study.n_trials=3",
-        "--cfg", "job"]
+    assert prepare(
+        [
+            REPLACED,
+            "+search_space={}",
+            "method_space.lora={a: 1}",
+            "study.n_trials=3",
+            "--cfg",
+            "job",
+        ]
+    ) == [
+        "++" + REPLACED,
+        "++search_space={}",
+        "++method_space.lora={a: 1}",
+        "study.n_trials=3",
+        "--cfg",
+        "job",
+    ]
 
 
 def test_a_sweep_from_the_command_line_with_a_replaced_and_a_fixed_entry(
-        sweep_overrides, monkeypatch, capsys):
+    sweep_overrides, monkeypatch, capsys
+):
     """The real entry point: every trial samples from the replaced entry and runs with the
     fixed value, which MLflow records on every trial run and Optuna does not search."""
-    overrides = [*sweep_overrides, "study.n_trials=2", "pruner=none", "report.enabled=false",
-                 "train.num_train_epochs=1",
-                 "search_space={train.learning_rate: {type: categorical, choices: [0.02, 0.04]},"
-                 " peft.config.r: {type: fixed, value: 2}}"]
+    overrides = [
+        *sweep_overrides,
+        "study.n_trials=2",
+        "pruner=none",
+        "report.enabled=false",
+        "train.num_train_epochs=1",
+        "search_space={train.learning_rate: {type: categorical, choices: [0.02, 0.04]},"
+        " peft.config.r: {type: fixed, value: 2}}",
+    ]
     monkeypatch.setattr(sys, "argv", ["harness.sweep", *overrides])
     sweep.cli()
     assert "error" not in capsys.readouterr().err

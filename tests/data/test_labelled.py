@@ -14,13 +14,23 @@ from harness.data import load_labelled_data, tokenize
 def files_cfg(tmp_path, train, validation=None, **overrides):
     cfg = {
         "name": "files",
-        "source": {"_target_": "harness.data.sources.local_files", "train_file": str(train),
-                   "validation_file": str(validation) if validation else None,
-                   "test_file": None},
-        "train_file": str(train), "validation_file": str(validation) if validation else None,
-        "text_column": "text", "label_column": "label", "label_names": None,
-        "label_text_column": None, "validation_size": 0.2, "split_seed": 42,
-        "max_length": 32, "max_train_samples": None, "max_eval_samples": None,
+        "source": {
+            "_target_": "harness.data.sources.local_files",
+            "train_file": str(train),
+            "validation_file": str(validation) if validation else None,
+            "test_file": None,
+        },
+        "train_file": str(train),
+        "validation_file": str(validation) if validation else None,
+        "text_column": "text",
+        "label_column": "label",
+        "label_names": None,
+        "label_text_column": None,
+        "validation_size": 0.2,
+        "split_seed": 42,
+        "max_length": 32,
+        "max_train_samples": None,
+        "max_eval_samples": None,
     }
     cfg.update(overrides)
     return OmegaConf.create(cfg)
@@ -45,10 +55,12 @@ def test_string_labels_become_sorted_names_and_validation_is_carved(tmp_path):
 
 def test_jsonl_with_integer_labels_and_given_names(tmp_path):
     train = tmp_path / "t.jsonl"
-    train.write_text("".join(json.dumps({"sentence": f"s {i}", "y": i % 2}) + "\n"
-                             for i in range(20)))
-    cfg = files_cfg(tmp_path, train, text_column="sentence", label_column="y",
-                    label_names=["no", "yes"])
+    train.write_text(
+        "".join(json.dumps({"sentence": f"s {i}", "y": i % 2}) + "\n" for i in range(20))
+    )
+    cfg = files_cfg(
+        tmp_path, train, text_column="sentence", label_column="y", label_names=["no", "yes"]
+    )
     data = load_labelled_data(cfg)
     assert data.label_names == ["no", "yes"]
     row = data.splits["train"][0]
@@ -67,12 +79,21 @@ def test_tsv_validation_file_and_caps(tmp_path):
     [
         (lambda p: p / "missing.csv", "data.train_file", "does not exist"),
         (lambda p: write(p / "t.txt", ROWS), "data.train_file", "unsupported extension"),
-        (lambda p: write(p / "t.csv", ROWS, header=("body", "label")), "data.text_column",
-         "column 'text' is not in"),
-        (lambda p: write(p / "t.csv", [(f"x {i}", i / 10) for i in range(20)]),
-         "data.label_column", "cannot be mapped"),
-        (lambda p: write(p / "t.csv", [(f"x {i}", "a") for i in range(20)]),
-         "data.label_column", "at least 2 labels"),
+        (
+            lambda p: write(p / "t.csv", ROWS, header=("body", "label")),
+            "data.text_column",
+            "column 'text' is not in",
+        ),
+        (
+            lambda p: write(p / "t.csv", [(f"x {i}", i / 10) for i in range(20)]),
+            "data.label_column",
+            "cannot be mapped",
+        ),
+        (
+            lambda p: write(p / "t.csv", [(f"x {i}", "a") for i in range(20)]),
+            "data.label_column",
+            "at least 2 labels",
+        ),
     ],
 )
 def test_bad_files_name_the_field_or_file(tmp_path, make, field, message):
@@ -110,13 +131,25 @@ def test_tokenize_truncates_and_sorts_evaluation_splits_by_length(tmp_path):
 def test_tsv_is_read_without_quote_processing(tmp_path):
     """GLUE-style TSV: a quote is a character of the text, never a field delimiter (read as
     CSV, a text starting with a quote swallowed the lines up to the next quote)."""
-    texts = ['"a quote starts this text', 'this text ends with a quote"', 'it has "inner" quotes',
-             '"all of it quoted"', '""', "it's a single quote", 'one " lone quote', '"""triple']
-    rows = [(texts[i % len(texts)] + f" {i}" if i % 3 else texts[i % len(texts)],
-             ["bad", "good", "meh"][i % 3]) for i in range(43)]
+    texts = [
+        '"a quote starts this text',
+        'this text ends with a quote"',
+        'it has "inner" quotes',
+        '"all of it quoted"',
+        '""',
+        "it's a single quote",
+        'one " lone quote',
+        '"""triple',
+    ]
+    rows = [
+        (
+            texts[i % len(texts)] + f" {i}" if i % 3 else texts[i % len(texts)],
+            ["bad", "good", "meh"][i % 3],
+        )
+        for i in range(43)
+    ]
     train = write(tmp_path / "t.tsv", rows, sep="\t")
-    data = load_labelled_data(files_cfg(tmp_path, train, write(tmp_path / "v.tsv", rows,
-                                                               sep="\t")))
+    data = load_labelled_data(files_cfg(tmp_path, train, write(tmp_path / "v.tsv", rows, sep="\t")))
     assert data.sizes() == {"train": 43, "validation": 43}
     names = data.label_names
     loaded = [(row["text"], names[row["label"]]) for row in data.splits["train"]]
@@ -161,12 +194,14 @@ def test_an_unlabelled_test_split_of_class_labels_or_given_names(tmp_path, given
 
     features = Features(text=Value("string"), label=ClassLabel(names=["neg", "pos"]))
     raw = DatasetDict(
-        train=Dataset.from_dict({"text": [f"t {i}" for i in range(20)],
-                                 "label": [i % 2 for i in range(20)]}, features=features),
-        validation=Dataset.from_dict({"text": ["v 0", "v 1"], "label": [0, 1]},
-                                     features=features),
-        test=Dataset.from_dict({"text": ["x 0", "x 1", "x 2"], "label": [-1, -1, -1]},
-                               features=features),
+        train=Dataset.from_dict(
+            {"text": [f"t {i}" for i in range(20)], "label": [i % 2 for i in range(20)]},
+            features=features,
+        ),
+        validation=Dataset.from_dict({"text": ["v 0", "v 1"], "label": [0, 1]}, features=features),
+        test=Dataset.from_dict(
+            {"text": ["x 0", "x 1", "x 2"], "label": [-1, -1, -1]}, features=features
+        ),
     )
     data = label_and_split(raw, files_cfg(tmp_path, "hub", label_names=given))
     assert data.label_names == (given or ["neg", "pos"])

@@ -38,14 +38,22 @@ def test_workers_starting_together_on_an_empty_cache_prepare_it_once(tmp_path, e
     raw = next(Path(embedded_cache).glob("vaderSentiment-*"))
     shutil.copytree(raw, cache / raw.name)
     start_at = str(time.time() + 8)
-    workers = [subprocess.Popen([sys.executable, "-c", SCRIPT, str(cache), start_at], cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for _ in range(3)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", SCRIPT, str(cache), start_at],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
     results = [w.communicate(timeout=300) for w in workers]
     assert [w.returncode for w in workers] == [0, 0, 0], [err for _, err in results]
     assert [out.split() for out, _ in results] == [["2940"]] * 3
     logs = "".join(err for _, err in results)
     assert logs.count("VADER tweets prepared") == 1, logs
     assert len(list(cache.glob("vader-tweets-*/dataset_dict.json"))) == 1
-    assert not list(cache.glob(".vader-*")) or all(p.suffix == ".lock"
-                                                   for p in cache.glob(".vader-*"))
+    assert not list(cache.glob(".vader-*")) or all(
+        p.suffix == ".lock" for p in cache.glob(".vader-*")
+    )

@@ -20,13 +20,24 @@ def registered(tmp_path_factory, tiny_model_dir, sentiment_files, compose):
     """A one-trial prompt-tuning study of the tiny model, exported and registered."""
     tmp = tmp_path_factory.mktemp("served")
     overrides = [
-        "+sweep=prompt", f"model.name_or_path={tiny_model_dir}", "model.name=tiny",
-        "data=files", f"data.train_file={sentiment_files['train']}",
-        f"data.validation_file={sentiment_files['validation']}", "data.max_train_samples=64",
-        f"study.storage=sqlite:///{tmp}/optuna.db", f"study.output_dir={tmp}/out",
-        f"tracking.uri=sqlite:///{tmp}/mlflow.db", f"tracking.artifact_location={tmp}/mlruns",
-        "study.n_trials=1", "pruner=none", "train.num_train_epochs=1", "train.evals_per_epoch=1",
-        "display.progress=false", "report.enabled=false", "final.seeds=0",
+        "+sweep=prompt",
+        f"model.name_or_path={tiny_model_dir}",
+        "model.name=tiny",
+        "data=files",
+        f"data.train_file={sentiment_files['train']}",
+        f"data.validation_file={sentiment_files['validation']}",
+        "data.max_train_samples=64",
+        f"study.storage=sqlite:///{tmp}/optuna.db",
+        f"study.output_dir={tmp}/out",
+        f"tracking.uri=sqlite:///{tmp}/mlflow.db",
+        f"tracking.artifact_location={tmp}/mlruns",
+        "study.n_trials=1",
+        "pruner=none",
+        "train.num_train_epochs=1",
+        "train.evals_per_epoch=1",
+        "display.progress=false",
+        "report.enabled=false",
+        "final.seeds=0",
     ]
     run_sweep(compose(overrides))
     cfg = compose([*overrides, f"export.dir={tmp}/export", "export.register=true"])
@@ -34,8 +45,9 @@ def registered(tmp_path_factory, tiny_model_dir, sentiment_files, compose):
     return cfg, exported
 
 
-def test_mlflow_models_serve_answers_invocations_with_the_adapters_labels(registered, tmp_path,
-                                                                         monkeypatch):
+def test_mlflow_models_serve_answers_invocations_with_the_adapters_labels(
+    registered, tmp_path, monkeypatch
+):
     import mlflow.pyfunc
     import torch
 
@@ -49,10 +61,13 @@ def test_mlflow_models_serve_answers_invocations_with_the_adapters_labels(regist
     encoded = tokenizer(TEXTS, padding=True, return_tensors="pt")
     with torch.no_grad():
         assert torch.allclose(served(**encoded).logits, model(**encoded).logits)
-    with mlflow_models_serve("models:/tiny-files-prompt/1", str(cfg.tracking.uri),
-                             tmp_path) as base:
+    with mlflow_models_serve(
+        "models:/tiny-files-prompt/1", str(cfg.tracking.uri), tmp_path
+    ) as base:
         answer = post_json(f"{base}/invocations", {"inputs": TEXTS})
         assert answer == {"predictions": expected}
-        table = post_json(f"{base}/invocations",
-                          {"dataframe_split": {"columns": ["text"], "data": [[t] for t in TEXTS]}})
+        table = post_json(
+            f"{base}/invocations",
+            {"dataframe_split": {"columns": ["text"], "data": [[t] for t in TEXTS]}},
+        )
         assert table == {"predictions": expected}

@@ -14,13 +14,22 @@ import tempfile
 from pathlib import Path
 
 CHROMIUM = os.environ.get("HARNESS_CHROMIUM", "/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--no-first-run", "--disable-quic", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-component-update",
+    "--disable-sync",
+]
 RUN_NAME_CELL = '[col-id="attributes.`Run Name`"]'  # the runs table (AG Grid) name column
 
 
-def compare_runs(base_url: str, experiment_id: str, names: list[str], screenshot: Path,
-                 timeout_s: float = 60) -> str:
+def compare_runs(
+    base_url: str, experiment_id: str, names: list[str], screenshot: Path, timeout_s: float = 60
+) -> str:
     """Open the experiment's runs table, expand the parent run, tick the runs ``names``, click
     Compare; save a screenshot of the comparison page and return its text."""
     from playwright.sync_api import expect, sync_playwright
@@ -29,8 +38,11 @@ def compare_runs(base_url: str, experiment_id: str, names: list[str], screenshot
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
-                executable_path=CHROMIUM, headless=True, ignore_default_args=True,
-                args=[*FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe"])
+                executable_path=CHROMIUM,
+                headless=True,
+                ignore_default_args=True,
+                args=[*FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe"],
+            )
             try:
                 page = browser.new_context(viewport={"width": 1600, "height": 1000}).new_page()
                 page.set_default_timeout(timeout_s * 1000)
@@ -47,8 +59,9 @@ def compare_runs(base_url: str, experiment_id: str, names: list[str], screenshot
                     row.locator("input.ag-checkbox-input").check()
                 page.get_by_role("button", name="Compare", exact=True).click()
                 page.wait_for_url(re.compile(r"#/compare-runs\?"))
-                expect(page.get_by_text(re.compile(rf"Comparing {len(names)} Runs"))) \
-                    .to_be_visible()
+                expect(
+                    page.get_by_text(re.compile(rf"Comparing {len(names)} Runs"))
+                ).to_be_visible()
                 expect(page.locator("table.mlflow-compare-table").first).to_be_visible()
                 _grow_to_content(page)
                 page.screenshot(path=str(screenshot), full_page=True)
@@ -62,7 +75,8 @@ def compare_runs(base_url: str, experiment_id: str, names: list[str], screenshot
 def _row(page, name: str):
     """The runs-table row whose Run Name cell links to ``name``."""
     return page.get_by_role("row").filter(
-        has=page.locator(RUN_NAME_CELL).get_by_role("link", name=name, exact=True))
+        has=page.locator(RUN_NAME_CELL).get_by_role("link", name=name, exact=True)
+    )
 
 
 def _grow_to_content(page) -> None:
@@ -74,6 +88,7 @@ def _grow_to_content(page) -> None:
         .map(e => e.scrollHeight - e.clientHeight))""")
     if hidden > 0:
         size = page.viewport_size
-        page.set_viewport_size({"width": size["width"],
-                                "height": min(size["height"] + int(hidden) + 40, 8000)})
+        page.set_viewport_size(
+            {"width": size["width"], "height": min(size["height"] + int(hidden) + 40, 8000)}
+        )
         page.wait_for_timeout(500)

@@ -23,20 +23,40 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def mlflow_models_serve(model_uri: str, tracking_uri: str, folder: Path,
-                        timeout: float = 240) -> Iterator[str]:
+def mlflow_models_serve(
+    model_uri: str, tracking_uri: str, folder: Path, timeout: float = 240
+) -> Iterator[str]:
     """A real ``mlflow models serve`` of ``model_uri`` (local env) on a free loopback port:
     yields its base URL once /ping answers; stopped (its process group) after."""
     port = free_port()
     log_path = folder / "serve.log"
     bin_dir = Path(sys.executable).parent  # as in an activated venv: the server runs uvicorn
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,
-           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     with log_path.open("w") as log:
         server = subprocess.Popen(
-            [str(bin_dir / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager",
-             "local", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                str(bin_dir / "mlflow"),
+                "models",
+                "serve",
+                "-m",
+                model_uri,
+                "--env-manager",
+                "local",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            cwd=folder,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + timeout
@@ -60,7 +80,8 @@ def mlflow_models_serve(model_uri: str, tracking_uri: str, folder: Path,
 
 
 def post_json(url: str, body: dict) -> dict:
-    request = urllib.request.Request(url, json.dumps(body).encode(),
-                                     {"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read())

@@ -22,8 +22,11 @@ from tests.helpers.processes import as_foreground_job
 
 ROOT = Path(__file__).resolve().parents[2]
 TrialState = optuna.trial.TrialState
-RUN_STATUS = {TrialState.COMPLETE: {"FINISHED"}, TrialState.PRUNED: {"FINISHED"},
-              TrialState.FAIL: {"FAILED", "KILLED"}}
+RUN_STATUS = {
+    TrialState.COMPLETE: {"FINISHED"},
+    TrialState.PRUNED: {"FINISHED"},
+    TrialState.FAIL: {"FAILED", "KILLED"},
+}
 
 
 class SweepProcess:
@@ -32,16 +35,22 @@ class SweepProcess:
     def __init__(self, overrides: list[str], faults: str = "") -> None:
         env = {**os.environ, "HARNESS_FAULTS": faults, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.sweep", *overrides], cwd=ROOT, env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [sys.executable, "-m", "harness.sweep", *overrides],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             preexec_fn=as_foreground_job,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.stderr: list[str] = []
         self.stdout = ""
         self._out: list[str] = []
-        self._readers = [threading.Thread(target=self._read, daemon=True),
-                         threading.Thread(target=self._read_stdout, daemon=True)]
+        self._readers = [
+            threading.Thread(target=self._read, daemon=True),
+            threading.Thread(target=self._read_stdout, daemon=True),
+        ]
         for reader in self._readers:
             reader.start()
 
@@ -96,8 +105,11 @@ def stores(overrides: list[str]):
     experiment = client.get_experiment_by_name(cfg.study.name)
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     parents = [r for r in runs if r.data.tags.get(schema.ROLE_TAG) == schema.ROLE_STUDY]
-    children = {int(r.data.tags[schema.NUMBER_TAG]): r for r in runs
-                if r.data.tags.get(schema.ROLE_TAG) == schema.ROLE_TRIAL}
+    children = {
+        int(r.data.tags[schema.NUMBER_TAG]): r
+        for r in runs
+        if r.data.tags.get(schema.ROLE_TAG) == schema.ROLE_TRIAL
+    }
     assert len(parents) == 1 and len(runs) == 1 + len(children), "a stray or duplicated run"
     return cfg, study, client, parents[0], children
 
@@ -121,12 +133,15 @@ def assert_consistent(overrides: list[str], n_trials: int):
 
 def finished_trials(study) -> dict[int, tuple]:
     """What must never change once a trial has finished."""
-    return {t.number: (t.state, t.params, t.values, t.datetime_complete, t.intermediate_values)
-            for t in study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))}
+    return {
+        t.number: (t.state, t.params, t.values, t.datetime_complete, t.intermediate_values)
+        for t in study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    }
 
 
-def finished_sweep(tmp_path_factory, label: str, tiny_model_dir: Path,
-                   sentiment_files: dict, *extra: str) -> tuple[list[str], object]:
+def finished_sweep(
+    tmp_path_factory, label: str, tiny_model_dir: Path, sentiment_files: dict, *extra: str
+) -> tuple[list[str], object]:
     """Run a quick sweep (the quick overrides plus ``extra``) in a fresh folder, for a module's
     tests that only read it: ``(overrides, summary)``."""
     folder = tmp_path_factory.mktemp(label)

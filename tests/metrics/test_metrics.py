@@ -18,9 +18,14 @@ REF = [0, 1, 1, 2, 1, 2, 0, 2]
 
 def test_bundled_metrics_load_offline_and_match_sklearn(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    suite = load_metrics(list(BUNDLED), {"f1": {"average": "macro"},
-                                         "precision": {"average": "macro"},
-                                         "recall": {"average": "macro"}})
+    suite = load_metrics(
+        list(BUNDLED),
+        {
+            "f1": {"average": "macro"},
+            "precision": {"average": "macro"},
+            "recall": {"average": "macro"},
+        },
+    )
     out = suite.compute(PRED, REF)
     assert out["accuracy"] == pytest.approx(accuracy_score(REF, PRED))
     assert out["f1"] == pytest.approx(f1_score(REF, PRED, average="macro"))
@@ -51,10 +56,10 @@ def test_a_metric_module_outside_the_bundled_ones_runs_only_with_the_opt_in(tmp_
     module = tmp_path / "marker"
     module.mkdir()
     mark = tmp_path / "ran"
-    source = (Path(__file__).resolve().parents[2] / "harness/metrics/accuracy/accuracy.py")
+    source = Path(__file__).resolve().parents[2] / "harness/metrics/accuracy/accuracy.py"
     (module / "marker.py").write_text(
-        f"from pathlib import Path\nPath({str(mark)!r}).write_text('ran')\n"
-        + source.read_text())
+        f"from pathlib import Path\nPath({str(mark)!r}).write_text('ran')\n" + source.read_text()
+    )
     with pytest.raises(ConfigError) as err:
         load_metrics([str(module)], None)
     assert err.value.field == "metrics"

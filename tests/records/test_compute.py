@@ -13,8 +13,10 @@ TrialState = optuna.trial.TrialState
 
 def trial(study, state, trained, planned, **more):
     t = study.ask()
-    t.set_user_attr(schema.COMPUTE_ATTR, {"steps_trained": trained, "steps_planned": planned,
-                                          "wall_time_s": 10.0, **more})
+    t.set_user_attr(
+        schema.COMPUTE_ATTR,
+        {"steps_trained": trained, "steps_planned": planned, "wall_time_s": 10.0, **more},
+    )
     if state == TrialState.COMPLETE:
         study.tell(t, 0.5)
     else:
@@ -38,8 +40,10 @@ def test_pruning_early_stopping_and_failures_are_counted_apart():
     assert metrics[schema.COMPUTE_SAVED_METRIC] == pytest.approx(0.25)
     assert metrics["total_steps_trained"] == 185 and metrics["failed_steps_trained"] == 30
     line = compute.format()
-    assert line.startswith("Compute: 185 of 300 planned training steps (25.0% saved by "
-                           "pruning, 13.3% by early stopping)")
+    assert line.startswith(
+        "Compute: 185 of 300 planned training steps (25.0% saved by "
+        "pruning, 13.3% by early stopping)"
+    )
     assert "1 failed trial(s) cost 30 steps, 10 s wall" in line
 
 

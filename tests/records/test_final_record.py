@@ -9,9 +9,14 @@ from harness.records import final
 
 def _record(trial: int, test: dict | None) -> dict:
     values = {"1": 0.8, "2": 0.82}
-    return {"trial": trial, "seed": 2, "seeds": 2, "seed_value": 0.82,
-            "configs": {str(trial): {"mean": 0.81, "sd": 0.014, "values": values}},
-            "test": test or {"none": "not scored: the seeds' checkpoints were removed"}}
+    return {
+        "trial": trial,
+        "seed": 2,
+        "seeds": 2,
+        "seed_value": 0.82,
+        "configs": {str(trial): {"mean": 0.81, "sd": 0.014, "values": values}},
+        "test": test or {"none": "not scored: the seeds' checkpoints were removed"},
+    }
 
 
 def test_a_new_choice_without_a_test_score_leaves_no_stale_one_on_the_parent_run():
@@ -22,7 +27,8 @@ def test_a_new_choice_without_a_test_score_leaves_no_stale_one_on_the_parent_run
     assert math.isnan(metrics["final_test_accuracy_mean"])
     assert math.isnan(metrics["shipped_test_accuracy"])
     assert final.parent_metrics(scored, "accuracy", earlier=scored) == final.parent_metrics(
-        scored, "accuracy")
+        scored, "accuracy"
+    )
 
 
 def test_a_loss_gain_is_read_as_lower_is_better():

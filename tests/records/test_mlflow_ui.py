@@ -21,19 +21,30 @@ SCREENSHOTS = Path(__file__).resolve().parents[1] / "screenshots"  # kept for a 
 def chromium():
     pytest.importorskip("playwright", reason="pip install playwright (make test installs it)")
     if not Path(CHROMIUM).is_file():
-        message = (f"no Chromium at {CHROMIUM}: `apt-get install chromium` (make test does, "
-                   "as root) or point HARNESS_CHROMIUM at one")
+        message = (
+            f"no Chromium at {CHROMIUM}: `apt-get install chromium` (make test does, "
+            "as root) or point HARNESS_CHROMIUM at one"
+        )
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
     return CHROMIUM
 
 
-def test_trial_runs_line_up_in_the_mlflow_compare_view(chromium, sweep_overrides,
-                                                       mlflow_server, tmp_path, compose):
-    cfg = compose([*sweep_overrides, "study.n_trials=3", "train.num_train_epochs=2",
-                   f"tracking.uri={mlflow_server}", "tracking.artifact_location=null",
-                   "study.name=ui-compare", "report.enabled=false"])
+def test_trial_runs_line_up_in_the_mlflow_compare_view(
+    chromium, sweep_overrides, mlflow_server, tmp_path, compose
+):
+    cfg = compose(
+        [
+            *sweep_overrides,
+            "study.n_trials=3",
+            "train.num_train_epochs=2",
+            f"tracking.uri={mlflow_server}",
+            "tracking.artifact_location=null",
+            "study.name=ui-compare",
+            "report.enabled=false",
+        ]
+    )
     run_sweep(cfg)
     client = MlflowClient(tracking_uri=mlflow_server)
     experiment = client.get_experiment_by_name("ui-compare")

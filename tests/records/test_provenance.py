@@ -21,8 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def git(folder: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(folder), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 @pytest.fixture
@@ -33,22 +34,30 @@ def project(tmp_path) -> Path:
     git(folder, "init", "-q")
     (folder / "notes.txt").write_text("my experiments\n")
     git(folder, "add", "notes.txt")
-    git(folder, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m",
-        "first")
+    git(
+        folder, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "first"
+    )
     return folder
 
 
 def test_every_run_records_code_command_user_versions_and_its_data(
-        sweep_overrides, project, monkeypatch, compose):
-    overrides = [*sweep_overrides, "study.n_trials=2", "pruner=none",
-                 "train.num_train_epochs=1", "report.enabled=false"]
+    sweep_overrides, project, monkeypatch, compose
+):
+    overrides = [
+        *sweep_overrides,
+        "study.n_trials=2",
+        "pruner=none",
+        "train.num_train_epochs=1",
+        "report.enabled=false",
+    ]
     monkeypatch.chdir(project)  # the working directory: another repository than the harness's
     run_sweep(compose(overrides))
     cfg, study, client, parent, children = stores(overrides)
     inputs = study.user_attrs[schema.INPUTS_ATTR]
     harness_commit = git(ROOT, "rev-parse", "HEAD")
-    harness_dirty = "true" if git(ROOT, "status", "--porcelain", "--untracked-files=no") \
-        else "false"
+    harness_dirty = (
+        "true" if git(ROOT, "status", "--porcelain", "--untracked-files=no") else "false"
+    )
     assert len(children) == 2
     for run in [parent, *children.values()]:
         tags = run.data.tags
@@ -73,21 +82,32 @@ def test_every_run_records_code_command_user_versions_and_its_data(
             assert json.loads(dataset.profile)["num_rows"] == int(rows.split()[0])
             assert dataset.source_type == "local"
             assert json.loads(dataset.source)["uri"] == str(
-                Path(str(cfg.data[f"{split}_file"])).resolve())
+                Path(str(cfg.data[f"{split}_file"])).resolve()
+            )
         assert run.inputs.dataset_inputs[0].tags[0].key == "mlflow.data.context"
     assert int(json.loads(logged["train"].profile)["num_rows"]) == 240
     assert len(optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage).trials) == 2
 
 
 def test_the_command_line_is_recorded_with_passwords_masked(monkeypatch):
-    monkeypatch.setattr(sys, "orig_argv", [
-        "/opt/venv/bin/python", "-m", "harness.sweep", "+sweep=lora",
-        "study.storage=postgresql://alice:s3cret-pw@db.example/optuna",
-        "study.warm_start.storage=postgresql://alice@db.example/optuna?password=hunter22"])
+    monkeypatch.setattr(
+        sys,
+        "orig_argv",
+        [
+            "/opt/venv/bin/python",
+            "-m",
+            "harness.sweep",
+            "+sweep=lora",
+            "study.storage=postgresql://alice:s3cret-pw@db.example/optuna",
+            "study.warm_start.storage=postgresql://alice@db.example/optuna?password=hunter22",
+        ],
+    )
     line = provenance.command_line()
-    assert line == ("python -m harness.sweep +sweep=lora "
-                    "study.storage=postgresql://alice:***@db.example/optuna "
-                    "'study.warm_start.storage=postgresql://alice@db.example/optuna?password=***'")
+    assert line == (
+        "python -m harness.sweep +sweep=lora "
+        "study.storage=postgresql://alice:***@db.example/optuna "
+        "'study.warm_start.storage=postgresql://alice@db.example/optuna?password=***'"
+    )
     assert provenance.code_tags()[provenance.MLFLOW_SOURCE_TAG] == "harness.sweep"
 
 

@@ -41,8 +41,11 @@ def test_the_lora_sweep_space_parses_against_its_config(cfg):
         ({"type": "float", "low": "a", "high": 1.0}, "search_space.x", "finite number"),
         ({"type": "int", "low": 0.5, "high": 4}, "search_space.x", "must be an integer"),
         ({"type": "float", "low": 0, "high": 1, "step": 2}, "search_space.x", "larger than"),
-        ({"type": "float", "low": 1e-3, "high": 1, "log": True, "step": 0.1}, "search_space.x",
-         "cannot be combined"),
+        (
+            {"type": "float", "low": 1e-3, "high": 1, "log": True, "step": 0.1},
+            "search_space.x",
+            "cannot be combined",
+        ),
         ({"type": "float", "low": 0, "high": 1, "choices": [1]}, "search_space.x", "unknown key"),
         ("0.1", "search_space.x", "expected a mapping"),
     ],
@@ -75,11 +78,16 @@ def test_sections_and_study_level_settings_cannot_vary(cfg):
 
 
 def test_suggest_samples_inside_the_space_with_a_real_trial():
-    space = parse({
-        "a": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
-        "b": {"type": "int", "low": 2, "high": 10, "step": 2},
-        "c": {"type": "categorical", "choices": [["query", "value"], ["query", "key", "value"]]},
-    })
+    space = parse(
+        {
+            "a": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+            "b": {"type": "int", "low": 2, "high": 10, "step": 2},
+            "c": {
+                "type": "categorical",
+                "choices": [["query", "value"], ["query", "key", "value"]],
+            },
+        }
+    )
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(20):
         trial = study.ask()
@@ -100,8 +108,13 @@ def test_apply_sets_values_on_a_copy(cfg):
 
 
 def test_a_fixed_entry_is_applied_to_every_trial_and_never_searched(cfg):
-    space = parse({"train.learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2},
-                   "peft.config.r": {"type": "fixed", "value": 8}}, cfg)
+    space = parse(
+        {
+            "train.learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2},
+            "peft.config.r": {"type": "fixed", "value": 8},
+        },
+        cfg,
+    )
     assert space.param_names() == ["train.learning_rate", "peft.config.r"]  # both on MLflow
     assert list(space.grid()) == ["train.learning_rate"]  # a grid has nothing to visit in it
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
@@ -115,8 +128,10 @@ def test_a_fixed_entry_is_applied_to_every_trial_and_never_searched(cfg):
     ("spec", "message"),
     [
         ({"type": "fixed"}, "'value' is required for type fixed"),
-        ({"type": "fixed", "value": 8, "choices": [8]},
-         "unknown key(s) choices for type fixed (allowed: type, value)"),
+        (
+            {"type": "fixed", "value": 8, "choices": [8]},
+            "unknown key(s) choices for type fixed (allowed: type, value)",
+        ),
     ],
 )
 def test_a_malformed_fixed_entry_names_the_entry(cfg, spec, message):
@@ -131,22 +146,41 @@ def test_a_fixed_path_must_exist_too(cfg):
 
 
 def test_params_to_queue_are_checked_against_the_space(cfg):
-    space = parse({"train.learning_rate": {"type": "float", "low": 1e-3, "high": 1e-2},
-                   "train.num_train_epochs": {"type": "int", "low": 1, "high": 5, "step": 2},
-                   "peft.config.target_modules": {"type": "categorical",
-                                                  "choices": [["query"], ["query", "value"]]},
-                   "peft.config.r": {"type": "fixed", "value": 8}}, cfg)
-    assert fit_params(space, {"train.learning_rate": 2e-3, "train.num_train_epochs": 3,
-                              "peft.config.target_modules": ["query"], "peft.config.r": 8}) == {
-        "train.learning_rate": 2e-3, "train.num_train_epochs": 3,
-        "peft.config.target_modules": '["query"]'}  # the choice's label, as Optuna records it
+    space = parse(
+        {
+            "train.learning_rate": {"type": "float", "low": 1e-3, "high": 1e-2},
+            "train.num_train_epochs": {"type": "int", "low": 1, "high": 5, "step": 2},
+            "peft.config.target_modules": {
+                "type": "categorical",
+                "choices": [["query"], ["query", "value"]],
+            },
+            "peft.config.r": {"type": "fixed", "value": 8},
+        },
+        cfg,
+    )
+    assert fit_params(
+        space,
+        {
+            "train.learning_rate": 2e-3,
+            "train.num_train_epochs": 3,
+            "peft.config.target_modules": ["query"],
+            "peft.config.r": 8,
+        },
+    ) == {
+        "train.learning_rate": 2e-3,
+        "train.num_train_epochs": 3,
+        "peft.config.target_modules": '["query"]',
+    }  # the choice's label, as Optuna records it
     assert fit_params(space, {"train.learning_rate": 5e-3}) == {"train.learning_rate": 5e-3}
     for params, field, message in [
         ({"train.learning_rate": 0.5}, "train.learning_rate", "0.5 is outside its range"),
         ({"train.learning_rate": "high"}, "train.learning_rate", "must be a number"),
         ({"train.num_train_epochs": 2}, "train.num_train_epochs", "is not one of its values"),
-        ({"peft.config.target_modules": ["key"]}, "peft.config.target_modules",
-         "is not one of its choices"),
+        (
+            {"peft.config.target_modules": ["key"]},
+            "peft.config.target_modules",
+            "is not one of its choices",
+        ),
         ({"peft.config.r": 16}, "peft.config.r", "is fixed at 8 in this study"),
         ({"train.seed": 1}, "train.seed", "is not a param of this study's search space"),
     ]:
@@ -158,14 +192,22 @@ def test_params_to_queue_are_checked_against_the_space(cfg):
 def test_params_to_queue_in_a_methods_study(compose):
     cfg = compose(["+sweep=methods"])
     space = MethodSpace.from_config(cfg)
-    lora = {"method": "lora", "lora/train.learning_rate": 3e-3, "lora/peft.config.r": 8,
-            "train.warmup_steps": 0.05}
+    lora = {
+        "method": "lora",
+        "lora/train.learning_rate": 3e-3,
+        "lora/peft.config.r": 8,
+        "train.warmup_steps": 0.05,
+    }
     assert fit_params(space, lora) == lora
     # the method's own paths without the prefix; the method from the prefixes
     assert fit_params(space, {"method": "lora", "train.learning_rate": 3e-3}) == {
-        "method": "lora", "lora/train.learning_rate": 3e-3}
-    assert fit_params(space, {"lora/peft.config.r": 4}) == {"method": "lora",
-                                                            "lora/peft.config.r": 4}
+        "method": "lora",
+        "lora/train.learning_rate": 3e-3,
+    }
+    assert fit_params(space, {"lora/peft.config.r": 4}) == {
+        "method": "lora",
+        "lora/peft.config.r": 4,
+    }
     with pytest.raises(ConfigError, match="'adapter' is not a method of this study"):
         fit_params(space, {"method": "adapter"})
     with pytest.raises(ConfigError, match="lora/train.learning_rate: 0.5 is outside"):

@@ -32,6 +32,7 @@ def spy(name, function):
     def wrapper(*args, **kwargs):
         calls.append(name)
         return function(*args, **kwargs)
+
     return wrapper
 
 
@@ -51,25 +52,34 @@ def combined(sweep_overrides, tmp_path, compose, sentiment_files, monkeypatch):
     """A three-trial study whose final stage ships an ensemble (``calls``: the order in which
     the final stage decided what ships and scored it on test)."""
     test_file = write_sentiment_csv(tmp_path / "test.csv", 45, seed=3)
-    overrides = [*[o for o in sweep_overrides if o != "final.seeds=0"], "study.n_trials=3",
-                 "train.num_train_epochs=2", "pruner=none", "final.top_k=1", "final.seeds=2",
-                 "final.combine=ensemble", "final.ensemble_size=4", "checkpoints.keep=3",
-                 f"data.test_file={test_file}", "report.enabled=false"]
+    overrides = [
+        *[o for o in sweep_overrides if o != "final.seeds=0"],
+        "study.n_trials=3",
+        "train.num_train_epochs=2",
+        "pruner=none",
+        "final.top_k=1",
+        "final.seeds=2",
+        "final.combine=ensemble",
+        "final.ensemble_size=4",
+        "checkpoints.keep=3",
+        f"data.test_file={test_file}",
+        "report.enabled=false",
+    ]
     calls.clear()
     for name in ("decide", "test_score"):
         monkeypatch.setattr(combine, name, spy(name, getattr(combine, name)))
     from harness.study import final
 
-    monkeypatch.setattr(final, "score_checkpoint", spy("seed test",
-                                                       final.score_checkpoint))
+    monkeypatch.setattr(final, "score_checkpoint", spy("seed test", final.score_checkpoint))
     summary = run_sweep(compose(overrides))
     cfg = compose(overrides)
     study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
     return cfg, study, summary, test_file, overrides
 
 
-def test_the_final_stage_ships_an_ensemble_chosen_on_validation(combined, sentiment_files,
-                                                                 compose, tmp_path):
+def test_the_final_stage_ships_an_ensemble_chosen_on_validation(
+    combined, sentiment_files, compose, tmp_path
+):
     cfg, study, summary, test_file, overrides = combined
     out = tmp_path / "sweeps" / "study"
     record = study.user_attrs[schema.FINAL_ATTR]
@@ -92,10 +102,17 @@ def test_the_final_stage_ships_an_ensemble_chosen_on_validation(combined, sentim
     from harness.data import load_labelled_data, tokenize
 
     _, tokenizer = load_checkpoint(out / ensemble["members"][0]["checkpoint"])
-    truth = list(tokenize(load_labelled_data(cfg.data), tokenizer,
-                          cfg.data.max_length)["validation"]["label"])
-    again = greedy_selection({c.name: c.probabilities for c in found}, truth,
-                             lambda p: float((p.argmax(-1) == np.asarray(truth)).mean()), 4)
+    truth = list(
+        tokenize(load_labelled_data(cfg.data), tokenizer, cfg.data.max_length)["validation"][
+            "label"
+        ]
+    )
+    again = greedy_selection(
+        {c.name: c.probabilities for c in found},
+        truth,
+        lambda p: float((p.argmax(-1) == np.asarray(truth)).mean()),
+        4,
+    )
     assert again.weights == pytest.approx(weights)
     assert again.value == pytest.approx(ensemble["val"])
     assert ensemble["val"] >= max(c.value for c in found)  # never worse than its best member
@@ -108,8 +125,11 @@ def test_the_final_stage_ships_an_ensemble_chosen_on_validation(combined, sentim
     assert calls == ["decide", "test_score", "seed test", "seed test"]
     # the members' checkpoints stay; the final runs outside it are removed
     kept_runs = {p.name for p in (out / "final" / "checkpoints").iterdir()}
-    member_runs = {m["checkpoint"].rsplit("/", 1)[1] for m in ensemble["members"]
-                   if m["checkpoint"].startswith("final/")}
+    member_runs = {
+        m["checkpoint"].rsplit("/", 1)[1]
+        for m in ensemble["members"]
+        if m["checkpoint"].startswith("final/")
+    }
     chosen_run = record["checkpoint"].rsplit("/", 1)[1]
     assert kept_runs == member_runs | {chosen_run}
     # the summary and the parent run say what ships
@@ -117,8 +137,11 @@ def test_the_final_stage_ships_an_ensemble_chosen_on_validation(combined, sentim
     assert f"Shipped: an ensemble of {len(weights)} models" in text
     from mlflow.tracking import MlflowClient
 
-    parent = MlflowClient(str(cfg.tracking.uri)).get_run(
-        study.user_attrs[schema.PARENT_RUN_ATTR]).data.metrics
+    parent = (
+        MlflowClient(str(cfg.tracking.uri))
+        .get_run(study.user_attrs[schema.PARENT_RUN_ATTR])
+        .data.metrics
+    )
     assert parent["shipped_val_accuracy"] == pytest.approx(ensemble["val"])
     assert parent["shipped_test_accuracy"] == pytest.approx(ensemble["test"]["value"])
     # a rerun of the finished study chooses nothing again and scores nothing again
@@ -137,8 +160,12 @@ def test_the_final_stage_ships_an_ensemble_chosen_on_validation(combined, sentim
     complete = optuna.trial.TrialState.COMPLETE
     assert again["pool"] == sorted(
         {f"trial-{t.number}" for t in study.trials if t.state == complete}
-        | {"final-{}-seed{}".format(*trials.final_key(t))
-           for t in final_record.companion(study).trials if t.state == complete})
+        | {
+            "final-{}-seed{}".format(*trials.final_key(t))
+            for t in final_record.companion(study).trials
+            if t.state == complete
+        }
+    )
     assert len(again["pool"]) > len(record["pool"])
     assert again["ensemble"]["val"] >= max(m["val"] for m in again["ensemble"]["members"])
     if again["ensemble"] != ensemble:  # the extension's ensemble ships: best points at it
@@ -159,8 +186,9 @@ def test_the_final_stage_ships_an_ensemble_chosen_on_validation(combined, sentim
     expected = predict(model, tokenizer, TEXTS, top_k=3)
     import mlflow.pyfunc
 
-    served = mlflow.pyfunc.load_model(str(save_mlflow_model(folder, tmp_path / "mlflow-model",
-                                                            int(cfg.data.max_length))))
+    served = mlflow.pyfunc.load_model(
+        str(save_mlflow_model(folder, tmp_path / "mlflow-model", int(cfg.data.max_length)))
+    )
     assert served.predict(TEXTS) == [p.label for p in expected]
     classifier = served._model_impl  # the loader module's TextClassifier
     probabilities, names = classifier.probabilities(TEXTS), classifier.names
@@ -170,15 +198,16 @@ def test_the_final_stage_ships_an_ensemble_chosen_on_validation(combined, sentim
             assert by_name[label] == pytest.approx(value, abs=1e-5)
 
 
-
 @pytest.mark.slow  # a study, an export and a real `mlflow models serve` (~1.5 min)
-def test_the_registered_ensemble_serves_what_predict_answers(combined, compose, tmp_path,
-                                                             monkeypatch):
+def test_the_registered_ensemble_serves_what_predict_answers(
+    combined, compose, tmp_path, monkeypatch
+):
     import mlflow.pyfunc
 
     cfg, study, _, _, overrides = combined
-    exported = export_model(compose([*overrides, f"export.dir={tmp_path}/export",
-                                     "export.register=true"]))
+    exported = export_model(
+        compose([*overrides, f"export.dir={tmp_path}/export", "export.register=true"])
+    )
     assert exported.members >= 2 and exported.registered
     model, tokenizer = load_classifier(exported.folder)
     expected = predict(model, tokenizer, TEXTS, int(cfg.data.max_length), top_k=3)
@@ -197,21 +226,34 @@ def test_the_registered_ensemble_serves_what_predict_answers(combined, compose, 
 def test_a_study_finished_before_ensembles_resumes_unchanged(sweep_overrides, tmp_path, compose):
     """Checkpoints without validation logits (made before this change): the rerun trains
     nothing, keeps the chosen seed as what ships, and says nothing of an ensemble."""
-    overrides = [*[o for o in sweep_overrides if o != "final.seeds=0"], "study.n_trials=2",
-                 "train.num_train_epochs=1", "pruner=none", "final.top_k=1", "final.seeds=2",
-                 "final.combine=best", "report.enabled=false"]
+    overrides = [
+        *[o for o in sweep_overrides if o != "final.seeds=0"],
+        "study.n_trials=2",
+        "train.num_train_epochs=1",
+        "pruner=none",
+        "final.top_k=1",
+        "final.seeds=2",
+        "final.combine=best",
+        "report.enabled=false",
+    ]
     run_sweep(compose(overrides))
     out = tmp_path / "sweeps" / "study"
     for logits in out.rglob("val_logits.npy"):
         logits.unlink()
     cfg = compose([*overrides[:-2], "final.combine=auto", "report.enabled=false"])
     study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
-    before = (len(study.trials), len(final_record.companion(study).trials),
-              study.user_attrs[schema.FINAL_ATTR])
+    before = (
+        len(study.trials),
+        len(final_record.companion(study).trials),
+        study.user_attrs[schema.FINAL_ATTR],
+    )
     summary = run_sweep(cfg)
     study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
-    after = (len(study.trials), len(final_record.companion(study).trials),
-             study.user_attrs[schema.FINAL_ATTR])
+    after = (
+        len(study.trials),
+        len(final_record.companion(study).trials),
+        study.user_attrs[schema.FINAL_ATTR],
+    )
     added = {k: after[2].pop(k) for k in ("ships", "combine")}  # the rerun says what ships
     assert after[2].pop("pool")  # the models it chose from
     before[2].pop("ships", None), before[2].pop("combine", None)
@@ -223,13 +265,22 @@ def test_a_study_finished_before_ensembles_resumes_unchanged(sweep_overrides, tm
 
 
 @pytest.mark.slow  # a study with a final stage and an export (~40 s)
-def test_a_soup_of_the_chosen_seeds_ships_and_exports(sweep_overrides, tmp_path, compose,
-                                                      sentiment_files):
+def test_a_soup_of_the_chosen_seeds_ships_and_exports(
+    sweep_overrides, tmp_path, compose, sentiment_files
+):
     test_file = write_sentiment_csv(tmp_path / "test.csv", 45, seed=3)
-    overrides = [*[o for o in sweep_overrides if o != "final.seeds=0"], "study.n_trials=2",
-                 "train.num_train_epochs=2", "pruner=none", "final.top_k=1", "final.seeds=3",
-                 "final.combine=soup", "final.vary=data_order", f"data.test_file={test_file}",
-                 "report.enabled=false"]
+    overrides = [
+        *[o for o in sweep_overrides if o != "final.seeds=0"],
+        "study.n_trials=2",
+        "train.num_train_epochs=2",
+        "pruner=none",
+        "final.top_k=1",
+        "final.seeds=3",
+        "final.combine=soup",
+        "final.vary=data_order",
+        f"data.test_file={test_file}",
+        "report.enabled=false",
+    ]
     summary = run_sweep(compose(overrides))
     cfg = compose(overrides)
     study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)

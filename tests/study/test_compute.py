@@ -31,16 +31,22 @@ def sums_match(overrides: list[str]) -> dict[str, float]:
         run = children[trial.number].data
         assert run.tags[schema.PRECISION_TAG] == AUTO_PRECISION
         assert run.metrics["samples_seen"] > 0 and run.metrics["train_flos"] > 0
-        assert run.metrics["steps_trained"] == trial.user_attrs[schema.COMPUTE_ATTR][
-            "steps_trained"]
+        assert (
+            run.metrics["steps_trained"] == trial.user_attrs[schema.COMPUTE_ATTR]["steps_trained"]
+        )
     return metrics
 
 
 def test_a_trial_reaching_its_last_evaluation_is_complete(sweep_overrides, compose):
     """ThresholdPruner(lower=2) would prune every evaluation; warmed up until the last one, it
     is only asked there, and then not at all: every trial completes, nothing was saved."""
-    overrides = [*sweep_overrides, "study.n_trials=2", "pruner=threshold", "pruner.lower=2.0",
-                 f"pruner.n_warmup_steps={EVALS}"]
+    overrides = [
+        *sweep_overrides,
+        "study.n_trials=2",
+        "pruner=threshold",
+        "pruner.lower=2.0",
+        f"pruner.n_warmup_steps={EVALS}",
+    ]
     summary = run_sweep(compose(overrides))
     assert (summary.complete, summary.pruned) == (2, 0)
     assert summary.best_checkpoint is not None  # kept like any complete trial's
@@ -74,15 +80,21 @@ def test_pruning_on_the_validation_loss_keeps_accuracy_as_the_value(sweep_overri
     """study.prune_metric=loss: each evaluation reports the negated validation loss to the
     pruner (ThresholdPruner(lower=-0.5) prunes a loss above 0.5 at once); the trials' values,
     the best, the report's table and its pruned rows stay in validation accuracy."""
-    overrides = [*sweep_overrides, "study.n_trials=2", "study.prune_metric=loss",
-                 "pruner=threshold", "pruner.lower=-0.5"]
+    overrides = [
+        *sweep_overrides,
+        "study.n_trials=2",
+        "study.prune_metric=loss",
+        "pruner=threshold",
+        "pruner.lower=-0.5",
+    ]
     summary = run_sweep(compose(overrides))
     cfg, study, client, _, children = stores(overrides)
     assert summary.pruned == 2
     for trial in study.trials:
         losses = client.get_metric_history(children[trial.number].info.run_id, "val_loss")
         assert list(trial.intermediate_values.values()) == pytest.approx(
-            [-m.value for m in sorted(losses, key=lambda m: m.step)])
+            [-m.value for m in sorted(losses, key=lambda m: m.step)]
+        )
         accuracy = children[trial.number].data.metrics["best_val_accuracy"]
         assert trial.user_attrs[schema.BEST_SO_FAR_ATTR] == pytest.approx(accuracy)
         assert 0.0 <= accuracy <= 1.0

@@ -21,8 +21,15 @@ TrialState = optuna.trial.TrialState
 def crash_overrides(sweep_overrides):
     # checkpoints.keep=null: every complete trial writes its checkpoint, so the kills while one
     # is written or logged happen whatever the trials score
-    return [*sweep_overrides, "study.n_trials=4", "pruner=none", "train.num_train_epochs=2",
-            "study.heartbeat_interval=1", "study.grace_period=2", "checkpoints.keep=null"]
+    return [
+        *sweep_overrides,
+        "study.n_trials=4",
+        "pruner=none",
+        "train.num_train_epochs=2",
+        "study.heartbeat_interval=1",
+        "study.grace_period=2",
+        "checkpoints.keep=null",
+    ]
 
 
 def artifact_files(client, run_id: str, path: str = schema.CHECKPOINT_ARTIFACT) -> list[str]:
@@ -36,8 +43,12 @@ def test_kill_9_at_any_point_then_the_same_command_resumes(crash_overrides, tmp_
     output = tmp_path / "sweeps" / "study"
     kept: dict = {}
     # (fault point, trial killed there, trial whose parameters it ran)
-    kills = [("train_step:1:3", 1, 1), ("evaluate:2", 2, 1), ("checkpoint:4", 4, 4),
-             ("artifact:5", 5, 4)]
+    kills = [
+        ("train_step:1:3", 1, 1),
+        ("evaluate:2", 2, 1),
+        ("checkpoint:4", 4, 4),
+        ("artifact:5", 5, 4),
+    ]
     for spec, number, _ in kills:
         sweep = SweepProcess(crash_overrides, faults=f"{spec}=pause")
         sweep.wait_for(f"harness fault: {spec.split(':')[0]} reached (trial {number},")
@@ -51,8 +62,11 @@ def test_kill_9_at_any_point_then_the_same_command_resumes(crash_overrides, tmp_
         kept = now
         if spec.startswith("train_step"):
             # as if the trial had run on another machine: only its heartbeat can tell it died
-            study._storage.set_trial_user_attr(study.trials[number]._trial_id, schema.WORKER_ATTR,
-                                               {"host": "elsewhere", "boot": "", "pid": 1})
+            study._storage.set_trial_user_attr(
+                study.trials[number]._trial_id,
+                schema.WORKER_ATTR,
+                {"host": "elsewhere", "boot": "", "pid": 1},
+            )
             time.sleep(3.5)  # past the grace period
         if spec.startswith("checkpoint"):  # killed half-way through writing it
             partial = output / ".partial" / f"trial-{number}"
@@ -66,14 +80,23 @@ def test_kill_9_at_any_point_then_the_same_command_resumes(crash_overrides, tmp_
     cfg, study, client, parent, children = assert_consistent(crash_overrides, n_trials=4)
     assert {n: finished_trials(study)[n] for n in kept} == kept
     states = [t.state for t in study.trials]
-    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE,
-                      TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert states == [
+        TrialState.COMPLETE,
+        TrialState.FAIL,
+        TrialState.FAIL,
+        TrialState.COMPLETE,
+        TrialState.FAIL,
+        TrialState.FAIL,
+        TrialState.COMPLETE,
+        TrialState.COMPLETE,
+    ]
     for _, number, original in kills:  # killed: FAIL in Optuna, FAILED with the reason in MLflow
         run = children[number]
         assert run.info.status == "FAILED"
         assert run.data.tags[schema.ERROR_TAG].startswith("interrupted")
         assert schema.CHECKPOINT_ARTIFACT not in {
-            a.path for a in client.list_artifacts(run.info.run_id)}
+            a.path for a in client.list_artifacts(run.info.run_id)
+        }
         retry = study.trials[number + 1]  # its parameters ran again, as the next trial
         assert retry.system_attrs["failed_trial"] == original
         assert retry.params == study.trials[original].params
@@ -83,7 +106,8 @@ def test_kill_9_at_any_point_then_the_same_command_resumes(crash_overrides, tmp_
     best = study.best_trial.number
     assert (output / "best").resolve() == (output / "checkpoints" / f"trial-{best}").resolve()
     assert schema.CHECKPOINT_ARTIFACT in {
-        a.path for a in client.list_artifacts(children[best].info.run_id)}
+        a.path for a in client.list_artifacts(children[best].info.run_id)
+    }
 
 
 # 45-120 s (a sweep stopped and resumed twice); tests/base/test_interrupts.py keeps signals in the
@@ -92,8 +116,10 @@ def test_kill_9_at_any_point_then_the_same_command_resumes(crash_overrides, tmp_
 def test_ctrl_c_and_sigterm_stop_within_seconds_record_the_trial_and_resume(crash_overrides):
     overrides = [o for o in crash_overrides if not o.startswith("study.n_trials")]
     overrides.append("study.n_trials=2")
-    for signum, spec, number in [(signal.SIGINT, "train_step:0:3", 0),
-                                 (signal.SIGTERM, "evaluate:1", 1)]:
+    for signum, spec, number in [
+        (signal.SIGINT, "train_step:0:3", 0),
+        (signal.SIGTERM, "evaluate:1", 1),
+    ]:
         sweep = SweepProcess(overrides, faults=f"{spec}=pause")
         sweep.wait_for(f"reached (trial {number},")
         sent = time.monotonic()
@@ -118,15 +144,20 @@ def test_ctrl_c_and_sigterm_stop_within_seconds_record_the_trial_and_resume(cras
     sweep = SweepProcess(overrides)
     assert sweep.wait() == 0, sweep.err
     _, study, _, _, children = assert_consistent(overrides, n_trials=2)
-    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL,
-                                               TrialState.COMPLETE, TrialState.COMPLETE]
+    assert [t.state for t in study.trials] == [
+        TrialState.FAIL,
+        TrialState.FAIL,
+        TrialState.COMPLETE,
+        TrialState.COMPLETE,
+    ]
     assert study.trials[2].params == study.trials[0].params
 
 
 # 20-40 s; the kill -9 test above keeps a trial left RUNNING and retried in the default run
 @pytest.mark.slow
 def test_a_trial_left_running_without_a_heartbeat_is_failed_and_retried_not_waited_for(
-        crash_overrides, compose):
+    crash_overrides, compose
+):
     """A process stopped inside Optuna's ask() (or another tool that asked for a trial) leaves a
     RUNNING trial that never sent a heartbeat: Optuna's stale check skips it, so a sweep whose
     finished + running trials reach n_trials would wait for it forever."""
@@ -141,8 +172,9 @@ def test_a_trial_left_running_without_a_heartbeat_is_failed_and_retried_not_wait
     extended = compose([*crash_overrides, "study.n_trials=2"])
     done = threading.Event()
     summary = {}
-    thread = threading.Thread(target=lambda: (summary.update(s=run_sweep(extended)),
-                                              done.set()), daemon=True)
+    thread = threading.Thread(
+        target=lambda: (summary.update(s=run_sweep(extended)), done.set()), daemon=True
+    )
     thread.start()
     assert done.wait(timeout=120), "the sweep waited for a trial that never started"
     study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
@@ -157,7 +189,8 @@ def test_a_trial_left_running_without_a_heartbeat_is_failed_and_retried_not_wait
 # crash safety (under 10 minutes in all)
 @pytest.mark.slow
 def test_a_live_trial_declared_stale_stops_and_leaves_the_other_workers_record(
-        crash_overrides, compose):
+    crash_overrides, compose
+):
     """Worker A is suspended (SIGSTOP) in the middle of trial 0 for longer than the grace
     period; another worker fails it as stale, closes its run, retries its parameters and
     finishes the study. Resumed (SIGCONT), A notices, stops the trial without writing over
@@ -171,8 +204,11 @@ def test_a_live_trial_declared_stale_stops_and_leaves_the_other_workers_record(
     try:
         _, study, _, _, _ = stores(overrides)
         # seen from elsewhere: only the heartbeat can tell whether it is alive
-        study._storage.set_trial_user_attr(study.trials[0]._trial_id, schema.WORKER_ATTR,
-                                           {"host": "elsewhere", "boot": "", "pid": 1})
+        study._storage.set_trial_user_attr(
+            study.trials[0]._trial_id,
+            schema.WORKER_ATTR,
+            {"host": "elsewhere", "boot": "", "pid": 1},
+        )
         time.sleep(3.5)  # past the grace period (2 s)
         run_sweep(compose(overrides))  # the other worker: fails trial 0, runs the study out
     finally:
@@ -186,6 +222,7 @@ def test_a_live_trial_declared_stale_stops_and_leaves_the_other_workers_record(
     run = children[0]
     assert "no heartbeat" in run.data.tags[schema.ERROR_TAG]
     assert run.info.status == "FAILED" and run.data.tags[schema.STATE_TAG] == "FAIL"
-    assert schema.CHECKPOINT_ARTIFACT not in {a.path for a in
-                                              client.list_artifacts(run.info.run_id)}
+    assert schema.CHECKPOINT_ARTIFACT not in {
+        a.path for a in client.list_artifacts(run.info.run_id)
+    }
     assert assert_consistent(overrides, n_trials=2)

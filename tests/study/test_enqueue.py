@@ -13,16 +13,23 @@ from tests.helpers.sweeps import stores
 
 TrialState = optuna.trial.TrialState
 Float, Cat = optuna.distributions.FloatDistribution, optuna.distributions.CategoricalDistribution
-DISTRIBUTIONS = {"train.learning_rate": Float(1e-3, 1.0, log=True),
-                 "peft.config.r": Cat([4, 8, 16])}
+DISTRIBUTIONS = {
+    "train.learning_rate": Float(1e-3, 1.0, log=True),
+    "peft.config.r": Cat([4, 8, 16]),
+}
 MANUAL = {"train.learning_rate": 0.035, "peft.config.r": 4, "peft.config.lora_alpha": 8}
 
 
 def add_trial(study, lr: float, r: int, value: float, state=TrialState.COMPLETE) -> None:
-    study.add_trial(optuna.create_trial(
-        state=state, value=value if state == TrialState.COMPLETE else None,
-        intermediate_values={0: value}, params={"train.learning_rate": lr, "peft.config.r": r},
-        distributions=DISTRIBUTIONS))
+    study.add_trial(
+        optuna.create_trial(
+            state=state,
+            value=value if state == TrialState.COMPLETE else None,
+            intermediate_values={0: value},
+            params={"train.learning_rate": lr, "peft.config.r": r},
+            distributions=DISTRIBUTIONS,
+        )
+    )
 
 
 @pytest.fixture
@@ -43,17 +50,24 @@ def other_study(tmp_path):
 @pytest.mark.slow
 def test_queued_trials_run_first_once_and_are_marked(sweep_overrides, compose, other_study):
     other, url = other_study
-    overrides = [*sweep_overrides, "pruner=none", "report.enabled=false",
-                 "train.num_train_epochs=1", "study.warm_start.name=earlier",
-                 f"study.warm_start.storage={url}", "study.warm_start.top_k=2",
-                 "study.enqueue=[{train.learning_rate: 0.035, peft.config.r: 4, "
-                 "peft.config.lora_alpha: 8}]"]
+    overrides = [
+        *sweep_overrides,
+        "pruner=none",
+        "report.enabled=false",
+        "train.num_train_epochs=1",
+        "study.warm_start.name=earlier",
+        f"study.warm_start.storage={url}",
+        "study.warm_start.top_k=2",
+        "study.enqueue=[{train.learning_rate: 0.035, peft.config.r: 4, peft.config.lora_alpha: 8}]",
+    ]
     run_sweep(compose([*overrides, "study.n_trials=4"]))
     _, study, _, _, runs = stores(overrides)
     trials = study.trials
-    expected = [(MANUAL, "manual"),
-                (other.trials[1].params, "warm_start:earlier#1"),
-                (other.trials[0].params, "warm_start:earlier#0")]
+    expected = [
+        (MANUAL, "manual"),
+        (other.trials[1].params, "warm_start:earlier#1"),
+        (other.trials[0].params, "warm_start:earlier#0"),
+    ]
     for trial, (params, mark) in zip(trials, expected, strict=False):
         assert trial.state == TrialState.COMPLETE
         assert {k: trial.params[k] for k in params} == params, trial.number

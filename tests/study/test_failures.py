@@ -18,20 +18,26 @@ from tests.helpers.sweeps import assert_consistent, stores
 TrialState = optuna.trial.TrialState
 
 
-def test_nan_loss_and_out_of_memory_fail_their_trial_and_the_study_goes_on(sweep_overrides,
-                                                                         monkeypatch, compose):
+def test_nan_loss_and_out_of_memory_fail_their_trial_and_the_study_goes_on(
+    sweep_overrides, monkeypatch, compose
+):
     monkeypatch.setenv("HARNESS_FAULTS", "train_step:1:2=nan,train_step:3:5=oom")
     overrides = [*sweep_overrides, "study.n_trials=3", "pruner=none", "train.num_train_epochs=2"]
     summary = run_sweep(compose(overrides))
     _, study, client, _, children = assert_consistent(overrides, n_trials=3)
     assert [t.state for t in study.trials] == [
-        TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE, TrialState.FAIL,
-        TrialState.COMPLETE]
+        TrialState.COMPLETE,
+        TrialState.FAIL,
+        TrialState.COMPLETE,
+        TrialState.FAIL,
+        TrialState.COMPLETE,
+    ]
     assert (summary.complete, summary.failed) == (3, 2)
     nan, oom = study.trials[1], study.trials[3]
     # detected at the step it appeared, not at the end of the trial (30 steps)
     assert nan.user_attrs[schema.ERROR_ATTR].startswith(
-        "NonFiniteLoss: training loss became nan at step 2 ")
+        "NonFiniteLoss: training loss became nan at step 2 "
+    )
     assert oom.user_attrs[schema.ERROR_ATTR].startswith("OutOfMemoryError: injected out of memory")
     for trial, kind in ((nan, "NonFiniteLoss"), (oom, "OutOfMemoryError")):
         run = children[trial.number]
@@ -41,14 +47,20 @@ def test_nan_loss_and_out_of_memory_fail_their_trial_and_the_study_goes_on(sweep
         assert "Traceback (most recent call last)" in Path(traceback).read_text()
         assert not trial.intermediate_values  # it never reached an evaluation
         assert schema.CHECKPOINT_ARTIFACT not in {
-                a.path for a in client.list_artifacts(run.info.run_id)}
+            a.path for a in client.list_artifacts(run.info.run_id)
+        }
 
 
 def test_an_invalid_combination_fails_and_a_broken_study_stops_with_a_clear_message(
-        sweep_overrides, compose):
+    sweep_overrides, compose
+):
     # a dropout above 1 passes the study's checks (the default is 0.1) but breaks every trial
-    overrides = [*sweep_overrides, "study.n_trials=5", "pruner=none",
-                 "search_space={peft.config.lora_dropout: {low: 1.5, high: 2.0}}"]
+    overrides = [
+        *sweep_overrides,
+        "study.n_trials=5",
+        "pruner=none",
+        "search_space={peft.config.lora_dropout: {low: 1.5, high: 2.0}}",
+    ]
     with pytest.raises(StudyStopped) as stopped:
         run_sweep(compose(overrides))
     message = str(stopped.value)
@@ -68,8 +80,9 @@ def _trial(state: TrialState, error: str = "", interrupted: str = ""):
     attrs = {schema.ERROR_ATTR: error} if error else {}
     if interrupted:
         attrs[schema.INTERRUPTED_ATTR] = interrupted
-    return optuna.trial.create_trial(state=state, value=0.5 if state == TrialState.COMPLETE
-                                     else None, user_attrs=attrs)
+    return optuna.trial.create_trial(
+        state=state, value=0.5 if state == TrialState.COMPLETE else None, user_attrs=attrs
+    )
 
 
 class _Study:
@@ -93,8 +106,11 @@ class _Study:
 )
 def test_the_failure_limit_counts_in_a_row_or_as_a_rate(limit, sequence, stops_after):
     callback, study = FailureLimit(**limit), _Study()
-    kinds = {"C": (TrialState.COMPLETE, "", ""), "F": (TrialState.FAIL, "ValueError: x", ""),
-             "I": (TrialState.FAIL, "", "interrupted by SIGINT")}
+    kinds = {
+        "C": (TrialState.COMPLETE, "", ""),
+        "F": (TrialState.FAIL, "ValueError: x", ""),
+        "I": (TrialState.FAIL, "", "interrupted by SIGINT"),
+    }
     for i, kind in enumerate(sequence, start=1):
         callback(study, _trial(*kinds[kind]))
         if study.stopped:
@@ -103,18 +119,25 @@ def test_the_failure_limit_counts_in_a_row_or_as_a_rate(limit, sequence, stops_a
     assert stops_after is None and callback.reason is None
 
 
-def test_only_the_best_k_checkpoints_are_kept_locally_and_in_mlflow(sweep_overrides, tmp_path,
-                                                                   compose):
-    overrides = [*sweep_overrides, "study.n_trials=4", "pruner=none", "checkpoints.keep=2",
-                 "train.num_train_epochs=2"]
+def test_only_the_best_k_checkpoints_are_kept_locally_and_in_mlflow(
+    sweep_overrides, tmp_path, compose
+):
+    overrides = [
+        *sweep_overrides,
+        "study.n_trials=4",
+        "pruner=none",
+        "checkpoints.keep=2",
+        "train.num_train_epochs=2",
+    ]
     summary = run_sweep(compose(overrides))
     _, study, client, _, children = assert_consistent(overrides, n_trials=4)
     ranked = sorted(study.trials, key=lambda t: (-t.value, t.number))
     top = {t.number for t in ranked[:2]}
     folder = tmp_path / "sweeps" / "study"
     assert {p.name for p in (folder / "checkpoints").iterdir()} == {f"trial-{n}" for n in top}
-    assert (folder / "best").resolve() == (folder / "checkpoints" /
-                                           f"trial-{study.best_trial.number}").resolve()
+    assert (folder / "best").resolve() == (
+        folder / "checkpoints" / f"trial-{study.best_trial.number}"
+    ).resolve()
     for number, run in children.items():
         has = schema.CHECKPOINT_ARTIFACT in {a.path for a in client.list_artifacts(run.info.run_id)}
         assert has == (number in top), number
@@ -126,9 +149,15 @@ def test_only_the_best_k_checkpoints_are_kept_locally_and_in_mlflow(sweep_overri
 
 @pytest.mark.slow  # a 15-30 s sweep, kept out of the default run (under 10 minutes)
 def test_keep_null_keeps_every_checkpoint_and_a_lower_keep_later_drops_them_in_mlflow(
-        sweep_overrides, tmp_path, compose):
-    overrides = [*sweep_overrides, "study.n_trials=3", "pruner=none", "checkpoints.keep=null",
-                 "train.num_train_epochs=1"]
+    sweep_overrides, tmp_path, compose
+):
+    overrides = [
+        *sweep_overrides,
+        "study.n_trials=3",
+        "pruner=none",
+        "checkpoints.keep=null",
+        "train.num_train_epochs=1",
+    ]
     run_sweep(compose(overrides))
     folder = tmp_path / "sweeps" / "study" / "checkpoints"
     assert sorted(p.name for p in folder.iterdir()) == ["trial-0", "trial-1", "trial-2"]
@@ -138,17 +167,23 @@ def test_keep_null_keeps_every_checkpoint_and_a_lower_keep_later_drops_them_in_m
     _, study, client, _, children = stores(overrides)
     best = study.best_trial.number
     assert sorted(p.name for p in folder.iterdir()) == [f"trial-{best}"]
-    in_mlflow = {n for n, run in children.items()
-                 if schema.CHECKPOINT_ARTIFACT in {a.path for a in
-                                                   client.list_artifacts(run.info.run_id)}}
+    in_mlflow = {
+        n
+        for n, run in children.items()
+        if schema.CHECKPOINT_ARTIFACT in {a.path for a in client.list_artifacts(run.info.run_id)}
+    }
     assert in_mlflow == {best}
     for number in {0, 1, 2} - {best}:
-        assert client.get_run(children[number].info.run_id).data.tags[
-            schema.CHECKPOINT_TAG].startswith("removed: not among the best 1")
+        assert (
+            client.get_run(children[number].info.run_id)
+            .data.tags[schema.CHECKPOINT_TAG]
+            .startswith("removed: not among the best 1")
+        )
 
 
-def test_a_trial_failing_before_its_run_exists_records_why_on_both_sides(sweep_overrides,
-                                                                        monkeypatch, compose):
+def test_a_trial_failing_before_its_run_exists_records_why_on_both_sides(
+    sweep_overrides, monkeypatch, compose
+):
     # an error while the trial's parameters are sampled: before its MLflow run was created
     monkeypatch.setenv("HARNESS_FAULTS", "sample:1=raise")
     overrides = [*sweep_overrides, "study.n_trials=2", "pruner=none", "train.num_train_epochs=1"]
@@ -162,17 +197,19 @@ def test_a_trial_failing_before_its_run_exists_records_why_on_both_sides(sweep_o
     assert run.data.tags[schema.ERROR_TAG] == failed.user_attrs[schema.ERROR_ATTR]
 
 
-def test_a_worker_whose_output_pipe_broke_records_the_same_outcome_on_both_sides(
-        sweep_overrides):
+def test_a_worker_whose_output_pipe_broke_records_the_same_outcome_on_both_sides(sweep_overrides):
     """Whoever read its output is gone: writing the trial's line fails (EPIPE). The trial's
     outcome does not depend on its log line: Optuna and MLflow agree that it completed."""
     import subprocess
     import sys
 
     overrides = [*sweep_overrides, "study.n_trials=1", "pruner=none", "train.num_train_epochs=1"]
-    worker = subprocess.Popen([sys.executable, "-m", "harness.sweep", *overrides],
-                              cwd=Path(__file__).resolve().parents[2],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "harness.sweep", *overrides],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     worker.stderr.close()  # the reading end is gone: the worker's trial line cannot be written
     worker.wait(timeout=300)
     _, study, _, _, children = stores(overrides)

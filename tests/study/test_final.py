@@ -26,17 +26,25 @@ TrialState = optuna.trial.TrialState
 @pytest.fixture
 def final_overrides(sweep_overrides, tmp_path):
     test_file = write_sentiment_csv(tmp_path / "test.csv", 45, seed=3)
-    return [*[o for o in sweep_overrides if o != "final.seeds=0"], "study.n_trials=3",
-            "train.num_train_epochs=1", "final.top_k=2", "final.seeds=2",
-            f"data.test_file={test_file}", "study.heartbeat_interval=1",
-            "study.grace_period=2", "report.enabled=false"]
+    return [
+        *[o for o in sweep_overrides if o != "final.seeds=0"],
+        "study.n_trials=3",
+        "train.num_train_epochs=1",
+        "final.top_k=2",
+        "final.seeds=2",
+        f"data.test_file={test_file}",
+        "study.heartbeat_interval=1",
+        "study.grace_period=2",
+        "report.enabled=false",
+    ]
 
 
 def records(overrides, compose):
     cfg = compose(overrides)
     study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
-    companion = optuna.load_study(study_name=trials.final_study_name(cfg.study.name),
-                                  storage=cfg.study.storage)
+    companion = optuna.load_study(
+        study_name=trials.final_study_name(cfg.study.name), storage=cfg.study.storage
+    )
     client = MlflowClient(str(cfg.tracking.uri))
     experiment = client.get_experiment_by_name(cfg.study.name)
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
@@ -44,14 +52,14 @@ def records(overrides, compose):
 
 
 def final_runs(runs):
-    return {r.info.run_name: r for r in runs
-            if r.data.tags.get(schema.ROLE_TAG) == schema.ROLE_FINAL}
+    return {
+        r.info.run_name: r for r in runs if r.data.tags.get(schema.ROLE_TAG) == schema.ROLE_FINAL
+    }
 
 
 # ~60 s (top_k=2, two seeds); the recipe test keeps a final stage in the default run
 @pytest.mark.slow
-def test_final_stage_reruns_the_best_configurations_and_chooses_by_mean(final_overrides,
-                                                                         compose):
+def test_final_stage_reruns_the_best_configurations_and_chooses_by_mean(final_overrides, compose):
     summary = run_sweep(compose(final_overrides))
     cfg, study, companion, client, runs = records(final_overrides, compose)
     top = trials.ranked(study)[:2]
@@ -68,8 +76,7 @@ def test_final_stage_reruns_the_best_configurations_and_chooses_by_mean(final_ov
     record = study.user_attrs[schema.FINAL_ATTR]
     means = {}
     for source in top:
-        values = [trials.study_value(r) for r in done
-                  if trials.final_key(r)[0] == source.number]
+        values = [trials.study_value(r) for r in done if trials.final_key(r)[0] == source.number]
         config = record["configs"][str(source.number)]
         assert config["mean"] == pytest.approx(statistics.fmean(values))
         assert config["sd"] == pytest.approx(statistics.stdev(values))
@@ -80,7 +87,8 @@ def test_final_stage_reruns_the_best_configurations_and_chooses_by_mean(final_ov
     assert record["seed"] == trials.final_key(best_seed)[1]
     output = cfg.study.output_dir
     assert os.path.realpath(f"{output}/best") == os.path.realpath(
-        f"{output}/final/checkpoints/run-{best_seed.number}")
+        f"{output}/final/checkpoints/run-{best_seed.number}"
+    )
     assert os.listdir(f"{output}/final/checkpoints") == [f"run-{best_seed.number}"]
     parent = client.get_run(study.user_attrs[schema.PARENT_RUN_ATTR]).data.metrics
     assert parent["final_val_accuracy_mean"] == pytest.approx(means[record["trial"]])
@@ -88,10 +96,15 @@ def test_final_stage_reruns_the_best_configurations_and_chooses_by_mean(final_ov
     # the test split: scored on the chosen configuration's seeds only, after every final run
     tested = {name: r for name, r in finals.items() if "test_accuracy" in r.data.metrics}
     assert sorted(tested) == sorted(f"final-{record['trial']}-seed{k}" for k in (1, 2))
-    assert not any("test_accuracy" in r.data.metrics for r in runs if r.info.run_name
-                   and r.info.run_name.startswith("trial-"))
-    scored_at = min(client.get_metric_history(r.info.run_id, "test_accuracy")[0].timestamp
-                    for r in tested.values())
+    assert not any(
+        "test_accuracy" in r.data.metrics
+        for r in runs
+        if r.info.run_name and r.info.run_name.startswith("trial-")
+    )
+    scored_at = min(
+        client.get_metric_history(r.info.run_id, "test_accuracy")[0].timestamp
+        for r in tested.values()
+    )
     assert scored_at >= max(r.info.end_time for r in finals.values())
     test_values = [r.data.metrics["test_accuracy"] for r in tested.values()]
     assert parent["final_test_accuracy_mean"] == pytest.approx(statistics.fmean(test_values))
@@ -106,7 +119,8 @@ def test_final_stage_reruns_the_best_configurations_and_chooses_by_mean(final_ov
     figures = json.loads((exported.folder / "metrics.json").read_text())
     assert figures["final_val_mean"] == pytest.approx(means[record["trial"]])
     assert figures["test"] == pytest.approx(
-        finals[f"final-{record['trial']}-seed{record['seed']}"].data.metrics["test_accuracy"])
+        finals[f"final-{record['trial']}-seed{record['seed']}"].data.metrics["test_accuracy"]
+    )
     card = ModelCard.load(exported.folder / "README.md")
     assert {r.dataset_split for r in card.data.eval_results} >= {"validation", "test"}
 
@@ -114,8 +128,7 @@ def test_final_stage_reruns_the_best_configurations_and_chooses_by_mean(final_ov
 @pytest.mark.slow  # a 15-30 s sweep, kept out of the default run (under 10 minutes)
 def test_a_study_without_a_test_split_says_so(final_overrides, compose):
     overrides = [o for o in final_overrides if not o.startswith("data.test_file")]
-    summary = run_sweep(compose([*overrides, "final.top_k=1", "final.seeds=1",
-                                 "study.n_trials=2"]))
+    summary = run_sweep(compose([*overrides, "final.top_k=1", "final.seeds=1", "study.n_trials=2"]))
     assert "Test accuracy: the data has no test split." in summary.format()
     _, study, *_ = records(overrides, compose)
     assert "values" not in study.user_attrs[schema.FINAL_ATTR]["test"]
@@ -137,8 +150,9 @@ def test_kill_9_during_the_final_stage_then_resume(final_overrides, compose):
     killed = [r for r in finals if r.info.status == "FAILED"]
     assert len(killed) == 1 and "interrupted" in killed[0].data.tags[schema.ERROR_TAG]
     # recovery closed the final run as itself: the search's trial 1 run is untouched
-    trial_runs = {r.info.run_name: r for r in runs
-                  if r.data.tags.get(schema.ROLE_TAG) == schema.ROLE_TRIAL}
+    trial_runs = {
+        r.info.run_name: r for r in runs if r.data.tags.get(schema.ROLE_TAG) == schema.ROLE_TRIAL
+    }
     assert trial_runs["trial-1"].info.status == "FINISHED"
     assert len(companion.get_trials(states=(TrialState.COMPLETE,))) == 4
     assert schema.FINAL_ATTR in study.user_attrs
@@ -163,10 +177,10 @@ def test_each_attempt_at_a_final_run_is_closed_as_itself(final_overrides, compos
     for run in finals:  # every run says what its own attempt's Optuna trial says
         trial = attempts[run.data.tags[schema.TRIAL_ID_TAG]]
         assert run.data.tags[schema.STATE_TAG] == trial.state.name
-        assert run.info.status == ("FINISHED" if trial.state == TrialState.COMPLETE
-                                   else "FAILED")
+        assert run.info.status == ("FINISHED" if trial.state == TrialState.COMPLETE else "FAILED")
     assert study.user_attrs[schema.FINAL_ATTR]["run_id"] == next(
-        r.info.run_id for r in finals if r.info.status == "FINISHED")
+        r.info.run_id for r in finals if r.info.status == "FINISHED"
+    )
 
 
 @pytest.mark.slow  # one search with its final stage, a resume, a refusal (~1 min on 2 cores)
@@ -187,8 +201,9 @@ def test_a_resumed_final_stage_never_ships_a_removed_checkpoint(final_overrides,
     run = next(t for t in companion.get_trials() if trials.final_key(t)[0] == int(loser))
     database = str(cfg.study.storage).removeprefix("sqlite:///")
     with sqlite3.connect(database) as connection:
-        connection.execute("UPDATE trial_values SET value = 1.0 WHERE trial_id = ?",
-                           (run._trial_id,))
+        connection.execute(
+            "UPDATE trial_values SET value = 1.0 WHERE trial_id = ?", (run._trial_id,)
+        )
     run_sweep(compose(overrides))
     _, study, *_ = records(overrides, compose)
     second = study.user_attrs[schema.FINAL_ATTR]
@@ -212,27 +227,42 @@ def test_two_workers_queue_train_and_score_each_final_run_once(final_overrides, 
     """Issue 27 item 3: two workers reach the final stage together (each waits 3 s between
     reading which runs exist and queueing the missing ones): every run is queued and trained
     once, the choice and its test score cover every seed."""
-    overrides = [*final_overrides, "study.workers=2", "study.n_trials=2", "final.top_k=1",
-                 "final.seeds=2", "final.combine=best"]
+    overrides = [
+        *final_overrides,
+        "study.workers=2",
+        "study.n_trials=2",
+        "final.top_k=1",
+        "final.seeds=2",
+        "final.combine=best",
+    ]
     sweep = SweepProcess(overrides, faults="queue=wait")
     assert sweep.wait(timeout=600) == 0, sweep.err
     assert sweep.err.count("harness fault: queue reached") >= 2  # both workers got there
     _, study, companion, _, runs = records(overrides, compose)
     assert sorted(trials.final_key(t) for t in companion.get_trials()) == [
         (study.user_attrs[schema.FINAL_ATTR]["trial"], 1),
-        (study.user_attrs[schema.FINAL_ATTR]["trial"], 2)]
+        (study.user_attrs[schema.FINAL_ATTR]["trial"], 2),
+    ]
     record = study.user_attrs[schema.FINAL_ATTR]
-    tested = {r.data.tags[schema.FINAL_SEED_TAG]: r.data.metrics["test_accuracy"]
-              for r in final_runs(runs).values()}
+    tested = {
+        r.data.tags[schema.FINAL_SEED_TAG]: r.data.metrics["test_accuracy"]
+        for r in final_runs(runs).values()
+    }
     assert record["test"]["values"] == tested and len(tested) == 2
 
 
 def test_a_loss_study_scores_its_test_split_by_the_loss(final_overrides, compose):
     """Issue 27 item 2: study.metric=loss with a test split (it crashed on every run with
     KeyError: 'loss'): the chosen seeds and what ships are scored by their test log loss."""
-    overrides = [*final_overrides, "study.metric=loss", "study.direction=minimize",
-                 "study.n_trials=1", "final.top_k=1",
-                 "final.seeds=1", "final.combine=best"]
+    overrides = [
+        *final_overrides,
+        "study.metric=loss",
+        "study.direction=minimize",
+        "study.n_trials=1",
+        "final.top_k=1",
+        "final.seeds=1",
+        "final.combine=best",
+    ]
     summary = run_sweep(compose(overrides))
     _, study, _, _, runs = records(overrides, compose)
     record = study.user_attrs[schema.FINAL_ATTR]

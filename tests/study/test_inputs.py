@@ -13,12 +13,18 @@ from harness.records import schema
 from harness.study import run_sweep
 
 
-def test_a_data_file_edited_in_place_is_refused_on_resume(sweep_overrides, sentiment_files,
-                                                          tmp_path, compose):
+def test_a_data_file_edited_in_place_is_refused_on_resume(
+    sweep_overrides, sentiment_files, tmp_path, compose
+):
     train = tmp_path / "train.csv"
     shutil.copy(sentiment_files["train"], train)
-    overrides = [*sweep_overrides, f"data.train_file={train}", "study.n_trials=1",
-                 "pruner=none", "train.num_train_epochs=1"]
+    overrides = [
+        *sweep_overrides,
+        f"data.train_file={train}",
+        "study.n_trials=1",
+        "pruner=none",
+        "train.num_train_epochs=1",
+    ]
     cfg = compose(overrides)
     run_sweep(cfg)
     study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
@@ -34,16 +40,17 @@ def test_a_data_file_edited_in_place_is_refused_on_resume(sweep_overrides, senti
     with pytest.raises(ConfigError) as err:
         run_sweep(compose([*overrides[:-3], "study.n_trials=2", *overrides[-2:]]))
     assert err.value.field == "data.train_file"
-    assert f"study '{cfg.study.name}' was started on other inputs: data.train_file was " \
-           f"'{inputs['data.train_file']}', now 'sha256:" in err.value.message
+    assert (
+        f"study '{cfg.study.name}' was started on other inputs: data.train_file was "
+        f"'{inputs['data.train_file']}', now 'sha256:" in err.value.message
+    )
     study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
     assert len(study.trials) == 1  # nothing ran on the edited data
 
 
 @pytest.mark.slow  # a 15-30 s sweep, kept out of the default run (under 10 minutes)
 def test_a_study_from_before_inputs_were_recorded_adopts_them(sweep_overrides, compose):
-    overrides = [*sweep_overrides, "study.n_trials=1", "pruner=none",
-                 "train.num_train_epochs=1"]
+    overrides = [*sweep_overrides, "study.n_trials=1", "pruner=none", "train.num_train_epochs=1"]
     cfg = compose(overrides)
     run_sweep(cfg)
     study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)

@@ -20,8 +20,13 @@ TRIAL_LINE = re.compile(r"trial (\d+) COMPLETE accuracy \d\.\d{4} in ")
 
 
 def test_a_sweep_without_a_terminal_writes_lines_and_a_log_file(sweep_overrides, compose):
-    common = [*sweep_overrides, "pruner=none", "report.enabled=false",
-              "train.num_train_epochs=1", "display.progress=true"]
+    common = [
+        *sweep_overrides,
+        "pruner=none",
+        "report.enabled=false",
+        "train.num_train_epochs=1",
+        "display.progress=true",
+    ]
     overrides = [*common, "study.n_trials=1"]
     sweep = SweepProcess(overrides)  # stdout and stderr are pipes: no terminal
     assert sweep.wait() == 0, sweep.err[-3000:]
@@ -29,30 +34,36 @@ def test_a_sweep_without_a_terminal_writes_lines_and_a_log_file(sweep_overrides,
     assert "\r" not in output
     cfg = compose(overrides)
     study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
-    evaluations = {(t.number, i + 1) for t in study.trials
-                   for i in range(len(t.intermediate_values))}
+    evaluations = {
+        (t.number, i + 1) for t in study.trials for i in range(len(t.intermediate_values))
+    }
     assert len(evaluations) == 2  # 1 trial x 2 evaluations
-    shown = [tuple(map(int, m.groups())) for line in sweep.err.splitlines()
-             if (m := EVAL_LINE.search(line))]
+    shown = [
+        tuple(map(int, m.groups()))
+        for line in sweep.err.splitlines()
+        if (m := EVAL_LINE.search(line))
+    ]
     assert sorted(shown) == sorted(evaluations)  # one line per evaluation, none twice
     assert len([line for line in sweep.err.splitlines() if TRIAL_LINE.search(line)]) == 1
 
     log_file = Path(str(cfg.study.output_dir)) / "sweep.log"
     first = log_file.read_text().splitlines()
     assert "\r" not in "".join(first)
-    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d run started: python -m harness.sweep ",
-                    first[0])
-    assert sorted(tuple(map(int, m.groups())) for line in first
-                  if (m := EVAL_LINE.search(line))) == sorted(evaluations)
+    assert re.match(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d run started: python -m harness.sweep ", first[0]
+    )
+    assert sorted(
+        tuple(map(int, m.groups())) for line in first if (m := EVAL_LINE.search(line))
+    ) == sorted(evaluations)
     assert len([line for line in first if TRIAL_LINE.search(line)]) == 1
     assert any("1 of 1 trials finished" in line for line in first)  # the summary
 
     # run again (here nothing is left to run): the log file is appended to, not replaced
     run_sweep(compose(overrides))
     second = log_file.read_text().splitlines()
-    assert second[:len(first)] == first and len(second) > len(first)
+    assert second[: len(first)] == first and len(second) > len(first)
     assert sum("run started:" in line for line in second) == 2
-    assert any("1 of 1 trials finished" in line for line in second[len(first):])
+    assert any("1 of 1 trials finished" in line for line in second[len(first) :])
 
 
 def test_the_log_level_sets_which_harness_messages_show():

@@ -12,10 +12,16 @@ from harness.base.errors import ConfigError
 from harness.study import run_sweep
 
 
-def test_a_second_study_in_the_same_output_dir_is_refused_and_deletes_nothing(sweep_overrides,
-                                                                            compose):
-    overrides = [*sweep_overrides, "study.n_trials=2", "pruner=none", "train.num_train_epochs=1",
-                 "checkpoints.keep=1"]
+def test_a_second_study_in_the_same_output_dir_is_refused_and_deletes_nothing(
+    sweep_overrides, compose
+):
+    overrides = [
+        *sweep_overrides,
+        "study.n_trials=2",
+        "pruner=none",
+        "train.num_train_epochs=1",
+        "checkpoints.keep=1",
+    ]
     first = compose([*overrides, "study.name=first"])
     run_sweep(first)
     folder = Path(first.study.output_dir)
@@ -26,8 +32,10 @@ def test_a_second_study_in_the_same_output_dir_is_refused_and_deletes_nothing(sw
     with pytest.raises(ConfigError) as err:
         run_sweep(second)
     assert err.value.field == "study.output_dir"
-    assert err.value.message == (f"'{folder}' holds the checkpoints of study 'first': give "
-                                 "study 'second' a folder of its own (study.output_dir=...)")
+    assert err.value.message == (
+        f"'{folder}' holds the checkpoints of study 'first': give "
+        "study 'second' a folder of its own (study.output_dir=...)"
+    )
     assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before
     assert "second" not in optuna.get_all_study_names(first.study.storage)
 
@@ -35,7 +43,8 @@ def test_a_second_study_in_the_same_output_dir_is_refused_and_deletes_nothing(sw
 
 
 def test_the_same_study_name_in_another_storage_is_refused_and_an_old_mark_is_adopted(
-        sweep_overrides, compose, tmp_path):
+    sweep_overrides, compose, tmp_path
+):
     """The folder is bound to the study's uid (as its MLflow parent run is), not its name: study
     'pn' in b.db is refused the folder of study 'pn' in a.db, before anything is created."""
     import json
@@ -43,12 +52,19 @@ def test_the_same_study_name_in_another_storage_is_refused_and_an_old_mark_is_ad
     from harness.records import schema
     from harness.study.output_dir import OWNER_FILE
 
-    overrides = [*sweep_overrides, "study.n_trials=1", "pruner=none", "train.num_train_epochs=1",
-                 "checkpoints.keep=1", "study.name=pn"]
+    overrides = [
+        *sweep_overrides,
+        "study.n_trials=1",
+        "pruner=none",
+        "train.num_train_epochs=1",
+        "checkpoints.keep=1",
+        "study.name=pn",
+    ]
     first = compose([*overrides, f"study.storage=sqlite:///{tmp_path}/a.db"])
     run_sweep(first)
     uid = optuna.load_study(study_name="pn", storage=first.study.storage).user_attrs[
-        schema.STUDY_UID_ATTR]
+        schema.STUDY_UID_ATTR
+    ]
     folder = Path(first.study.output_dir)
     assert json.loads((folder / OWNER_FILE).read_text())["uid"] == uid
     before = {p.relative_to(folder): p.stat().st_mtime_ns for p in folder.rglob("*")}
@@ -57,8 +73,9 @@ def test_the_same_study_name_in_another_storage_is_refused_and_an_old_mark_is_ad
     with pytest.raises(ConfigError) as err:
         run_sweep(second)
     assert err.value.field == "study.output_dir"
-    assert err.value.message.startswith(f"'{folder}' holds the checkpoints of another study "
-                                        "named 'pn'")
+    assert err.value.message.startswith(
+        f"'{folder}' holds the checkpoints of another study named 'pn'"
+    )
     assert "study.output_dir=..." in err.value.message
     assert {p.relative_to(folder): p.stat().st_mtime_ns for p in folder.rglob("*")} == before
     assert not (tmp_path / "b.db").exists()  # nothing created

@@ -23,19 +23,23 @@ def runs_of(client, experiment_name):
 
 # 15-35 s (two studies); kept out of the default run (under 10 minutes)
 @pytest.mark.slow
-def test_a_new_study_with_an_old_name_gets_its_own_parent_run(sweep_overrides, compose,
-                                                              tmp_path):
+def test_a_new_study_with_an_old_name_gets_its_own_parent_run(sweep_overrides, compose, tmp_path):
     first = [*sweep_overrides, "study.n_trials=1", "report.enabled=false"]
     cfg = compose(first)
     run_sweep(cfg)
     client = MlflowClient(str(cfg.tracking.uri))
-    before = {r.info.run_id: (r.info.status, r.data.tags.get(schema.PARENT_RUN_TAG))
-              for r in runs_of(client, cfg.study.name)}
+    before = {
+        r.info.run_id: (r.info.status, r.data.tags.get(schema.PARENT_RUN_TAG))
+        for r in runs_of(client, cfg.study.name)
+    }
     old = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
     old_parent = old.user_attrs[schema.PARENT_RUN_ATTR]
     # the same command with another storage (as after deleting sweeps/): a new study
-    second = [*first, f"study.storage=sqlite:///{tmp_path}/other.db",
-              f"study.output_dir={tmp_path}/other-output"]
+    second = [
+        *first,
+        f"study.storage=sqlite:///{tmp_path}/other.db",
+        f"study.output_dir={tmp_path}/other-output",
+    ]
     run_sweep(compose(second))
     new = optuna.load_study(study_name=cfg.study.name, storage=f"sqlite:///{tmp_path}/other.db")
     new_parent = new.user_attrs[schema.PARENT_RUN_ATTR]
@@ -44,8 +48,10 @@ def test_a_new_study_with_an_old_name_gets_its_own_parent_run(sweep_overrides, c
     tags = client.get_run(new_parent).data.tags
     assert tags[schema.STUDY_UID_TAG] == new.user_attrs[schema.STUDY_UID_ATTR]
     assert tags[schema.STORAGE_TAG] == f"sqlite:///{tmp_path}/other.db"
-    after = {r.info.run_id: (r.info.status, r.data.tags.get(schema.PARENT_RUN_TAG))
-             for r in runs_of(client, cfg.study.name)}
+    after = {
+        r.info.run_id: (r.info.status, r.data.tags.get(schema.PARENT_RUN_TAG))
+        for r in runs_of(client, cfg.study.name)
+    }
     assert {k: after[k] for k in before} == before  # the first study's runs are untouched
     children = [k for k, (_, parent) in after.items() if parent == new_parent]
     assert len(children) == 1 and children[0] not in before
@@ -67,8 +73,18 @@ def test_a_parent_run_from_before_the_binding_is_adopted(sweep_overrides, compos
     run_sweep(compose([*overrides, "study.n_trials=2"]))
     study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
     assert study.user_attrs[schema.PARENT_RUN_ATTR] == parent
-    assert client.get_run(parent).data.tags[schema.STUDY_UID_TAG] == study.user_attrs[
-        schema.STUDY_UID_ATTR]
-    assert len([r for r in runs_of(client, cfg.study.name)
-                if r.data.tags.get(schema.ROLE_TAG) == schema.ROLE_STUDY]) == 1
+    assert (
+        client.get_run(parent).data.tags[schema.STUDY_UID_TAG]
+        == study.user_attrs[schema.STUDY_UID_ATTR]
+    )
+    assert (
+        len(
+            [
+                r
+                for r in runs_of(client, cfg.study.name)
+                if r.data.tags.get(schema.ROLE_TAG) == schema.ROLE_STUDY
+            ]
+        )
+        == 1
+    )
     assert json.loads(mark.read_text())["uid"] == study.user_attrs[schema.STUDY_UID_ATTR]

@@ -21,15 +21,20 @@ class Scripted:
     """A single worker running configurations whose validation curves are given: each
     configuration is a queued trial with param ``x`` (its index in ``curves``)."""
 
-    def __init__(self, tmp_path, curves, pruner=None, storage=None, max_retries=2,
-                 direction="maximize"):
+    def __init__(
+        self, tmp_path, curves, pruner=None, storage=None, max_retries=2, direction="maximize"
+    ):
         self.curves = curves
         self.pruner = pruner or PromotionPruner()
         self.states = PausedStates(tmp_path / "out", None)
         self.max_retries = max_retries
         self.study = optuna.create_study(
-            storage=storage or f"sqlite:///{tmp_path}/optuna.db", study_name="scripted",
-            direction=direction, pruner=self.pruner, load_if_exists=True)
+            storage=storage or f"sqlite:///{tmp_path}/optuna.db",
+            study_name="scripted",
+            direction=direction,
+            pruner=self.pruner,
+            load_if_exists=True,
+        )
         self.started = 0
         self.kill_next_continuation = False
 
@@ -53,8 +58,9 @@ class Scripted:
             if step < len(curve) and trial.should_prune():
                 self.states.partial(trial.number).mkdir()
                 self.states.commit(trial.number)
-                trial.set_user_attr(schema.PAUSED_ATTR, {"evaluation": step, "step": step,
-                                                         "state": "x"})
+                trial.set_user_attr(
+                    schema.PAUSED_ATTR, {"evaluation": step, "step": step, "state": "x"}
+                )
                 raise optuna.TrialPruned()
         return max(curve)
 
@@ -62,8 +68,13 @@ class Scripted:
         """What a free worker does once; False when the study is over."""
         counts = trials.count(self.study)
         done = self.started >= len(self.curves)
-        queue_promotions(self.study, self.pruner, self.states, self.max_retries,
-                         at_end=done and not counts["running"] and not counts["continuing"])
+        queue_promotions(
+            self.study,
+            self.pruner,
+            self.states,
+            self.max_retries,
+            at_end=done and not counts["running"] and not counts["continuing"],
+        )
         if not any(t.state == TrialState.WAITING for t in self.study.trials):
             if done:
                 return False
@@ -94,8 +105,10 @@ def test_rungs_follow_min_resource_and_the_reduction_factor():
     assert [s for s in range(1, 30) if late.is_rung(s)] == [4, 8, 16]
 
 
-@pytest.mark.parametrize("field,value", [("reduction_factor", 1), ("min_resource", 0),
-                                         ("min_complete", -1), ("reduction_factor", 2.5)])
+@pytest.mark.parametrize(
+    "field,value",
+    [("reduction_factor", 1), ("min_resource", 0), ("min_complete", -1), ("reduction_factor", 2.5)],
+)
 def test_bad_settings_are_refused_naming_the_field(field, value):
     from harness.base.errors import ConfigError
 
@@ -133,9 +146,12 @@ def test_each_rung_keeps_the_top_half_and_the_study_ends_with_min_complete(tmp_p
     order = [3, 7, 0, 5, 1, 6, 2, 4]  # quality ranks, best 7
     curves = [[0.1 * q + 0.001 * s for s in range(1, 13)] for q in order]
     study = Scripted(tmp_path, curves).run()
-    reached = {rung: sum(1 for trs in configs(study).values()
-                         if any(rung in t.intermediate_values for t in trs))
-               for rung in (1, 2, 4, 8, 12)}
+    reached = {
+        rung: sum(
+            1 for trs in configs(study).values() if any(rung in t.intermediate_values for t in trs)
+        )
+        for rung in (1, 2, 4, 8, 12)
+    }
     assert reached[1] == 8 and reached[2] == 4 and reached[4] == 2
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert len({trials.config_of(t) for t in complete}) == 2  # min_complete
@@ -149,8 +165,7 @@ def test_each_rung_keeps_the_top_half_and_the_study_ends_with_min_complete(tmp_p
 
 def test_minimize_ranks_the_lowest_first(tmp_path):
     curves = [[1.0 - 0.01 * s for s in range(1, 9)], [0.5 - 0.01 * s for s in range(1, 9)]]
-    study = Scripted(tmp_path, curves, PromotionPruner(min_complete=1),
-                     direction="minimize").run()
+    study = Scripted(tmp_path, curves, PromotionPruner(min_complete=1), direction="minimize").run()
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert [study.trials[trials.config_of(t)].params["x"] for t in complete] == [1]
 
@@ -165,8 +180,11 @@ def test_a_killed_promotion_is_queued_again_from_the_same_state(tmp_path):
     killed = [t for t in study.trials if t.state == TrialState.FAIL]
     assert len(killed) == 1
     source = killed[0].user_attrs[schema.CONTINUES_ATTR]
-    retries = [t for t in study.trials if t.user_attrs.get(schema.CONTINUES_ATTR) == source
-               and t.state != TrialState.FAIL]
+    retries = [
+        t
+        for t in study.trials
+        if t.user_attrs.get(schema.CONTINUES_ATTR) == source and t.state != TrialState.FAIL
+    ]
     assert len(retries) == 1 and retries[0].number > killed[0].number
     assert retries[0].intermediate_values[1] == study.trials[source].intermediate_values[1]
 
@@ -177,13 +195,15 @@ def test_a_promotion_that_failed_for_a_reason_is_not_retried(tmp_path):
     runner.step()
     study = runner.study
     paused = next(t for t in study.trials if trials.paused_at(t) == 2)
-    study.enqueue_trial(paused.params, user_attrs={schema.CONTINUES_ATTR: paused.number,
-                                                   schema.CONFIG_ATTR: 1})
+    study.enqueue_trial(
+        paused.params, user_attrs={schema.CONTINUES_ATTR: paused.number, schema.CONFIG_ATTR: 1}
+    )
     trial = study.ask()
     trial.set_user_attr(schema.ERROR_ATTR, "ValueError: broken")
     study.tell(trial, state=TrialState.FAIL)
-    assert all(t.number != paused.number for t, _ in
-               runner.pruner.due(study, runner.states, max_retries=2))
+    assert all(
+        t.number != paused.number for t, _ in runner.pruner.due(study, runner.states, max_retries=2)
+    )
 
 
 def test_states_over_the_budget_are_dropped_oldest_first_and_recorded(tmp_path):
@@ -193,7 +213,7 @@ def test_states_over_the_budget_are_dropped_oldest_first_and_recorded(tmp_path):
         runner.step()
     study, states = runner.study, runner.states
     for number in states.numbers():  # make each state 1 MB
-        (states.path(number) / "weights").write_bytes(b"0" * 2 ** 20)
+        (states.path(number) / "weights").write_bytes(b"0" * 2**20)
     kept = states.numbers()
     assert len(kept) >= 2
     budgeted = PausedStates(states.root, max_gb=(len(kept) - 1.5) / 1024)
@@ -208,8 +228,9 @@ def test_states_over_the_budget_are_dropped_oldest_first_and_recorded(tmp_path):
 def _race(url: str, tmp: str, barrier, results) -> None:
     from pathlib import Path
 
-    study = optuna.load_study(study_name="scripted", storage=url,
-                              pruner=PromotionPruner(min_complete=1))
+    study = optuna.load_study(
+        study_name="scripted", storage=url, pruner=PromotionPruner(min_complete=1)
+    )
     barrier.wait()
     queued = queue_promotions(study, study.pruner, PausedStates(Path(tmp) / "out", None), 2)
     trial = study.ask()  # the queued promotion, or a new configuration
@@ -220,8 +241,9 @@ def race(url: str, tmp_path) -> list[tuple]:
     """Two processes find one promotion due at the same moment."""
     ctx = multiprocessing.get_context("fork")
     barrier, results = ctx.Barrier(2), ctx.Queue()
-    workers = [ctx.Process(target=_race, args=(url, str(tmp_path), barrier, results))
-               for _ in range(2)]
+    workers = [
+        ctx.Process(target=_race, args=(url, str(tmp_path), barrier, results)) for _ in range(2)
+    ]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -231,8 +253,9 @@ def race(url: str, tmp_path) -> list[tuple]:
 
 def one_promotion_due(tmp_path, storage=None):
     """Config 0 paused at rung 1, config 1 paused at rung 1 below it: config 0 is due."""
-    runner = Scripted(tmp_path, [[0.9] * 8, [0.1] * 8], PromotionPruner(min_complete=1),
-                      storage=storage)
+    runner = Scripted(
+        tmp_path, [[0.9] * 8, [0.1] * 8], PromotionPruner(min_complete=1), storage=storage
+    )
     runner.study.enqueue_trial({"x": 0})
     runner.study.optimize(runner.objective, n_trials=1)
     runner.study.enqueue_trial({"x": 1})
@@ -295,6 +318,7 @@ def test_ties_at_a_rung_are_not_broken_by_age(tmp_path):
     on is not who came first."""
     study = Scripted(tmp_path, [[0.5] * 8 for _ in range(8)], PromotionPruner(min_complete=0)).run()
     groups = configs(study)
-    went_on = sorted(config for config, runs in groups.items()
-                     if any(2 in t.intermediate_values for t in runs))
+    went_on = sorted(
+        config for config, runs in groups.items() if any(2 in t.intermediate_values for t in runs)
+    )
     assert len(went_on) >= 4 and went_on != sorted(groups)[:4], went_on

@@ -21,9 +21,14 @@ TrialState = optuna.trial.TrialState
 
 @pytest.fixture
 def promotion_overrides(sweep_overrides):
-    return [*[o for o in sweep_overrides if o != "pruner=median"], "pruner=promotion",
-            "study.n_trials=5", "study.heartbeat_interval=1", "study.grace_period=2",
-            "report.enabled=false"]
+    return [
+        *[o for o in sweep_overrides if o != "pruner=median"],
+        "pruner=promotion",
+        "study.n_trials=5",
+        "study.heartbeat_interval=1",
+        "study.grace_period=2",
+        "report.enabled=false",
+    ]
 
 
 def check_records(overrides, n_configs: int):
@@ -48,8 +53,10 @@ def check_records(overrides, n_configs: int):
     for trial in every:
         if trial.state == TrialState.FAIL:
             continue
-        steps = sorted(m.step for m in client.get_metric_history(
-            children[trial.number].info.run_id, "val_accuracy"))
+        steps = sorted(
+            m.step
+            for m in client.get_metric_history(children[trial.number].info.run_id, "val_accuracy")
+        )
         assert len(steps) == len(set(steps)), f"trial {trial.number}: a step twice"
         eval_steps = eval_steps or steps[0]
         # every evaluation from the first to the last (the budget's end may be off the grid)
@@ -63,11 +70,19 @@ def check_records(overrides, n_configs: int):
         if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
             reached = (trial.user_attrs.get(schema.PAUSED_ATTR) or {}).get("step") or (
                 trial.user_attrs[schema.COMPUTE_ATTR]["steps_planned"]
-                + (0 if not trials.is_continuation(trial) else
-                   (study.trials[trial.user_attrs[schema.CONTINUES_ATTR]]
-                    .user_attrs[schema.PAUSED_ATTR]["step"])))
-            furthest[trials.config_of(trial)] = max(furthest.get(trials.config_of(trial), 0),
-                                                    reached)
+                + (
+                    0
+                    if not trials.is_continuation(trial)
+                    else (
+                        study.trials[trial.user_attrs[schema.CONTINUES_ATTR]].user_attrs[
+                            schema.PAUSED_ATTR
+                        ]["step"]
+                    )
+                )
+            )
+            furthest[trials.config_of(trial)] = max(
+                furthest.get(trials.config_of(trial), 0), reached
+            )
     assert study_compute(study).totals["steps_trained"] == sum(furthest.values())
     states = sorted(p.name for p in (Path(cfg.study.output_dir) / "paused").glob("trial-*"))
     assert states == sorted(f"trial-{t.number}" for t in trials.paused(study))
@@ -88,8 +103,11 @@ def test_a_promotion_sweep_continues_paused_trials_from_their_state(promotion_ov
             assert trial.intermediate_values[step] == value
         tags = children[trial.number].data.tags
         assert tags[schema.CONTINUES_TAG].startswith(f"trial {source.number} ")
-        assert children[source.number].data.tags[schema.CONTINUED_BY_TAG].startswith(
-            f"trial {trial.number} ")
+        assert (
+            children[source.number]
+            .data.tags[schema.CONTINUED_BY_TAG]
+            .startswith(f"trial {trial.number} ")
+        )
     # the first trial met no competition at rung 1: paused there, not waved through
     assert trials.paused_at(study.trials[0]) == 1
 
@@ -112,11 +130,19 @@ def test_kill_9_during_a_promotion_or_a_state_save_then_resume(promotion_overrid
     assert children[killed.number].info.status == "FAILED"
     if fault == "promotion":  # continued again from the same state, once
         source = killed.user_attrs[schema.CONTINUES_ATTR]
-        retries = [t for t in study.trials if t.user_attrs.get(schema.CONTINUES_ATTR) == source
-                   and t.state != TrialState.FAIL]
+        retries = [
+            t
+            for t in study.trials
+            if t.user_attrs.get(schema.CONTINUES_ATTR) == source and t.state != TrialState.FAIL
+        ]
         assert len(retries) == 1
     else:  # the half-written state is gone; the configuration ran again as a new trial
         assert not (Path(cfg.study.output_dir) / ".partial" / f"paused-{killed.number}").exists()
-        retried = [t for t in study.trials if t.number > killed.number
-                   and t.params == killed.params and not trials.is_continuation(t)]
+        retried = [
+            t
+            for t in study.trials
+            if t.number > killed.number
+            and t.params == killed.params
+            and not trials.is_continuation(t)
+        ]
         assert retried

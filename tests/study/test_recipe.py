@@ -17,26 +17,41 @@ from harness.study import run_sweep
 from tests.helpers.configs import write_sentiment_csv
 
 TrialState = optuna.trial.TrialState
-RECIPE = ("{train.learning_rate: 0.01, peft.config.r: 4, peft.config.lora_alpha: 8, "
-          "peft.config.lora_dropout: 0.2, train.warmup_steps: 0.1}")
-RECIPE_PARAMS = {"train.learning_rate": 0.01, "peft.config.r": 4, "peft.config.lora_alpha": 8,
-                 "peft.config.lora_dropout": 0.2, "train.warmup_steps": 0.1}
+RECIPE = (
+    "{train.learning_rate: 0.01, peft.config.r: 4, peft.config.lora_alpha: 8, "
+    "peft.config.lora_dropout: 0.2, train.warmup_steps: 0.1}"
+)
+RECIPE_PARAMS = {
+    "train.learning_rate": 0.01,
+    "peft.config.r": 4,
+    "peft.config.lora_alpha": 8,
+    "peft.config.lora_dropout": 0.2,
+    "train.warmup_steps": 0.1,
+}
 
 
 @pytest.fixture
 def recipe_overrides(sweep_overrides, tmp_path):
     test_file = write_sentiment_csv(tmp_path / "test.csv", 45, seed=3)
-    return [*[o for o in sweep_overrides if o not in ("final.seeds=0", "recipe=null")],
-            f"recipe={RECIPE}", "study.n_trials=3", "train.num_train_epochs=2",
-            "final.top_k=1", "final.seeds=2", f"data.test_file={test_file}",
-            "report.enabled=false", "pruner=none"]
+    return [
+        *[o for o in sweep_overrides if o not in ("final.seeds=0", "recipe=null")],
+        f"recipe={RECIPE}",
+        "study.n_trials=3",
+        "train.num_train_epochs=2",
+        "final.top_k=1",
+        "final.seeds=2",
+        f"data.test_file={test_file}",
+        "report.enabled=false",
+        "pruner=none",
+    ]
 
 
 def runs_by_name(cfg):
     client = MlflowClient(str(cfg.tracking.uri))
     experiment = client.get_experiment_by_name(cfg.study.name)
-    return client, {r.info.run_name: r for r in client.search_runs([experiment.experiment_id],
-                                                                   max_results=1000)}
+    return client, {
+        r.info.run_name: r for r in client.search_runs([experiment.experiment_id], max_results=1000)
+    }
 
 
 def test_the_recipe_is_trial_0_and_is_measured_with_the_chosen_seeds(recipe_overrides, compose):
@@ -54,11 +69,14 @@ def test_the_recipe_is_trial_0_and_is_measured_with_the_chosen_seeds(recipe_over
     assert recipe["trial"] == 0 and recipe["params"] == RECIPE_PARAMS
     chosen = record["trial"]
     # the same seeds as the chosen configuration: the same seed values in their configs
-    companion = optuna.load_study(study_name=trials.final_study_name(cfg.study.name),
-                                  storage=cfg.study.storage)
+    companion = optuna.load_study(
+        study_name=trials.final_study_name(cfg.study.name), storage=cfg.study.storage
+    )
     done = companion.get_trials(states=(TrialState.COMPLETE,))
-    seeds = {n: sorted(trials.final_key(r)[1] for r in done if trials.final_key(r)[0] == n)
-             for n in {chosen, 0}}
+    seeds = {
+        n: sorted(trials.final_key(r)[1] for r in done if trials.final_key(r)[0] == n)
+        for n in {chosen, 0}
+    }
     assert seeds[chosen] == seeds[0] == [1, 2]
     for run in done:
         number, seed = trials.final_key(run)
@@ -70,20 +88,30 @@ def test_the_recipe_is_trial_0_and_is_measured_with_the_chosen_seeds(recipe_over
     # the test split: read only after every final run ended, for both configurations
     tested = [r for name, r in runs.items() if "test_accuracy" in r.data.metrics]
     assert sorted(r.info.run_name for r in tested) == sorted(
-        {f"final-{n}-seed{k}" for n in (chosen, 0) for k in (1, 2)})
+        {f"final-{n}-seed{k}" for n in (chosen, 0) for k in (1, 2)}
+    )
     finals = [r for r in runs.values() if r.data.tags.get(schema.ROLE_TAG) == schema.ROLE_FINAL]
-    scored_at = min(client.get_metric_history(r.info.run_id, "test_accuracy")[0].timestamp
-                    for r in tested)
+    scored_at = min(
+        client.get_metric_history(r.info.run_id, "test_accuracy")[0].timestamp for r in tested
+    )
     assert scored_at >= max(r.info.end_time for r in finals)
     parent = client.get_run(study.user_attrs[schema.PARENT_RUN_ATTR]).data.metrics
-    test = {(n, k): runs[f"final-{n}-seed{k}"].data.metrics["test_accuracy"]
-            for n in (chosen, 0) for k in (1, 2)}
-    val = {(n, k): runs[f"final-{n}-seed{k}"].data.metrics["best_val_accuracy"]
-           for n in (chosen, 0) for k in (1, 2)}
+    test = {
+        (n, k): runs[f"final-{n}-seed{k}"].data.metrics["test_accuracy"]
+        for n in (chosen, 0)
+        for k in (1, 2)
+    }
+    val = {
+        (n, k): runs[f"final-{n}-seed{k}"].data.metrics["best_val_accuracy"]
+        for n in (chosen, 0)
+        for k in (1, 2)
+    }
     assert parent["recipe_test_accuracy_mean"] == pytest.approx(
-        statistics.fmean(test[(0, k)] for k in (1, 2)))
+        statistics.fmean(test[(0, k)] for k in (1, 2))
+    )
     assert parent["recipe_val_accuracy_mean"] == pytest.approx(
-        statistics.fmean(val[(0, k)] for k in (1, 2)))
+        statistics.fmean(val[(0, k)] for k in (1, 2))
+    )
     text = summary.format()
     if chosen == 0:
         assert text.splitlines()[-1].startswith("The chosen configuration is the recipe")
@@ -118,18 +146,26 @@ def test_final_recipe_false_trains_no_recipe_runs(recipe_overrides, compose):
 def test_a_study_made_without_a_recipe_resumes_without_one(recipe_overrides, compose):
     """As a study made before recipes existed: resumed with a recipe configured, nothing is
     queued or trained again and its final record stays as it was."""
-    before = [*[o for o in recipe_overrides if not o.startswith("recipe=")], "recipe=null",
-              "study.n_trials=2", "final.seeds=1"]
+    before = [
+        *[o for o in recipe_overrides if not o.startswith("recipe=")],
+        "recipe=null",
+        "study.n_trials=2",
+        "final.seeds=1",
+    ]
     run_sweep(compose(before))
     cfg = compose(before)
     study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
-    snapshot = ([(t.number, t.state, t.params) for t in study.trials],
-                study.user_attrs[schema.FINAL_ATTR])
+    snapshot = (
+        [(t.number, t.state, t.params) for t in study.trials],
+        study.user_attrs[schema.FINAL_ATTR],
+    )
     after = [*recipe_overrides, "study.n_trials=2", "final.seeds=1"]
     summary = run_sweep(compose(after))
     study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
-    assert ([(t.number, t.state, t.params) for t in study.trials],
-            study.user_attrs[schema.FINAL_ATTR]) == snapshot
+    assert (
+        [(t.number, t.state, t.params) for t in study.trials],
+        study.user_attrs[schema.FINAL_ATTR],
+    ) == snapshot
     assert schema.RECIPE_ATTR not in study.user_attrs
     assert "recipe" not in summary.format().lower().split("mlflow ui")[-1]
 

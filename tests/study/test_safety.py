@@ -45,16 +45,36 @@ def test_mask_hides_secrets_in_a_urls_query_string(capsys):
     """Issue 27 item 14: ?password=… (and the like) in a URL's query string."""
     url = "postgresql://alice@db.example/optuna?password=hunter22"
     assert mask(url) == "postgresql://alice@db.example/optuna?password=***"
-    assert (mask("mysql://h/db?user=bob&PWD=x7y8z9&charset=utf8")
-            == "mysql://h/db?user=bob&PWD=***&charset=utf8")
-    for name in ("passwd", "pwd", "Password", "sslpassword", "secret", "client_secret", "token",
-                 "access_token", "api_key", "apikey", "API-Key", "key", "sig", "X-Amz-Signature",
-                 "X-Amz-Security-Token", "credentials"):
+    assert (
+        mask("mysql://h/db?user=bob&PWD=x7y8z9&charset=utf8")
+        == "mysql://h/db?user=bob&PWD=***&charset=utf8"
+    )
+    for name in (
+        "passwd",
+        "pwd",
+        "Password",
+        "sslpassword",
+        "secret",
+        "client_secret",
+        "token",
+        "access_token",
+        "api_key",
+        "apikey",
+        "API-Key",
+        "key",
+        "sig",
+        "X-Amz-Signature",
+        "X-Amz-Security-Token",
+        "credentials",
+    ):
         assert mask(f"https://h/x?a=1&{name}=v4lu/e#f") == f"https://h/x?a=1&{name}=***#f", name
     # settings that only look alike stay: key and password files (paths), the user, the SSL mode
     kept = "postgresql://h/db?sslkey=/etc/client.key&passfile=/home/a/.pgpass&user=al&sslmode=x"
     assert mask(kept) == kept
-    assert mask("storage='postgresql://h/db?password=abc'") == "storage='postgresql://h/db?password=***'"
+    assert (
+        mask("storage='postgresql://h/db?password=abc'")
+        == "storage='postgresql://h/db?password=***'"
+    )
     # registered: the bare value as a library prints it, read as the drivers decode it
     register([url, "study.storage=postgresql://h/db?sslmode=require&password=p%40ss+w0rd"])
     assert mask("authentication failed (hunter22)") == "authentication failed (***)"
@@ -95,30 +115,38 @@ def _everything_in_postgres(url: str) -> str:
     import psycopg
 
     with psycopg.connect(url) as conn:
-        tables = [r[0] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        tables = [
+            r[0]
+            for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        ]
         return "\n".join(str(conn.execute(f'SELECT * FROM "{t}"').fetchall()) for t in tables)
 
 
 def _everything_in_files(folder: Path) -> str:
-    return "\n".join(p.read_bytes().decode("utf-8", "replace")
-                     for p in folder.rglob("*") if p.is_file())
+    return "\n".join(
+        p.read_bytes().decode("utf-8", "replace") for p in folder.rglob("*") if p.is_file()
+    )
 
 
 # the password as user:password@, and as a query-string parameter (libpq's ?password=…)
 STORAGE_FORMS = {
-    "userinfo": ("postgresql://postgres:{secret}@127.0.0.1:{port}/{database}",
-                 "postgresql://postgres:***@127.0.0.1:5432/"),
-    "query": ("postgresql://postgres@127.0.0.1:{port}/{database}?sslmode=disable&password={secret}",
-              "?sslmode=disable&password=***"),
+    "userinfo": (
+        "postgresql://postgres:{secret}@127.0.0.1:{port}/{database}",
+        "postgresql://postgres:***@127.0.0.1:5432/",
+    ),
+    "query": (
+        "postgresql://postgres@127.0.0.1:{port}/{database}?sslmode=disable&password={secret}",
+        "?sslmode=disable&password=***",
+    ),
 }
 
 
 # the query-string form end to end in the slow run (~25 s); its masking is checked in the
 # default run by the unit, resume-line and provenance tests
 @pytest.mark.parametrize("form", ["userinfo", pytest.param("query", marks=pytest.mark.slow)])
-def test_a_storage_password_never_shows_anywhere(form, sweep_overrides, tmp_path,
-                                                 postgres_database, compose):
+def test_a_storage_password_never_shows_anywhere(
+    form, sweep_overrides, tmp_path, postgres_database, compose
+):
     from harness.records import provenance, schema
 
     secret = f"s3c/ret-{uuid.uuid4().hex[:12]}"  # '/' in a password is legal for SQLAlchemy
@@ -127,27 +155,40 @@ def test_a_storage_password_never_shows_anywhere(form, sweep_overrides, tmp_path
     storage = template.format(secret=secret, port=5432, database=database)  # trust auth: accepted
     overrides = [o for o in sweep_overrides if not o.startswith("study.storage=")]
     # quoted: Hydra reads an unquoted '=' in a value as a syntax error
-    overrides += [f"study.storage='{storage}'", "study.n_trials=1", "pruner=none",
-                  "train.num_train_epochs=1"]
-    result = subprocess.run([sys.executable, "-m", "harness.sweep", *overrides], cwd=ROOT,
-                            capture_output=True, text=True, timeout=600)
+    overrides += [
+        f"study.storage='{storage}'",
+        "study.n_trials=1",
+        "pruner=none",
+        "train.num_train_epochs=1",
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "harness.sweep", *overrides],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     assert shown in result.stdout  # masked, not dropped
     places = {
         "stdout and stderr": result.stdout + result.stderr,
-        "MLflow store (params, tags, metrics)": _everything_in_sqlite(tmp_path / "mlruns" /
-                                                                      "mlflow.db"),
+        "MLflow store (params, tags, metrics)": _everything_in_sqlite(
+            tmp_path / "mlruns" / "mlflow.db"
+        ),
         "MLflow artifacts (config.yaml included)": _everything_in_files(tmp_path / "mlruns"),
         "checkpoints": _everything_in_files(tmp_path / "sweeps"),
         "Optuna storage": _everything_in_postgres(
-            f"postgresql://postgres@127.0.0.1:5432/{database}"),
+            f"postgresql://postgres@127.0.0.1:5432/{database}"
+        ),
     }
     for place, text in places.items():
         assert secret not in text, place
     assert shown in places["MLflow artifacts (config.yaml included)"]
     with sqlite3.connect(tmp_path / "mlruns" / "mlflow.db") as conn:
-        tags = conn.execute("SELECT key, value FROM tags WHERE key IN (?, ?)",
-                            (provenance.COMMAND_TAG, schema.STORAGE_TAG)).fetchall()
+        tags = conn.execute(
+            "SELECT key, value FROM tags WHERE key IN (?, ?)",
+            (provenance.COMMAND_TAG, schema.STORAGE_TAG),
+        ).fetchall()
     assert {key for key, _ in tags} == {provenance.COMMAND_TAG, schema.STORAGE_TAG}
     assert all(shown in value for _, value in tags), tags  # every run's, the parent's
 
@@ -160,13 +201,15 @@ def test_a_storage_password_never_shows_anywhere(form, sweep_overrides, tmp_path
 
 
 def test_the_command_line_masks_passwords_under_a_mistyped_key_and_in_tracebacks(
-        monkeypatch, capsys):
+    monkeypatch, capsys
+):
     from harness import sweep
     from harness.config.command import run_hydra
 
     secret = f"pw/{uuid.uuid4().hex[:10]}"
-    monkeypatch.setattr(sys, "argv", ["harness.sweep", "+sweep=lora",
-                                      f"study.storag=postgresql://u:{secret}@h/db"])
+    monkeypatch.setattr(
+        sys, "argv", ["harness.sweep", "+sweep=lora", f"study.storag=postgresql://u:{secret}@h/db"]
+    )
     with pytest.raises(SystemExit) as exited:
         sweep.cli()
     out = capsys.readouterr()
@@ -209,7 +252,8 @@ def test_the_resume_line_masks_a_query_string_password(sweep_overrides, monkeypa
 
 
 def test_samplers_that_unpickle_storage_state_are_refused_on_request(
-        sweep_overrides, tmp_path, monkeypatch, capsys, compose):
+    sweep_overrides, tmp_path, monkeypatch, capsys, compose
+):
     """Issue 27 item 15: CmaEsSampler unpickles its state from the study storage (whoever can
     write the storage runs code in every worker). study.trust_storage_pickles=false refuses it:
     one error line naming the setting, exit 2, nothing created."""
@@ -218,21 +262,26 @@ def test_samplers_that_unpickle_storage_state_are_refused_on_request(
     from harness import sweep
     from harness.study.setup import check_storage_pickles, validate_config
 
-    monkeypatch.setattr(sys, "argv", ["harness.sweep", *sweep_overrides, "sampler=cmaes",
-                                      "study.trust_storage_pickles=false"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["harness.sweep", *sweep_overrides, "sampler=cmaes", "study.trust_storage_pickles=false"],
+    )
     with pytest.raises(SystemExit) as exited:
         sweep.cli()
     err = capsys.readouterr().err
     assert exited.value.code == 2, err
     assert err.splitlines() == [err.strip()] and err.startswith(
         "error: study.trust_storage_pickles: is false and CmaEsSampler keeps its state in the "
-        "study storage as a pickle"), err
+        "study storage as a pickle"
+    ), err
     nothing_created(tmp_path)
 
     validate_config(compose([*sweep_overrides, "sampler=cmaes"]))  # trusted by default
     for sampler in ("tpe", "gp", "random", "qmc", "grid", "nsga2"):  # JSON in the storage only
-        validate_config(compose([*sweep_overrides, f"sampler={sampler}",
-                                 "study.trust_storage_pickles=false"]))
+        validate_config(
+            compose([*sweep_overrides, f"sampler={sampler}", "study.trust_storage_pickles=false"])
+        )
 
     class OwnSampler(optuna.samplers.RandomSampler):  # not Optuna's: cannot be vouched for
         pass
@@ -252,10 +301,14 @@ def _model_with_code(folder: Path, marker: Path, tiny_model_dir: Path) -> Path:
 
     shutil.copytree(tiny_model_dir, folder)
     config = json.loads((folder / "config.json").read_text())
-    config.update(model_type="harness-custom", architectures=["CustomModel"], auto_map={
-        "AutoConfig": "custom.CustomConfig",
-        "AutoModelForSequenceClassification": "custom.CustomModel",
-    })
+    config.update(
+        model_type="harness-custom",
+        architectures=["CustomModel"],
+        auto_map={
+            "AutoConfig": "custom.CustomConfig",
+            "AutoModelForSequenceClassification": "custom.CustomModel",
+        },
+    )
     (folder / "config.json").write_text(json.dumps(config))
     (folder / "custom.py").write_text(
         "from pathlib import Path\n"
@@ -267,8 +320,9 @@ def _model_with_code(folder: Path, marker: Path, tiny_model_dir: Path) -> Path:
     return folder
 
 
-def test_model_code_runs_only_when_the_user_opts_in(sweep_overrides, tmp_path, tiny_model_dir,
-                                                    compose):
+def test_model_code_runs_only_when_the_user_opts_in(
+    sweep_overrides, tmp_path, tiny_model_dir, compose
+):
     from harness.train.model import load_base_model, load_tokenizer
 
     marker = tmp_path / "ran.txt"

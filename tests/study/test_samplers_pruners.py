@@ -13,15 +13,24 @@ from tests.helpers.configs import CONF
 # test-slow (tpe, random, median, threshold and none run in the sweep and method tests, and all
 # compose in the default run: tests/test_config.py).
 QUICK = {"grid", "hyperband"}
-SAMPLERS = [pytest.param(p.stem, marks=() if p.stem in QUICK else pytest.mark.slow)
-            for p in sorted((CONF / "sampler").glob("*.yaml"))]
-PRUNERS = [pytest.param(p.stem, marks=() if p.stem in QUICK else pytest.mark.slow)
-           for p in sorted((CONF / "pruner").glob("*.yaml"))]
+SAMPLERS = [
+    pytest.param(p.stem, marks=() if p.stem in QUICK else pytest.mark.slow)
+    for p in sorted((CONF / "sampler").glob("*.yaml"))
+]
+PRUNERS = [
+    pytest.param(p.stem, marks=() if p.stem in QUICK else pytest.mark.slow)
+    for p in sorted((CONF / "pruner").glob("*.yaml"))
+]
 NEEDS = {"threshold": ["pruner.lower=0.0"]}
-CLASSES = {"cmaes": "optuna.samplers.CmaEsSampler", "gp": "optuna.samplers.GPSampler",
-           "grid": "optuna.samplers.GridSampler", "nsga2": "optuna.samplers.NSGAIISampler",
-           "qmc": "optuna.samplers.QMCSampler", "random": "optuna.samplers.RandomSampler",
-           "tpe": "optuna.samplers.TPESampler"}
+CLASSES = {
+    "cmaes": "optuna.samplers.CmaEsSampler",
+    "gp": "optuna.samplers.GPSampler",
+    "grid": "optuna.samplers.GridSampler",
+    "nsga2": "optuna.samplers.NSGAIISampler",
+    "qmc": "optuna.samplers.QMCSampler",
+    "random": "optuna.samplers.RandomSampler",
+    "tpe": "optuna.samplers.TPESampler",
+}
 
 
 def parent_params(cfg) -> dict[str, str]:
@@ -29,14 +38,21 @@ def parent_params(cfg) -> dict[str, str]:
 
     client = MlflowClient(tracking_uri=cfg.tracking.uri)
     experiment = client.get_experiment_by_name(cfg.study.name)
-    parent = next(r for r in client.search_runs([experiment.experiment_id])
-                  if r.data.tags.get(schema.ROLE_TAG) == schema.ROLE_STUDY)
+    parent = next(
+        r
+        for r in client.search_runs([experiment.experiment_id])
+        if r.data.tags.get(schema.ROLE_TAG) == schema.ROLE_STUDY
+    )
     return parent.data.params
 
 
 def short(sweep_overrides: list[str]) -> list[str]:
-    return [*sweep_overrides, "study.n_trials=2", "train.num_train_epochs=1",
-            "data.max_train_samples=64"]
+    return [
+        *sweep_overrides,
+        "study.n_trials=2",
+        "train.num_train_epochs=1",
+        "data.max_train_samples=64",
+    ]
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS)

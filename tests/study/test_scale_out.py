@@ -28,12 +28,23 @@ def shared_stores(sweep_overrides, postgres_database, mlflow_server):
     """Overrides for a study on PostgreSQL (with a password) tracked by the mlflow server."""
     secret = f"pw-{uuid.uuid4().hex[:10]}"  # trust auth accepts any password
     storage = f"postgresql://postgres:{secret}@127.0.0.1:5432/{postgres_database('workers')}"
-    keep = [o for o in sweep_overrides if not o.startswith(
-        ("study.storage=", "tracking.uri=", "tracking.artifact_location="))]
+    keep = [
+        o
+        for o in sweep_overrides
+        if not o.startswith(("study.storage=", "tracking.uri=", "tracking.artifact_location="))
+    ]
     name = f"workers-{uuid.uuid4().hex[:8]}"  # one experiment per test on the shared server
-    overrides = [*keep, f"study.storage={storage}", f"tracking.uri={mlflow_server}",
-                 "tracking.artifact_location=null", "pruner=none", "train.num_train_epochs=1",
-                 "study.heartbeat_interval=1", "study.grace_period=3", f"study.name={name}"]
+    overrides = [
+        *keep,
+        f"study.storage={storage}",
+        f"tracking.uri={mlflow_server}",
+        "tracking.artifact_location=null",
+        "pruner=none",
+        "train.num_train_epochs=1",
+        "study.heartbeat_interval=1",
+        "study.grace_period=3",
+        f"study.name={name}",
+    ]
     return overrides, storage, mlflow_server, secret, name
 
 
@@ -89,8 +100,9 @@ def test_three_workers_share_one_study_then_one_is_killed(shared_stores):
     assert "12 complete" in page or "finished of 12" in page
     assert secret not in page and "postgresql://postgres:***@" in page
     parent = next(r for r in runs if r.data.tags.get(schema.ROLE_TAG) == schema.ROLE_STUDY)
-    assert "report/report.html" in {a.path for a in client.list_artifacts(parent.info.run_id,
-                                                                          "report")}
+    assert "report/report.html" in {
+        a.path for a in client.list_artifacts(parent.info.run_id, "report")
+    }
 
     # the same study extended to 20 trials; the worker that runs trial 14 is killed mid-trial
     extended = [*overrides, "study.workers=3", "study.n_trials=20"]
@@ -103,8 +115,7 @@ def test_three_workers_share_one_study_then_one_is_killed(shared_stores):
     os.kill(pid, signal.SIGKILL)
     assert sweep.wait(timeout=600) == 0, sweep.err
     assert "was killed (SIGKILL)" in sweep.err
-    study, client, by_number, runs = check_shared_study(storage, tracking, name,
-                                                        20, 3)
+    study, client, by_number, runs = check_shared_study(storage, tracking, name, 20, 3)
     killed = study.trials[target]
     assert killed.state == TrialState.FAIL
     assert by_number[target].info.status == "FAILED"
@@ -119,8 +130,17 @@ def test_three_workers_share_one_study_then_one_is_killed(shared_stores):
 @pytest.mark.slow  # a 15-30 s sweep, kept out of the default run (under 10 minutes)
 def test_a_hydra_launcher_starts_the_workers(shared_stores):
     overrides, storage, tracking, secret, name = shared_stores
-    command = [sys.executable, "-m", "harness.sweep", "-m", "hydra/launcher=joblib",
-               "hydra.launcher.n_jobs=2", *overrides, "study.n_trials=6", "study.worker=0,1"]
+    command = [
+        sys.executable,
+        "-m",
+        "harness.sweep",
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        *overrides,
+        "study.n_trials=6",
+        "study.worker=0,1",
+    ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert secret not in result.stdout + result.stderr
@@ -147,8 +167,10 @@ def test_workers_get_a_gpu_round_robin_and_a_share_of_the_cores(monkeypatch):
     assert threads_per_worker(study) is None  # the launcher itself
     assert threads_per_worker(study, worker=1) == 4
     assert threads_per_worker(OmegaConf.create({"workers": 1, "worker": 0, "threads": 3})) == 3
-    assert threads_per_worker(OmegaConf.create({"workers": 1, "worker": None,
-                                                "threads": None})) is None
+    assert (
+        threads_per_worker(OmegaConf.create({"workers": 1, "worker": None, "threads": None}))
+        is None
+    )
 
 
 @pytest.mark.slow  # 2 minutes each. Once failed under load (neither trial recorded): the kernel
@@ -162,8 +184,9 @@ def test_workers_stop_when_their_launcher_is_killed(shared_stores, how):
     import time
 
     overrides, storage, tracking, _, name = shared_stores
-    sweep = SweepProcess([*overrides, "study.workers=2", "study.n_trials=4"],
-                         faults="train_step::3=pause")
+    sweep = SweepProcess(
+        [*overrides, "study.workers=2", "study.n_trials=4"], faults="train_step::3=pause"
+    )
     sweep.wait_for("harness fault: train_step reached")
     sweep.wait_for("harness fault: train_step reached")  # both workers are mid-trial
     pids = [int(p) for p in re.findall(r"worker \d: pid (\d+)", sweep.err)]
@@ -178,14 +201,18 @@ def test_workers_stop_when_their_launcher_is_killed(shared_stores, how):
     stopped = [t for t in study.trials if t.state == TrialState.FAIL]
     states = [(t.number, t.state.name, t.user_attrs) for t in study.trials]
     assert len(stopped) == 2 and not study.get_trials(states=(TrialState.RUNNING,)), (
-        f"trials: {states}; launcher's stderr:\n{sweep.err[-3000:]}")
+        f"trials: {states}; launcher's stderr:\n{sweep.err[-3000:]}"
+    )
     client = MlflowClient(tracking_uri=tracking)
     experiment = client.get_experiment_by_name(name)
     for trial in stopped:
         assert trial.user_attrs[schema.INTERRUPTED_ATTR] == (
-            "interrupted by SIGHUP" if how == "SIGKILL" else "interrupted by SIGTERM")
-        run = client.search_runs([experiment.experiment_id], filter_string=(
-            f"tags.`{schema.NUMBER_TAG}` = '{trial.number}'"))[0]
+            "interrupted by SIGHUP" if how == "SIGKILL" else "interrupted by SIGTERM"
+        )
+        run = client.search_runs(
+            [experiment.experiment_id],
+            filter_string=(f"tags.`{schema.NUMBER_TAG}` = '{trial.number}'"),
+        )[0]
         assert run.info.status == "KILLED"
 
 

@@ -23,12 +23,26 @@ def test_default_sweep_on_minilm_learns(tmp_path, sweep):
     sweep at least 15 points above it) come from scripts/bench_methods.py, in the README."""
     storage = f"sqlite:///{tmp_path}/optuna.db"
     result = subprocess.run(
-        [sys.executable, "-m", "harness.sweep", f"+sweep={sweep}", "study.n_trials=2",
-         "pruner=none", "sampler.seed=0", f"study.storage={storage}",
-         f"study.output_dir={tmp_path}/study", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
-         f"tracking.artifact_location={tmp_path}/mlruns", "display.progress=false",
-         "report.enabled=false", "final.seeds=0"],
-        cwd=ROOT, capture_output=True, text=True, timeout=1200,
+        [
+            sys.executable,
+            "-m",
+            "harness.sweep",
+            f"+sweep={sweep}",
+            "study.n_trials=2",
+            "pruner=none",
+            "sampler.seed=0",
+            f"study.storage={storage}",
+            f"study.output_dir={tmp_path}/study",
+            f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+            f"tracking.artifact_location={tmp_path}/mlruns",
+            "display.progress=false",
+            "report.enabled=false",
+            "final.seeds=0",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
     )
     assert result.returncode == 0, result.stderr
     assert "2 complete, 0 pruned, 0 failed" in result.stdout

@@ -29,8 +29,15 @@ def sweep(compose):
 def three_trials(tmp_path_factory, tiny_model_dir, sentiment_files):
     """One three-trial sweep, shared by the tests that only read it."""
     # fp32: a test below scores the best checkpoint in fp32 (see tests/export/test_export.py)
-    return finished_sweep(tmp_path_factory, "three-trials", tiny_model_dir, sentiment_files,
-                          "study.n_trials=3", "pruner=none", "train.mixed_precision=no")
+    return finished_sweep(
+        tmp_path_factory,
+        "three-trials",
+        tiny_model_dir,
+        sentiment_files,
+        "study.n_trials=3",
+        "pruner=none",
+        "train.mixed_precision=no",
+    )
 
 
 def test_a_three_trial_sweep_records_every_trial_in_optuna_and_mlflow(three_trials):
@@ -51,8 +58,11 @@ def test_a_three_trial_sweep_records_every_trial_in_optuna_and_mlflow(three_tria
         assert {"model", "data", "method"} <= set(params)
         assert (params["model"], params["data"], params["method"]) == ("tiny", "files", "lora")
         for name, value in trial.params.items():
-            assert float(params[name]) == pytest.approx(value) if isinstance(value, float) \
+            assert (
+                float(params[name]) == pytest.approx(value)
+                if isinstance(value, float)
                 else json.loads(params[name]) == value
+            )
         param_names = param_names or set(params)
         assert set(params) == param_names
         # the value is the best evaluation, not the last
@@ -86,8 +96,9 @@ def test_a_three_trial_sweep_records_every_trial_in_optuna_and_mlflow(three_tria
     assert "3 complete, 0 pruned, 0 failed" in text and "mlflow ui --backend-store-uri" in text
 
 
-def test_the_best_checkpoint_loads_back_and_scores_its_value(three_trials, tmp_path,
-                                                             sentiment_files, tiny_model_dir):
+def test_the_best_checkpoint_loads_back_and_scores_its_value(
+    three_trials, tmp_path, sentiment_files, tiny_model_dir
+):
     import torch
     from peft import PeftConfig, PeftModel
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
@@ -97,8 +108,9 @@ def test_the_best_checkpoint_loads_back_and_scores_its_value(three_trials, tmp_p
     overrides, _ = three_trials
     cfg, study, client, _, children = stores(overrides)
     run = children[study.best_trial.number]
-    folder = Path(client.download_artifacts(run.info.run_id, schema.CHECKPOINT_ARTIFACT,
-                                            str(tmp_path)))
+    folder = Path(
+        client.download_artifacts(run.info.run_id, schema.CHECKPOINT_ARTIFACT, str(tmp_path))
+    )
     # the README's recipe
     assert PeftConfig.from_pretrained(folder).base_model_name_or_path == str(tiny_model_dir)
     base = AutoModelForSequenceClassification.from_pretrained(
@@ -114,8 +126,9 @@ def test_the_best_checkpoint_loads_back_and_scores_its_value(three_trials, tmp_p
     assert model.config.id2label == dict(enumerate(data.label_names))
     val = data.splits["validation"]
     with torch.no_grad():
-        batch = tokenizer(list(val["text"]), padding=True, truncation=True, max_length=128,
-                          return_tensors="pt")
+        batch = tokenizer(
+            list(val["text"]), padding=True, truncation=True, max_length=128, return_tensors="pt"
+        )
         predicted = model(**batch).logits.argmax(-1).tolist()
     accuracy = sum(p == y for p, y in zip(predicted, list(val["label"]), strict=True)) / len(val)
     assert accuracy == pytest.approx(study.best_value, abs=1e-6)
@@ -133,7 +146,8 @@ def test_a_pruner_forced_to_prune_stops_trials_cleanly(sweep_overrides, sweep):
         assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == 1
         assert list(study.trials[number].intermediate_values) == [1]
         assert schema.CHECKPOINT_ARTIFACT not in {
-                a.path for a in client.list_artifacts(run.info.run_id)}
+            a.path for a in client.list_artifacts(run.info.run_id)
+        }
     assert parent.info.status == "FINISHED"
 
 
@@ -156,16 +170,27 @@ def test_resume_runs_only_the_missing_trials_with_new_parameters(sweep_overrides
     assert sorted(children) == [0, 1, 2, 3]
 
     done = sweep(again)  # already complete: nothing runs
-    assert len(optuna.load_study(study_name=after.study_name,
-                                 storage=compose(again).study.storage).trials) == 4
+    assert (
+        len(
+            optuna.load_study(
+                study_name=after.study_name, storage=compose(again).study.storage
+            ).trials
+        )
+        == 4
+    )
     assert done.complete == 4
 
 
 def test_full_fine_tuning_checkpoint_loads_with_transformers(sweep_overrides, tmp_path, sweep):
     from transformers import AutoModelForSequenceClassification
 
-    overrides = [*sweep_overrides, "+sweep=full", "study.n_trials=1", "pruner=none",
-                 "train.num_train_epochs=1"]
+    overrides = [
+        *sweep_overrides,
+        "+sweep=full",
+        "study.n_trials=1",
+        "pruner=none",
+        "train.num_train_epochs=1",
+    ]
     overrides.remove("+sweep=lora")
     overrides = [o for o in overrides if not o.startswith("search_space=")]
     summary = sweep(overrides)
@@ -174,8 +199,7 @@ def test_full_fine_tuning_checkpoint_loads_with_transformers(sweep_overrides, tm
     assert model.config.id2label == {0: "negative", 1: "neutral", 2: "positive"}
     _, _, client, _, children = stores(overrides)
     assert children[0].data.params["method"] == "none"
-    assert children[0].data.metrics["trainable_params"] == children[0].data.metrics[
-        "total_params"]
+    assert children[0].data.metrics["trainable_params"] == children[0].data.metrics["total_params"]
 
 
 def test_resuming_with_other_settings_is_refused(sweep_overrides, sweep):
@@ -189,8 +213,13 @@ def test_resuming_with_other_settings_is_refused(sweep_overrides, sweep):
 
 def test_early_stopping_ends_a_trial_and_records_where(sweep_overrides, sweep):
     # nothing improves accuracy by more than 1.0: the trial stops at its second evaluation
-    overrides = [*sweep_overrides, "study.n_trials=1", "pruner=none",
-                 "train.early_stopping_patience=1", "train.early_stopping_threshold=1.0"]
+    overrides = [
+        *sweep_overrides,
+        "study.n_trials=1",
+        "pruner=none",
+        "train.early_stopping_patience=1",
+        "train.early_stopping_threshold=1.0",
+    ]
     summary = sweep(overrides)
     _, study, client, _, children = stores(overrides)
     assert summary.complete == 1  # stopped early, not pruned

@@ -20,15 +20,17 @@ from harness.train.callbacks import (
 
 @pytest.fixture
 def hooks(tmp_path):
-    args = TrainingArguments(output_dir=str(tmp_path), eval_strategy="steps", eval_steps=10,
-                             report_to="none")
+    args = TrainingArguments(
+        output_dir=str(tmp_path), eval_strategy="steps", eval_steps=10, report_to="none"
+    )
     return args, TrainerState(global_step=10, max_steps=100), TrainerControl()
 
 
 def evaluate(callback, hooks, value, **kwargs):
     args, state, control = hooks
-    callback.on_evaluate(args, state, control, metrics={"eval_accuracy": value,
-                                                        "eval_loss": 1 - value}, **kwargs)
+    callback.on_evaluate(
+        args, state, control, metrics={"eval_accuracy": value, "eval_loss": 1 - value}, **kwargs
+    )
     return control
 
 
@@ -158,18 +160,20 @@ def test_early_stopping_waits_for_patience_then_records_the_epoch(hooks):
     assert stopper.stopped_epoch == 2.0
 
 
-@pytest.mark.parametrize(("study_cfg", "reported"), [
-    ({"metric": "accuracy", "direction": "maximize", "prune_metric": None}, [0.7, 0.6]),
-    # the loss of a study that maximizes accuracy runs the other way: negated
-    ({"metric": "accuracy", "direction": "maximize", "prune_metric": "loss"}, [-0.3, -0.4]),
-    ({"metric": "loss", "direction": "minimize", "prune_metric": "accuracy"}, [-0.7, -0.6]),
-    ({"metric": "loss", "direction": "minimize", "prune_metric": "loss"}, [0.3, 0.4]),
-])
+@pytest.mark.parametrize(
+    ("study_cfg", "reported"),
+    [
+        ({"metric": "accuracy", "direction": "maximize", "prune_metric": None}, [0.7, 0.6]),
+        # the loss of a study that maximizes accuracy runs the other way: negated
+        ({"metric": "accuracy", "direction": "maximize", "prune_metric": "loss"}, [-0.3, -0.4]),
+        ({"metric": "loss", "direction": "minimize", "prune_metric": "accuracy"}, [-0.7, -0.6]),
+        ({"metric": "loss", "direction": "minimize", "prune_metric": "loss"}, [0.3, 0.4]),
+    ],
+)
 def test_the_pruner_sees_the_prune_metric_in_the_study_direction(hooks, study_cfg, reported):
     from omegaconf import OmegaConf
 
-    study = optuna.create_study(direction=study_cfg["direction"],
-                                pruner=optuna.pruners.NopPruner())
+    study = optuna.create_study(direction=study_cfg["direction"], pruner=optuna.pruners.NopPruner())
     trial = study.ask()
     callback = PruningCallback.for_study(trial, OmegaConf.create(study_cfg))
     for value in (0.7, 0.6):  # accuracy; the loss is 1 - accuracy

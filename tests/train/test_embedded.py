@@ -12,10 +12,16 @@ def test_minilm_trains_a_step_on_real_tweets(monkeypatch, compose):
     from harness.study import prepare_study, validate_config
     from harness.train.finetune import finetune
 
-    cfg = compose([
-        "+sweep=lora", "data.max_train_samples=32", "data.max_eval_samples=32",
-        "train.per_device_train_batch_size=16", "+train.max_steps=2", "train.evals_per_epoch=1",
-    ])
+    cfg = compose(
+        [
+            "+sweep=lora",
+            "data.max_train_samples=32",
+            "data.max_eval_samples=32",
+            "train.per_device_train_batch_size=16",
+            "+train.max_steps=2",
+            "train.evals_per_epoch=1",
+        ]
+    )
     prepared = prepare_study(cfg, validate_config(cfg))
     assert prepared.label_names == ["negative", "neutral", "positive"]
     assert prepared.base.model.config.num_hidden_layers == 6  # MiniLM-L6
@@ -37,5 +43,6 @@ def test_the_vader_tweets_are_split_stratified_and_cached(compose):
     assert data.sizes() == {"train": 2940, "validation": 630, "test": 630}
     counts = [data.splits["validation"]["label"].count(i) for i in range(3)]
     # 1,062 / 838 / 2,300 of 4,200 tweets: the same shares in every split
-    assert counts == pytest.approx([630 * 1062 / 4200, 630 * 838 / 4200, 630 * 2300 / 4200],
-                                   abs=1.5)
+    assert counts == pytest.approx(
+        [630 * 1062 / 4200, 630 * 838 / 4200, 630 * 2300 / 4200], abs=1.5
+    )

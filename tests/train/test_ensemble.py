@@ -70,16 +70,20 @@ def test_a_single_round_is_the_best_single_model_and_never_worse():
 
 def test_repeats_raise_a_members_weight():
     # one strong model and two weak ones: the strong one is picked again and again
-    models = {"strong": table({5}, 0.9), "weak": table({0, 1, 2}, 0.8),
-              "weak2": table({3, 4, 5}, 0.7)}
+    models = {
+        "strong": table({5}, 0.9),
+        "weak": table({0, 1, 2}, 0.8),
+        "weak2": table({3, 4, 5}, 0.7),
+    }
     selection = greedy_selection(models, LABELS, accuracy, size=5)
     assert selection.weights.get("strong", 0) >= 0.5
     assert set(selection.history) <= {5 / 6, 1.0}
 
 
 def test_minimising_a_loss():
-    selection = greedy_selection(MODELS, LABELS, lambda p: log_loss(p, LABELS), size=3,
-                                 maximize=False)
+    selection = greedy_selection(
+        MODELS, LABELS, lambda p: log_loss(p, LABELS), size=3, maximize=False
+    )
     assert selection.loss <= min(log_loss(p, LABELS) for p in MODELS.values())
 
 
@@ -87,8 +91,10 @@ def test_the_ensemble_file_round_trips(tmp_path):
     (tmp_path / "m1").mkdir()
     (tmp_path / "m2").mkdir()
     write_ensemble(tmp_path / "e", [("x", tmp_path / "m1", 0.75), ("y", tmp_path / "m2", 0.25)])
-    assert read_ensemble(tmp_path / "e") == [("x", (tmp_path / "m1").resolve(), 0.75),
-                                             ("y", (tmp_path / "m2").resolve(), 0.25)]
+    assert read_ensemble(tmp_path / "e") == [
+        ("x", (tmp_path / "m1").resolve(), 0.75),
+        ("y", (tmp_path / "m2").resolve(), 0.25),
+    ]
     with pytest.raises(ValueError, match="sum to 1"):
         write_ensemble(tmp_path / "f", [("x", tmp_path / "m1", 0.5)])
 

@@ -19,15 +19,23 @@ UNSUPPORTED = {("distilbert", "prefix"): "past key values"}
 def overrides_for(family_dir, files, tmp_path, method: str) -> list[str]:
     return [
         f"+sweep={SWEEP.get(method, method)}",
-        f"model.name_or_path={family_dir}", "model.name=tiny",
-        "data=files", f"data.train_file={files['train']}",
-        f"data.validation_file={files['validation']}", "data.max_train_samples=64",
-        f"study.storage=sqlite:///{tmp_path}/optuna.db", f"study.output_dir={tmp_path}/out",
+        f"model.name_or_path={family_dir}",
+        "model.name=tiny",
+        "data=files",
+        f"data.train_file={files['train']}",
+        f"data.validation_file={files['validation']}",
+        "data.max_train_samples=64",
+        f"study.storage=sqlite:///{tmp_path}/optuna.db",
+        f"study.output_dir={tmp_path}/out",
         f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
         f"tracking.artifact_location={tmp_path}/mlruns",
-        "study.n_trials=1", "pruner=none", "train.num_train_epochs=1",
-        "train.evals_per_epoch=2", "train.per_device_train_batch_size=16",
-        "display.progress=false", "final.seeds=0",
+        "study.n_trials=1",
+        "pruner=none",
+        "train.num_train_epochs=1",
+        "train.evals_per_epoch=2",
+        "train.per_device_train_batch_size=16",
+        "display.progress=false",
+        "final.seeds=0",
     ]
 
 
@@ -37,15 +45,20 @@ def _grid():
     test-slow)."""
     for family in FAMILIES:
         for method in METHODS:
-            quick = (family == "bert" or (family, method) == ("gpt2", "lora")
-                     or (family, method) in UNSUPPORTED)
-            yield pytest.param(family, method, id=f"{family}-{method}",
-                               marks=() if quick else pytest.mark.slow)
+            quick = (
+                family == "bert"
+                or (family, method) == ("gpt2", "lora")
+                or (family, method) in UNSUPPORTED
+            )
+            yield pytest.param(
+                family, method, id=f"{family}-{method}", marks=() if quick else pytest.mark.slow
+            )
 
 
 @pytest.mark.parametrize(("family", "method"), _grid())
-def test_a_trial_of_every_method_on_every_family(family, method, tiny_family, sentiment_files,
-                                                tmp_path, compose):
+def test_a_trial_of_every_method_on_every_family(
+    family, method, tiny_family, sentiment_files, tmp_path, compose
+):
     cfg = compose(overrides_for(tiny_family(family), sentiment_files, tmp_path, method))
     if (family, method) in UNSUPPORTED:  # refused before any study exists, with the reason
         with pytest.raises(ConfigError, match=UNSUPPORTED[family, method]) as err:
@@ -93,15 +106,23 @@ def test_the_head_trains_and_the_base_is_frozen_for_peft_methods(tiny_family, co
         model = build_trial_model(base, cfg.peft, seed=0)
         trainable = [n for n, p in model.named_parameters() if p.requires_grad]
         assert any("classifier" in n for n in trainable), method
-        assert not any("encoder.layer.0.attention.self.query.weight" in n
-                       and "lora" not in n for n in trainable), method
+        assert not any(
+            "encoder.layer.0.attention.self.query.weight" in n and "lora" not in n
+            for n in trainable
+        ), method
 
 
 def test_prompt_tuning_with_text_initialisation(tiny_family, sentiment_files, tmp_path, compose):
     overrides = overrides_for(tiny_family("bert"), sentiment_files, tmp_path, "prompt")
-    summary = run_sweep(compose([*overrides, "peft.config.prompt_tuning_init=TEXT",
-                                 "search_space={peft.config.prompt_tuning_init: "
-                                 "{choices: [TEXT]}}"]))
+    summary = run_sweep(
+        compose(
+            [
+                *overrides,
+                "peft.config.prompt_tuning_init=TEXT",
+                "search_space={peft.config.prompt_tuning_init: {choices: [TEXT]}}",
+            ]
+        )
+    )
     assert summary.complete == 1
 
 
@@ -117,8 +138,9 @@ def test_a_hub_model_that_cannot_be_reached_is_named(monkeypatch, compose):
 
 
 @pytest.mark.slow  # a 15-30 s sweep, kept out of the default run (under 10 minutes)
-def test_the_methods_sweep_samples_each_methods_own_parameters(tiny_family, sentiment_files,
-                                                               tmp_path, compose):
+def test_the_methods_sweep_samples_each_methods_own_parameters(
+    tiny_family, sentiment_files, tmp_path, compose
+):
     import optuna
 
     overrides = overrides_for(tiny_family("bert"), sentiment_files, tmp_path, "methods")
@@ -157,8 +179,14 @@ def test_two_objectives_report_a_pareto_front(tiny_family, sentiment_files, tmp_
     import optuna
 
     overrides = overrides_for(tiny_family("bert"), sentiment_files, tmp_path, "methods")
-    cfg = compose([*overrides, "study.n_trials=4", "sampler=random",
-                   "study.second_objective=trainable_params"])
+    cfg = compose(
+        [
+            *overrides,
+            "study.n_trials=4",
+            "sampler=random",
+            "study.second_objective=trainable_params",
+        ]
+    )
     summary = run_sweep(cfg)
     study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
     assert len(study.directions) == 2 and summary.complete == 4

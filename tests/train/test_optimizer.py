@@ -33,8 +33,10 @@ def prepared_for(compose, overrides, *extra):
 
 def test_layer_indices_of_the_families():
     assert layer_of("bert.encoder.layer.3.attention.self.query.weight") == 3
-    assert layer_of("base_model.model.bert.encoder.layer.0.attention.self.query.lora_B.default"
-                    ".weight") == 0
+    assert (
+        layer_of("base_model.model.bert.encoder.layer.0.attention.self.query.lora_B.default.weight")
+        == 0
+    )
     assert layer_of("transformer.h.11.attn.c_attn.weight") == 11
     assert layer_of("model.layers.7.self_attn.q_proj.weight") == 7
     assert layer_of("classifier.weight") is None
@@ -51,16 +53,22 @@ def test_layer_decay_scales_each_layer_below_the_top(compose, sweep_overrides):
         if index is not None:
             assert scale == pytest.approx(0.5 ** (depth - 1 - index)), name
         elif "embeddings" in name:
-            assert scale == pytest.approx(0.5 ** depth), name
+            assert scale == pytest.approx(0.5**depth), name
         else:  # pooler and classifier: the full rate
             assert scale == 1.0, name
 
 
-def test_the_trainer_gets_a_rate_per_layer_and_loraplus_rates_for_b(compose, sweep_overrides,
-                                                                     tmp_path):
-    prepared = prepared_for(compose, sweep_overrides, "train.learning_rate=0.01",
-                            "train.num_train_epochs=1", "train.layer_lr_decay=0.5",
-                            "train.loraplus_lr_ratio=4")
+def test_the_trainer_gets_a_rate_per_layer_and_loraplus_rates_for_b(
+    compose, sweep_overrides, tmp_path
+):
+    prepared = prepared_for(
+        compose,
+        sweep_overrides,
+        "train.learning_rate=0.01",
+        "train.num_train_epochs=1",
+        "train.layer_lr_decay=0.5",
+        "train.loraplus_lr_ratio=4",
+    )
     rates = GroupRates()
     captured = {}
 
@@ -68,8 +76,9 @@ def test_the_trainer_gets_a_rate_per_layer_and_loraplus_rates_for_b(compose, swe
         def on_train_begin(self, args, state, control, model=None, **kwargs):
             captured.update({n: id(p) for n, p in model.named_parameters() if p.requires_grad})
 
-    result = finetune(prepared.cfg, prepared.base, prepared.datasets, prepared.metrics,
-                      callbacks=[rates, Names()])
+    result = finetune(
+        prepared.cfg, prepared.base, prepared.datasets, prepared.metrics, callbacks=[rates, Names()]
+    )
     assert result.value is not None
     top = max(layer_of(n) for n in captured if layer_of(n) is not None)
     seen = set()

@@ -41,16 +41,26 @@ def run(prepared, pause_at, tmp_path, name, pause_to=None, resume_from=None):
     trial = study.ask()
     logged, last = [], LastWeights()
     result = finetune(
-        cfg, prepared.base, prepared.datasets, prepared.metrics,
-        callbacks=[PruningCallback.for_study(trial, cfg.study, pause=True),
-                   MetricsLogger(lambda metrics, step: logged.append((step, metrics))), last],
-        checkpoint_dir=tmp_path / name, pause_to=pause_to, resume_from=resume_from)
+        cfg,
+        prepared.base,
+        prepared.datasets,
+        prepared.metrics,
+        callbacks=[
+            PruningCallback.for_study(trial, cfg.study, pause=True),
+            MetricsLogger(lambda metrics, step: logged.append((step, metrics))),
+            last,
+        ],
+        checkpoint_dir=tmp_path / name,
+        pause_to=pause_to,
+        resume_from=resume_from,
+    )
     return result, last.weights, logged
 
 
 @pytest.mark.parametrize("sweep", ["lora", "full"])
 def test_a_paused_run_continued_from_its_state_ends_as_the_uninterrupted_run(
-        sweep, compose, sweep_overrides, tmp_path):
+    sweep, compose, sweep_overrides, tmp_path
+):
     overrides = [f"+sweep={sweep}" if o == "+sweep=lora" else o for o in sweep_overrides]
     cfg = compose([*overrides, "train.learning_rate=0.02", "train.warmup_steps=0.1"])
     prepared = prepare_study(cfg, validate_config(cfg))
@@ -88,7 +98,8 @@ def test_a_paused_run_continued_from_its_state_ends_as_the_uninterrupted_run(
 
 
 def test_a_pause_keeps_the_best_weights_when_the_best_evaluation_came_earlier(
-        compose, sweep_overrides, tmp_path):
+    compose, sweep_overrides, tmp_path
+):
     """Paused after its best evaluation: the state holds those weights apart, and the
     continued run's checkpoint is that evaluation's (a rate that overshoots late)."""
     cfg = compose([*sweep_overrides, "train.learning_rate=0.3", "train.warmup_steps=0.0"])

@@ -38,12 +38,10 @@ class FirstWeights(TrainerCallback):
         self.start, self.end = {}, {}
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self.start = {n: p.detach().clone() for n, p in model.named_parameters()
-                      if p.requires_grad}
+        self.start = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
-        self.end = {n: p.detach().clone() for n, p in model.named_parameters()
-                    if p.requires_grad}
+        self.end = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
 def test_data_order_seeds_start_from_the_same_weights(compose, sweep_overrides):
@@ -55,8 +53,14 @@ def test_data_order_seeds_start_from_the_same_weights(compose, sweep_overrides):
     for name, seed, init_seed in (("a", 43, 42), ("b", 44, 42), ("c", 44, None)):
         cfg.train.seed = seed
         weights = FirstWeights()
-        finetune(cfg, prepared.base, prepared.datasets, prepared.metrics, callbacks=[weights],
-                 init_seed=init_seed)
+        finetune(
+            cfg,
+            prepared.base,
+            prepared.datasets,
+            prepared.metrics,
+            callbacks=[weights],
+            init_seed=init_seed,
+        )
         runs[name] = weights
     lora_a = [n for n in runs["a"].start if "lora_A" in n]
     head = [n for n in runs["a"].start if "classifier" in n]
