@@ -17,12 +17,17 @@ sweep: setup
 
 ## The test suite CI runs (under 10 minutes on 2 CPU cores): two pytest workers (pytest-xdist),
 ## each test file on one of them; most of a test's time is single-threaded (start-up, imports).
-test: setup browser
+test: setup browser lint
 	$(PY) -m pytest -m "not slow" -n 2 --dist loadfile $(ARGS)
 
 ## Slow tests (the rest of the family x method grid, more samplers and pruners, a real sweep).
 test-slow: setup
 	$(PY) -m pytest -m slow -n 2 --dist loadfile $(ARGS)
 
+## The toolchain (also run by `make test` before the tests, and by pre-commit): ruff's linter and
+## formatter, mypy (strict, over harness/), yamllint over conf/.
 lint: setup
-	$(PY) -m ruff check harness tests
+	$(PY) -m ruff check harness tests scripts
+	$(PY) -m ruff format --check harness tests scripts
+	$(PY) -m mypy
+	$(PY) -m yamllint --strict conf/

@@ -1,4 +1,5 @@
-"""Packaging beyond pyproject.toml: ``conf/`` ships inside the wheel.
+"""Packaging beyond pyproject.toml: ``conf/`` ships inside the wheel (and ``py.typed``: the
+package is typed, PEP 561).
 
 ``conf/`` stays the top-level folder users edit in a checkout; the wheel carries it as the
 package ``harness._conf`` (``harness/_conf/`` once installed), which the harness reads when no
@@ -13,5 +14,5 @@ CONF = ["harness._conf", *(f"harness._conf.{group}" for group in find_namespace_
 setup(
     packages=[*find_namespace_packages(include=["harness", "harness.*"]), *CONF],
     package_dir={"harness._conf": "conf"},
-    package_data={"harness": ["metrics/*/*.py"], **{name: ["*.yaml"] for name in CONF}},
+    package_data={"harness": ["py.typed", "metrics/*/*.py"], **{name: ["*.yaml"] for name in CONF}},
 )

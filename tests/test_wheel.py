@@ -67,6 +67,7 @@ def installed(tmp_path_factory) -> Path:
     for config in ("config.yaml", "sweep/lora.yaml", "model/minilm.yaml", "export_cli.yaml"):
         assert f"harness/_conf/{config}" in names, config
     assert not any(n.startswith("conf/") for n in names)
+    assert "harness/py.typed" in names  # typed (PEP 561): mypy users see its annotations
     _run(
         [
             sys.executable,
