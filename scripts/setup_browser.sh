@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The browser test (tests/test_mlflow_ui.py) drives Debian's Chromium through Playwright; this
+# The browser test (tests/records/test_mlflow_ui.py) drives Debian's Chromium through Playwright; this
 # installs the `chromium` package when it is missing (as root, or with sudo). Safe to run again.
 set -euo pipefail
 chromium=${HARNESS_CHROMIUM:-/usr/bin/chromium}
