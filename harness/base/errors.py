@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 
 class ConfigError(ValueError):
     """Bad input. ``field`` is the dotted config path (or file) the message is about."""
@@ -18,10 +20,16 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
+class Formatted(Protocol):
+    """Something that tells itself in lines (a study's summary)."""
+
+    def format(self) -> str: ...
+
+
 class StudyStopped(RuntimeError):
     """The study was stopped before reaching ``study.n_trials`` (e.g. its failure limit);
     ``summary`` says where it got to."""
 
-    def __init__(self, message: str, summary: object) -> None:
+    def __init__(self, message: str, summary: Formatted) -> None:
         super().__init__(message)
         self.summary = summary

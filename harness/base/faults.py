@@ -32,7 +32,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 ENV = "HARNESS_FAULTS"
-POINTS = (
+POINTS: tuple[str, ...] = (
     "sample",
     "train_step",
     "evaluate",
@@ -61,7 +61,7 @@ class InjectedFault(RuntimeError):
 
 _trial: int | None = None
 _stage = ""  # "final_" while a final-stage run trains
-_hits: Counter = Counter()
+_hits: Counter[str] = Counter()
 _parsed: tuple[str, list[Rule]] = ("", [])
 
 

@@ -8,7 +8,6 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
 
 from harness.base.errors import ConfigError
 
@@ -25,7 +24,7 @@ def replace_folder(folder: Path, scratch: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def check_writable(field: str, folder: Any) -> None:
+def check_writable(field: str, folder: str | Path) -> None:
     """``folder`` can be created and written to (checked with a probe; nothing is left)."""
     path = Path(str(folder)).expanduser()
     created = [p for p in (path, *path.parents) if not p.exists()]

@@ -16,9 +16,10 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from types import FrameType
+from typing import TypeAlias
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _received: list[int] = []  # the signals received inside raise_on_signals
@@ -49,7 +50,12 @@ def check() -> None:
         raise Interrupted(_received[0])
 
 
-def handle(signals: tuple[int, ...], handler: Any) -> dict[int, Any]:
+# what signal.signal installs and returns: a function, SIG_DFL / SIG_IGN, or None (a handler
+# not set from Python)
+SignalHandler: TypeAlias = Callable[[int, FrameType | None], object] | int | signal.Handlers | None
+
+
+def handle(signals: tuple[int, ...], handler: SignalHandler) -> dict[int, SignalHandler]:
     """Install ``handler`` for ``signals``, except those ignored since the start (as ``nohup``
     ignores SIGHUP): they stay ignored. Returns the handlers replaced, to restore later."""
     return {

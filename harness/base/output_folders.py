@@ -13,19 +13,22 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from harness.base.errors import ConfigError
 from harness.base.files import sqlite_path
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 MARKER = ".harness-output.json"
 # What an unmarked report / export folder written by an older version holds.
 _LEGACY = {"report": {"report.html", "trials.txt"}, "export": {"metrics.json", "labels.json"}}
 
 
-def protected(cfg: Any) -> dict[str, Path]:
+def protected(cfg: DictConfig) -> dict[str, Path]:
     """What a replaced folder must never be or hold: {what it is: its path}."""
-    places: dict[str, Any] = {
+    places: dict[str, object] = {
         "the study storage (study.storage)": sqlite_path(str(cfg.study.storage)),
         "the MLflow store (tracking.uri)": sqlite_path(str(cfg.tracking.uri)),
         "the MLflow artifacts (tracking.artifact_location)": cfg.tracking.get("artifact_location"),
@@ -41,7 +44,7 @@ def protected(cfg: Any) -> dict[str, Path]:
 
 
 def check_replaceable(
-    field: str, folder: Path, kind: str, study: str, cfg: Any, default: Path | None = None
+    field: str, folder: Path, kind: str, study: str, cfg: DictConfig, default: Path | None = None
 ) -> None:
     """A ConfigError naming ``field`` unless ``folder`` may be replaced by this ``kind`` of
     output ("report", "export") of ``study``; nothing is written."""
@@ -77,8 +80,9 @@ def mark(scratch: Path, kind: str, study: str) -> None:
     (Path(scratch) / MARKER).write_text(json.dumps({"kind": kind, "study": study}) + "\n")
 
 
-def _marked(folder: Path) -> dict[str, Any] | None:
+def _marked(folder: Path) -> dict[str, object] | None:
     try:
-        return json.loads((folder / MARKER).read_text())
+        marker = json.loads((folder / MARKER).read_text())
     except (OSError, ValueError):
         return None
+    return marker if isinstance(marker, dict) else None

@@ -11,10 +11,30 @@ import logging
 import os
 import sys
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 import optuna
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from harness.base.study_log import StudyLog
+
+
+class Progress(Protocol):
+    """What a study reports to its progress display (:class:`StudyProgress`, or another:
+    a test's recorder, a quiet one)."""
+
+    def trial_started(self, number: int) -> None: ...
+
+    def evaluation(self, number: int, index: int, value: float | None) -> None: ...
+
+    def trial_finished(self, counted: bool, best: tuple[int, float] | None) -> None: ...
+
+    def write(self, line: str) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class StudyProgress:
@@ -28,7 +48,7 @@ class StudyProgress:
         metric: str,
         enabled: bool = True,
         desc: str = "trials",
-        log: Any = None,
+        log: StudyLog | None = None,
     ) -> None:
         self.metric = metric
         self.best = ""
@@ -80,7 +100,7 @@ class StudyProgress:
         self.bar.set_postfix_str(" | ".join(p for p in (self.best, self.current) if p))
 
 
-def log_level(cfg: Any) -> str:
+def log_level(cfg: DictConfig) -> str:
     """``display.log_level`` of a composed config (INFO where it cannot be read)."""
     try:
         return str(cfg.display.log_level)
@@ -88,10 +108,10 @@ def log_level(cfg: Any) -> str:
         return "INFO"
 
 
-def is_terminal(stream: Any) -> bool:
+def is_terminal(stream: TextIO | None) -> bool:
     """Whether ``stream`` is a terminal (where a progress bar can redraw itself)."""
     try:
-        return bool(stream.isatty())
+        return stream is not None and bool(stream.isatty())
     except (AttributeError, ValueError, OSError):  # closed, or not a real stream
         return False
 
@@ -129,7 +149,8 @@ def configure_logging(level: int | str = logging.INFO) -> None:
     root = logging.getLogger("harness")
     root.handlers[:] = [handler]
     if isinstance(level, str):
-        level = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+        named = logging.getLevelName(level.upper())  # a level's number, for a known name
+        level = named if isinstance(named, int) else logging.INFO
     root.setLevel(level)
     root.propagate = False
     for name in ("alembic", "mlflow", "datasets", "transformers", "peft", "evaluate"):

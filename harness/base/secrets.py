@@ -13,10 +13,13 @@ import io
 import logging
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import unquote, unquote_plus
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 MASK = "***"
 # scheme://user:password@  (the password part is replaced; as SQLAlchemy's URL parser reads
@@ -39,7 +42,7 @@ _NOT_SECRETS = {"true", "false", "yes", "no", "on", "off", "none", "null"}
 _known: set[str] = set()
 
 
-def register(urls: Iterable[Any]) -> None:
+def register(urls: Iterable[object]) -> None:
     """Remember the passwords of these URLs, so they are masked wherever they turn up
     (also where a library prints them without the URL around them)."""
     for url in urls:
@@ -99,7 +102,7 @@ class _MaskingStream(io.TextIOBase):
     def flush(self) -> None:
         self._unless_gone(self._stream.flush)
 
-    def _unless_gone(self, call: Any, *args: Any) -> None:
+    def _unless_gone(self, call: Callable[..., object], *args: object) -> None:
         if not self._gone:
             try:
                 call(*args)
@@ -116,7 +119,7 @@ class _MaskingStream(io.TextIOBase):
     def encoding(self) -> str:  # type: ignore[override]
         return getattr(self._stream, "encoding", "utf-8")
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> Any:  # Any: whatever the wrapped stream has
         return getattr(self._stream, name)
 
 
@@ -130,7 +133,7 @@ class _MaskingFilter(logging.Filter):
 
 
 @contextmanager
-def masked_output(urls: Iterable[Any]) -> Iterator[None]:
+def masked_output(urls: Iterable[object]) -> Iterator[None]:
     """Mask the passwords of ``urls`` (and any URL password) on stdout, stderr and in log
     records while the block runs."""
     register(urls)
@@ -148,12 +151,12 @@ def masked_output(urls: Iterable[Any]) -> Iterator[None]:
             handler.removeFilter(log_filter)
 
 
-def config_urls(cfg: Any) -> list[Any]:
+def config_urls(cfg: DictConfig) -> list[object]:
     """The storage and tracking URLs (their passwords are masked in all output)."""
-    urls = []
+    urls: list[object] = []
     for key in ("study.storage", "tracking.uri"):
         try:
-            node: Any = cfg
+            node: Any = cfg  # Any: a config node (malformed configs included)
             for part in key.split("."):
                 node = node.get(part)
             urls.append(node)

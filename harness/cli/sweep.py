@@ -11,7 +11,6 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -78,7 +77,7 @@ def main(cfg: DictConfig) -> None:
         print(summary.format())
 
 
-def _mask_multirun_file(urls: list[Any]) -> None:
+def _mask_multirun_file(urls: list[object]) -> None:
     """Hydra saves a multirun's whole config (URLs with their passwords) as multirun.yaml in
     hydra.sweep.dir: mask the passwords in it."""
 

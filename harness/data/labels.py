@@ -4,26 +4,36 @@ checked across splits (one kind of label everywhere, nothing the train split lac
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from harness.base.errors import ConfigError
 
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from omegaconf import DictConfig
+
 log = logging.getLogger(__name__)
 
+# A raw label value (text, an integer id) -> its class id; the split it is in
+ToId = Callable[[object, str], int]
 
-def where_is(data_cfg: Any, split: str) -> str:
+
+def where_is(data_cfg: DictConfig, split: str) -> str:
     file = data_cfg.get(f"{split}_file") if split in ("train", "validation", "test") else None
     return f"'{file}'" if file else f"the {split} split"
 
 
-def unlabelled(value: Any, split: str) -> bool:
+def unlabelled(value: object, split: str) -> bool:
     """A row of a validation or test split without a label: a negative integer (hub test
     splits mark theirs -1). Never a class: the row keeps -1, and the split counts as unlabelled
     (:func:`harness.train.scoring.has_labels`)."""
     return split != "train" and isinstance(value, int) and not isinstance(value, bool) and value < 0
 
 
-def label_mapping(splits: dict[str, Any], data_cfg: Any, label_text_col: str | None):
+def label_mapping(
+    splits: dict[str, Dataset], data_cfg: DictConfig, label_text_col: str | None
+) -> tuple[list[str], ToId]:
     """Label names in id order, and a function that maps a raw label value to its id (the
     rows :func:`unlabelled` excepted: they keep -1)."""
     from datasets import ClassLabel
@@ -87,7 +97,7 @@ def label_mapping(splits: dict[str, Any], data_cfg: Any, label_text_col: str | N
     return [str(n) for n in names], lambda value, _split: int(value)
 
 
-def _given_names(given: Any) -> list[str] | None:
+def _given_names(given: Sequence[object] | None) -> list[str] | None:
     """``data.label_names`` as a list of distinct names (None: derive them from the data)."""
     if given is None or (not isinstance(given, str) and len(given) == 0):
         return None
@@ -104,12 +114,12 @@ def _given_names(given: Any) -> list[str] | None:
     return names
 
 
-def _check_splits_agree(splits: dict[str, Any], data_cfg: Any) -> None:
+def _check_splits_agree(splits: dict[str, Dataset], data_cfg: DictConfig) -> None:
     """Every split holds labels of one kind (all text or all integers), and no label that the
     train split lacks (a class the model could never learn)."""
     label_col = data_cfg.label_column
 
-    def kind(value: Any) -> str:
+    def kind(value: object) -> str:
         return "text" if isinstance(value, str) else "integer" if isinstance(value, int) else "?"
 
     train = splits["train"][label_col]
@@ -151,7 +161,7 @@ def _check_splits_agree(splits: dict[str, Any], data_cfg: Any) -> None:
             )
 
 
-def _names_from_text_column(splits: dict[str, Any], label_col: str, text_col: str) -> list[str]:
+def _names_from_text_column(splits: dict[str, Dataset], label_col: str, text_col: str) -> list[str]:
     pairs: dict[int, set[str]] = {}
     for name, split in splits.items():
         if text_col not in split.column_names:

@@ -13,18 +13,21 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from filelock import FileLock
 
 from harness.base.errors import ConfigError, first_line
 from harness.data.vader_files import read_vader
 
+if TYPE_CHECKING:
+    from datasets import DatasetDict
+
 log = logging.getLogger(__name__)
 
 # TSV as GLUE and most corpora write it: tab-separated, no quoting (a quote is a character of
 # the text; read with CSV quoting, a text starting with a quote swallowed the next lines).
-_FILE_BUILDERS = {
+_FILE_BUILDERS: dict[str, tuple[str, dict[str, object]]] = {
     ".csv": ("csv", {}),
     ".tsv": ("csv", {"delimiter": "\t", "quoting": csv.QUOTE_NONE}),
     ".json": ("json", {}),
@@ -35,13 +38,15 @@ VADER_LABELS = ["negative", "neutral", "positive"]
 VADER_CORPORA = ("tweets", "movieReviewSnippets", "amazonReviewSnippets", "nytEditorialSnippets")
 
 
-def local_files(train_file: str, validation_file: str | None = None, test_file: str | None = None):
+def local_files(
+    train_file: str, validation_file: str | None = None, test_file: str | None = None
+) -> DatasetDict:
     """Local csv / tsv / json / jsonl / parquet files (all of one format)."""
     from datasets import load_dataset
 
-    files = {"train": train_file, "validation": validation_file, "test": test_file}
-    files = {split: f for split, f in files.items() if f}
-    builder = None
+    given = {"train": train_file, "validation": validation_file, "test": test_file}
+    files = {split: f for split, f in given.items() if f}
+    builder: tuple[str, dict[str, object]] | None = None
     for split, name in files.items():
         field = f"data.{split}_file"
         path = Path(name).expanduser()
@@ -62,11 +67,14 @@ def local_files(train_file: str, validation_file: str | None = None, test_file: 
         if not _has_rows(path, builder[0]):
             raise ConfigError(field, f"'{name}' has no data rows")
         files[split] = str(path.resolve())
+    assert builder is not None  # data.train_file is always given
     kind, options = builder
     try:
-        return load_dataset(kind, data_files=files, **options)
+        loaded: DatasetDict = load_dataset(kind, data_files=files, **options)
+        return loaded
     except Exception as exc:  # datasets raises many types for unreadable files
-        cause = exc  # datasets wraps the reader's error (e.g. "Expected 2 fields in line 6")
+        # datasets wraps the reader's error (e.g. "Expected 2 fields in line 6")
+        cause: BaseException = exc
         while cause.__cause__ is not None:
             cause = cause.__cause__
         raise ConfigError(
@@ -104,7 +112,7 @@ def _has_rows(path: Path, kind: str) -> bool:
     if kind == "parquet":
         import pyarrow.parquet as pq
 
-        return pq.ParquetFile(path).metadata.num_rows > 0
+        return bool(pq.ParquetFile(path).metadata.num_rows > 0)
     with path.open("rb") as handle:
         lines = (line for line in handle if line.strip())
         first = next(lines, None)
@@ -113,7 +121,9 @@ def _has_rows(path: Path, kind: str) -> bool:
         return first is not None and first.strip() not in (b"[]", b"{}")
 
 
-def hub_dataset(path: str, config_name: str | None = None, revision: str | None = None):
+def hub_dataset(
+    path: str, config_name: str | None = None, revision: str | None = None
+) -> DatasetDict:
     """A dataset from the Hugging Face hub by name, through ``datasets.load_dataset``."""
     from datasets import DatasetDict, load_dataset
 
@@ -128,9 +138,26 @@ def hub_dataset(path: str, config_name: str | None = None, revision: str | None 
     return loaded
 
 
-def vader_tweets(cache_dir: str, **settings: Any):
+def vader_tweets(
+    cache_dir: str,
+    version: str = "3.3.2",
+    negative_below: float = -0.5,
+    positive_above: float = 0.5,
+    validation_size: float = 0.15,
+    test_size: float = 0.15,
+    seed: int = 42,
+) -> DatasetDict:
     """The VADER tweets (``vader_ground_truth`` with corpus ``tweets``: conf/data/vader.yaml)."""
-    return vader_ground_truth(cache_dir, "tweets", **settings)
+    return vader_ground_truth(
+        cache_dir,
+        "tweets",
+        version,
+        negative_below,
+        positive_above,
+        validation_size,
+        test_size,
+        seed,
+    )
 
 
 def vader_ground_truth(
@@ -142,7 +169,7 @@ def vader_ground_truth(
     validation_size: float = 0.15,
     test_size: float = 0.15,
     seed: int = 42,
-):
+) -> DatasetDict:
     """A VADER ground truth (Hutto & Gilbert, ICWSM-14), labelled and split.
 
     ``corpus``: tweets (4,200), movieReviewSnippets (10,605), amazonReviewSnippets (3,708) or
@@ -179,13 +206,15 @@ def vader_ground_truth(
     root = Path(cache_dir).expanduser()
     target = root / f"vader-{corpus}-{key}"
     if (target / "dataset_dict.json").is_file():
-        return load_from_disk(str(target))
+        cached: DatasetDict = load_from_disk(str(target))
+        return cached
     # Several processes (study.workers, or commands started together) on an empty cache: one
     # fetches and prepares, the others wait for it and read what it wrote.
     root.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root / f".vader-{corpus}-{key}.lock")):
         if (target / "dataset_dict.json").is_file():
-            return load_from_disk(str(target))
+            ready: DatasetDict = load_from_disk(str(target))
+            return ready
         return _prepare_vader(
             root,
             target,
@@ -209,7 +238,7 @@ def _prepare_vader(
     validation_size: float,
     test_size: float,
     seed: int,
-) -> Any:
+) -> DatasetDict:
     from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_from_disk
 
     rows = read_vader(root, version, corpus)
@@ -250,4 +279,5 @@ def _prepare_vader(
         ", ".join(f"{k} {len(v)}" for k, v in splits.items()),
         target,
     )
-    return load_from_disk(str(target))
+    prepared: DatasetDict = load_from_disk(str(target))
+    return prepared

@@ -73,7 +73,12 @@ def _fetch_vader_ground_truth(dest: Path, version: str) -> None:
                 )
             with tarfile.open(fileobj=sdist.extractfile(inner)) as ground_truth:
                 member = next(m for m in ground_truth.getmembers() if m.name.endswith(dest.name))
-                payload = ground_truth.extractfile(member).read()
+                handle = ground_truth.extractfile(member)
+                if handle is None:  # a folder or a link by that name
+                    raise ConfigError(
+                        "data.source", f"vaderSentiment=={version}: {member.name} is not a file"
+                    )
+                payload = handle.read()
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_suffix(".part")
     partial.write_bytes(payload)

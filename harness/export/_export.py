@@ -19,7 +19,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -28,13 +28,20 @@ from harness.base.files import replace_folder
 from harness.base.output_folders import check_replaceable, mark
 from harness.base.secrets import mask
 from harness.config import settings
-from harness.export.card import SOURCES, base_model_id, model_card
+from harness.export.card import SOURCES, CardInfo, base_model_id, model_card
 from harness.export.mlflow_model import save_mlflow_model
 from harness.export.source import checkpoint_of, chosen_export, other_run
 from harness.records import schema, trials
+from harness.records.final import FinalRecord
 from harness.records.lookup import load_study, open_tracker
+from harness.records.runs import RunView
+from harness.records.tracker import Tracker
 from harness.train.checkpoints import VAL_LOGITS, load_checkpoint
 from harness.train.ensemble import write_ensemble
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
 
 COPIED = ("adapter_config.json", "adapter_model.safetensors", "config.json")  # separate adapter
 
@@ -170,8 +177,8 @@ def export_model(cfg: DictConfig) -> Exported:
 
 def _write_ensemble(
     cfg: DictConfig,
-    ensemble: dict[str, Any],
-    tracker: Any,
+    ensemble: FinalRecord,  # the final stage's record of the ensemble
+    tracker: Tracker | None,
     download: Path,
     folder: Path,
     merge: str,
@@ -199,7 +206,7 @@ def _write_ensemble(
 
 
 def _member_source(
-    local: Path, run_id: str | None, tracker: Any, download: Path, name: str
+    local: Path, run_id: str | None, tracker: Tracker | None, download: Path, name: str
 ) -> Path:
     """An ensemble member's checkpoint: the local folder if kept (and its run's), else its
     MLflow run's."""
@@ -260,7 +267,9 @@ def _write_model(source: Path, folder: Path, merge: str) -> tuple[bool, str | No
     return True, peft_type
 
 
-def _config_yaml(cfg: DictConfig, trial: Any, tracker: Any, run_id: str | None) -> str:
+def _config_yaml(
+    cfg: DictConfig, trial: FrozenTrial, tracker: Tracker | None, run_id: str | None
+) -> str:
     """The trial's composed config, as its MLflow run recorded it (passwords masked); the
     study's config with the trial's params noted where the run is not reachable."""
     if tracker is not None and run_id:
@@ -280,16 +289,16 @@ def _config_yaml(cfg: DictConfig, trial: Any, tracker: Any, run_id: str | None) 
 
 def _card_info(
     cfg: DictConfig,
-    study: Any,
-    trial: Any,
-    best: Any,
-    run: Any,
-    tracker: Any,
+    study: optuna.Study,
+    trial: FrozenTrial,
+    best: FrozenTrial | None,
+    run: RunView | None,
+    tracker: Tracker | None,
     metrics: dict[str, float],
     label_names: list[str],
     merged: bool,
     peft_type: str | None,
-) -> dict[str, Any]:
+) -> CardInfo:
     data = cfg.data
     target = str(data.source.get("_target_", ""))
     source = SOURCES.get(target, target)
@@ -349,7 +358,9 @@ def _card_info(
     }
 
 
-def _register(tracker: Any, run_id: str | None, folder: Path, name: str, cfg: DictConfig) -> str:
+def _register(
+    tracker: Tracker | None, run_id: str | None, folder: Path, name: str, cfg: DictConfig
+) -> str:
     """Log the folder as an MLflow model to the trial's run and register it as a new version.
 
     Each version has artifacts of its own (``model-<time>-<id>/``, never written again): a

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
+
+if TYPE_CHECKING:
+    from huggingface_hub import ModelCard
 
 SOURCES = {  # data source target -> what the data is
     "harness.data.sources.vader_tweets": (
@@ -22,6 +25,43 @@ _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 TEMPLATE = "---\n{{ card_data }}\n---\n\n{{ body }}\n"
 
 
+class CardData(TypedDict):
+    """The data a model was trained on, as its card tells it."""
+
+    name: str
+    source: str  # what the data is (SOURCES), with its files or hub id
+    sizes: dict[str, int]  # rows per split
+    hub_id: str | None
+
+
+class _CardInfo(TypedDict):
+    study: str
+    trial: int
+    value: float
+    metric: str
+    direction: str
+    is_best: bool
+    evaluations: dict[str, dict[str, float]]  # {split: {metric: value}}
+    params: dict[str, object]  # the trial's params (Optuna's values)
+    method: str
+    merged: bool
+    peft_type: str | None
+    base_model: str | None  # hub id
+    model_name: str
+    data: CardData
+    labels: list[str]
+
+
+class CardInfo(_CardInfo, total=False):
+    """What a model card says: the trial, its evaluations, method, base model, data, labels;
+    what the study ships instead of the trial alone (``ensemble``, ``soup``: the final stage's
+    records of them, JSON) and where MLflow registered it."""
+
+    ensemble: dict[str, Any]
+    soup: dict[str, Any]
+    registered: str
+
+
 def base_model_id(name_or_path: str, hub_id: str | None) -> str | None:
     """The base model's hub id: ``name_or_path`` when it is one (not a local folder), else the
     config's ``model.hub_id`` (the hub model a local folder holds), else None."""
@@ -30,7 +70,7 @@ def base_model_id(name_or_path: str, hub_id: str | None) -> str | None:
     return str(hub_id) if hub_id else None
 
 
-def model_card(info: dict[str, Any]) -> Any:
+def model_card(info: CardInfo) -> ModelCard:
     """A ``huggingface_hub.ModelCard``. ``info``: study, trial, value, metric, direction,
     is_best, evaluations ({split: {metric: value}}: validation, and test when there is one),
     params, method, merged, base_model (hub id or None), model_name, model_path, data (name,
@@ -49,7 +89,7 @@ def model_card(info: dict[str, Any]) -> Any:
         library_name=library,
         pipeline_tag=TASK,
         tags=["harness", "optuna", info["method"], *([peft_type.lower()] if peft_type else [])],
-        datasets=[data["hub_id"]] if data.get("hub_id") else None,
+        datasets=[hub_id] if (hub_id := data.get("hub_id")) else None,
         metrics=sorted({k for split in info["evaluations"].values() for k in split}),
         eval_results=[
             EvalResult(
@@ -67,10 +107,13 @@ def model_card(info: dict[str, Any]) -> Any:
         or None,
         **extra,
     )
-    return ModelCard.from_template(card_data, template_str=TEMPLATE, body=_body(info, library))
+    card: ModelCard = ModelCard.from_template(
+        card_data, template_str=TEMPLATE, body=_body(info, library)
+    )
+    return card
 
 
-def _body(info: dict[str, Any], library: str) -> str:
+def _body(info: CardInfo, library: str) -> str:
     from huggingface_hub import constants  # the hub's address as the client resolves it
 
     peft_type, data = info.get("peft_type"), info["data"]
@@ -201,5 +244,5 @@ def _body(info: dict[str, Any], library: str) -> str:
     return "\n".join(lines)
 
 
-def _show(value: Any) -> str:
+def _show(value: object) -> str:
     return f"{value:.6g}" if isinstance(value, float) else f"`{value}`"

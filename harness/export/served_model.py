@@ -14,7 +14,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from peft import PeftModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 MODEL = "model"  # the export folder
 BASE = "base"  # a separate adapter's base model
@@ -37,24 +42,24 @@ class TextClassifier:
             members = [(export / e["folder"], float(e["weight"])) for e in entries]
         else:
             members = [(export, 1.0)]
-        self.tokenizer = AutoTokenizer.from_pretrained(members[0][0])
+        self.tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(members[0][0])
         self.members = [
             (_load(path, folder / BASE, self.tokenizer), weight) for path, weight in members
         ]
         self.model = self.members[0][0]
         self.names = {int(k): str(v) for k, v in self.model.config.id2label.items()}
 
-    def get_raw_model(self) -> Any:
+    def get_raw_model(self) -> PreTrainedModel | PeftModel:
         """The transformers (or peft) model (``PyFuncModel.get_raw_model()``); an ensemble's
         first member."""
         return self.model
 
-    def probabilities(self, texts: list[str]) -> Any:
+    def probabilities(self, texts: list[str]) -> torch.Tensor:
         """Label probabilities of each text (a tensor, texts x labels): the members' weighted
         mean."""
         import torch
 
-        tables = []
+        tables: list[torch.Tensor] = []
         with torch.no_grad():
             for start in range(0, len(texts), self.batch_size):
                 encoded = self.tokenizer(
@@ -72,7 +77,8 @@ class TextClassifier:
                 )
         return torch.cat(tables)
 
-    def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> list[str]:
+    # Any: MLflow hands over what its caller sent (texts, a DataFrame or a Series)
+    def predict(self, model_input: Any, params: dict[str, object] | None = None) -> list[str]:
         """The most probable label of each text (a list of texts, or a one-column table)."""
         texts = _texts(model_input)
         if not texts:
@@ -80,7 +86,9 @@ class TextClassifier:
         return [self.names[i] for i in self.probabilities(texts).argmax(-1).tolist()]
 
 
-def _load(export: Path, base_folder: Path, tokenizer: Any) -> Any:
+def _load(
+    export: Path, base_folder: Path, tokenizer: PreTrainedTokenizerBase
+) -> PreTrainedModel | PeftModel:
     """One model of an export: weights, or a separate adapter on the base model beside it."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
@@ -98,7 +106,7 @@ def _load(export: Path, base_folder: Path, tokenizer: Any) -> Any:
     return model.eval()
 
 
-def _texts(model_input: Any) -> list[str]:
+def _texts(model_input: Any) -> list[str]:  # Any: as predict's
     if isinstance(model_input, str):
         return [model_input]
     if hasattr(model_input, "iloc"):  # pandas: a one-column DataFrame, or a Series

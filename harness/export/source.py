@@ -6,27 +6,33 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from harness.base.errors import ConfigError
 from harness.records import final, schema, trials
+from harness.records.final import FinalRecord
 from harness.train.checkpoints import CheckpointStore
+
+if TYPE_CHECKING:
+    import optuna
+
+    from harness.records.tracker import Tracker
 
 
 @dataclass
 class Choice:
-    trial: Any  # the search's trial (its params and config)
+    trial: FrozenTrial  # the search's trial (its params and config)
     run_id: str | None  # the run whose checkpoint and metrics are exported
     value: float
     seed: int | None = None  # a final-stage seed: final-<trial>-seed<k>
     local: Path | None = None  # its local checkpoint folder
-    record: dict[str, Any] = field(default_factory=dict)  # the final stage's record
+    record: FinalRecord = field(default_factory=dict)  # the final stage's record
     soup: bool = False  # the final stage's soup (final/soup): local only
 
-    def final_figures(self) -> dict[str, Any]:
+    def final_figures(self) -> dict[str, Any]:  # Any: JSON figures for metrics.json
         """metrics.json's account of the final stage (empty for a plain trial)."""
         if self.seed is None:
             return {}
@@ -63,7 +69,7 @@ class Choice:
         return out
 
 
-def chosen_export(study: Any, number: Any) -> Choice:
+def chosen_export(study: optuna.Study, number: int | None) -> Choice:
     record = final.record(study) or {}
     if number is None and record.get("run_id"):
         trial = study.trials[int(record["trial"])]
@@ -90,7 +96,7 @@ def chosen_export(study: Any, number: Any) -> Choice:
     return Choice(trial, trial.user_attrs.get(schema.RUN_ID_ATTR), trials.study_value(trial))
 
 
-def _chosen_trial(study: Any, number: Any) -> Any:
+def _chosen_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
     if number is None:
         best = trials.best_trial(study)
         if best is None:
@@ -119,14 +125,14 @@ def other_run(folder: Path, run_id: str | None) -> str | None:
     return str(recorded) if run_id and recorded and recorded != run_id else None
 
 
-def checkpoint_of(cfg: DictConfig, choice: Choice, tracker: Any, download: Path) -> Path:
+def checkpoint_of(cfg: DictConfig, choice: Choice, tracker: Tracker | None, download: Path) -> Path:
     """The chosen checkpoint folder: the local one if kept, else the MLflow run's artifact.
 
     A local checkpoint is the trial's when its ``trial.json`` names the trial and its MLflow
     run: the number alone may be another study's trial (one of the same name in another
     storage, writing to the same folder)."""
     trial, run_id = choice.trial, choice.run_id
-    store = CheckpointStore.from_config(cfg)
+    store = CheckpointStore(str(cfg.study.output_dir))
     local = store.root / choice.local if choice.local else store.path(trial.number)
     theirs = None
     if _trial_info(local).get("trial") == trial.number:
@@ -164,7 +170,7 @@ def checkpoint_of(cfg: DictConfig, choice: Choice, tracker: Any, download: Path)
     )
 
 
-def _trial_info(folder: Path) -> dict[str, Any]:
+def _trial_info(folder: Path) -> dict[str, Any]:  # Any: trial.json's JSON values
     try:
         info = json.loads((folder / "trial.json").read_text())
         return info if isinstance(info, dict) else {}

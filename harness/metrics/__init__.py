@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from harness.base.errors import ConfigError
+
+if TYPE_CHECKING:
+    from evaluate import EvaluationModule
+    from transformers import EvalPrediction
 
 BUNDLED = ("accuracy", "f1", "precision", "recall", "matthews_correlation")
 _HERE = Path(__file__).resolve().parent
@@ -22,7 +26,11 @@ _HERE = Path(__file__).resolve().parent
 class MetricSuite:
     """The configured metrics, computed together; callable as a Trainer ``compute_metrics``."""
 
-    def __init__(self, modules: Mapping[str, Any], args: Mapping[str, Mapping[str, Any]]) -> None:
+    def __init__(
+        self,
+        modules: Mapping[str, EvaluationModule],
+        args: Mapping[str, Mapping[str, object]],  # each metric's keyword arguments
+    ) -> None:
         self._modules = dict(modules)
         self._args = {name: dict(args.get(name) or {}) for name in modules}
 
@@ -40,7 +48,7 @@ class MetricSuite:
                     results[key] = float(value)
         return results
 
-    def __call__(self, eval_prediction: Any) -> dict[str, float]:
+    def __call__(self, eval_prediction: EvalPrediction) -> dict[str, float]:
         logits = eval_prediction.predictions
         if isinstance(logits, tuple):  # some models also return hidden states
             logits = logits[0]
@@ -54,7 +62,9 @@ class MetricSuite:
 
 
 def load_metrics(
-    names: Sequence[str], metric_args: Mapping[str, Any] | None, trust_remote_code: bool = False
+    names: Sequence[str],
+    metric_args: Mapping[str, object] | None,
+    trust_remote_code: bool = False,
 ) -> MetricSuite:
     """Load each named metric with ``evaluate.load`` (bundled names from local modules; any
     other runs code from the hub or a path, so it needs ``trust_remote_code``)."""
@@ -68,15 +78,16 @@ def load_metrics(
             "the code of an evaluate module from the hub or a local path; allow it "
             "with metrics_trust_remote_code=true",
         )
-    metric_args = metric_args or {}
-    for name in metric_args:
+    args: dict[str, Mapping[str, object]] = {}
+    for name, given in (metric_args or {}).items():
         if name not in names:
             continue
-        if not isinstance(metric_args[name], Mapping):
+        if not isinstance(given, Mapping):
             raise ConfigError(f"metric_args.{name}", "must be a mapping of keyword arguments")
+        args[name] = given
     import evaluate
 
-    modules = {}
+    modules: dict[str, EvaluationModule] = {}
     for name in names:
         source = str(_HERE / name) if name in BUNDLED else name
         try:
@@ -87,4 +98,4 @@ def load_metrics(
                 f"could not load metric '{name}' (bundled offline: {', '.join(BUNDLED)}; other "
                 f"names need the Hugging Face hub or a local module path): {exc}",
             ) from exc
-    return MetricSuite(modules, metric_args)
+    return MetricSuite(modules, args)

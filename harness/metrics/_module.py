@@ -6,7 +6,10 @@ path, so the defaults work with no access to the Hugging Face hub.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from evaluate import MetricInfo
 
 _INPUTS = """
 Args:
@@ -16,7 +19,7 @@ Args:
 """
 
 
-def classification_info(description: str, citation: str = "") -> Any:
+def classification_info(description: str, citation: str = "") -> MetricInfo:
     """The ``MetricInfo`` every bundled metric shares: integer predictions and references."""
     import datasets
     import evaluate

@@ -6,15 +6,21 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from harness.base.errors import ConfigError
 from harness.records import schema
 
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+
 log = logging.getLogger(__name__)
 
 
-def open_experiment(client: Any, name: str, artifact_location: str | None) -> tuple[str, bool]:
+def open_experiment(
+    client: MlflowClient, name: str, artifact_location: str | None
+) -> tuple[str, bool]:
     """Find or create the experiment ``name``: (its id, whether this process created it)."""
     from mlflow.exceptions import MlflowException
 
@@ -24,7 +30,7 @@ def open_experiment(client: Any, name: str, artifact_location: str | None) -> tu
         if location and "://" not in location:
             location = (Path(location).resolve() / name).as_uri()
         try:
-            return client.create_experiment(name, artifact_location=location), True
+            return str(client.create_experiment(name, artifact_location=location)), True
         except MlflowException:  # another worker created it first
             experiment = client.get_experiment_by_name(name)
             if experiment is None:
@@ -35,10 +41,12 @@ def open_experiment(client: Any, name: str, artifact_location: str | None) -> tu
             f"MLflow experiment '{name}' is deleted: restore it "
             "(mlflow experiments restore) or choose another study.name",
         )
-    return experiment.experiment_id, False
+    return str(experiment.experiment_id), False
 
 
-def find_parent_run(client: Any, experiment_id: str, recorded_id: str | None, uid: str) -> Any:
+def find_parent_run(
+    client: MlflowClient, experiment_id: str, recorded_id: str | None, uid: str
+) -> Run | None:
     """The parent run of the Optuna study ``uid`` in an existing experiment, or None.
 
     Another study of the same name (a new storage, a deleted one recreated, another machine's
@@ -55,7 +63,7 @@ def find_parent_run(client: Any, experiment_id: str, recorded_id: str | None, ui
     return elected_parent(client, experiment_id, uid)
 
 
-def elected_parent(client: Any, experiment_id: str, uid: str) -> Any:
+def elected_parent(client: MlflowClient, experiment_id: str, uid: str) -> Run | None:
     """Study ``uid``'s parent run: the oldest of those tagged with it (workers that created one
     each at the same moment all keep the oldest; the others delete theirs), or None."""
     runs = client.search_runs(
@@ -70,12 +78,16 @@ def elected_parent(client: Any, experiment_id: str, uid: str) -> Any:
     return min(runs, key=lambda r: (r.info.start_time, r.info.run_id))
 
 
-def _wait_for_parent_tag(client: Any, experiment_id: str, timeout: float = 60.0) -> str | None:
+def _wait_for_parent_tag(
+    client: MlflowClient, experiment_id: str, timeout: float = 60.0
+) -> str | None:
     """The parent run id its creator recorded on the experiment (waits while the experiment
     is new and has no run yet: its creator is about to record it)."""
     deadline = time.monotonic() + timeout
     while True:
-        run_id = client.get_experiment(experiment_id).tags.get(schema.PARENT_EXPERIMENT_TAG)
+        run_id: str | None = client.get_experiment(experiment_id).tags.get(
+            schema.PARENT_EXPERIMENT_TAG
+        )
         if run_id or time.monotonic() > deadline:
             return run_id
         if client.search_runs([experiment_id], max_results=1):
@@ -83,7 +95,7 @@ def _wait_for_parent_tag(client: Any, experiment_id: str, timeout: float = 60.0)
         time.sleep(0.25)
 
 
-def _existing_run(client: Any, experiment_id: str, run_id: str | None) -> Any:
+def _existing_run(client: MlflowClient, experiment_id: str, run_id: str | None) -> Run | None:
     if not run_id:
         return None
     try:

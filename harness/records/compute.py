@@ -4,12 +4,16 @@ stopping saved and what failed trials cost, each apart."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from optuna.trial import TrialState
 
 from harness.records import schema, trials
+
+if TYPE_CHECKING:
+    import optuna
 
 
 @dataclass
@@ -67,7 +71,7 @@ class StudyCompute:
         return line
 
 
-def study_compute(study: Any, final_study: Any = None) -> StudyCompute:
+def study_compute(study: optuna.Study, final_study: optuna.Study | None = None) -> StudyCompute:
     """The compute of ``study``'s trials, from the record each trial keeps (COMPUTE_ATTR), and
     of its final stage's runs (``final_study``: in the totals, not in what pruning saved).
 
@@ -109,7 +113,7 @@ def study_compute(study: Any, final_study: Any = None) -> StudyCompute:
     return out
 
 
-def _add(totals: dict[str, float], figures: dict[str, Any]) -> None:
+def _add(totals: dict[str, float], figures: Mapping[str, object]) -> None:
     for name in schema.COMPUTE_METRICS:
         value = figures.get(name)
         if isinstance(value, int | float):

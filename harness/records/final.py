@@ -10,11 +10,38 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import optuna
+from optuna.trial import FrozenTrial
 
 from harness.records import schema, trials
+
+# The record as Optuna stores it: JSON (nested dicts of numbers, strings and lists), read key by
+# key; its shape is the one study.final writes and the functions below read.
+FinalRecord = dict[str, Any]
+
+
+class Gain(TypedDict, total=False):
+    """A paired gain (chosen minus recipe, seed by seed); empty when no seed is shared."""
+
+    values: dict[str, float]
+    mean: float
+    sd: float
+
+
+class _Shipped(TypedDict):
+    kind: str
+    val: float
+    test: float | None
+
+
+class Shipped(_Shipped, total=False):
+    """What the study ships: kind ("ensemble", "soup" or "seed"), its validation and test value
+    and (not for a seed) its members."""
+
+    # an ensemble's member records ({name, weight, ...}) or a soup's member names
+    members: list[Any]
 
 
 def mean_sd(values: Sequence[float]) -> tuple[float, float]:
@@ -23,13 +50,13 @@ def mean_sd(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def paired_gain(chosen: dict[str, float], recipe: dict[str, float]) -> dict[str, Any]:
+def paired_gain(chosen: dict[str, float], recipe: dict[str, float]) -> Gain:
     """Chosen minus recipe, seed by seed (the seeds both have), with mean ± sd."""
     seeds = sorted(set(chosen) & set(recipe), key=int)
     values = {k: chosen[k] - recipe[k] for k in seeds}
     if not values:
         return {}
-    mean, sd = mean_sd(values.values())
+    mean, sd = mean_sd(list(values.values()))
     return {"values": values, "mean": mean, "sd": sd}
 
 
@@ -40,7 +67,7 @@ def difference(value: float, metric: str, sd: float | None = None) -> str:
     return f"{100 * value:+.1f}" + ("" if sd is None else f" ± {100 * sd:.1f}") + " points"
 
 
-def gain_words(gain: dict[str, Any], metric: str = "accuracy") -> str:
+def gain_words(gain: Gain, metric: str = "accuracy") -> str:
     """A paired gain (chosen minus recipe), judged: within one standard deviation of 0 is no
     clear gain; for the loss, lower is better."""
     seeds = len(gain["values"])
@@ -57,7 +84,7 @@ def gain_words(gain: dict[str, Any], metric: str = "accuracy") -> str:
     return points if better else f"{points}: the recipe did better"
 
 
-def companion(study: Any) -> Any:
+def companion(study: optuna.Study) -> optuna.Study | None:
     """The study's final-stage companion study, or None before the final stage ran."""
     try:
         return optuna.load_study(
@@ -67,11 +94,12 @@ def companion(study: Any) -> Any:
         return None
 
 
-def record(study: Any) -> dict[str, Any] | None:
-    return study.user_attrs.get(schema.FINAL_ATTR)
+def record(study: optuna.Study) -> FinalRecord | None:
+    found: FinalRecord | None = study.user_attrs.get(schema.FINAL_ATTR)
+    return found
 
 
-def shipped(final: dict[str, Any]) -> dict[str, Any]:
+def shipped(final: FinalRecord) -> Shipped:
     """What the study ships (``final.combine``): kind ("ensemble", "soup" or "seed"), its
     validation value, its test value (None: not scored), and its members (an ensemble's:
     records with weights; a soup's: names)."""
@@ -88,14 +116,16 @@ def shipped(final: dict[str, Any]) -> dict[str, Any]:
     return {"kind": "seed", "val": final["seed_value"], "test": test.get(str(final["seed"]))}
 
 
-def shipped_gain(final: dict[str, Any]) -> float | None:
+def shipped_gain(final: FinalRecord) -> float | None:
     """The shipped model's test value minus the recipe's test mean (None: either missing)."""
     test = shipped(final)["test"]
     recipe = ((final.get("recipe") or {}).get("test") or {}).get("mean")
-    return None if test is None or recipe is None else test - recipe
+    return None if test is None or recipe is None else float(test - recipe)
 
 
-def lines(final: dict[str, Any] | None, metric: str, search_best: Any = None) -> list[str]:
+def lines(
+    final: FinalRecord | None, metric: str, search_best: FrozenTrial | None = None
+) -> list[str]:
     """The final stage in a few lines (empty when it did not run)."""
     if not final:
         return []
@@ -165,7 +195,7 @@ def lines(final: dict[str, Any] | None, metric: str, search_best: Any = None) ->
     return out
 
 
-def recipe_lines(final: dict[str, Any], metric: str) -> list[str]:
+def recipe_lines(final: FinalRecord, metric: str) -> list[str]:
     """The recipe against the chosen configuration, seed by seed (empty without a recipe)."""
     recipe = final.get("recipe")
     if not recipe:
@@ -212,7 +242,7 @@ def recipe_lines(final: dict[str, Any], metric: str) -> list[str]:
 
 
 def parent_metrics(
-    final: dict[str, Any] | None, metric: str, earlier: dict[str, Any] | None = None
+    final: FinalRecord | None, metric: str, earlier: FinalRecord | None = None
 ) -> dict[str, float]:
     """The parent run's metrics of the final stage's choice; with the ``earlier`` record it
     replaces, a figure of the earlier choice that this one lacks (its test score, say) reads
@@ -225,7 +255,7 @@ def parent_metrics(
     return out
 
 
-def _parent_metrics(final: dict[str, Any] | None, metric: str) -> dict[str, float]:
+def _parent_metrics(final: FinalRecord | None, metric: str) -> dict[str, float]:
     if not final or final.get("skipped"):
         return {}
     chosen = final["configs"][str(final["trial"])]

@@ -3,7 +3,7 @@ anything: for the report and the export."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import optuna
 
@@ -14,13 +14,19 @@ from harness.base.secrets import mask
 from harness.records import schema
 from harness.records.tracker import Tracker
 
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
-def build_tracker(cfg: Any) -> Tracker:
+
+def build_tracker(cfg: DictConfig) -> Tracker:
     """The study's tracker, from ``tracking`` (``conf/tracking/``) by its ``_target_``."""
-    return build("tracking", cfg.tracking)
+    tracker = build("tracking", cfg.tracking)
+    if not isinstance(tracker, Tracker):
+        raise ConfigError("tracking", f"{type(tracker).__name__} is not a harness Tracker")
+    return tracker
 
 
-def load_study(cfg: Any) -> Any:
+def load_study(cfg: DictConfig) -> optuna.Study:
     """The study ``study.name`` in ``study.storage``; a ConfigError naming the field when the
     storage or the study is not there (with the studies the storage does hold)."""
 
@@ -52,7 +58,7 @@ def load_study(cfg: Any) -> Any:
     return optuna.load_study(study_name=name, storage=storage)
 
 
-def open_tracker(cfg: Any, study: Any) -> Tracker | None:
+def open_tracker(cfg: DictConfig, study: optuna.Study) -> Tracker | None:
     """The study's MLflow side (its experiment and parent run), or None where the tracking
     store does not exist or does not hold the study's parent run."""
     path = sqlite_path(str(cfg.tracking.uri))

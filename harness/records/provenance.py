@@ -25,10 +25,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from harness.base.errors import first_line
 from harness.base.secrets import mask
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.data.dataset import Dataset
+    from mlflow.data.dataset_source import DatasetSource
+    from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +59,10 @@ class Provenance:
     """What every run of this process records: tags, and the data splits as dataset inputs."""
 
     tags: dict[str, str] = field(default_factory=dict)
-    datasets: list[tuple[str, Any]] = field(default_factory=list)  # (split, mlflow Dataset)
+    datasets: list[tuple[str, Dataset]] = field(default_factory=list)  # (split, its dataset)
 
 
-def describe(inputs: Mapping[str, str], data_cfg: Any) -> Provenance:
+def describe(inputs: Mapping[str, str], data_cfg: DictConfig) -> Provenance:
     """This process's provenance; ``inputs``: the study's input identity (``harness.inputs``:
     each split's ``sha256:<digest> (<rows> rows)`` under its field, the model's identity)."""
     tags = {**code_tags(), COMMAND_TAG: command_line()}
@@ -74,7 +80,7 @@ def describe(inputs: Mapping[str, str], data_cfg: Any) -> Provenance:
     return Provenance(tags, datasets)
 
 
-def record(client: Any, run_id: str, provenance: Provenance | None) -> None:
+def record(client: MlflowClient, run_id: str, provenance: Provenance | None) -> None:
     """Tag run ``run_id`` and log the data as its input (best effort: a store that refuses
     is a warning, never a failed trial)."""
     if provenance is None:
@@ -155,14 +161,15 @@ def command_line() -> str:
     return mask(shlex.join(argv))
 
 
-def split_dataset(data_cfg: Any, split: str, digest: str, rows: int) -> Any:
+def split_dataset(data_cfg: DictConfig, split: str, digest: str, rows: int) -> Dataset:
     """One split of the study's data as an MLflow dataset (metadata only: the data stays
     where it is)."""
     from mlflow.data.meta_dataset import MetaDataset
 
-    class SplitDataset(MetaDataset):
+    # mypy does not follow mlflow (its classes are Any to it)
+    class SplitDataset(MetaDataset):  # type: ignore[misc]
         @property
-        def profile(self) -> Any:
+        def profile(self) -> dict[str, object]:
             return {"num_rows": rows, "split": split}
 
         def to_dict(self) -> dict[str, str]:
@@ -171,7 +178,7 @@ def split_dataset(data_cfg: Any, split: str, digest: str, rows: int) -> Any:
     return SplitDataset(_source(data_cfg, split), name=str(data_cfg.name), digest=digest)
 
 
-def _source(data_cfg: Any, split: str) -> Any:
+def _source(data_cfg: DictConfig, split: str) -> DatasetSource:
     """Where a split comes from: its local file, its hub dataset, or the loader that built it."""
     from mlflow.data.code_dataset_source import CodeDatasetSource
     from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
@@ -203,5 +210,5 @@ def _entry_point() -> str:
     """``harness.sweep`` for ``python -m harness.sweep``, else the script's name."""
     argv = list(getattr(sys, "orig_argv", None) or [])
     if "-m" in argv[:-1]:
-        return argv[argv.index("-m") + 1]
+        return str(argv[argv.index("-m") + 1])
     return Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"

@@ -3,14 +3,17 @@ MLflow's own client retries for minutes); a client whose new SQLite store is mad
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from harness.base.errors import ConfigError
 from harness.base.files import sqlite_path
 from harness.base.secrets import mask
 
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
-def connect(uri: str) -> Any:
+
+def connect(uri: str) -> MlflowClient:
     """An ``MlflowClient`` for ``uri``. Its constructor creates (migrates) a new SQLite store's
     tables: processes starting together take turns (migrations run at the same moment fail
     with "duplicate column" and can leave the store half-made)."""

@@ -12,12 +12,16 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from harness.base import faults
 from harness.base.errors import first_line
 from harness.base.secrets import mask
 from harness.records import schema
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Param
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,7 @@ class RunView:
 class TrialRun:
     """The child run of one trial."""
 
-    def __init__(self, client: Any, run_id: str) -> None:
+    def __init__(self, client: MlflowClient, run_id: str) -> None:
         self._client = client
         self.run_id = run_id
         self.ended = False
@@ -62,7 +66,7 @@ class TrialRun:
                 self._client.log_artifact(self.run_id, str(path), where)
                 faults.hit("artifact")
 
-    def mark_enqueued(self, user_attrs: Mapping[str, Any]) -> None:
+    def mark_enqueued(self, user_attrs: Mapping[str, object]) -> None:
         """A queued trial's run (study.enqueue, study.warm_start): where its params came from."""
         if schema.ENQUEUED_ATTR in user_attrs:
             self._client.set_tag(
@@ -77,7 +81,7 @@ class TrialRun:
             log.warning("could not log the traceback: %s", first_line(exc))
 
     def finish(
-        self, state: str, tags: Mapping[str, Any] | None = None, status: str | None = None
+        self, state: str, tags: Mapping[str, object] | None = None, status: str | None = None
     ) -> None:
         """Record the trial's final Optuna state and end the run (``status``: the MLflow status,
         by default the one matching ``state``)."""
@@ -91,11 +95,11 @@ class TrialRun:
         self.ended = True
 
 
-def as_params(params: Mapping[str, Any]) -> list[Any]:
+def as_params(params: Mapping[str, object]) -> list[Param]:
     """MLflow params: strings as they are, anything else as JSON (cut to MLflow's limit)."""
     from mlflow.entities import Param
 
-    def text(value: Any) -> str:
+    def text(value: object) -> str:
         return value if isinstance(value, str) else json.dumps(value)
 
     return [Param(str(k), text(v)[:6000]) for k, v in params.items()]

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.base.errors import ConfigError, first_line
 from harness.base.files import check_writable, sqlite_path
@@ -22,6 +22,9 @@ from harness.records._parent import elected_parent, find_parent_run, open_experi
 from harness.records.provenance import Provenance, record
 from harness.records.reach import connect, reach_server
 from harness.records.runs import RunView, TrialRun, as_params, now_ms
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +75,7 @@ class Tracker:
     # ------------------------------------------------------------------ the study's parent run
 
     def open_study(
-        self, parent_run_id: str | None, params: Mapping[str, Any], identity: Mapping[str, str]
+        self, parent_run_id: str | None, params: Mapping[str, object], identity: Mapping[str, str]
     ) -> str:
         """Find the study's parent run again (or create it); it is RUNNING while trials run.
 
@@ -111,8 +114,9 @@ class Tracker:
                     run = elected
             record(self._client, run.info.run_id, self.provenance)
         self._client.update_run(run.info.run_id, status="RUNNING")
-        self._parent_run_id = run.info.run_id
-        return self._parent_run_id
+        parent_run_id = str(run.info.run_id)
+        self._parent_run_id = parent_run_id
+        return parent_run_id
 
     def attach(self, parent_run_id: str | None) -> bool:
         """Use the existing parent run ``parent_run_id`` (a stored study: report, export);
@@ -126,7 +130,8 @@ class Tracker:
         self._experiment_id, self._parent_run_id = run.info.experiment_id, parent_run_id
         return True
 
-    def record_best(self, study_summary: Mapping[str, Any], finished: int) -> None:
+    # Any: {"tags": {name: any param value}, "metrics": {name: number}}
+    def record_best(self, study_summary: Mapping[str, Mapping[str, Any]], finished: int) -> None:
         """Best trial so far on the parent run: tags, and ``best_value`` against trials finished."""
         from mlflow.entities import Metric, RunTag
 
@@ -138,8 +143,11 @@ class Tracker:
 
     def log_study_folder(self, folder: Path, artifact_path: str) -> str:
         """A folder (the report) as an artifact of the parent run; returns where it is."""
-        self._client.log_artifacts(self._parent_run_id, str(folder), artifact_path)
-        return self.artifact_uri(self._parent_run_id, artifact_path)
+        run_id = self._parent_run_id
+        if run_id is None:
+            raise RuntimeError("the study's parent run is not open (open_study or attach)")
+        self._client.log_artifacts(run_id, str(folder), artifact_path)
+        return self.artifact_uri(run_id, artifact_path)
 
     def close_study(self, status: str = "FINISHED") -> None:
         if self._parent_run_id:
@@ -150,7 +158,7 @@ class Tracker:
     def start_trial(
         self,
         number: int,
-        params: Mapping[str, Any],
+        params: Mapping[str, object],
         config_yaml: str,
         seed: int | None = None,
         trial_id: int | None = None,
@@ -247,7 +255,7 @@ class Tracker:
         number: int,
         state: str,
         status: str,
-        tags: Mapping[str, Any],
+        tags: Mapping[str, object],
         seed: int | None = None,
         trial_id: int | None = None,
         run_id: str | None = None,
@@ -273,7 +281,8 @@ class Tracker:
             TrialRun(self._client, run_id).log_metrics(metrics, step=0)
 
     def has_checkpoint(self, run_id: str) -> bool:
-        return schema.CHECKPOINT_ARTIFACT in {a.path for a in self._client.list_artifacts(run_id)}
+        paths = {str(a.path) for a in self._client.list_artifacts(run_id)}
+        return schema.CHECKPOINT_ARTIFACT in paths
 
     def delete_checkpoint(self, run_id: str, reason: str) -> None:
         """Remove a run's ``checkpoint`` artifact (bounded disk); the run keeps a tag saying why."""
@@ -308,7 +317,7 @@ class Tracker:
         return Path(self._client.download_artifacts(run_id, path, str(destination)))
 
     def artifact_uri(self, run_id: str, path: str = "") -> str:
-        uri = self._client.get_run(run_id).info.artifact_uri
+        uri = str(self._client.get_run(run_id).info.artifact_uri)
         return f"{uri}/{path}" if path else uri
 
     def register_model(
@@ -330,6 +339,9 @@ class Tracker:
         )
         return f"model '{name}' version {version.version}"
 
+    def _parent_tag(self) -> dict[str, str]:
+        return {} if self._parent_run_id is None else {schema.PARENT_RUN_TAG: self._parent_run_id}
+
     # ------------------------------------------------------------------ helpers
 
     def _trial_tags(
@@ -342,7 +354,7 @@ class Tracker:
         )
         attempt = {} if trial_id is None else {schema.TRIAL_ID_TAG: str(trial_id)}
         return {
-            schema.PARENT_RUN_TAG: self._parent_run_id,
+            **self._parent_tag(),
             schema.ROLE_TAG: schema.ROLE_TRIAL,
             schema.STUDY_NAME_TAG: self.experiment_name,
             schema.NUMBER_TAG: str(number),
@@ -356,7 +368,7 @@ def _run_name(number: int, seed: int | None) -> str:
     return f"trial-{number}" if seed is None else f"final-{number}-seed{seed}"
 
 
-def _view(run: Any) -> RunView:
+def _view(run: Run) -> RunView:
     return RunView(
         run.info.run_id,
         dict(run.data.params),

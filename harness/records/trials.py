@@ -3,15 +3,20 @@ method, a ranking."""
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
+from harness.base.direction import is_better
 from harness.records import schema
 
+if TYPE_CHECKING:
+    import optuna
+    from omegaconf import DictConfig
 
-def count(study: Any) -> dict[str, int]:
+
+def count(study: optuna.Study) -> dict[str, int]:
     """Configurations by state; ``finished`` = complete + pruned (what ``study.n_trials``
     counts).
 
@@ -42,17 +47,17 @@ def count(study: Any) -> dict[str, int]:
     }
 
 
-def is_continuation(trial: Any) -> bool:
+def is_continuation(trial: optuna.Trial | FrozenTrial) -> bool:
     """Does ``trial`` continue a paused trial from its saved training state?"""
     return schema.CONTINUES_ATTR in trial.user_attrs
 
 
-def config_of(trial: Any) -> int:
+def config_of(trial: optuna.Trial | FrozenTrial) -> int:
     """The configuration a trial trains: the number of its first trial."""
     return int(trial.user_attrs.get(schema.CONFIG_ATTR, trial.number))
 
 
-def paused_at(trial: Any) -> int | None:
+def paused_at(trial: FrozenTrial) -> int | None:
     """The evaluation (rung) a paused trial stopped at; None for any other trial."""
     mark = trial.user_attrs.get(schema.PAUSED_ATTR)
     if trial.state != TrialState.PRUNED or not isinstance(mark, dict):
@@ -60,16 +65,16 @@ def paused_at(trial: Any) -> int | None:
     return int(mark["evaluation"])
 
 
-def continuations(every: list[Any]) -> dict[int, list[Any]]:
+def continuations(every: Sequence[FrozenTrial]) -> dict[int, list[FrozenTrial]]:
     """Paused trial number -> the trials that continue it (retries included), oldest first."""
-    out: dict[int, list[Any]] = {}
+    out: dict[int, list[FrozenTrial]] = {}
     for trial in every:
         if is_continuation(trial):
             out.setdefault(int(trial.user_attrs[schema.CONTINUES_ATTR]), []).append(trial)
     return out
 
 
-def paused(study: Any, every: list[Any] | None = None) -> list[Any]:
+def paused(study: optuna.Study, every: Sequence[FrozenTrial] | None = None) -> list[FrozenTrial]:
     """Paused trials not continued (nor being continued): the configurations that wait."""
     every = study.get_trials(deepcopy=False) if every is None else every
     later = continuations(every)
@@ -81,7 +86,7 @@ def paused(study: Any, every: list[Any] | None = None) -> list[Any]:
     ]
 
 
-def pruning_signal(study_cfg: Any) -> tuple[str, float]:
+def pruning_signal(study_cfg: DictConfig) -> tuple[str, float]:
     """What a trial reports to the pruner at each evaluation: (validation metric, the sign that
     puts it in the study's direction). ``study.prune_metric`` (null: the study metric); ``loss``
     is minimized, the other metrics maximized."""
@@ -94,17 +99,17 @@ def pruning_signal(study_cfg: Any) -> tuple[str, float]:
     return str(name), 1.0 if own == study_cfg.direction else -1.0
 
 
-def study_value(trial: Any) -> float:
+def study_value(trial: FrozenTrial) -> float:
     """A trial's value of the study metric (the first objective)."""
-    return trial.values[0]
+    return float(trial.values[0])
 
 
-def direction(study: Any) -> str:
+def direction(study: optuna.Study) -> str:
     """The study metric's direction: maximize or minimize."""
     return "maximize" if study.directions[0].name == "MAXIMIZE" else "minimize"
 
 
-def best_trial(study: Any) -> Any:
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
     """The best trial on the study metric (for two objectives: on the first, among the
     Pareto front); None before any trial completed."""
     if len(study.directions) > 1:
@@ -119,7 +124,7 @@ def best_trial(study: Any) -> Any:
         return None
 
 
-def ranked(study: Any) -> list[Any]:
+def ranked(study: optuna.Study) -> list[FrozenTrial]:
     """Completed trials, best first on the study metric."""
 
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -127,10 +132,10 @@ def ranked(study: Any) -> list[Any]:
     return sorted(done, key=lambda t: (sign * study_value(t), t.number))
 
 
-def best_per_method(study: Any) -> dict[str, Any]:
+def best_per_method(study: optuna.Study) -> dict[str, FrozenTrial]:
     """Methods studies: the best completed trial of each method (empty for other studies)."""
 
-    best: dict[str, Any] = {}
+    best: dict[str, FrozenTrial] = {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         method = trial.params.get(schema.METHOD_PARAM)
         if method is not None and (
@@ -141,36 +146,41 @@ def best_per_method(study: Any) -> dict[str, Any]:
     return dict(sorted(best.items()))
 
 
-def is_better(value: float, best: float | None, direction: str) -> bool:
-    """Is ``value`` better than ``best`` (None or NaN: nothing yet) in ``direction``?"""
-    if best is None or math.isnan(best):
-        return not math.isnan(value)
-    return value > best if direction == "maximize" else value < best
-
-
 def final_study_name(study_name: str) -> str:
     """The companion study that holds a study's final-stage runs."""
     return f"{study_name}{schema.FINAL_STUDY_SUFFIX}"
 
 
-def is_final(study: Any) -> bool:
+def is_final(study: optuna.Study) -> bool:
     return study.study_name.endswith(schema.FINAL_STUDY_SUFFIX)
 
 
-def final_key(trial: Any) -> tuple[int, int]:
+def final_key(trial: optuna.Trial | FrozenTrial) -> tuple[int, int]:
     """A final-stage run's (trial it re-runs, seed)."""
     return int(trial.user_attrs[schema.FINAL_TRIAL_ATTR]), int(
         trial.user_attrs[schema.FINAL_SEED_ATTR]
     )
 
 
-def stored_attrs(study: Any) -> dict[str, Any]:
+def failure_reason(trial: FrozenTrial) -> str:
+    """Why a failed trial failed, worded the same wherever it is said (the run's error tag, the
+    failure limit, the report): the error the trial raised, else why it was interrupted, else
+    that Optuna failed it with no reason recorded (its process stopped without a heartbeat, or
+    Optuna refused the result it was told)."""
+    return str(
+        trial.user_attrs.get(schema.ERROR_ATTR)
+        or trial.user_attrs.get(schema.INTERRUPTED_ATTR)
+        or "no reason recorded: Optuna failed it (its process stopped, or it refused the result)"
+    )
+
+
+def stored_attrs(study: optuna.Study) -> dict[str, Any]:  # Any: user attributes are any JSON
     """The study's user attributes as stored now (another process may have written since
     ``study.user_attrs`` was read)."""
     return study._storage.get_study_user_attrs(study._study_id)
 
 
-def dropped(study: Any) -> dict[int, str]:
+def dropped(study: optuna.Study) -> dict[int, str]:
     """Paused trials whose saved state was removed (over ``checkpoints.paused_gb``) -> why."""
     attrs = stored_attrs(study)
     return {
@@ -180,7 +190,7 @@ def dropped(study: Any) -> dict[int, str]:
     }
 
 
-def paused_line(study: Any, counts: dict[str, int]) -> str:
+def paused_line(study: optuna.Study, counts: dict[str, int]) -> str:
     """The promotion scheduler in a line: continuations, configurations left paused, states
     dropped (empty for a study that paused nothing)."""
     if not counts["paused"] and not counts["continued"]:

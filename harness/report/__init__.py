@@ -15,7 +15,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.trial import TrialState
@@ -24,14 +24,20 @@ from harness.base.errors import first_line
 from harness.base.files import replace_folder
 from harness.base.output_folders import check_replaceable, mark
 from harness.base.secrets import mask
+from harness.config.schema import PLOTS
 from harness.records import schema, trials
 from harness.records.compute import study_compute
 from harness.records.final import companion, recipe_lines
 from harness.records.final import lines as final_lines
 from harness.records.final import record as final_record
 from harness.report.page import render
-from harness.report.plots import PLOTS, draw
-from harness.report.table import format_table, trial_rows, write_csv
+from harness.report.plots import draw
+from harness.report.table import Row, format_table, trial_rows, write_csv
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from harness.records.tracker import Tracker
 
 __all__ = ["PLOTS", "Report", "write_report"]
 
@@ -64,7 +70,7 @@ class Report:
         return "\n".join(lines)
 
 
-def write_report(study: Any, cfg: Any, tracker: Any = None) -> Report:
+def write_report(study: optuna.Study, cfg: DictConfig, tracker: Tracker | None = None) -> Report:
     """Write the report of ``study`` into ``cfg.report.dir`` (replacing an earlier one as a
     whole) and, when ``tracker`` has the study's parent run, log it there as ``report/``."""
     report_cfg = cfg.report
@@ -130,7 +136,7 @@ def write_report(study: Any, cfg: Any, tracker: Any = None) -> Report:
     return report
 
 
-def key_params(study: Any, limit: int) -> list[str]:
+def key_params(study: optuna.Study, limit: int) -> list[str]:
     """Up to ``limit`` param names, the most important first (fANOVA, where it can be
     computed), then in the order trials sampled them."""
 
@@ -152,7 +158,7 @@ def key_params(study: Any, limit: int) -> list[str]:
     return ordered[:limit]
 
 
-def _notes(study: Any, rows: list[Any]) -> list[str]:
+def _notes(study: optuna.Study, rows: list[Row]) -> list[str]:
     counts = trials.count(study)
     notes = []
     if not rows:
@@ -174,21 +180,17 @@ def _notes(study: Any, rows: list[Any]) -> list[str]:
     return notes
 
 
-def _errors(study: Any) -> list[str]:
+def _errors(study: optuna.Study) -> list[str]:
     """One line per failed trial: its error (or why it was interrupted)."""
 
     out = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-        why = (
-            trial.user_attrs.get(schema.ERROR_ATTR)
-            or trial.user_attrs.get(schema.INTERRUPTED_ATTR)
-            or "its process stopped (no heartbeat)"
-        )
-        out.append(f"trial {trial.number} failed: {str(why).splitlines()[0]}")
+        why = trials.failure_reason(trial).splitlines()[0]
+        out.append(f"trial {trial.number} failed: {why}")
     return out
 
 
-def _facts(study: Any, cfg: Any) -> list[tuple[str, str]]:
+def _facts(study: optuna.Study, cfg: DictConfig) -> list[tuple[str, str]]:
     counts = trials.count(study)
     facts = [
         ("study", study.study_name),

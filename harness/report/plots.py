@@ -10,16 +10,20 @@ import logging
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from harness.base.errors import first_line
 from harness.config.schema import PLOTS
 from harness.records import schema, trials
 from harness.report.expected_max import expected_max_curve
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +39,7 @@ TITLES = {
 
 
 def draw(
-    study: Any,
+    study: optuna.Study,
     names: list[str],
     folder: Path,
     params: list[str],
@@ -54,6 +58,7 @@ def draw(
     multi = len(study.directions) > 1
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     curves = [t for t in study.get_trials(deepcopy=False) if t.intermediate_values]
+    # Any: the plot functions' keyword arguments (a target function, its name)
     target: dict[str, Any] = (
         {"target": lambda t: t.values[0], "target_name": metric}
         if multi
@@ -67,7 +72,7 @@ def draw(
         have = f"{len(complete)} complete trial" + ("" if len(complete) == 1 else "s")
         return f"needs at least {n} complete trial{'s' if n > 1 else ''} (the study has {have})"
 
-    recipes: dict[str, tuple[str | None, Callable[[], Any]]] = {
+    recipes: dict[str, tuple[str | None, Callable[[], Axes | np.ndarray]]] = {
         "history": (
             needs(1),
             lambda: optuna.visualization.matplotlib.plot_optimization_history(study, **target),
@@ -133,7 +138,7 @@ def draw(
                 figure = _figure(axes)
                 panels = len(axes.flat) if hasattr(axes, "flat") else 1
                 figure.set_size_inches(max(8.0, 3.2 * panels), 5.5)
-                if name == "intermediate":
+                if name == "intermediate" and not isinstance(axes, np.ndarray):
                     _mark_pruned(axes, study, signal or metric)
                 if name not in ("slice", "parallel"):  # their colour bars defeat tight_layout
                     figure.tight_layout()
@@ -148,7 +153,7 @@ def draw(
     return files, missing
 
 
-def _mark_pruned(axes: Any, study: Any, metric: str) -> None:
+def _mark_pruned(axes: Axes, study: optuna.Study, metric: str) -> None:
     """Validation curves: pruned trials dashed and named so in the legend; axes labelled."""
     from matplotlib.ticker import MaxNLocator
 
@@ -177,7 +182,7 @@ def _mark_pruned(axes: Any, study: Any, metric: str) -> None:
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def _expected_max(study: Any, complete: list[Any], metric: str) -> Any:
+def _expected_max(study: optuna.Study, complete: list[FrozenTrial], metric: str) -> np.ndarray:
     """Expected best of n complete trials (one curve per method in a methods study), against n
     and against the training steps the study spent per complete trial (pruned ones included)."""
     import matplotlib.pyplot as plt
@@ -189,7 +194,8 @@ def _expected_max(study: Any, complete: list[Any], metric: str) -> Any:
     groups: dict[str, list[float]] = {}
     for t in complete:
         label = str(t.params.get(schema.METHOD_PARAM, "all trials"))
-        groups.setdefault(label, []).append(float(t.value))
+        groups.setdefault(label, []).append(trials.study_value(t))
+    axes: np.ndarray
     _, axes = plt.subplots(1, 2 if per_trial else 1, squeeze=False)
     for label, values in groups.items():
         curve = expected_max_curve(values, direction)
@@ -209,20 +215,21 @@ def _expected_max(study: Any, complete: list[Any], metric: str) -> Any:
     return axes
 
 
-def _figure(axes: Any) -> Any:
+def _figure(axes: Axes | np.ndarray) -> Figure:
     """The figure of what an Optuna plot function returned (one axes or an array of them)."""
+    from matplotlib.figure import Figure
 
-    if isinstance(axes, np.ndarray):
-        return axes.flat[0].figure
-    return axes.figure
+    first = axes.flat[0] if isinstance(axes, np.ndarray) else axes
+    figure = first.figure
+    return figure if isinstance(figure, Figure) else figure.figure  # a subfigure's root
 
 
-def _shared(complete: list[Any], params: list[str]) -> list[str]:
+def _shared(complete: list[FrozenTrial], params: list[str]) -> list[str]:
     """The params every completed trial has (importances need them in every trial)."""
     return [p for p in params if all(p in t.params for t in complete)]
 
 
-def _varies(complete: list[Any], params: list[str]) -> str | None:
+def _varies(complete: list[FrozenTrial], params: list[str]) -> str | None:
     """Why importances cannot be computed, or None: some shared param must take two values."""
     shared = _shared(complete, params)
     if not shared:

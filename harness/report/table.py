@@ -11,9 +11,13 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from harness.records import schema, trials
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
 
 
 @dataclass
@@ -25,12 +29,12 @@ class Row:
     second: float | None  # the second objective, in a two-objective study
     duration_s: float | None
     steps: int | None  # optimizer steps trained (None: not recorded, e.g. a failed trial)
-    params: dict[str, Any]
+    params: dict[str, object]  # Optuna's param values (float, int, str, bool, None)
     method: str | None = None  # a methods study's method
     marks: list[str] = field(default_factory=list)  # "best", "best of method", "pareto"
 
 
-def trial_rows(study: Any) -> list[Row]:
+def trial_rows(study: optuna.Study) -> list[Row]:
     """Every trial of ``study``, in trial order, with its marks."""
     best = trials.best_trial(study)
     best_of_method = {t.number for t in trials.best_per_method(study).values()}
@@ -62,7 +66,7 @@ def trial_rows(study: Any) -> list[Row]:
     return rows
 
 
-def _values(trial: Any, multi: bool) -> tuple[float | None, float | None]:
+def _values(trial: FrozenTrial, multi: bool) -> tuple[float | None, float | None]:
     """(study metric, second objective) of a trial; a pruned trial's best value before it
     stopped (from before that was recorded: its last reported value)."""
     if trial.user_attrs.get(schema.BEST_SO_FAR_ATTR) is not None:  # pruned (Optuna's value
@@ -118,9 +122,9 @@ def format_table(
             cells += [_param(row.params.get(p)) for p in params]
             body.append(cells)
     widths = [len(h) for h in header]
-    for cells in body:
-        if isinstance(cells, list):
-            widths = [max(w, len(c)) for w, c in zip(widths, cells, strict=True)]
+    for entry in body:
+        if isinstance(entry, list):
+            widths = [max(w, len(c)) for w, c in zip(widths, entry, strict=True)]
 
     def line(cells: list[str]) -> str:
         return "  ".join(
@@ -187,7 +191,7 @@ def _duration(seconds: float | None) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{seconds:.1f}s"
 
 
-def _param(value: Any) -> str:
+def _param(value: object) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):

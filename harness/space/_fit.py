@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from harness.base.errors import ConfigError
 from harness.space._methods import MethodSpace
 from harness.space._params import Param, SearchSpace, _choice_label
 
+if TYPE_CHECKING:
+    from optuna.distributions import CategoricalChoiceType
 
-def fit_params(space: SearchSpace | MethodSpace, params: Mapping[str, Any]) -> dict[str, Any]:
+# A queued set: param name -> value, as Optuna's enqueue_trial takes it
+Fitted = dict[str, "CategoricalChoiceType"]
+
+
+def fit_params(space: SearchSpace | MethodSpace, params: Mapping[str, object]) -> Fitted:
     """``params`` checked against ``space`` (see the module)."""
     if not isinstance(params, Mapping):
         raise ConfigError("params", f"must map param names to values, got {params!r}")
@@ -27,7 +33,7 @@ def fit_params(space: SearchSpace | MethodSpace, params: Mapping[str, Any]) -> d
     return _fit(dict(params), {p.path: p for p in space})
 
 
-def _fit_methods(space: MethodSpace, params: dict[str, Any]) -> dict[str, Any]:
+def _fit_methods(space: MethodSpace, params: dict[str, object]) -> Fitted:
     """A methods study: ``method`` and ``<method>/<path>`` (``<path>`` alone is read as the
     chosen method's); the method follows from the prefixes when it is not given."""
     method = params.pop(MethodSpace.PARAM, None)
@@ -53,8 +59,8 @@ def _fit_methods(space: MethodSpace, params: dict[str, Any]) -> dict[str, Any]:
     return fitted if method is None else {MethodSpace.PARAM: method, **fitted}
 
 
-def _fit(params: dict[str, Any], known: dict[str, Param]) -> dict[str, Any]:
-    out = {}
+def _fit(params: dict[str, object], known: dict[str, Param]) -> Fitted:
+    out: Fitted = {}
     for name, value in params.items():
         param = known.get(str(name))
         if param is None:
@@ -74,22 +80,21 @@ def _fit(params: dict[str, Any], known: dict[str, Param]) -> dict[str, Any]:
     return out
 
 
-def _check(param: Param, value: Any, name: str) -> Any:
+def _check(param: Param, value: object, name: str) -> CategoricalChoiceType:
     if param.kind == "categorical":
         labels = [_choice_label(c) for c in param.choices]
         label = _choice_label(value)
         if label not in labels:
             raise ConfigError(name, f"{value!r} is not one of its choices {list(param.choices)}")
         return labels[labels.index(label)]
-    is_number = isinstance(value, int | float) and not isinstance(value, bool)
-    if not is_number or not math.isfinite(value):
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
         raise ConfigError(name, f"must be a number, got {value!r}")
-    if not param.low <= value <= param.high:
+    low, high = param.bounds()
+    if not low <= value <= high:
         raise ConfigError(name, f"{value!r} is outside its range [{param.low}, {param.high}]")
     if param.kind == "float":
         if (
-            param.step is not None
-            and abs((k := (value - param.low) / param.step) - round(k)) >= 1e-8
+            param.step is not None and abs((k := (value - low) / param.step) - round(k)) >= 1e-8
         ):  # Optuna's own test: it would warn and run the trial off the grid
             raise ConfigError(
                 name,
@@ -97,7 +102,7 @@ def _check(param: Param, value: Any, name: str) -> Any:
                 f"{param.high}, step {param.step})",
             )
         return float(value)
-    if not float(value).is_integer() or (value - param.low) % (param.step or 1):
+    if not float(value).is_integer() or (value - low) % (param.step or 1):
         raise ConfigError(
             name,
             f"{value!r} is not one of its values ({param.low} to "

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from harness.base.errors import ConfigError
 from harness.records import schema
 from harness.space._params import SearchSpace
+
+if TYPE_CHECKING:
+    import optuna
 
 
 class MethodSpace:
@@ -41,7 +44,8 @@ class MethodSpace:
         if not isinstance(spaces, DictConfig) or len(spaces) == 0:
             raise ConfigError("method_space", "must map method names to search spaces")
         per_method = {}
-        for name in spaces:
+        for key in spaces:
+            name = str(key)
             if methods is None or name not in methods:
                 known = ", ".join(map(str, methods or []))
                 raise ConfigError(
@@ -77,8 +81,9 @@ class MethodSpace:
             names += [f"{method}/{path}" for path in space.param_names()]
         return names + (self.shared.param_names() if self.shared is not None else [])
 
-    def sample(self, trial: Any, cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
-        method = trial.suggest_categorical(self.PARAM, list(self.per_method))
+    # Any: the sampled values, as in SearchSpace.sample
+    def sample(self, trial: optuna.Trial, cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
+        method = str(trial.suggest_categorical(self.PARAM, list(self.per_method)))
         trial_cfg = self.config_for(cfg, method)
         logged: dict[str, Any] = {self.PARAM: method}
         values: dict[str, Any] = {}

@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from harness.base.errors import ConfigError
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.distributions import CategoricalChoiceType
 
 # Parts of the config that are prepared once per study (data, base model) or that describe the
 # study itself: a trial cannot vary them.
@@ -37,7 +41,6 @@ _KEYS = {
     "int": {"type", "low", "high", "log", "step"},
     "categorical": {"type", "choices"},
 }
-_PRIMITIVE = (type(None), bool, int, float, str)
 
 
 @dataclass(frozen=True)
@@ -50,22 +53,30 @@ class Param:
     high: float | int | None = None
     log: bool = False
     step: float | int | None = None
-    choices: tuple[Any, ...] = field(default_factory=tuple)
-    value: Any = None  # kind "fixed": the value every trial runs with (not an Optuna param)
+    choices: tuple[object, ...] = field(default_factory=tuple)  # YAML values (lists too)
+    value: object = None  # kind "fixed": the value every trial runs with (not an Optuna param)
 
     @property
     def searched(self) -> bool:
         return self.kind != "fixed"
 
-    def suggest(self, trial: Any) -> Any:
+    def bounds(self) -> tuple[float, float]:
+        """(low, high) of a float or int parameter."""
+        if self.low is None or self.high is None:
+            raise ValueError(f"{self.path}: a {self.kind} parameter has no low and high")
+        return self.low, self.high
+
+    def suggest(self, trial: optuna.Trial) -> object:
         """Ask an Optuna trial for a value of this parameter (a fixed one: its value)."""
         if not self.searched:
             return self.value
         if self.kind == "float":
-            return trial.suggest_float(self.path, self.low, self.high, log=self.log, step=self.step)
+            low, high = self.bounds()
+            return trial.suggest_float(self.path, low, high, log=self.log, step=self.step)
         if self.kind == "int":
+            low, high = self.bounds()
             return trial.suggest_int(
-                self.path, self.low, self.high, log=self.log, step=self.step or 1
+                self.path, int(low), int(high), log=self.log, step=int(self.step or 1)
             )
         # Optuna stores categorical choices as primitives; lists (e.g. a set of target modules)
         # are offered to it as their JSON text and turned back into lists here.
@@ -73,32 +84,35 @@ class Param:
         label = trial.suggest_categorical(self.path, labels)
         return self.choices[labels.index(label)]
 
-    def grid_values(self, points: int) -> list[Any]:
+    def grid_values(self, points: int) -> list[CategoricalChoiceType]:
         """Values for a grid search: the choices, the int steps, or ``points`` floats spread
         evenly (on a log scale for ``log: true``) from low to high."""
         if self.kind == "categorical":
             return [_choice_label(c) for c in self.choices]
+        low, high = self.bounds()
         if self.kind == "int" and not self.log:
-            values = list(range(self.low, self.high + 1, self.step or 1))
-            if len(values) <= points:
-                return values
+            steps = list(range(int(low), int(high) + 1, int(self.step or 1)))
+            if len(steps) <= points:
+                return list(steps)
         if self.step is not None and self.kind == "float":
-            n = int(math.floor((self.high - self.low) / self.step + 1e-9)) + 1
-            return [self.low + i * self.step for i in range(n)]
+            n = int(math.floor((high - low) / self.step + 1e-9)) + 1
+            return [low + i * self.step for i in range(n)]
         if points < 2:
             raise ConfigError("sampler.search_space", f"needs at least 2 points, got {points}")
         if self.log:
-            lo, hi = math.log(self.low), math.log(self.high)
+            lo, hi = math.log(low), math.log(high)
             values = [math.exp(lo + (hi - lo) * i / (points - 1)) for i in range(points)]
         else:
-            values = [self.low + (self.high - self.low) * i / (points - 1) for i in range(points)]
+            values = [low + (high - low) * i / (points - 1) for i in range(points)]
         if self.kind == "int":
-            return sorted({int(round(v)) for v in values})
-        return values
+            return list(sorted({int(round(v)) for v in values}))
+        return list(values)
 
 
-def _choice_label(choice: Any) -> Any:
-    return choice if isinstance(choice, _PRIMITIVE) else json.dumps(choice)
+def _choice_label(choice: object) -> CategoricalChoiceType:
+    if choice is None or isinstance(choice, bool | int | float | str):
+        return choice
+    return json.dumps(choice)
 
 
 class SearchSpace:
@@ -108,7 +122,7 @@ class SearchSpace:
         self.params = params
 
     @classmethod
-    def from_config(cls, space: Any, cfg: DictConfig | None = None) -> SearchSpace:
+    def from_config(cls, space: object, cfg: DictConfig | None = None) -> SearchSpace:
         """Parse ``search_space``; with ``cfg``, check every path exists and may vary."""
         if space is None or (isinstance(space, Mapping | DictConfig) and len(space) == 0):
             if cfg is not None and cfg.get("method_space"):
@@ -128,15 +142,16 @@ class SearchSpace:
                 _check_path(param.path, cfg)
         return cls(params)
 
-    def grid(self, points: int = 3) -> dict[str, list[Any]]:
+    def grid(self, points: int = 3) -> dict[str, list[CategoricalChoiceType]]:
         """The space as an ``optuna.samplers.GridSampler`` search space."""
         return {p.path: p.grid_values(points) for p in self.params if p.searched}
 
-    def suggest(self, trial: Any) -> dict[str, Any]:
+    # Any: Optuna's values (a fixed one: any config value), as FrozenTrial.params holds them
+    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
         """Sample one value per parameter (define-by-run)."""
         return {p.path: p.suggest(trial) for p in self.params}
 
-    def sample(self, trial: Any, cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
+    def sample(self, trial: optuna.Trial, cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
         """A trial's config (values applied to a copy of ``cfg``) and the sampled params."""
         values = self.suggest(trial)
         return self.apply(cfg, values), values
@@ -151,7 +166,7 @@ class SearchSpace:
         return [p.path for p in self.params]
 
     @staticmethod
-    def apply(cfg: DictConfig, values: Mapping[str, Any]) -> DictConfig:
+    def apply(cfg: DictConfig, values: Mapping[str, object]) -> DictConfig:
         """A copy of ``cfg`` with ``values`` (dotted paths) set; ``cfg`` is left untouched."""
         trial_cfg = cfg.copy()
         OmegaConf.set_readonly(trial_cfg, False)
@@ -159,11 +174,11 @@ class SearchSpace:
             OmegaConf.update(trial_cfg, path, value, merge=False, force_add=False)
         return trial_cfg
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Param]:
         return iter(self.params)
 
 
-def _parse_param(path: str, spec: Any) -> Param:
+def _parse_param(path: str, spec: object) -> Param:
     where = f"search_space.{path}"
     if not isinstance(spec, Mapping):
         raise ConfigError(where, f"expected a mapping with a 'type', got {spec!r}")
