@@ -94,3 +94,22 @@ def test_imports_run_down_the_layers(path):
         if lazy:
             key = (str(path.relative_to(HARNESS)), module)
             assert key in LAZY, f"{key}: a harness import inside a function (import it at the top)"
+
+
+# The fine-tune knows no study (an extra rule on top of LAYERS, which puts records below train):
+# which checkpoints a study keeps, and what a trial reports, are the study's to say.
+NOT_IMPORTED_BY = {"train": ("harness.records", "harness.study")}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in modules() if package_of(p) in NOT_IMPORTED_BY],
+    ids=lambda p: str(p.relative_to(HARNESS)),
+)
+def test_the_fine_tune_imports_no_study_or_records(path):
+    banned = NOT_IMPORTED_BY[package_of(path)]
+    for module, _ in harness_imports(path):
+        assert not any(module == b or module.startswith(b + ".") for b in banned), (
+            f"{path.relative_to(HARNESS)} imports {module}: {package_of(path)}/ may not import "
+            f"{' or '.join(banned)}"
+        )

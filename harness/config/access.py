@@ -4,16 +4,16 @@ errors into the harness's one-line form ("FIELD: must be …, got VALUE")."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, cast
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from harness.base.errors import ConfigError
 from harness.config.schema import PLOTS, SECTIONS, TrainOptions
 
 
-def settings(cfg: Any, section: str) -> Any:
+def settings(cfg: DictConfig, section: str) -> Any:  # Any: the section's own dataclass
     """``cfg.<section>`` as its dataclass, its ranges checked (a ConfigError naming the field)."""
     node = cfg.get(section)
     try:
@@ -22,13 +22,13 @@ def settings(cfg: Any, section: str) -> Any:
         raise as_config_error(exc, f"{section}.") from None
 
 
-def train_options(train_cfg: Any) -> TrainOptions:
+def train_options(train_cfg: DictConfig) -> TrainOptions:
     """The harness's keys of ``train``, typed and checked."""
     names = [f.name for f in dataclasses.fields(TrainOptions)]
     own = {k: train_cfg.get(k) for k in names if k in train_cfg}
     try:
         merged = OmegaConf.merge(OmegaConf.structured(TrainOptions), own)
-        return OmegaConf.to_object(merged)
+        return cast(TrainOptions, OmegaConf.to_object(merged))
     except OmegaConfBaseException as exc:
         raise as_config_error(exc, "train.") from None
 

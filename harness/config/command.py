@@ -14,10 +14,11 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import yaml
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException, ValidationError
 
 from harness.base.errors import ConfigError
@@ -65,7 +66,13 @@ def run_hydra(main: Callable[[], None]) -> None:
         os.environ.pop("HYDRA_FULL_ERROR", None)
 
 
-def run_command(cfg: Any, action: Callable[[Any], Any]) -> None:
+class Formatted(Protocol):
+    """What a read-only command returns: something that says itself in a few lines."""
+
+    def format(self) -> str: ...
+
+
+def run_command(cfg: DictConfig, action: Callable[[DictConfig], Formatted]) -> None:
     """The body of a read-only command (report, export): ``action(cfg).format()`` printed with
     passwords masked; bad input (a ConfigError) is one ``error:`` line and exit status 2."""
     configure_logging(log_level(cfg))
@@ -81,7 +88,8 @@ def run_command(cfg: Any, action: Callable[[Any], Any]) -> None:
 def composition_error(exc: BaseException) -> str | None:
     """One line for an error Hydra / OmegaConf / YAML raised while composing the config; None
     for anything else."""
-    chain, cause = [], exc
+    chain: list[BaseException] = []
+    cause: BaseException | None = exc
     while cause is not None and len(chain) < 10:
         chain.append(cause)
         cause = cause.__cause__ or cause.__context__

@@ -13,6 +13,7 @@ closed), so its harness keys are checked by :class:`TrainOptions`, built from th
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -20,7 +21,6 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from harness.base.errors import ConfigError
-from harness.config.warm_start import StudySeeds
 
 # report.plots: Optuna's matplotlib visualisations and the expected best against trials and
 # compute (drawn by harness.report.plots)
@@ -34,7 +34,8 @@ COMBINE = ("best", "ensemble", "soup", "auto")  # final.combine: what the study 
 VARY = ("all", "data_order")  # final.vary: what the final stage's seeds change
 
 
-def _integer(default: Any, minimum: int = 1, nullable: bool = False) -> Any:
+# _integer and _rule return a dataclass field(), which stands in for the field's value: Any
+def _integer(default: int | None, minimum: int = 1, nullable: bool = False) -> Any:
     bound = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
     return field(
         default=default,
@@ -46,7 +47,7 @@ def _integer(default: Any, minimum: int = 1, nullable: bool = False) -> Any:
     )
 
 
-def _rule(default: Any, must: str, **checks: Any) -> Any:
+def _rule(default: object, must: str, **checks: object) -> Any:
     return field(default=default, metadata={"must": must, **checks})
 
 
@@ -54,6 +55,8 @@ class _Checked:
     """Checks every field's metadata rule; subclasses name their section."""
 
     SECTION: ClassVar[str] = ""
+    # set by @dataclass on each section (this makes every one a dataclass to the type checker)
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):
@@ -64,20 +67,20 @@ class _Checked:
                 )
 
 
-def _obeys(value: Any, rule: dict[str, Any]) -> bool:
+def _obeys(value: Any, rule: Mapping[str, Any]) -> bool:  # Any: a config value, and a rule's
     if value is None:
         return bool(rule.get("null"))
     if "min" in rule:
         return not isinstance(value, bool) and isinstance(value, int) and value >= rule["min"]
     if "one_of" in rule:
-        return value in rule["one_of"]
+        return bool(value in rule["one_of"])
     if "range" in rule:  # [low, high)
         low, high = rule["range"]
-        return low <= value < high
+        return bool(low <= value < high)
     if "positive" in rule:
-        return value > 0
+        return bool(value > 0)
     if "at_least" in rule:
-        return value >= rule["at_least"]
+        return bool(value >= rule["at_least"])
     return True
 
 
@@ -90,7 +93,22 @@ class FailureLimitConfig(_Checked):
 
 
 @dataclass
-class StudyConfig(_Checked, StudySeeds):  # study.enqueue, study.warm_start: StudySeeds
+class WarmStartConfig(_Checked):
+    """``study.warm_start``: the best trials of another study, queued to run first."""
+
+    SECTION: ClassVar[str] = "study.warm_start"
+    name: str | None = None  # the other study (null: no warm start)
+    storage: str | None = None  # its storage (null: study.storage)
+    top_k: int = _integer(5)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.name is not None and not str(self.name).strip():
+            raise ConfigError("study.warm_start.name", "must not be empty (null: no warm start)")
+
+
+@dataclass
+class StudyConfig(_Checked):
     SECTION: ClassVar[str] = "study"
     name: str = MISSING
     storage: str = MISSING
@@ -114,6 +132,13 @@ class StudyConfig(_Checked, StudySeeds):  # study.enqueue, study.warm_start: Stu
     # false: refuse samplers that unpickle state read from the storage (harness.study.setup)
     trust_storage_pickles: bool = True
     failure_limit: FailureLimitConfig = field(default_factory=FailureLimitConfig)
+    # trials run first (chosen and queued by harness.study.enqueued): parameter sets
+    # ({param name: value}, checked against the search space; a value is any config value) ...
+    enqueue: list[dict[str, Any]] = field(
+        default_factory=list, metadata={"must": "a list of parameter sets ([{name: value, …}, …])"}
+    )
+    # ... and the best trials of another study
+    warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
 
     def __post_init__(self) -> None:
         if not str(self.name).strip():

@@ -58,11 +58,14 @@ def _space_overrides(overrides: Iterable[str]) -> list[tuple[str, Mapping[str, A
     if not wanted:
         return []
     parsed = OverridesParser.create().parse_overrides(wanted)
-    return [
-        (o.key_or_group, o.value())
-        for o in parsed
-        if not o.is_delete() and not o.is_sweep_override() and isinstance(o.value(), dict)
-    ]
+    found: list[tuple[str, Mapping[str, Any]]] = []
+    for o in parsed:
+        if o.is_delete() or o.is_sweep_override():
+            continue
+        value = o.value()
+        if isinstance(value, dict):
+            found.append((o.key_or_group, value))
+    return found
 
 
 def _replace(cfg: DictConfig, key: str, space: Mapping[str, Any]) -> None:

@@ -6,10 +6,16 @@ prompt / prefix adapter kept separate from its base model, and the harness expor
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
-from harness.train.ensemble import probabilities as label_probabilities
+from harness.train.scoring import predict_probabilities
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from harness.train.ensemble import EnsembleModel
 
 
 @dataclass
@@ -21,9 +27,9 @@ class Prediction:
 
 
 def predict(
-    model: Any,
-    tokenizer: Any,
-    texts: list[str],
+    model: PreTrainedModel | EnsembleModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
     max_length: int = 128,
     batch_size: int = 32,
     top_k: int = 1,
@@ -33,48 +39,29 @@ def predict(
     import torch
 
     names = model.config.id2label
+    texts = list(texts)
+    probabilities = torch.from_numpy(
+        predict_probabilities(model, tokenizer, texts, batch_size, max_length)
+    )
+    values, indices = probabilities.topk(min(top_k, probabilities.shape[-1]), dim=-1)
     out: list[Prediction] = []
-    with torch.no_grad():
-        for start in range(0, len(texts), batch_size):
-            batch = texts[start : start + batch_size]
-            encoded = tokenizer(
-                batch, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
-            )
-            probabilities = label_probabilities(model, encoded)
-            values, indices = probabilities.topk(min(top_k, probabilities.shape[-1]), dim=-1)
-            for text, row_values, row_indices in zip(
-                batch, values.tolist(), indices.tolist(), strict=True
-            ):
-                top = [
-                    (str(names.get(i, i)), p) for p, i in zip(row_values, row_indices, strict=True)
-                ]
-                out.append(Prediction(text, top[0][0], top[0][1], top))
+    for text, row_values, row_indices in zip(texts, values.tolist(), indices.tolist(), strict=True):
+        top = [(str(names.get(i, i)), p) for p, i in zip(row_values, row_indices, strict=True)]
+        out.append(Prediction(text, top[0][0], top[0][1], top))
     return out
 
 
 def accuracy_on(
-    model: Any,
-    tokenizer: Any,
-    texts: list[str],
-    labels: list[int],
+    model: PreTrainedModel | EnsembleModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    labels: Sequence[int],
     max_length: int = 128,
     batch_size: int = 64,
 ) -> float:
     """Accuracy of ``model`` on labelled texts (batched by length, no gradients)."""
-    import torch
-
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    correct = 0
-    with torch.no_grad():
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            batch = tokenizer(
-                [texts[i] for i in idx],
-                padding=True,
-                truncation=True,
-                max_length=max_length,
-                return_tensors="pt",
-            )
-            predicted = label_probabilities(model, batch).argmax(-1).tolist()
-            correct += sum(p == labels[i] for p, i in zip(predicted, idx, strict=True))
-    return correct / len(texts)
+    probabilities = predict_probabilities(
+        model, tokenizer, texts, batch_size, max_length, by_length=True
+    )
+    predicted: list[int] = probabilities.argmax(-1).tolist()
+    return sum(p == label for p, label in zip(predicted, labels, strict=True)) / len(texts)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
 from harness.base.errors import ConfigError, first_line
 from harness.config.access import train_options
 from harness.config.schema import TrainOptions
+
+if TYPE_CHECKING:
+    from transformers import TrainingArguments
 
 # TrainingArguments the harness sets itself (evaluation cadence, no checkpoints of its own,
 # no reporting integrations: tracking is the harness's job).
@@ -92,14 +95,15 @@ def cpu_has_bf16() -> bool:
 
 def training_arguments(
     train_cfg: DictConfig, train_size: int, output_dir: str, trainer_bars: bool = False
-) -> Any:
+) -> TrainingArguments:
     """``TrainingArguments`` from ``train`` plus the fields the harness owns.
 
     Raises :class:`ConfigError` naming the ``train.*`` field that TrainingArguments rejects.
     """
     from transformers import TrainingArguments
 
-    kwargs = OmegaConf.to_container(train_cfg, resolve=True)
+    # train's keys are TrainingArguments fields: any config value
+    kwargs = cast("dict[str, Any]", OmegaConf.to_container(train_cfg, resolve=True))
     own = harness_options(train_cfg)
     for key in HARNESS_KEYS:
         kwargs.pop(key, None)

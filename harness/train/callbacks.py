@@ -11,12 +11,23 @@ state has ``state()`` and ``load_state(state)``, saved beside the Trainer's chec
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
+from harness.base.direction import is_better
 from harness.base.errors import ConfigError
-from harness.records.trials import is_better, pruning_signal
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+    import optuna
+    import torch
+    from transformers import EvalPrediction, TrainerControl, TrainerState, TrainingArguments
+
+# A callback's own state (saved as JSON beside a paused run's Trainer checkpoint): Any, since
+# each callback keeps values of its own kinds there.
+State = dict[str, Any]
 
 # Trainer log keys that describe the run, not the model: not logged as metrics.
 _SKIP = {"eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "total_flos"}
@@ -30,7 +41,7 @@ def _study_value(metrics: dict[str, float], metric: str) -> float:
     return float(metrics[key])
 
 
-class PruningCallback(TrainerCallback):
+class PruningCallback(TrainerCallback):  # type: ignore[misc]  # transformers: untyped for mypy
     """Reports a validation metric to an Optuna trial at every evaluation; stops when pruned.
 
     ``metric`` is the study metric, or ``study.prune_metric``'s (e.g. the loss), reported as
@@ -43,7 +54,9 @@ class PruningCallback(TrainerCallback):
     training state at that evaluation (``control.should_save``), for a later continuation.
     """
 
-    def __init__(self, trial: Any, metric: str, sign: float = 1.0, pause: bool = False) -> None:
+    def __init__(
+        self, trial: optuna.Trial, metric: str, sign: float = 1.0, pause: bool = False
+    ) -> None:
         self.trial = trial
         self.metric = metric
         self.sign = sign
@@ -51,18 +64,20 @@ class PruningCallback(TrainerCallback):
         self.step = 0
         self.pruned = False
 
-    @classmethod
-    def for_study(cls, trial: Any, study: Any, pause: bool = False) -> PruningCallback:
-        """The callback of a study's trial (what it reports: :func:`pruning_signal`)."""
-        return cls(trial, *pruning_signal(study), pause=pause)
-
-    def state(self) -> dict[str, Any]:
+    def state(self) -> State:
         return {"step": self.step}
 
-    def load_state(self, state: dict[str, Any]) -> None:
+    def load_state(self, state: State) -> None:
         self.step = int(state["step"])
 
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+    def on_evaluate(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        metrics: dict[str, float] | None = None,
+        **kwargs: object,
+    ) -> None:
         self.step += 1
         self.trial.report(self.sign * _study_value(metrics or {}, self.metric), self.step)
         # The last evaluation (the budget's end, or early stopping's): the trial has spent its
@@ -79,11 +94,11 @@ class LogitsKeeper:
     """A Trainer ``compute_metrics`` that also keeps the last evaluation's logits (one row per
     validation row, in the split's order), for :class:`BestSnapshot` to keep the best one's."""
 
-    def __init__(self, compute_metrics: Callable[[Any], dict[str, float]]) -> None:
+    def __init__(self, compute_metrics: Callable[[EvalPrediction], dict[str, float]]) -> None:
         self.compute_metrics = compute_metrics
-        self.last: Any = None  # numpy array (rows x labels)
+        self.last: npt.NDArray[np.float32] | None = None  # rows x labels
 
-    def __call__(self, eval_prediction: Any) -> dict[str, float]:
+    def __call__(self, eval_prediction: EvalPrediction) -> dict[str, float]:
         import numpy as np
 
         logits = eval_prediction.predictions
@@ -91,7 +106,7 @@ class LogitsKeeper:
         return self.compute_metrics(eval_prediction)
 
 
-class BestSnapshot(TrainerCallback):
+class BestSnapshot(TrainerCallback):  # type: ignore[misc]  # transformers: untyped for mypy
     """Keeps the trainable weights of the best evaluation in memory (not on disk), and its
     validation logits (``logits``: the :class:`LogitsKeeper` of the Trainer's metrics).
 
@@ -108,11 +123,11 @@ class BestSnapshot(TrainerCallback):
         self.step = 0  # the global step of the best evaluation
         self.evaluations = 0
         self.logits_keeper = logits
-        self.logits: Any = None  # the best evaluation's validation logits (numpy), if kept
-        self._weights: dict[str, Any] = {}
+        self.logits: npt.NDArray[np.float32] | None = None  # the best evaluation's, if kept
+        self._weights: dict[str, torch.Tensor] = {}
         self._capture_at_start = False  # restored: the best weights are the ones resumed from
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> State:
         return {
             "value": self.value,
             "metrics": self.metrics,
@@ -121,7 +136,10 @@ class BestSnapshot(TrainerCallback):
         }
 
     def load_state(
-        self, state: dict[str, Any], weights: dict[str, Any] | None, logits: Any = None
+        self,
+        state: State,
+        weights: dict[str, torch.Tensor] | None,
+        logits: npt.NDArray[np.float32] | None = None,
     ) -> None:
         """The snapshot of a paused run: its best weights, or (None) the weights the run
         resumes from, when its best evaluation was the one it paused at; its best logits."""
@@ -131,21 +149,36 @@ class BestSnapshot(TrainerCallback):
         self._weights = dict(weights or {})
         self._capture_at_start = weights is None and self.value is not None
 
-    def weights(self) -> dict[str, Any]:
+    def weights(self) -> dict[str, torch.Tensor]:
         """The best evaluation's trainable weights (name -> tensor)."""
         return self._weights
 
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
+    def on_train_begin(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: torch.nn.Module | None = None,
+        **kwargs: object,
+    ) -> None:
         if self._capture_at_start and model is not None:  # the Trainer has loaded them by now
             self._capture(model)
         self._capture_at_start = False
 
-    def _capture(self, model: Any) -> None:
+    def _capture(self, model: torch.nn.Module) -> None:
         self._weights = {
             name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad
         }
 
-    def on_evaluate(self, args, state, control, model=None, metrics=None, **kwargs):
+    def on_evaluate(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: torch.nn.Module | None = None,
+        metrics: dict[str, float] | None = None,
+        **kwargs: object,
+    ) -> None:
         self.evaluations += 1
         value = _study_value(metrics or {}, self.metric)
         if not is_better(value, self.value, self.direction):
@@ -161,7 +194,7 @@ class BestSnapshot(TrainerCallback):
         if self.logits_keeper is not None:
             self.logits = self.logits_keeper.last
 
-    def restore(self, model: Any) -> None:
+    def restore(self, model: torch.nn.Module) -> None:
         import torch
 
         params = dict(model.named_parameters())
@@ -170,13 +203,20 @@ class BestSnapshot(TrainerCallback):
                 params[name].copy_(saved)
 
 
-class MetricsLogger(TrainerCallback):
+class MetricsLogger(TrainerCallback):  # type: ignore[misc]  # transformers: untyped for mypy
     """Forwards Trainer logs as metric histories: ``val_*``, ``train_loss``, ``learning_rate``."""
 
     def __init__(self, log: Callable[[dict[str, float], int], None]) -> None:
         self.log = log
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, float] | None = None,
+        **kwargs: object,
+    ) -> None:
         logs = logs or {}
         if "train_runtime" in logs:  # the end-of-training summary, not a point on the curves
             return
@@ -194,7 +234,7 @@ class MetricsLogger(TrainerCallback):
             self.log(out, state.global_step)
 
 
-class EarlyStopping(TrainerCallback):
+class EarlyStopping(TrainerCallback):  # type: ignore[misc]  # transformers: untyped for mypy
     """Stops a trial after ``patience`` evaluations without improving the study metric by more
     than ``threshold`` (the classic BERT recipe), independent of the study's pruner."""
 
@@ -205,13 +245,20 @@ class EarlyStopping(TrainerCallback):
         self.bad_evaluations = 0
         self.stopped_epoch: float | None = None  # epoch at which training was stopped
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> State:
         return {"best": self.best, "bad_evaluations": self.bad_evaluations}
 
-    def load_state(self, state: dict[str, Any]) -> None:
+    def load_state(self, state: State) -> None:
         self.best, self.bad_evaluations = state["best"], int(state["bad_evaluations"])
 
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+    def on_evaluate(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        metrics: dict[str, float] | None = None,
+        **kwargs: object,
+    ) -> None:
         value = _study_value(metrics or {}, self.metric)
         margin = self.threshold if self.direction == "maximize" else -self.threshold
         if self.best is None or is_better(value - margin, self.best, self.direction):
@@ -223,38 +270,57 @@ class EarlyStopping(TrainerCallback):
             self.stopped_epoch = float(state.epoch or 0.0)
 
 
-class EvaluateAtEnd(TrainerCallback):
+class EvaluateAtEnd(TrainerCallback):  # type: ignore[misc]  # transformers: untyped for mypy
     """Evaluates after the last step when it does not fall on an evaluation step."""
 
-    def on_step_end(self, args, state, control, **kwargs):
+    def on_step_end(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        **kwargs: object,
+    ) -> None:
         if state.global_step >= state.max_steps and state.global_step % args.eval_steps != 0:
             control.should_evaluate = True
 
 
-class StopWhen(TrainerCallback):
+class StopWhen(TrainerCallback):  # type: ignore[misc]  # transformers: untyped for mypy
     """Stops training at the next step once ``stop()`` is true (e.g. the trial was taken over)."""
 
     def __init__(self, stop: Callable[[], bool]) -> None:
         self.stop = stop
 
-    def on_step_end(self, args, state, control, **kwargs):
+    def on_step_end(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        **kwargs: object,
+    ) -> None:
         if self.stop():
             control.should_training_stop = True
 
 
-class OnEvaluate(TrainerCallback):
+class OnEvaluate(TrainerCallback):  # type: ignore[misc]  # transformers: untyped for mypy
     """Calls ``fn(evaluation_index, metrics)`` after every evaluation (progress display)."""
 
     def __init__(self, fn: Callable[[int, dict[str, float]], None]) -> None:
         self.fn = fn
         self.count = 0
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> State:
         return {"count": self.count}
 
-    def load_state(self, state: dict[str, Any]) -> None:
+    def load_state(self, state: State) -> None:
         self.count = int(state["count"])
 
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+    def on_evaluate(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        metrics: dict[str, float] | None = None,
+        **kwargs: object,
+    ) -> None:
         self.count += 1
         self.fn(self.count, dict(metrics or {}))

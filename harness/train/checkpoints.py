@@ -1,5 +1,6 @@
 """A trial's checkpoint: saved (weights or adapter, tokenizer, label map), loaded back, and
-kept within a bound for the whole study.
+stored by number in one folder. Which checkpoints a study keeps is the study's business
+(:mod:`harness.study.retention`); this module knows no study.
 
 Layout under ``study.output_dir``::
 
@@ -22,34 +23,44 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-from optuna.trial import TrialState
+from typing import TYPE_CHECKING
 
 from harness.base import faults
-from harness.records import schema, trials
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 VAL_LOGITS = "val_logits.npy"  # a checkpoint's validation logits (rows x labels, float32)
 
 
-def save_logits(logits: Any, folder: Path) -> None:
+def save_logits(logits: npt.ArrayLike, folder: Path) -> None:
     """The validation logits of the evaluation a checkpoint holds (the split's row order)."""
     import numpy as np
 
     np.save(Path(folder) / VAL_LOGITS, np.asarray(logits, dtype=np.float32))
 
 
-def load_logits(folder: str | Path) -> Any:
-    """A checkpoint's validation logits (numpy), or None where it has none (older ones)."""
+def load_logits(folder: str | Path) -> npt.NDArray[np.float32] | None:
+    """A checkpoint's validation logits, or None where it has none (older ones)."""
     import numpy as np
 
     path = Path(folder) / VAL_LOGITS
     return np.load(path) if path.is_file() else None
 
 
-def save_checkpoint(model: Any, tokenizer: Any, path: Path, logits: Any = None) -> None:
-    """Weights (or adapter), tokenizer and label map: what transformers / peft load back;
+def save_checkpoint(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    path: Path,
+    logits: npt.ArrayLike | None = None,
+) -> None:
+    """Weights (or adapter: ``model`` a PreTrainedModel or a PeftModel), tokenizer and label
+    map: what transformers / peft load back;
     ``logits``: the validation logits of the evaluation the weights scored.
 
     A peft checkpoint also keeps the model config (with the label names) beside the adapter.
@@ -67,7 +78,7 @@ def save_checkpoint(model: Any, tokenizer: Any, path: Path, logits: Any = None) 
         save_logits(logits, path)
 
 
-def load_checkpoint(path: str | Path) -> tuple[Any, Any]:
+def load_checkpoint(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """``(model, tokenizer)`` from a checkpoint folder the harness wrote.
 
     A peft checkpoint is applied to the base model it was trained from
@@ -93,31 +104,28 @@ def load_checkpoint(path: str | Path) -> tuple[Any, Any]:
 
 
 class CheckpointStore:
-    """The study's local checkpoints, bounded: the best ``keep`` trials' (and always the
-    best's)."""
+    """Checkpoints by number in one folder: each written under ``.partial/``, committed into
+    ``checkpoints/`` when complete, discarded or removed; ``best`` a link to one of them (or to
+    any folder under the root). Which numbers stay is the caller's business (a study's:
+    :mod:`harness.study.retention`)."""
 
-    @classmethod
-    def from_config(cls, cfg: Any) -> CheckpointStore:
-        """The store of the study ``cfg`` describes (``study.output_dir``, ``checkpoints``)."""
-        return cls(str(cfg.study.output_dir), cfg.checkpoints.keep)
-
-    def __init__(self, root: str | Path, keep: int | None, label: str = "trial") -> None:
+    def __init__(self, root: str | Path, label: str = "trial") -> None:
         self.root = Path(root)
-        self.keep = keep  # None: keep every completed trial's checkpoint
         self.label = label  # folder names: <label>-<number>
         self.kept_dir = self.root / "checkpoints"
         self.partial_dir = self.root / ".partial"
         self.best_link = self.root / "best"
 
     def partial(self, number: int) -> Path:
-        """Where trial ``number`` writes its checkpoint (emptied first)."""
+        """Where checkpoint ``number`` is written (emptied first)."""
         path = self.partial_dir / f"{self.label}-{number}"
         shutil.rmtree(path, ignore_errors=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
-    def commit(self, number: int, info: dict[str, Any]) -> Path:
-        """Move trial ``number``'s finished checkpoint in among the kept ones."""
+    def commit(self, number: int, info: Mapping[str, object]) -> Path:
+        """Move the finished checkpoint ``number`` in among the committed ones, with ``info``
+        (any JSON: the trial, its value and params, its run id) as its ``trial.json``."""
         source = self.partial_dir / f"{self.label}-{number}"
         (source / "trial.json").write_text(json.dumps(info, indent=2) + "\n")
         target = self.path(number)
@@ -127,75 +135,28 @@ class CheckpointStore:
         return target
 
     def discard(self, number: int) -> None:
+        """Remove checkpoint ``number``'s partial folder (a write that will not be committed)."""
         shutil.rmtree(self.partial_dir / f"{self.label}-{number}", ignore_errors=True)
+
+    def remove(self, number: int) -> None:
+        """Remove the committed checkpoint ``number``."""
+        shutil.rmtree(self.path(number), ignore_errors=True)
 
     def path(self, number: int) -> Path:
         return self.kept_dir / f"{self.label}-{number}"
 
-    def wanted(self, study: Any, value: float, method: str | None = None) -> bool:
-        """Would a trial scoring ``value`` (with ``method``, in a methods study) be among the
-        kept ones? A checkpoint that would be removed at once is not written at all."""
-        if self.keep is None:
-            return True
-        sign = 1 if trials.direction(study) == "maximize" else -1
-        ranking = trials.ranked(study)
-        if len(ranking) < self.keep or sign * value > sign * trials.study_value(
-            ranking[self.keep - 1]
-        ):
-            return True
-        if method is None:
-            return False
-        best = trials.best_per_method(study).get(method)
-        return best is None or sign * value > sign * trials.study_value(best)
+    def committed(self) -> list[int]:
+        """The numbers of the committed checkpoints."""
+        return self._numbers(self.kept_dir)
 
-    def kept(self, study: Any) -> set[int]:
-        """Trial numbers whose checkpoints stay: the best ``keep``, the best overall, and the
-        best of each method in a methods study."""
-        ranking = trials.ranked(study)
-        numbers = {t.number for t in (ranking if self.keep is None else ranking[: self.keep])}
-        best = trials.best_trial(study)
-        if best is not None:
-            numbers.add(best.number)
-        numbers.update(t.number for t in trials.best_per_method(study).values())
-        final = study.user_attrs.get(schema.FINAL_ATTR) or {}
-        for member in (final.get("ensemble") or {}).get("members", []):  # the shipped ensemble's
-            folder = self.root / member["checkpoint"]
-            if folder.parent == self.kept_dir and self._number(folder) is not None:
-                numbers.add(self._number(folder))
-        return numbers
+    def partials(self) -> list[int]:
+        """The numbers of the partial folders (being written, or left by a killed process)."""
+        return self._numbers(self.partial_dir)
 
-    def remove_unkept(self, study: Any) -> list[int]:
-        """Remove the checkpoints of finished trials that are not kept; point ``best`` at the
-        best trial's. Returns the trial numbers whose checkpoints were removed."""
-
-        keep = self.kept(study)
-        finished = {
-            t.number
-            for t in study.get_trials(deepcopy=False)
-            if t.state not in (TrialState.RUNNING, TrialState.WAITING)
-        }
-        removed = []
-        for folder in self._folders(self.kept_dir):
-            number = self._number(folder)
-            if number in finished and number not in keep:
-                shutil.rmtree(folder, ignore_errors=True)
-                removed.append(number)
-        for folder in self._folders(self.partial_dir):  # left by a killed process
-            if self._number(folder) in finished:
-                shutil.rmtree(folder, ignore_errors=True)
-        final = study.user_attrs.get(schema.FINAL_ATTR) or {}
-        shipped = (
-            (final.get("ensemble") or {}).get("folder")
-            or (final.get("soup") or {}).get("checkpoint")
-            or final.get("checkpoint", "-")
-        )
-        chosen = self.root / str(shipped)
-        best = trials.best_trial(study)
-        if chosen.is_dir():  # the final stage's choice stands (until it chooses again)
-            self.link_best(chosen.relative_to(self.root))
-        elif best is not None and self.path(best.number).is_dir():
-            self.link_best(self.path(best.number).relative_to(self.root))
-        return sorted(removed)
+    def number_of(self, folder: Path) -> int | None:
+        """The number of a committed checkpoint's folder (None: not one of this store's)."""
+        folder = Path(folder)
+        return self._number(folder) if folder.parent == self.kept_dir else None
 
     def best_path(self) -> Path | None:
         return self.best_link if self.best_link.is_dir() else None
@@ -211,10 +172,11 @@ class CheckpointStore:
             shutil.rmtree(self.best_link)  # a folder from an older layout
         os.replace(temporary, self.best_link)
 
-    def _folders(self, parent: Path) -> list[Path]:
+    def _numbers(self, parent: Path) -> list[int]:
         if not parent.is_dir():
             return []
-        return [p for p in parent.iterdir() if p.is_dir() and self._number(p) is not None]
+        found = (self._number(p) for p in parent.iterdir() if p.is_dir())
+        return sorted(n for n in found if n is not None)
 
     def _number(self, folder: Path) -> int | None:
         prefix, _, number = folder.name.rpartition("-")

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from transformers import TrainerCallback
 
+if TYPE_CHECKING:
+    import torch
+    from transformers import TrainerControl, TrainerState, TrainingArguments
 
-class ComputeMeter(TrainerCallback):
+
+class ComputeMeter(TrainerCallback):  # type: ignore[misc]  # transformers: untyped for mypy
     """Counts a fine-tune's compute while it trains (create one per trial)."""
 
     def __init__(self, train_size: int) -> None:
@@ -29,12 +33,19 @@ class ComputeMeter(TrainerCallback):
         self.flos: float | None = None  # set when training ended (the Trainer's total_flos)
         self.precision = "fp32"
         self._cpu = time.process_time()  # from the trial's start: model building counts too
-        self._spans: list[tuple[Any, Any]] = []  # CUDA events around each step and evaluation
-        self._open: Any = None
+        # CUDA events around each step and evaluation
+        self._spans: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+        self._open: torch.cuda.Event | None = None
 
     # ------------------------------------------------------------------ Trainer events
 
-    def on_train_begin(self, args, state, control, **kwargs):
+    def on_train_begin(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        **kwargs: object,
+    ) -> None:
         self.start = int(state.global_step)
         self.planned = int(state.max_steps) - self.start
         self.samples_per_step = (
@@ -45,14 +56,32 @@ class ComputeMeter(TrainerCallback):
         self.steps_per_epoch = max(1, math.ceil(self.train_size / self.samples_per_step))
         self.precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
 
-    def on_step_begin(self, args, state, control, **kwargs):
+    def on_step_begin(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        **kwargs: object,
+    ) -> None:
         self._begin_span()
 
-    def on_step_end(self, args, state, control, **kwargs):
+    def on_step_end(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        **kwargs: object,
+    ) -> None:
         self._end_span()
         self.steps = int(state.global_step) - self.start
 
-    def on_train_end(self, args, state, control, **kwargs):
+    def on_train_end(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        **kwargs: object,
+    ) -> None:
         self.steps = int(state.global_step) - self.start
         self.flos = float(state.total_flos)
 
@@ -118,4 +147,4 @@ class ComputeMeter(TrainerCallback):
         if not torch.cuda.is_available():
             return None
         torch.cuda.synchronize()
-        return sum(start.elapsed_time(end) for start, end in self._spans) / 1000.0
+        return float(sum(start.elapsed_time(end) for start, end in self._spans)) / 1000.0

@@ -28,25 +28,29 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from harness.train.checkpoints import load_checkpoint
 
 if TYPE_CHECKING:
     import numpy as np
+    import numpy.typing as npt
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 ENSEMBLE_FILE = "ensemble.json"
 
 Score = Callable[["np.ndarray"], float]  # probabilities (rows x labels) -> the study metric
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
+def softmax(logits: npt.ArrayLike) -> npt.NDArray[np.float64]:
     import numpy as np
 
     shifted = np.asarray(logits, dtype=np.float64)
     shifted = shifted - shifted.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
+    out: npt.NDArray[np.float64] = exp / exp.sum(axis=-1, keepdims=True)
+    return out
 
 
 def log_loss(probabilities: np.ndarray, labels: Sequence[int]) -> float:
@@ -126,7 +130,7 @@ def write_ensemble(folder: Path, members: Sequence[tuple[str, Path, float]]) -> 
         {"name": name, "folder": os.path.relpath(path, folder), "weight": weight}
         for name, path, weight in members
     ]
-    total = sum(e["weight"] for e in entries)
+    total = sum(weight for _, _, weight in members)
     if not entries or not math.isclose(total, 1.0, rel_tol=1e-6):
         raise ValueError(f"an ensemble's weights must sum to 1, got {total}")
     path = folder / ENSEMBLE_FILE
@@ -150,7 +154,7 @@ class EnsembleModel:
     ``config`` is the first member's (labels, pad token): a study's members share them."""
 
     def __init__(self, folder: str | Path) -> None:
-        self.members = []
+        self.members: list[tuple[PreTrainedModel, float]] = []
         self.tokenizer = None
         for _, path, weight in read_ensemble(folder):
             model, tokenizer = load_checkpoint(path)
@@ -158,13 +162,15 @@ class EnsembleModel:
             self.tokenizer = self.tokenizer or tokenizer
         self.config = self.members[0][0].config
 
-    def probabilities(self, **encoded: Any) -> Any:
+    def probabilities(self, **encoded: torch.Tensor) -> torch.Tensor:
         return sum(
             weight * model(**encoded).logits.float().softmax(-1) for model, weight in self.members
         )
 
 
-def load_classifier(folder: str | Path) -> tuple[Any, Any]:
+def load_classifier(
+    folder: str | Path,
+) -> tuple[PreTrainedModel | EnsembleModel, PreTrainedTokenizerBase]:
     """``(model, tokenizer)`` of a checkpoint, an export, or an ensemble folder."""
     if is_ensemble(folder):
         model = EnsembleModel(folder)
@@ -172,7 +178,9 @@ def load_classifier(folder: str | Path) -> tuple[Any, Any]:
     return load_checkpoint(folder)
 
 
-def probabilities(model: Any, encoded: Mapping[str, Any]) -> Any:
+def probabilities(
+    model: PreTrainedModel | EnsembleModel, encoded: Mapping[str, torch.Tensor]
+) -> torch.Tensor:
     """Label probabilities of a batch from a model or an :class:`EnsembleModel`."""
     if isinstance(model, EnsembleModel):
         return model.probabilities(**encoded)

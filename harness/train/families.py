@@ -8,7 +8,11 @@ under the usual attribute names only (DistilBERT calls them ``dim``, ``n_layers`
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from peft import PeftConfig
+    from transformers import PretrainedConfig
 
 # model_type -> method -> {config field: modules}, for families peft has no default for.
 TARGETS: dict[str, dict[str, dict[str, list[str]]]] = {
@@ -31,7 +35,9 @@ _SIZES = {
 }
 
 
-def resolve_targets(peft_config: Any, model_type: str, model_config: Any = None) -> None:
+def resolve_targets(
+    peft_config: PeftConfig, model_type: str, model_config: PretrainedConfig | None = None
+) -> None:
     """Fill, in place, what peft cannot work out and the config leaves null: target modules of
     families peft has no table for, model sizes for prefix and prompt tuning."""
     if model_config is not None:

@@ -24,10 +24,10 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
 
@@ -45,6 +45,12 @@ from harness.train.checkpoints import load_logits, save_checkpoint, save_logits
 from harness.train.compute import ComputeMeter
 from harness.train.model import BaseModel, build_trial_model, count_parameters
 from harness.train.optimizer import lr_scales, parameter_groups, reinit_top_layers
+
+if TYPE_CHECKING:
+    from datasets import Dataset, DatasetDict
+    from transformers import Trainer, TrainerCallback
+
+    from harness.metrics import MetricSuite
 
 
 @dataclass
@@ -72,9 +78,9 @@ class FinetuneResult:
 def finetune(
     trial_cfg: DictConfig,
     base: BaseModel,
-    datasets: Any,
-    compute_metrics: Any,
-    callbacks: list[Any] = (),
+    datasets: DatasetDict,
+    compute_metrics: MetricSuite,
+    callbacks: Sequence[TrainerCallback] = (),
     checkpoint_dir: Path | None = None,
     keep_checkpoint: Callable[[float], bool] | None = None,
     trainer_bars: bool = False,
@@ -140,7 +146,7 @@ def finetune(
         pruned = any(isinstance(c, PruningCallback) and c.pruned for c in callbacks)
         saved = Path(scratch) / f"checkpoint-{trainer.state.global_step}"
         paused = pruned and pause_to is not None and saved.is_dir()
-        if paused:
+        if paused and pause_to is not None:
             _save_pause(saved, Path(pause_to), stateful, snapshot, trainer.state.global_step)
     result = FinetuneResult(
         value=snapshot.value,
@@ -176,7 +182,11 @@ BEST_WEIGHTS = "best.safetensors"
 
 
 def _save_pause(
-    checkpoint: Path, target: Path, stateful: list[Any], snapshot: BestSnapshot, step: int
+    checkpoint: Path,
+    target: Path,
+    stateful: list[TrainerCallback],
+    snapshot: BestSnapshot,
+    step: int,
 ) -> None:
     """A paused run's state into ``target`` (a fresh folder the caller commits once complete):
     the Trainer's checkpoint of the evaluation it paused at, then the callbacks' state."""
@@ -195,7 +205,7 @@ def _save_pause(
     (target / HARNESS_STATE).write_text(json.dumps({"step": step, "callbacks": states}) + "\n")
 
 
-def _load_callback_states(state: Path, stateful: list[Any]) -> None:
+def _load_callback_states(state: Path, stateful: list[TrainerCallback]) -> None:
     """The callbacks' state of a paused run (see :func:`_save_pause`)."""
     saved = json.loads((state / HARNESS_STATE).read_text())["callbacks"]
     for callback in stateful:
@@ -223,29 +233,31 @@ class NonFiniteLoss(FloatingPointError):
     """The training loss became NaN or infinite: the trial fails at that step."""
 
 
-def _trainer_class() -> type:
+def _trainer_class() -> type[Trainer]:
     import torch
     from torch.utils.data import SequentialSampler
     from transformers import Trainer
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+    # transformers is untyped for mypy (its classes are Any): subclassing them is fine
+    class EpochSeededLengthGroupedSampler(LengthGroupedSampler):  # type: ignore[misc]
         """HF's length-grouped order drawn from the seed and the epoch alone (HF's draws from
         the global RNG, whose state at an epoch's start a resumed run cannot reproduce)."""
 
-        def __init__(self, *args: Any, seed: int, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
+        def __init__(self, batch_size: int, *, lengths: list[int], seed: int) -> None:
+            super().__init__(batch_size, lengths=lengths)
             self.seed, self.epoch = seed, 0
             self.generator = torch.Generator()
 
         def set_epoch(self, epoch: int) -> None:  # called by the Trainer before every epoch
             self.epoch = epoch
 
-        def __iter__(self):
+        def __iter__(self) -> Iterator[int]:
             self.generator.manual_seed(self.seed + self.epoch)
-            return super().__iter__()
+            order: Iterator[int] = super().__iter__()
+            return order
 
-    class HarnessTrainer(Trainer):
+    class HarnessTrainer(Trainer):  # type: ignore[misc]
         """The HF Trainer, plus: a NaN or infinite training loss fails the trial at the step it
         appears (HF would only filter it out of the logged average); validation splits are
         evaluated in their own order: they come sorted by length, so batches pad to almost
@@ -254,8 +266,9 @@ def _trainer_class() -> type:
         random order already does)."""
 
         lr_scales: dict[str, float] | None = None  # train.layer_lr_decay, loraplus_lr_ratio
+        optimizer: torch.optim.Optimizer | None  # the Trainer's (None until it is created)
 
-        def create_optimizer(self, model: Any = None) -> Any:
+        def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
             """The Trainer's optimizer, with a learning rate per parameter where the harness
             scales them (:mod:`harness.train.optimizer`)."""
             if self.lr_scales is None or self.optimizer is not None:
@@ -274,7 +287,9 @@ def _trainer_class() -> type:
             )
             return self.optimizer
 
-        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        def _get_train_sampler(
+            self, train_dataset: Dataset | None = None
+        ) -> torch.utils.data.Sampler[int] | None:
             sampler = super()._get_train_sampler(train_dataset)
             if type(sampler) is LengthGroupedSampler:
                 return EpochSeededLengthGroupedSampler(
@@ -282,7 +297,13 @@ def _trainer_class() -> type:
                 )
             return sampler
 
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        def compute_loss(
+            self,
+            model: torch.nn.Module,
+            inputs: dict[str, torch.Tensor],
+            return_outputs: bool = False,
+            num_items_in_batch: torch.Tensor | int | None = None,
+        ) -> Any:  # the loss, or (loss, outputs): the Trainer's own return
             interrupts.check()
             out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             if not model.training:
@@ -300,21 +321,31 @@ def _trainer_class() -> type:
                 )
             return out
 
-        def evaluate(self, *args, **kwargs):
+        def evaluate(self, *args: object, **kwargs: object) -> dict[str, float]:
             meters = [c for c in self.callback_handler.callbacks if isinstance(c, ComputeMeter)]
             for meter in meters:
                 meter.evaluation_started()
             try:
-                return super().evaluate(*args, **kwargs)
+                metrics: dict[str, float] = super().evaluate(*args, **kwargs)
+                return metrics
             finally:
                 for meter in meters:
                     meter.evaluation_ended()
 
-        def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        def prediction_step(
+            self,
+            model: torch.nn.Module,
+            inputs: dict[str, torch.Tensor],
+            prediction_loss_only: bool,
+            ignore_keys: list[str] | None = None,
+        ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
             faults.hit("evaluate")
-            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+            out: tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None] = (
+                super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+            )
+            return out
 
-        def _get_eval_sampler(self, eval_dataset: Any) -> Any:
+        def _get_eval_sampler(self, eval_dataset: Dataset) -> SequentialSampler:
             return SequentialSampler(eval_dataset)
 
     return HarnessTrainer

@@ -10,11 +10,16 @@ import copy
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from harness.base.errors import ConfigError, first_line
 from harness.base.objects import build
 from harness.train.families import resolve_targets
+
+if TYPE_CHECKING:
+    import torch
+    from omegaconf import DictConfig
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -23,14 +28,14 @@ log = logging.getLogger(__name__)
 class BaseModel:
     """Pretrained weights with a classification head for the study's labels."""
 
-    model: Any  # transformers.PreTrainedModel; trials train deep copies of it
-    tokenizer: Any
+    model: PreTrainedModel  # trials train deep copies of it
+    tokenizer: PreTrainedTokenizerBase
     # Modules the checkpoint did not provide (the new head, and e.g. a missing pooler): they are
     # randomly initialised, so adapters must train and save them too.
     new_modules: list[str] = field(default_factory=list)
 
 
-def load_tokenizer(model_cfg: Any) -> Any:
+def load_tokenizer(model_cfg: DictConfig) -> PreTrainedTokenizerBase:
     """The model's tokenizer; models without a pad token (GPT-2) pad with their EOS token."""
     from transformers import AutoTokenizer
 
@@ -46,7 +51,9 @@ def load_tokenizer(model_cfg: Any) -> Any:
     return tokenizer
 
 
-def load_base_model(model_cfg: Any, label_names: list[str], tokenizer: Any, seed: int) -> BaseModel:
+def load_base_model(
+    model_cfg: DictConfig, label_names: list[str], tokenizer: PreTrainedTokenizerBase, seed: int
+) -> BaseModel:
     """Read the pretrained weights once and put a head for ``label_names`` on them.
 
     The new head is initialised under ``seed``, so every trial starts from the same weights.
@@ -75,8 +82,9 @@ def load_base_model(model_cfg: Any, label_names: list[str], tokenizer: Any, seed
     return BaseModel(model, tokenizer, new_modules)
 
 
-def build_trial_model(base: BaseModel, peft_cfg: Any, seed: int) -> Any:
-    """A fresh copy of the base model, wrapped in the configured adapter (if any)."""
+def build_trial_model(base: BaseModel, peft_cfg: DictConfig, seed: int) -> torch.nn.Module:
+    """A fresh copy of the base model, wrapped in the configured adapter (if any): a
+    ``PreTrainedModel`` or a peft ``PeftModel``."""
     from transformers import set_seed
 
     set_seed(seed)  # adapter initialisation and dropout
@@ -97,7 +105,7 @@ def build_trial_model(base: BaseModel, peft_cfg: Any, seed: int) -> Any:
         raise ConfigError("peft.config", first_line(exc)) from exc
 
 
-def count_parameters(model: Any) -> tuple[int, int]:
+def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
     """(trainable, total) parameter counts: peft's own count for an adapter model (the same
     figures, checked for LoRA, prefix, prompt and IA3), the plain sum for a full fine-tune."""
     if hasattr(model, "get_nb_trainable_parameters"):
@@ -107,7 +115,15 @@ def count_parameters(model: Any) -> tuple[int, int]:
     return (sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params))
 
 
-def _from_pretrained(cls: Any, model_cfg: Any, **kwargs: Any) -> Any:
+class _Pretrained(Protocol):
+    """A transformers Auto class."""
+
+    def from_pretrained(self, name: str, **kwargs: object) -> Any: ...
+
+
+def _from_pretrained(cls: _Pretrained, model_cfg: DictConfig, **kwargs: object) -> Any:
+    """``cls.from_pretrained`` (a transformers Auto class: a model, a tokenizer, or a model
+    and its loading info) with errors that name the config field."""
     name = str(model_cfg.name_or_path)
     looks_local = name.startswith(("/", "./", "../", "~")) or Path(name).expanduser().exists()
     if looks_local and not Path(name).expanduser().is_dir():

@@ -9,9 +9,12 @@ fine-tune initialised afresh (Zhang et al. 2021, "Revisiting few-sample BERT fin
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.base.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 # a transformer block's index in a parameter name: BERT/RoBERTa "layer.N.", GPT-2 "h.N.",
 # Llama/Mistral "layers.N.", T5 "block.N."
@@ -25,7 +28,7 @@ def layer_of(name: str) -> int | None:
 
 
 def lr_scales(
-    model: Any, layer_lr_decay: float | None, loraplus_lr_ratio: float | None
+    model: torch.nn.Module, layer_lr_decay: float | None, loraplus_lr_ratio: float | None
 ) -> dict[str, float]:
     """Trainable parameter name -> its learning rate's multiple of ``train.learning_rate``."""
     names = [n for n, p in model.named_parameters() if p.requires_grad]
@@ -47,15 +50,15 @@ def lr_scales(
 
 
 def parameter_groups(
-    model: Any,
+    model: torch.nn.Module,
     scales: dict[str, float],
     decay_names: set[str],
     learning_rate: float,
     weight_decay: float,
-) -> list[dict[str, Any]]:
+) -> list[dict[str, Any]]:  # torch's param groups: parameters, numbers
     """Optimizer groups: one per (learning rate, weight decay or not), as the Trainer groups
     (no weight decay on biases and norms)."""
-    groups: dict[tuple[float, bool], list[Any]] = {}
+    groups: dict[tuple[float, bool], list[torch.nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if param.requires_grad:
             groups.setdefault((scales.get(name, 1.0), name in decay_names), []).append(param)
@@ -69,7 +72,7 @@ def parameter_groups(
     ]
 
 
-def reinit_top_layers(model: Any, count: int) -> list[int]:
+def reinit_top_layers(model: torch.nn.Module, count: int) -> list[int]:
     """Initialise the top ``count`` transformer layers afresh (the model's own initialiser);
     returns their indices."""
     if count == 0:
@@ -94,7 +97,7 @@ def reinit_top_layers(model: Any, count: int) -> list[int]:
     return indices
 
 
-def _layer_list(model: Any) -> Any:
+def _layer_list(model: torch.nn.Module) -> torch.nn.ModuleList | None:
     """The longest ModuleList of transformer blocks (encoder.layer, transformer.h, …)."""
     import torch
 

@@ -97,6 +97,7 @@ def test_only_search_space_overrides_are_rewritten():
     ]
 
 
+@pytest.mark.integration  # a sweep of the tiny BERT
 def test_a_sweep_from_the_command_line_with_a_replaced_and_a_fixed_entry(
     sweep_overrides, monkeypatch, capsys
 ):

@@ -8,13 +8,14 @@ import pytest
 import torch
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
+from harness.base.direction import is_better
 from harness.base.errors import ConfigError
+from harness.records.trials import pruning_signal
 from harness.train.callbacks import (
     BestSnapshot,
     EvaluateAtEnd,
     MetricsLogger,
     PruningCallback,
-    is_better,
 )
 
 
@@ -175,7 +176,7 @@ def test_the_pruner_sees_the_prune_metric_in_the_study_direction(hooks, study_cf
 
     study = optuna.create_study(direction=study_cfg["direction"], pruner=optuna.pruners.NopPruner())
     trial = study.ask()
-    callback = PruningCallback.for_study(trial, OmegaConf.create(study_cfg))
+    callback = PruningCallback(trial, *pruning_signal(OmegaConf.create(study_cfg)))
     for value in (0.7, 0.6):  # accuracy; the loss is 1 - accuracy
         evaluate(callback, hooks, value)
     assert list(study.trials[0].intermediate_values.values()) == pytest.approx(reported)
