@@ -29,14 +29,16 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from harness.base.files import replace_folder
 from harness.records import schema, trials
+from harness.records.final import FinalRecord
 from harness.train.checkpoints import load_logits, save_logits
 from harness.train.ensemble import ENSEMBLE_FILE, greedy_selection, log_loss, mixed, softmax
 from harness.train.ensemble import write_ensemble as write_ensemble_file
@@ -46,6 +48,7 @@ from harness.train.soup import average_checkpoints
 if TYPE_CHECKING:
     import numpy as np
     import optuna
+    from datasets import Dataset
 
     from harness.metrics import MetricSuite
 
@@ -53,6 +56,8 @@ log = logging.getLogger(__name__)
 
 ENSEMBLE_DIR = "ensemble"  # under the final stage's folder
 SOUP_DIR = "soup"
+# an ensemble's or a soup's record, part of the final record: JSON (records.final)
+Combined = FinalRecord
 
 
 @dataclass
@@ -71,7 +76,7 @@ def candidates(
     runs first, then search trials, each group best first."""
     found: list[Candidate] = []
     seen: set[str] = set()
-    groups = (
+    groups: tuple[tuple[optuna.Study, Path, str, Callable[[FrozenTrial], str]], ...] = (
         (
             companion,
             final_root / "checkpoints",
@@ -105,7 +110,7 @@ def candidates(
     return found
 
 
-def scorer(metrics: MetricSuite, metric: str, labels: list[int]) -> Any:
+def scorer(metrics: MetricSuite, metric: str, labels: list[int]) -> Callable[[np.ndarray], float]:
     """The study metric of a probability table on the validation labels (the loss: log loss)."""
 
     def score(probabilities: np.ndarray) -> float:
@@ -124,7 +129,7 @@ def select(
     metric: str,
     maximize: bool,
     output_dir: Path,
-) -> dict[str, Any] | None:
+) -> Combined | None:
     """The ensemble greedy selection makes of ``found`` (its record; None without candidates)."""
     if not found:
         return None
@@ -155,13 +160,13 @@ def select(
 
 def greedy_soup(
     ingredients: list[Candidate],
-    validation: Any,
+    validation: Dataset,
     metrics: MetricSuite,
     metric: str,
     maximize: bool,
     output_dir: Path,
     final_root: Path,
-) -> dict[str, Any] | None:
+) -> Combined | None:
     """The greedy soup of ``ingredients`` (the chosen configuration's seeds, best first),
     written to ``final/soup``; None (and no folder) when no second seed joins."""
     import numpy as np
@@ -203,8 +208,8 @@ def decide(
     mode: str,
     seed_value: float,
     maximize: bool,
-    ensemble: dict[str, Any] | None,
-    soup: dict[str, Any] | None,
+    ensemble: Combined | None,
+    soup: Combined | None,
 ) -> str:
     """What ships: "seed", "soup" or "ensemble" (``final.combine``; ``auto``: the best
     validation value, ties to the simpler; an ensemble of one model is not an ensemble)."""
@@ -227,14 +232,14 @@ def _describe(weights: dict[str, float]) -> str:
     return ", ".join(f"{name} x{weight:.2f}" for name, weight in weights.items())
 
 
-def describe(ensemble: dict[str, Any]) -> str:
+def describe(ensemble: Combined) -> str:
     """``final-3-seed1 x0.50, trial-7 x0.25, …``"""
     return _describe({m["name"]: m["weight"] for m in ensemble["members"]})
 
 
 def test_score(
-    shipped: dict[str, Any], output_dir: Path, split: Any, metrics: MetricSuite, metric: str
-) -> dict[str, Any]:
+    shipped: Combined, output_dir: Path, split: Dataset, metrics: MetricSuite, metric: str
+) -> Combined:
     """The ensemble's or the soup's test score (every metric; ``value``: the study metric's)."""
     if shipped["kind"] == "soup":
         probabilities = checkpoint_probabilities(output_dir / shipped["checkpoint"], split)
@@ -248,7 +253,7 @@ def test_score(
     return {"value": scores[metric], "metrics": scores}
 
 
-def write_folder(ensemble: dict[str, Any], output_dir: Path, final_root: Path) -> Path:
+def write_folder(ensemble: Combined, output_dir: Path, final_root: Path) -> Path:
     """``final/ensemble/ensemble.json`` for the recorded ensemble, written whole."""
     target = final_root / ENSEMBLE_DIR
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -263,7 +268,7 @@ def write_folder(ensemble: dict[str, Any], output_dir: Path, final_root: Path) -
     return target / ENSEMBLE_FILE
 
 
-def member_folders(record: dict[str, Any] | None, output_dir: Path) -> set[Path]:
+def member_folders(record: FinalRecord | None, output_dir: Path) -> set[Path]:
     """The checkpoint folders the recorded ensemble needs (empty without one)."""
     ensemble = (record or {}).get("ensemble") or {}
     return {(output_dir / m["checkpoint"]).resolve() for m in ensemble.get("members", [])}

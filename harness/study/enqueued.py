@@ -21,7 +21,7 @@ workers only worker 0 (or a lone process) queues: two at once could both find a 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import optuna
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -30,22 +30,30 @@ from harness.base.errors import ConfigError
 from harness.base.files import sqlite_path
 from harness.base.secrets import mask
 from harness.records import schema
-from harness.space import MethodSpace, fit_params
+from harness.space import MethodSpace, SearchSpace, fit_params
+
+if TYPE_CHECKING:
+    from optuna.distributions import CategoricalChoiceType
 
 log = logging.getLogger(__name__)
 State = optuna.trial.TrialState
 MANUAL = "manual"
+Params = dict[str, "CategoricalChoiceType"]  # a configuration's params, as Optuna takes them
+Planned = tuple[Params, str]  # a parameter set to queue, with its mark
+Space = SearchSpace | MethodSpace
 
 
-def planned(cfg: DictConfig, space: Any) -> list[tuple[dict[str, Any], str]]:
+def planned(cfg: DictConfig, space: Space) -> list[Planned]:
     """The parameter sets to queue, in order, each with its mark (see the module)."""
-    seeds = []
+    seeds: list[Planned] = []
     own = recipe(cfg, space)
     if own is not None:
         seeds.append((own, schema.RECIPE_MARK))
     given = cfg.study.get("enqueue")
-    given = OmegaConf.to_container(given, resolve=True) if given is not None else []
-    for i, params in enumerate(given):
+    sets = (  # a list of parameter sets (the study schema's)
+        cast("list[Any]", OmegaConf.to_container(given, resolve=True)) if given is not None else []
+    )
+    for i, params in enumerate(sets):
         try:
             seeds.append((fit_params(space, params), MANUAL))
         except ConfigError as exc:
@@ -54,7 +62,7 @@ def planned(cfg: DictConfig, space: Any) -> list[tuple[dict[str, Any], str]]:
     return seeds + _warm_start(cfg, space)
 
 
-def recipe(cfg: DictConfig, space: Any) -> dict[str, Any] | None:
+def recipe(cfg: DictConfig, space: Space) -> Params | None:
     """The sweep's recipe checked against the space: one complete configuration (every
     searched param has a value inside its range), or None without one."""
     given = cfg.get("recipe")
@@ -68,12 +76,13 @@ def recipe(cfg: DictConfig, space: Any) -> dict[str, Any] | None:
     if not isinstance(values, dict) or not values:
         raise ConfigError("recipe", f"must map param names to values (or be null), got {given!r}")
     try:
-        fitted = fit_params(space, values)
+        fitted = fit_params(space, cast("dict[str, object]", values))  # JSON: names to values
     except ConfigError as exc:
         raise ConfigError(
             f"recipe.{exc.field}" if exc.field != "params" else "recipe", exc.message
         ) from None
-    needed = searched_names(space, fitted.get(schema.METHOD_PARAM))
+    method = fitted.get(schema.METHOD_PARAM)
+    needed = searched_names(space, None if method is None else str(method))
     missing = [name for name in needed if name not in fitted]
     if missing:
         raise ConfigError(
@@ -84,7 +93,7 @@ def recipe(cfg: DictConfig, space: Any) -> dict[str, Any] | None:
     return fitted
 
 
-def searched_names(space: Any, method: str | None) -> list[str]:
+def searched_names(space: Space, method: str | None) -> list[str]:
     """The names of the params a trial samples (a methods study: those of ``method``)."""
     if isinstance(space, MethodSpace):
         shared = [p.path for p in (space.shared or []) if p.searched]
@@ -95,10 +104,12 @@ def searched_names(space: Any, method: str | None) -> list[str]:
     return [p.path for p in space if p.searched]
 
 
-def check_recipe(existing: Any, own: dict[str, Any] | None) -> None:
+def check_recipe(existing: optuna.Study | None, own: Params | None) -> None:
     """On resume: the recipe is the one the study was made with (a study made before recipes,
     or without one, keeps having none)."""
-    recorded = None if existing is None else existing.user_attrs.get(schema.RECIPE_ATTR)
+    if existing is None:
+        return
+    recorded = existing.user_attrs.get(schema.RECIPE_ATTR)
     if recorded is not None and recorded != own:
         raise ConfigError(
             "recipe",
@@ -108,7 +119,7 @@ def check_recipe(existing: Any, own: dict[str, Any] | None) -> None:
         )
 
 
-def enqueue(study: Any, cfg: DictConfig, seeds: list[tuple[dict[str, Any], str]]) -> int:
+def enqueue(study: optuna.Study, cfg: DictConfig, seeds: list[Planned]) -> int:
     """Queue ``seeds`` on ``study`` (worker 0 or a lone process); the number queued."""
     if cfg.study.get("worker") not in (None, 0) or not seeds:
         return 0
@@ -147,7 +158,7 @@ def enqueue(study: Any, cfg: DictConfig, seeds: list[tuple[dict[str, Any], str]]
     return queued
 
 
-def warm_start_record(cfg: DictConfig) -> dict[str, Any] | None:
+def warm_start_record(cfg: DictConfig) -> dict[str, str | int] | None:
     """What the study records of its warm start (None without one)."""
     warm = cfg.study.warm_start
     if not warm.get("name"):
@@ -159,7 +170,7 @@ def _source_url(cfg: DictConfig) -> str:
     return str(cfg.study.warm_start.get("storage") or cfg.study.storage)
 
 
-def _warm_start(cfg: DictConfig, space: Any) -> list[tuple[dict[str, Any], str]]:
+def _warm_start(cfg: DictConfig, space: Space) -> list[Planned]:
     """The other study's best complete trials that fit this space, best first, top_k of them."""
     warm = cfg.study.warm_start
     if not warm.get("name"):
@@ -183,7 +194,7 @@ def _warm_start(cfg: DictConfig, space: Any) -> list[tuple[dict[str, Any], str]]
         ) from None
     sign = -1 if source.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1
     complete = source.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    seeds = []
+    seeds: list[Planned] = []
     for trial in sorted(complete, key=lambda t: (sign * t.values[0], t.number)):
         try:
             params = fit_params(space, trial.params)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
-from harness.records import schema
+from harness.records import schema, trials
+
+if TYPE_CHECKING:
+    import optuna
 
 
 class FailureLimit:
@@ -26,7 +29,7 @@ class FailureLimit:
         self.streak: list[str] = []  # the errors of the current run of failures
         self.reason: str | None = None
 
-    def __call__(self, study: Any, trial: Any) -> None:
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if trial.state not in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
             return
         if trial.state == TrialState.FAIL and trial.user_attrs.get(schema.INTERRUPTED_ATTR):
@@ -36,12 +39,7 @@ class FailureLimit:
             self.streak = []
             return
         self.failed += 1
-        error = str(
-            trial.user_attrs.get(schema.ERROR_ATTR)
-            or trial.user_attrs.get(schema.INTERRUPTED_ATTR)
-            or "Optuna recorded it as failed (no error was raised inside the trial)"
-        )
-        self.streak.append(error.splitlines()[0])
+        self.streak.append(trials.failure_reason(trial).splitlines()[0])
         if self.consecutive is not None and len(self.streak) >= self.consecutive:
             self._stop(
                 study,
@@ -59,7 +57,7 @@ class FailureLimit:
                 f"(more than study.failure_limit.rate={self.rate})",
             )
 
-    def _stop(self, study: Any, what: str) -> None:
+    def _stop(self, study: optuna.Study, what: str) -> None:
         errors = self.streak
         kinds = {error.split(":", 1)[0] for error in errors}
         if len(set(errors)) == 1 and len(errors) > 1:

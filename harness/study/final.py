@@ -22,10 +22,11 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from harness.base import faults, interrupts
 from harness.base.errors import ConfigError
@@ -34,46 +35,66 @@ from harness.config import settings
 from harness.records import final as final_record
 from harness.records import schema, trials
 from harness.study import combine
+from harness.study.enqueued import Params
 from harness.study.lock import study_lock
-from harness.study.objective import Objective
-from harness.train.checkpoints import CheckpointStore
+from harness.study.objective import FineTune, Objective
+from harness.study.retention import StudyCheckpoints
 from harness.train.scoring import has_labels, score_checkpoint
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from omegaconf import DictConfig
+
+    from harness.records.tracker import Tracker
+    from harness.study.recovery import Recovery
+    from harness.study.setup import Prepared
+
 log = logging.getLogger(__name__)
+
+Wanted = tuple[int, Params, int]  # a final run: (the search trial it re-runs, its params, seed)
+FinalRecord = final_record.FinalRecord
 
 
 class FinalObjective(Objective):
     """A final-stage run: the configuration of the trial it re-runs (enqueued as fixed params),
     another seed, no pruning, its checkpoint kept until the choice."""
 
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
+    def __init__(
+        self,
+        prepared: Prepared,
+        tracker: Tracker,
+        store: StudyCheckpoints,
+        progress: StudyProgress,
+        finetune: FineTune | None = None,
+    ) -> None:
+        super().__init__(prepared, tracker, store, progress, finetune=finetune)
         self.prunes = False
 
-    def _configure(self, trial: Any) -> tuple[Any, dict[str, Any]]:
+    def _configure(self, trial: optuna.Trial) -> tuple[DictConfig, Params]:
         trial_cfg, values = super()._configure(trial)
         trial_cfg.train.seed = int(self.cfg.train.seed) + self._seed(trial)
         return trial_cfg, values
 
-    def _init_seed(self, trial: Any) -> int | None:
+    def _init_seed(self, trial: optuna.Trial) -> int | None:
         """final.vary=data_order: every seed starts from the same weights (the search's)."""
         if settings(self.cfg, "final").vary == "data_order":
             return int(self.cfg.train.seed)
         return None
 
-    def _number(self, trial: Any) -> int:
+    def _number(self, trial: optuna.Trial | FrozenTrial) -> int:
         return trials.final_key(trial)[0]
 
-    def _seed(self, trial: Any) -> int:
+    def _seed(self, trial: optuna.Trial | FrozenTrial) -> int:
         return trials.final_key(trial)[1]
 
-    def after_trial(self, study: Any, trial: Any) -> None:
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.recorded(trial)
         self._end_run(trial)
         self.progress.trial_finished(trial.state == TrialState.COMPLETE, None)
 
 
-def recipe_source(study: Any) -> tuple[int, dict[str, Any]] | None:
+def recipe_source(study: optuna.Study) -> tuple[int, Params] | None:
     """The recipe as the final stage trains it: (its search trial's number, its params), or
     None for a study without one. Its trial is the one that reached the furthest (a completed
     one: the same configuration as a top-k candidate, not trained twice)."""
@@ -92,13 +113,15 @@ def recipe_source(study: Any) -> tuple[int, dict[str, Any]] | None:
     return best.number, dict(params)
 
 
-def check_resumed(study: Any, cfg: Any) -> None:
+def check_resumed(study: optuna.Study | None, cfg: DictConfig) -> None:
     """A ConfigError (nothing trained) when a study whose final stage has chosen is resumed with
     ``final.seeds`` or ``final.vary`` changed: the seeds it ran are what its configurations'
     means and its kept checkpoints were made of, so the choice could not be made again
     consistently. Everything else under ``final`` is honoured on a resume (more top-k
     configurations are trained; ``combine`` and ``ensemble_size`` decide again)."""
-    earlier = final_record.record(study) if study is not None else None
+    if study is None:
+        return
+    earlier = final_record.record(study)
     if not earlier or earlier.get("skipped") or "seeds" not in earlier:
         return
     now = settings(cfg, "final")
@@ -116,22 +139,59 @@ def check_resumed(study: Any, cfg: Any) -> None:
             )
 
 
-def final_store(cfg: Any) -> CheckpointStore:
+def final_store(cfg: DictConfig) -> StudyCheckpoints:
     """The final-stage runs' checkpoints: ``<study.output_dir>/final/checkpoints/run-N``."""
-    return CheckpointStore(f"{cfg.study.output_dir}/final", None, label="run")
+    return StudyCheckpoints(f"{cfg.study.output_dir}/final", None, label="run")
+
+
+@dataclass(frozen=True)
+class FinalInputs:
+    """What the final stage takes from the search (it writes nothing back)."""
+
+    cfg: DictConfig
+    study: optuna.Study  # the search's
+    prepared: Prepared  # the data, base model and metrics every run shares
+    tracker: Tracker
+    store: StudyCheckpoints  # the search's checkpoints: ``best`` is linked to the choice
+    recovery: Recovery  # fails and closes the companion study's stale runs too
+    search_progress: StudyProgress  # the search's bar: ends where the final stage's begins
+    finetune: FineTune | None = None  # what trains a run (None: the real fine-tune)
+
+
+@dataclass(frozen=True)
+class FinalResult:
+    """What the final stage did: the record it saved (the study's ``harness.final``), or None
+    when it chose nothing this time (``final.seeds=0``, no complete trial, a run missing, or
+    another worker still training)."""
+
+    record: FinalRecord | None = None
+
+    @property
+    def chosen(self) -> int | None:
+        """The search trial whose configuration was chosen (None: none was)."""
+        trial = (self.record or {}).get("trial")
+        return None if trial is None else int(trial)
 
 
 class FinalStage:
-    """Runs (or finishes) the final stage of a study after its search."""
+    """Runs (or finishes) the final stage of a study after its search: ``run()`` returns a
+    :class:`FinalResult`. While its runs train, ``running`` is (the companion study, its
+    objective): what Ctrl-C records as interrupted."""
 
-    def __init__(self, sweep: Any) -> None:
-        self.sweep, self.cfg, self.study = sweep, sweep.cfg, sweep.study
+    def __init__(self, given: FinalInputs) -> None:
+        self.given, self.cfg, self.study = given, given.cfg, given.study
         self.store = final_store(self.cfg)
         self.settings = settings(self.cfg, "final")
         self.max_retries = self.cfg.study.max_retries
-        self.recipe: tuple[int, dict[str, Any]] | None = None  # (its trial, its params)
+        self.recipe: tuple[int, Params] | None = None  # (its trial, its params)
+        self.running: tuple[optuna.Study, FinalObjective] | None = None
+        self.saved: FinalRecord | None = None  # the record as saved
 
-    def run(self) -> None:
+    def run(self) -> FinalResult:
+        self._run()
+        return FinalResult(self.saved)
+
+    def _run(self) -> None:
         if self.settings.seeds == 0:
             return
         if len(self.study.directions) > 1:
@@ -150,10 +210,10 @@ class FinalStage:
             storage=self.study._storage,
             sampler=optuna.samplers.RandomSampler(),
             pruner=optuna.pruners.NopPruner(),
-            direction=trials.direction(self.study),
+            direction=self.study.direction,  # one objective: the search's
             load_if_exists=True,
         )
-        self.sweep.recovery.recover(self.companion)
+        self.given.recovery.recover(self.companion)
         candidates = [(t.number, dict(t.params)) for t in top]
         self.recipe = recipe_source(self.study) if self.settings.recipe else None
         if self.recipe is not None and self.recipe[0] not in {n for n, _ in candidates}:
@@ -185,15 +245,15 @@ class FinalStage:
 
     # ------------------------------------------------------------------ the runs
 
-    def _runs(self, *states: TrialState) -> dict[tuple[int, int], Any]:
+    def _runs(self, *states: TrialState) -> dict[tuple[int, int], FrozenTrial]:
         """(trial, seed) -> the companion trial in one of ``states`` (the first of each)."""
-        runs: dict[tuple[int, int], Any] = {}
+        runs: dict[tuple[int, int], FrozenTrial] = {}
         for trial in self.companion.get_trials(deepcopy=False, states=states):
             if schema.FINAL_TRIAL_ATTR in trial.user_attrs:
                 runs.setdefault(trials.final_key(trial), trial)
         return runs
 
-    def _incumbent(self) -> tuple[int, dict[str, Any]] | None:
+    def _incumbent(self) -> tuple[int, Params] | None:
         """The configuration the study ships so far (its earlier choice): (trial, params)."""
         earlier = final_record.record(self.study) or {}
         if earlier.get("trial") is None:
@@ -204,14 +264,14 @@ class FinalStage:
         )
         return None if trial is None else (trial.number, dict(trial.params))
 
-    def _queue_missing(self, wanted: list[tuple[int, dict[str, Any], int]]) -> int:
+    def _queue_missing(self, wanted: list[Wanted]) -> int:
         """Queue the runs that are not complete, queued or running, and have not failed more
         than ``study.max_retries`` times; returns how many were queued. Under the study's lock:
         two workers arriving together queue each run once."""
         with study_lock(self.study._storage, self.study.study_name, "final-queue"):
             return self._queue_missing_locked(wanted)
 
-    def _queue_missing_locked(self, wanted: list[tuple[int, dict[str, Any], int]]) -> int:
+    def _queue_missing_locked(self, wanted: list[Wanted]) -> int:
         present = self._runs(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
         failures: dict[tuple[int, int], int] = {}
         for trial in self.companion.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
@@ -233,9 +293,9 @@ class FinalStage:
             queued += 1
         return queued
 
-    def _train(self, wanted: list[tuple[int, dict[str, Any], int]], done: int, what: str) -> None:
-        cfg, sweep = self.cfg, self.sweep
-        sweep.progress.close()  # the search's bar ends where the final stage's begins
+    def _train(self, wanted: list[Wanted], done: int, what: str) -> None:
+        cfg, given = self.cfg, self.given
+        given.search_progress.close()  # the search's bar ends where the final stage's begins
         progress = StudyProgress(
             len(wanted),
             done,
@@ -243,8 +303,10 @@ class FinalStage:
             enabled=bool(cfg.display.progress),
             desc="final runs",
         )
-        objective = FinalObjective(sweep.prepared, sweep.tracker, self.store, progress)
-        sweep.active = (self.companion, objective)  # what Ctrl-C records as interrupted
+        objective = FinalObjective(
+            given.prepared, given.tracker, self.store, progress, finetune=given.finetune
+        )
+        self.running = (self.companion, objective)  # what Ctrl-C records as interrupted
         log.info(
             "final stage: %d of %d runs to train (%s x %d seeds)",
             len(wanted) - done,
@@ -259,7 +321,7 @@ class FinalStage:
                 if not counts["waiting"]:
                     if counts["running"]:  # another worker's: wait for it (or recover it)
                         time.sleep(min(5.0, float(cfg.study.heartbeat_interval)))
-                        sweep.recovery.check_stale(self.companion)
+                        given.recovery.check_stale(self.companion)
                         continue
                     if not self._queue_missing(wanted):
                         break
@@ -277,7 +339,7 @@ class FinalStage:
                     objective.taken_over = None
         finally:
             progress.close()
-        sweep.active = None
+        self.running = None
 
     # ------------------------------------------------------------------ the choice
 
@@ -289,7 +351,8 @@ class FinalStage:
         sign = 1 if trials.direction(self.study) == "maximize" else -1
         recipe = self.recipe[0] if self.recipe is not None else None
         by_number = {t.number: t for t in self.study.get_trials(deepcopy=False)}
-        configs, seeds_of = {}, {}
+        configs: dict[str, FinalRecord] = {}
+        seeds_of: dict[int, dict[int, FrozenTrial]] = {}
         for number in candidates:
             seeds = {
                 k: runs[(number, k)]
@@ -357,21 +420,19 @@ class FinalStage:
             record["test"] = earlier["test"]  # scored once: a rerun does not score again
         else:
             record["test"] = self._test(seeds_of[int(chosen)])  # after what ships is chosen
-        if recipe is not None and str(recipe) in configs:
-            record["recipe"] = self._recipe_record(recipe, configs, seeds_of, earlier, record)
+        if self.recipe is not None and str(self.recipe[0]) in configs:
+            record["recipe"] = self._recipe_record(self.recipe, configs, seeds_of, earlier, record)
         record["ships"], record["combine"] = kind, self.settings.combine
         if combined is not None:
             record[kind] = combined
         self._save(record)
-        if kind == "ensemble":
+        if kind == "ensemble" and combined is not None:
             combine.write_folder(combined, self.store.root.parent, self.store.root)
         elif kind != "soup":
             shutil.rmtree(self.store.root / combine.SOUP_DIR, ignore_errors=True)
         self._keep_only(best_run, combine.member_folders(record, self.store.root.parent))
 
-    def _combine(
-        self, record: dict[str, Any], earlier: dict[str, Any]
-    ) -> tuple[str, dict[str, Any] | None]:
+    def _combine(self, record: FinalRecord, earlier: FinalRecord) -> tuple[str, FinalRecord | None]:
         """What the study ships (``final.combine``): ("seed", None), ("ensemble", its record)
         or ("soup", its record). Chosen on validation; its test score taken after (once: a
         rerun that finds the same choice keeps it, and its test score)."""
@@ -392,8 +453,8 @@ class FinalStage:
         # ensemble is selected again; a soup that shipped stands as it was made (its other
         # seeds went once it shipped)
         output_dir = self.store.root.parent
-        validation = self.sweep.prepared.datasets["validation"]
-        metric, metrics = str(self.cfg.study.metric), self.sweep.prepared.metrics
+        validation = self.given.prepared.datasets["validation"]
+        metric, metrics = str(self.cfg.study.metric), self.given.prepared.metrics
         maximize = trials.direction(self.study) == "maximize"
         found = combine.candidates(self.study, self.companion, output_dir, self.store.root)
         ensemble = soup = None
@@ -434,7 +495,7 @@ class FinalStage:
             combined["folder"] = f"{self.store.root.name}/{combine.ENSEMBLE_DIR}"
         if "test" in combined:  # the soup as it was made, scored then
             return kind, combined
-        split = self.sweep.prepared.datasets.get("test")
+        split = self.given.prepared.datasets.get("test")
         if split is not None and has_labels(split):  # the choice is made: now the test split
             combined["test"] = combine.test_score(combined, output_dir, split, metrics, metric)
         return kind, combined
@@ -455,18 +516,19 @@ class FinalStage:
 
     def _recipe_record(
         self,
-        recipe: int,
-        configs: dict[str, Any],
-        seeds_of: dict[int, dict[int, Any]],
-        earlier: dict[str, Any],
-        record: dict[str, Any],
-    ) -> dict[str, Any]:
+        source: tuple[int, Params],
+        configs: dict[str, FinalRecord],
+        seeds_of: dict[int, dict[int, FrozenTrial]],
+        earlier: FinalRecord,
+        record: FinalRecord,
+    ) -> FinalRecord:
         """The recipe's seeds, scored on test like the chosen configuration's (once), and the
         chosen configuration's gain over it on the seeds both completed."""
+        recipe, params = source
         mine = configs[str(recipe)]
-        out: dict[str, Any] = {
+        out: FinalRecord = {
             "trial": recipe,
-            "params": self.recipe[1],
+            "params": params,
             "mean": mine["mean"],
             "sd": mine["sd"],
             "values": mine["values"],
@@ -488,8 +550,8 @@ class FinalStage:
             out["gain"]["test"] = final_record.paired_gain(tests[0], tests[1])
         return out
 
-    def _test(self, seeds: dict[int, Any]) -> dict[str, Any]:
-        split = self.sweep.prepared.datasets.get("test")
+    def _test(self, seeds: dict[int, FrozenTrial]) -> FinalRecord:
+        split = self.given.prepared.datasets.get("test")
         if split is None:
             return {"none": "the data has no test split"}
         if not has_labels(split):
@@ -499,26 +561,27 @@ class FinalStage:
             path = self.store.path(run.number)
             if not path.is_dir():
                 continue
-            scores = score_checkpoint(path, split, self.sweep.prepared.metrics)
+            scores = score_checkpoint(path, split, self.given.prepared.metrics)
             values[str(seed)] = scores[metric]
-            view = self.sweep.tracker.run(run.user_attrs.get(schema.RUN_ID_ATTR))
+            view = self.given.tracker.run(run.user_attrs.get(schema.RUN_ID_ATTR))
             if view is not None:
-                self.sweep.tracker.log_run_metrics(
+                self.given.tracker.log_run_metrics(
                     view.run_id, {f"{schema.TEST_PREFIX}{k}": v for k, v in scores.items()}
                 )
         if not values:
             return {"none": "not scored: the seeds' checkpoints were removed"}
-        mean, sd = final_record.mean_sd(values.values())
+        mean, sd = final_record.mean_sd(list(values.values()))
         return {"values": values, "mean": mean, "sd": sd}
 
-    def _save(self, record: dict[str, Any]) -> None:
+    def _save(self, record: FinalRecord) -> None:
         earlier = final_record.record(self.study)
         self.study.set_user_attr(schema.FINAL_ATTR, record)
+        self.saved = record
         metrics = final_record.parent_metrics(record, str(self.cfg.study.metric), earlier)
         if metrics:
-            self.sweep.tracker.log_run_metrics(self.sweep.tracker.parent_run_id, metrics)
+            self.given.tracker.log_run_metrics(self.given.tracker.parent_run_id, metrics)
 
-    def _keep_only(self, best_run: Any, members: set[Any]) -> None:
+    def _keep_only(self, best_run: FrozenTrial, members: set[Path]) -> None:
         """Local: only the chosen seed's checkpoint stays, and an ensemble's members (``best``
         points at the one or the other); MLflow (checkpoints.mlflow=kept): the other final runs
         lose theirs."""
@@ -528,10 +591,10 @@ class FinalStage:
         for folder in self.store.kept_dir.glob("run-*"):
             if folder != self.store.path(best_run.number) and folder.resolve() not in members:
                 shutil.rmtree(folder, ignore_errors=True)
-        self.sweep.store.remove_unkept(self.study)  # links best to the choice
+        self.given.store.remove_unkept(self.study)  # links best to the choice
         if self.cfg.checkpoints.mlflow != "kept":
             return
-        tracker = self.sweep.tracker
+        tracker = self.given.tracker
         for run in self.companion.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             run_id = run.user_attrs.get(schema.RUN_ID_ATTR)
             kept = run.number == best_run.number or (

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import optuna
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +29,7 @@ class TrialWatch:
     """Heartbeats for ``trial`` every ``interval`` seconds in a thread (:meth:`start` …
     :meth:`stop`); :attr:`taken_over` once the storage no longer has it RUNNING."""
 
-    def __init__(self, trial: Any, interval: float) -> None:
+    def __init__(self, trial: optuna.Trial, interval: float) -> None:
         self.storage = trial.study._storage
         self.trial_id = trial._trial_id
         self.interval = max(0.2, float(interval))

@@ -15,15 +15,22 @@ import hashlib
 import json
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from harness.base.errors import ConfigError
 from harness.records import schema
 
+if TYPE_CHECKING:
+    import optuna
+    from omegaconf import DictConfig
+    from transformers import PreTrainedModel
+
+    from harness.study.setup import Prepared
+
 _CHUNK = 1 << 20
 
 
-def input_identity(cfg: Any, prepared: Any) -> dict[str, str]:
+def input_identity(cfg: DictConfig, prepared: Prepared) -> dict[str, str]:
     """{input: its identity}: each split's content (labels and token ids, as the trials see
     them) under the field that names it, and the model's (nothing is downloaded)."""
     out: dict[str, str] = {}
@@ -38,7 +45,7 @@ def input_identity(cfg: Any, prepared: Any) -> dict[str, str]:
     return out
 
 
-def check_inputs(study: Any, identity: dict[str, str]) -> None:
+def check_inputs(study: optuna.Study, identity: dict[str, str]) -> None:
     """A ConfigError when the study was started on other inputs; a study from before inputs
     were recorded adopts these."""
     stored = study.user_attrs.get(schema.INPUTS_ATTR)
@@ -59,7 +66,7 @@ def check_inputs(study: Any, identity: dict[str, str]) -> None:
         )
 
 
-def _model_identity(model_cfg: Any, model: Any) -> str:
+def _model_identity(model_cfg: DictConfig, model: PreTrainedModel) -> str:
     path = Path(str(model_cfg.name_or_path)).expanduser()
     if path.is_dir():
         package = _embedded_package(path)

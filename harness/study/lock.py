@@ -20,7 +20,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from harness.base.files import sqlite_path
 
@@ -40,16 +40,17 @@ def study_lock(
     on it; an RDB storage, or Optuna's cache around one), for at most ``timeout`` seconds of
     waiting on PostgreSQL and MySQL."""
     name = f"harness:{study_name}:{purpose}"
-    storage = getattr(storage, "_backend", storage)  # Optuna's cache around an RDBStorage
-    url = str(getattr(storage, "url", ""))
-    dialect = storage.engine.dialect.name if hasattr(storage, "engine") else ""
+    # Optuna's cache around an RDBStorage; an RDBStorage is the one with an engine
+    backend = cast("RDBStorage", getattr(storage, "_backend", storage))
+    url = str(getattr(backend, "url", ""))
+    dialect = backend.engine.dialect.name if hasattr(backend, "engine") else ""
     if dialect == "sqlite":
         path = sqlite_path(url)
         lock = _file_lock(path) if path is not None else _thread_lock()
     elif dialect == "postgresql":
-        lock = _postgres_lock(storage, name, timeout)
+        lock = _postgres_lock(backend, name, timeout)
     elif dialect in ("mysql", "mariadb"):
-        lock = _mysql_lock(storage, name, timeout)
+        lock = _mysql_lock(backend, name, timeout)
     else:
         if dialect not in _warned:
             _warned.add(dialect)

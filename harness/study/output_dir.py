@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 from harness.base.errors import ConfigError
 from harness.base.files import sqlite_path
@@ -70,7 +69,11 @@ def claim(output_dir: str, study_name: str, uid: str, storage: str = "") -> None
 
 
 def _check(
-    output_dir: str, mark: dict[str, Any], study_name: str, uid: Any = _ANY, storage: str = ""
+    output_dir: str,
+    mark: dict[str, object],
+    study_name: str,
+    uid: str | None | object = _ANY,
+    storage: str = "",
 ) -> None:
     """Refuse the folder ``mark`` describes to a study other than ``study_name`` of uid ``uid``
     (None: a study without one yet; not given: the name only), which is in ``storage``."""
@@ -127,7 +130,7 @@ def _stored_uid(storage: str, study_name: str) -> tuple[bool, str | None]:
         rdb.engine.dispose()
 
 
-def _mark(folder: Path) -> dict[str, Any] | None:
+def _mark(folder: Path) -> dict[str, object] | None:
     try:
         mark = json.loads((folder / OWNER_FILE).read_text())
         return mark if isinstance(mark, dict) and isinstance(mark.get("study"), str) else None

@@ -79,7 +79,7 @@ class PromotionPruner(optuna.pruners.BasePruner):
 
     def is_rung(self, step: int) -> bool:
         """Is evaluation ``step`` a rung?"""
-        rung = self.min_resource * self.reduction_factor**self.min_early_stopping_rate
+        rung: int = self.min_resource * self.reduction_factor**self.min_early_stopping_rate
         while rung < step:
             rung *= self.reduction_factor
         return rung == step

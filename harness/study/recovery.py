@@ -26,19 +26,24 @@ import os
 import socket
 import warnings
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RetryHeartbeatStaleTrialCallback
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from harness.records import schema, trials
+
+if TYPE_CHECKING:
+    from harness.records.tracker import Tracker
+    from harness.study.paused import PausedStates
+    from harness.study.retention import StudyCheckpoints
 
 log = logging.getLogger(__name__)
 
 
-def this_worker() -> dict[str, Any]:
+def this_worker() -> dict[str, str | int]:
     """Identifies this process among all workers of a study (host, boot, pid)."""
     host, boot = _machine()
     return {"host": host, "boot": boot, "pid": os.getpid()}
@@ -54,7 +59,7 @@ def _machine() -> tuple[str, str]:
     return socket.gethostname(), boot
 
 
-def process_is_gone(worker: Any) -> bool:
+def process_is_gone(worker: object) -> bool:
     """True only when ``worker`` ran on this machine (this boot) and its process has ended."""
     me = this_worker()
     if not isinstance(worker, dict) or (worker.get("host"), worker.get("boot")) != (
@@ -79,12 +84,12 @@ class Recovery:
 
     def __init__(
         self,
-        tracker: Any,
-        store: Any,
+        tracker: Tracker,
+        store: StudyCheckpoints,
         max_retry: int | None,
         grace_period: int,
-        final_store: Any = None,
-        paused: Any = None,
+        final_store: StudyCheckpoints | None = None,
+        paused: PausedStates | None = None,
     ) -> None:
         self.tracker = tracker
         self.store = store
@@ -93,7 +98,7 @@ class Recovery:
         self.max_retry = max_retry
         self.grace_period = grace_period
 
-    def __call__(self, study: Any, trial: Any) -> None:
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Optuna's stale-trial callback: ``trial`` is already FAIL in the storage."""
         worker = trial.user_attrs.get(schema.WORKER_ATTR) or {}
         where = f" ({worker.get('host')}, pid {worker.get('pid')})" if worker else ""
@@ -105,12 +110,12 @@ class Recovery:
             status="FAILED",
         )
 
-    def recover(self, study: Any) -> None:
+    def recover(self, study: optuna.Study) -> None:
         """When a sweep starts: fail what dead processes left running, close MLflow runs that
         are still open for finished trials, remove half-written checkpoints."""
 
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            worker = trial.user_attrs.get(schema.WORKER_ATTR)
+            worker = trial.user_attrs.get(schema.WORKER_ATTR) or {}
             if process_is_gone(worker):
                 self.fail(
                     study,
@@ -123,7 +128,7 @@ class Recovery:
         if not trials.is_final(study):  # the final stage removes its own when it chooses
             self.store.remove_unkept(study)
 
-    def check_stale(self, study: Any) -> None:
+    def check_stale(self, study: optuna.Study) -> None:
         """Fail (and so recover) the trials whose heartbeat is older than the grace period, and
         those that never started: RUNNING for longer than the grace period without a worker
         (a process stopped inside Optuna's ``ask()``, before its first heartbeat, or another
@@ -148,7 +153,7 @@ class Recovery:
                     "without a worker or a heartbeat",
                 )
 
-    def interrupted(self, study: Any, number: int | None, reason: str) -> None:
+    def interrupted(self, study: optuna.Study, number: int | None, reason: str) -> None:
         """After Ctrl-C / SIGTERM: the trial this process was running (``number``, which Optuna
         may have failed already) and any other trial it left RUNNING end as FAIL, interrupted,
         with their parameters queued again."""
@@ -162,7 +167,9 @@ class Recovery:
             elif trial.state == TrialState.FAIL and trial.number == number:
                 self._close(study, trial, reason, status="KILLED")
 
-    def fail(self, study: Any, trial: Any, reason: str, status: str = "FAILED") -> None:
+    def fail(
+        self, study: optuna.Study, trial: FrozenTrial, reason: str, status: str = "FAILED"
+    ) -> None:
         """Fail a RUNNING trial with ``reason`` (unless another worker got there first); its
         MLflow run ends with ``status``: KILLED when stopped by a signal, FAILED when its worker
         died."""
@@ -176,7 +183,7 @@ class Recovery:
             return
         self._close(study, storage.get_trial(trial._trial_id), reason, status)
 
-    def _close(self, study: Any, trial: Any, reason: str, status: str) -> None:
+    def _close(self, study: optuna.Study, trial: FrozenTrial, reason: str, status: str) -> None:
         log.warning(
             "trial %d stopped (%s): recorded as failed, its parameters queued again",
             trial.number,
@@ -186,13 +193,15 @@ class Recovery:
         # search's trial of the same number; the final stage queues it again itself
         final = trials.is_final(study)
         number, seed = trials.final_key(trial) if final else (trial.number, None)
-        (self.final_store if final else self.store).discard(trial.number)
+        store = self.final_store if final else self.store
+        if store is not None:
+            store.discard(trial.number)
         if self.paused is not None and not final:
             self.paused.discard(trial.number)
         # exactly this attempt's run: a final-stage run retried shares its number and seed
-        attempt = {"trial_id": trial._trial_id, "run_id": trial.user_attrs.get(schema.RUN_ID_ATTR)}
+        trial_id, run_id = trial._trial_id, trial.user_attrs.get(schema.RUN_ID_ATTR)
         try:
-            for run in self.tracker.attempt_runs(number, seed, **attempt):
+            for run in self.tracker.attempt_runs(number, seed, trial_id, run_id):
                 if self.tracker.has_checkpoint(run.run_id):
                     self.tracker.delete_checkpoint(run.run_id, "removed: trial interrupted")
             self.tracker.close_trial_run(
@@ -201,7 +210,8 @@ class Recovery:
                 status,
                 {schema.ERROR_TAG: f"interrupted: {reason}"},
                 seed=seed,
-                **attempt,
+                trial_id=trial_id,
+                run_id=run_id,
             )
         except Exception as exc:  # Optuna's record is the one that counts: go on
             log.warning("could not close the MLflow run of trial %d: %s", trial.number, exc)
@@ -214,7 +224,7 @@ class Recovery:
             warnings.simplefilter("ignore")
             RetryHeartbeatStaleTrialCallback(max_retry=self.max_retry)(study, clean)
 
-    def _close_orphan_runs(self, study: Any) -> None:
+    def _close_orphan_runs(self, study: optuna.Study) -> None:
         """Trial runs still RUNNING in MLflow whose Optuna trial has ended (a process killed
         between the two records) end now with the trial's state."""
 
@@ -229,7 +239,9 @@ class Recovery:
         }
         by_id = {str(t._trial_id): t for t in mine}
         # runs from before the trial-id tag: by number and seed (the latest attempt)
-        by_key = {(trials.final_key(t) if final else (t.number, None)): t for t in mine}
+        by_key: dict[tuple[int, int | None], FrozenTrial] = {
+            (trials.final_key(t) if final else (t.number, None)): t for t in mine
+        }
         for run in self.tracker.trial_runs(status="RUNNING", final=final):
             number = int(run.tags.get(schema.NUMBER_TAG, -1))
             seed = int(run.tags[schema.FINAL_SEED_TAG]) if final else None
@@ -243,8 +255,7 @@ class Recovery:
             state, tags = trial.state.name, {}
             status = schema.RUN_STATUS.get(state, "FAILED")
             if state == "FAIL":
-                error = trial.user_attrs.get(schema.ERROR_ATTR)
-                interrupted = trial.user_attrs.get(schema.INTERRUPTED_ATTR) or "process stopped"
-                status = "KILLED" if str(interrupted).startswith("interrupted by") else "FAILED"
-                tags = {schema.ERROR_TAG: error or f"interrupted: {interrupted}"}
+                interrupted = str(trial.user_attrs.get(schema.INTERRUPTED_ATTR) or "")
+                status = "KILLED" if interrupted.startswith("interrupted by") else "FAILED"
+                tags = {schema.ERROR_TAG: trials.failure_reason(trial)}
             self.tracker.close_trial_run(number, state, status, tags, seed=seed, run_id=run.run_id)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 import optuna
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from harness.base import interrupts
 from harness.base.errors import StudyStopped, first_line
@@ -28,40 +28,54 @@ from harness.records.provenance import command_line, describe
 from harness.report import write_report
 from harness.study import enqueued, output_dir
 from harness.study.failure_limit import FailureLimit
-from harness.study.final import FinalStage, check_resumed, final_store
+from harness.study.final import FinalInputs, FinalStage, check_resumed, final_store
 from harness.study.inputs import check_inputs, input_identity
-from harness.study.kept import drop_mlflow_checkpoints
-from harness.study.objective import Objective
+from harness.study.objective import FineTune, Objective
 from harness.study.paused import PausedStates
 from harness.study.promotion import PromotionPruner, queue_promotions
 from harness.study.recovery import Recovery
+from harness.study.retention import StudyCheckpoints, drop_mlflow_checkpoints
 from harness.study.seeds import claim_slot, sampler_seed
 from harness.study.setup import prepare_study, validate_config
 from harness.study.storage import existing_study, fingerprint, identity, open_storage
 from harness.study.summary import SweepSummary, build_summary, record_best
 from harness.study.workers import threads_per_worker
-from harness.train.checkpoints import CheckpointStore
+from harness.train.memory import study_objects_frozen
+
+if TYPE_CHECKING:
+    from harness.records.tracker import Tracker
+    from harness.study.setup import Prepared
 
 log = logging.getLogger(__name__)
 
 
-def run_sweep(cfg: DictConfig, resume_command: str = "") -> SweepSummary:
+def run_sweep(
+    cfg: DictConfig, resume_command: str = "", finetune: FineTune | None = None
+) -> SweepSummary:
     """Run (or resume) the study described by a composed config and return its summary.
+    ``finetune``: what trains each trial (None: the real fine-tune; the tests' fast tier
+    passes a scripted fake).
 
     Raises :class:`ConfigError` on bad input (nothing created), :class:`StudyStopped` when the
     failure limit stopped the study, ``KeyboardInterrupt`` when interrupted (the running trial
     recorded as interrupted and queued again).
     """
-    sweep = Sweep(cfg)
+    sweep = Sweep(cfg, finetune)
     sweep.setup()
     status = "FINISHED"
+    final: FinalStage | None = None
     try:
-        sweep.search()
-        if sweep.limit.reason is None:  # the failure limit stops the study: no final stage
-            FinalStage(sweep).run()
+        with study_objects_frozen():
+            sweep.search()
+            if sweep.limit.reason is None:  # the failure limit stops the study: no final stage
+                final = FinalStage(sweep.final_inputs())
+                final.run()
     except KeyboardInterrupt as exc:
         status = "KILLED"
-        sweep.interrupted(f"interrupted by {getattr(exc, 'name', 'KeyboardInterrupt')}")
+        sweep.interrupted(
+            f"interrupted by {getattr(exc, 'name', 'KeyboardInterrupt')}",
+            final.running if final is not None else None,
+        )
         raise
     except BaseException:
         status = "FAILED"
@@ -74,8 +88,22 @@ def run_sweep(cfg: DictConfig, resume_command: str = "") -> SweepSummary:
 class Sweep:
     """One worker's run of a study."""
 
-    def __init__(self, cfg: DictConfig) -> None:
+    # set by setup()
+    prepared: Prepared
+    tracker: Tracker
+    store: StudyCheckpoints
+    paused: PausedStates
+    recovery: Recovery
+    study: optuna.Study
+    seed: int | None
+    log: StudyLog | None
+    progress: StudyProgress
+    objective: Objective
+    limit: FailureLimit
+
+    def __init__(self, cfg: DictConfig, finetune: FineTune | None = None) -> None:
         self.cfg = cfg
+        self.finetune = finetune  # None: the real fine-tune
 
     def setup(self) -> None:
         """Check the config, prepare what every trial shares (nothing created until both
@@ -94,7 +122,7 @@ class Sweep:
         storage = open_storage(study_cfg, lambda study, trial: self.recovery(study, trial))
         self.tracker = build_tracker(cfg)
         self.tracker.check()
-        self.store = CheckpointStore.from_config(cfg)
+        self.store = StudyCheckpoints.from_config(cfg)
         self.paused = paused_states(cfg)
         self.recovery = Recovery(
             self.tracker,
@@ -111,8 +139,9 @@ class Sweep:
         self.study = study = optuna.create_study(
             study_name=study_cfg.name,
             storage=storage,
-            sampler=build("sampler", cfg.sampler),  # seeded below, once this process has a slot
-            pruner=build("pruner", cfg.pruner),
+            # seeded below, once this process has a slot
+            sampler=cast("optuna.samplers.BaseSampler", build("sampler", cfg.sampler)),
+            pruner=cast("optuna.pruners.BasePruner", build("pruner", cfg.pruner)),
             directions=[study_cfg.direction] + (["minimize"] if study_cfg.second_objective else []),
             load_if_exists=True,
         )
@@ -123,7 +152,9 @@ class Sweep:
         self.tracker.provenance = describe(inputs, cfg.data)  # on every run created below
         self.seed = self._sampler_seed(existing)
         if self.seed is not None:
-            study.sampler = build("sampler", cfg.sampler, seed=self.seed)
+            study.sampler = cast(
+                "optuna.samplers.BaseSampler", build("sampler", cfg.sampler, seed=self.seed)
+            )
         ident = identity(study)  # the folder is bound to it, as the parent run is
         output_dir.claim(
             str(study_cfg.output_dir),
@@ -156,13 +187,13 @@ class Sweep:
             log=self.log,
         )
         self.objective = Objective(
-            self.prepared, self.tracker, self.store, self.progress, self.paused
+            self.prepared, self.tracker, self.store, self.progress, self.paused, self.finetune
         )
         self.objective.sampler_seed = self.seed
-        self.active: tuple[Any, Any] | None = None  # (companion study, objective): final stage
         if cfg.checkpoints.mlflow == "kept":  # keep lowered, or a kill in between
             drop_mlflow_checkpoints(study, self.tracker, self.store)
-        self.limit = FailureLimit(**OmegaConf.to_container(study_cfg.failure_limit))
+        limit = study_cfg.failure_limit
+        self.limit = FailureLimit(limit.consecutive, limit.rate, limit.min_trials)
 
     def search(self) -> None:
         """Trials one after the other until the study has ``n_trials`` finished ones (failed
@@ -179,21 +210,26 @@ class Sweep:
         configurations have reached the full budget (:mod:`harness.study.promotion`).
         """
         study_cfg, study = self.cfg.study, self.study
-        promoting = isinstance(study.pruner, PromotionPruner) and not study_cfg.second_objective
+        pruner = study.pruner
+        promotion = (
+            pruner
+            if isinstance(pruner, PromotionPruner) and not study_cfg.second_objective
+            else None
+        )
         deadline = None if study_cfg.timeout is None else time.monotonic() + study_cfg.timeout
         while self.limit.reason is None and (deadline is None or time.monotonic() < deadline):
             interrupts.check()
             counts = trials.count(study)
             done = counts["finished"] >= study_cfg.n_trials
-            if promoting and queue_promotions(
+            if promotion is not None and queue_promotions(
                 study,
-                study.pruner,
+                promotion,
                 self.paused,
                 study_cfg.max_retries,
                 at_end=done and not counts["running"] and not counts["continuing"],
             ):
                 counts = trials.count(study)
-            if promoting and counts["continuing"]:
+            if promotion is not None and counts["continuing"]:
                 if any(
                     trials.is_continuation(t)
                     for t in study.get_trials(
@@ -235,10 +271,25 @@ class Sweep:
                 raise
             self.objective.taken_over = None
 
-    def interrupted(self, reason: str) -> None:
-        """After Ctrl-C / SIGTERM: this process's running trials (or final-stage runs)
-        recorded as interrupted."""
-        study, objective = self.active or (self.study, self.objective)
+    def final_inputs(self) -> FinalInputs:
+        """What the final stage takes from the search."""
+        return FinalInputs(
+            self.cfg,
+            self.study,
+            self.prepared,
+            self.tracker,
+            self.store,
+            self.recovery,
+            self.progress,
+            self.objective.finetune,
+        )
+
+    def interrupted(
+        self, reason: str, final_runs: tuple[optuna.Study, Objective] | None = None
+    ) -> None:
+        """After Ctrl-C / SIGTERM: this process's running trials (or the final-stage runs,
+        ``final_runs``: the companion study and its objective) recorded as interrupted."""
+        study, objective = final_runs or (self.study, self.objective)
         self.recovery.interrupted(study, objective.current, reason)
 
     def close(self, status: str) -> None:
@@ -267,7 +318,7 @@ class Sweep:
             raise StudyStopped(self.limit.reason, summary)
         return summary
 
-    def _sampler_seed(self, existing: Any) -> int | None:
+    def _sampler_seed(self, existing: optuna.Study | None) -> int | None:
         """A seeded sampler never replays the samples of earlier runs or of other processes
         (each claims a slot of its own in the storage); None for an unseeded sampler."""
         seed = self.cfg.sampler.get("seed")
@@ -293,7 +344,7 @@ def open_log(cfg: DictConfig) -> StudyLog | None:
     return log
 
 
-def report_text(study: Any, cfg: DictConfig, tracker: Any) -> str:
+def report_text(study: optuna.Study, cfg: DictConfig, tracker: Tracker) -> str:
     """Write the study report (``report.enabled``) and return it for the terminal; a report
     that cannot be written is a warning, never a failed sweep."""
     if not cfg.get("report") or not cfg.report.enabled:
@@ -318,7 +369,7 @@ def study_summary(cfg: DictConfig, resume_command: str = "") -> SweepSummary:
         if schema.OVERHEAD_ATTR in t.user_attrs
     ]
     summary = build_summary(
-        study, cfg, tracker, CheckpointStore.from_config(cfg), overheads, resume_command
+        study, cfg, tracker, StudyCheckpoints.from_config(cfg), overheads, resume_command
     )
     summary.report = report_text(study, cfg, tracker)
     return summary

@@ -8,16 +8,19 @@ seed its process used). A slot whose process is gone (on this machine) is claime
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from harness.records import schema, trials
 from harness.study.recovery import process_is_gone, this_worker
+
+if TYPE_CHECKING:
+    import optuna
 
 # far apart, so that the seeds of slots never meet those of later runs of one slot
 SAMPLER_SEED_STRIDE = 7919
 
 
-def claim_slot(study: Any, settle: float = 0.2) -> int:
+def claim_slot(study: optuna.Study, settle: float = 0.2) -> int:
     """The lowest slot that is free (or whose process is gone), claimed for this process.
 
     Claiming is write-then-read-back: of processes writing one slot at the same moment, the

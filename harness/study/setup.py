@@ -11,7 +11,7 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
@@ -33,10 +33,17 @@ from harness.study.output_dir import check_owner
 from harness.train.arguments import training_arguments
 from harness.train.model import build_trial_model, load_base_model, load_tokenizer
 
+if TYPE_CHECKING:
+    import torch
+    from datasets import DatasetDict
+
+    from harness.metrics import MetricSuite
+    from harness.train.model import BaseModel
+
 # ----------------------------------------------------------------------------- validate
 
 
-def validate_config(cfg: DictConfig) -> Any:
+def validate_config(cfg: DictConfig) -> SearchSpace | MethodSpace:
     """Cheap checks of the composed config (no data, no model): raise :class:`ConfigError`.
 
     The harness's own sections check themselves (their schemas, :mod:`harness.config.schema`);
@@ -146,7 +153,7 @@ def check_tracking(tracking: DictConfig) -> None:
         check_writable("tracking.artifact_location", location.removeprefix("file://"))
 
 
-def check_storage_pickles(sampler: Any, trusted: bool) -> None:
+def check_storage_pickles(sampler: object, trusted: bool) -> None:
     """``study.trust_storage_pickles=false``: refuse a sampler that unpickles what it reads from
     the study storage, so that whoever can write the storage cannot run code in the workers.
 
@@ -198,11 +205,11 @@ class Prepared:
     """What every trial of the study shares, built once."""
 
     cfg: DictConfig
-    space: SearchSpace
+    space: SearchSpace | MethodSpace
     label_names: list[str]
-    datasets: Any  # tokenized DatasetDict
-    base: Any  # harness.train.model.BaseModel
-    metrics: Any  # harness.metrics.MetricSuite
+    datasets: DatasetDict  # tokenized
+    base: BaseModel
+    metrics: MetricSuite
 
     def fixed_params(self) -> dict[str, Any]:
         """Params every trial run (and the parent run) records besides the sampled ones."""
@@ -236,7 +243,7 @@ class Prepared:
         }
 
 
-def prepare_study(cfg: DictConfig, space: SearchSpace) -> Prepared:
+def prepare_study(cfg: DictConfig, space: SearchSpace | MethodSpace) -> Prepared:
     """Load and tokenize the data, load the metrics and the base model; check a trial builds."""
     data = load_labelled_data(cfg.data)
     with tempfile.TemporaryDirectory() as scratch:
@@ -262,7 +269,7 @@ def prepare_study(cfg: DictConfig, space: SearchSpace) -> Prepared:
     return Prepared(cfg, space, data.label_names, tokenized, base, metrics)
 
 
-def _check_max_length(max_length: int, base: Any, tokenized: Any) -> None:
+def _check_max_length(max_length: int, base: BaseModel, tokenized: DatasetDict) -> None:
     """A text cut at data.max_length must fit the model's positions, or every trial fails."""
     positions = getattr(base.model.config, "max_position_embeddings", None)
     if not isinstance(positions, int) or max_length <= positions:
@@ -278,7 +285,9 @@ def _check_max_length(max_length: int, base: Any, tokenized: Any) -> None:
         )
 
 
-def _check_method_runs(model: Any, tokenized: Any, base: Any, cfg: DictConfig) -> None:
+def _check_method_runs(
+    model: torch.nn.Module, tokenized: DatasetDict, base: BaseModel, cfg: DictConfig
+) -> None:
     """One forward pass on two validation examples: a method the model family cannot run
     (e.g. prefix tuning without past key values) fails here, before any study exists."""
     import torch

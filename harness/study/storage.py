@@ -7,10 +7,11 @@ import json
 import time
 import uuid
 import warnings
-from typing import Any
+from collections.abc import Callable
 
 import optuna
 from omegaconf import DictConfig, OmegaConf
+from optuna.trial import FrozenTrial
 
 from harness.base.errors import ConfigError, first_line
 from harness.base.extras import missing_extra, needs
@@ -38,7 +39,9 @@ FINGERPRINT_STUDY_KEYS = ("metric", "direction", "second_objective", "prune_metr
 NOT_FINGERPRINTED = {"model": ("hub_id",)}  # settings no trial trains differently by (the card's)
 
 
-def open_storage(study_cfg: DictConfig, recovery: Any) -> Any:
+def open_storage(
+    study_cfg: DictConfig, recovery: Callable[[optuna.Study, FrozenTrial], None] | None
+) -> optuna.storages.RDBStorage:
     """Optuna's storage for ``study.storage``, with a heartbeat per running trial (a trial whose
     heartbeat stops is failed and retried by ``recovery``)."""
 
@@ -64,8 +67,9 @@ def open_storage(study_cfg: DictConfig, recovery: Any) -> Any:
                     engine_kwargs={"connect_args": {"timeout": 60}} if path is not None else {},
                 )
         except Exception as exc:
-            if missing_extra(exc):
-                raise needs("study.storage", mask(f"'{url}'"), missing_extra(exc)) from None
+            extra = missing_extra(exc)
+            if extra:
+                raise needs("study.storage", mask(f"'{url}'"), extra) from None
             if attempt == 2 or isinstance(exc, ImportError):
                 raise ConfigError(
                     "study.storage", mask(f"cannot open '{url}': {first_line(exc)}")
@@ -83,19 +87,22 @@ def init_stores(cfg: DictConfig) -> None:
 
 def fingerprint(cfg: DictConfig) -> dict[str, str]:
     """The unresolved settings that define the study (the same on every machine)."""
-    out = {}
+    out: dict[str, str] = {}
     for key in FINGERPRINT_KEYS:
         node = cfg.get(key)
         container = OmegaConf.to_container(node, resolve=False) if node is not None else None
         for name in NOT_FINGERPRINTED.get(key, ()):
-            container.pop(name, None)
+            if isinstance(container, dict):
+                container.pop(name, None)
         out[key] = json.dumps(container, sort_keys=True)
     for key in FINGERPRINT_STUDY_KEYS:
         out[f"study.{key}"] = json.dumps(cfg.study.get(key))
     return out
 
 
-def existing_study(storage: Any, name: str, settings: dict[str, str]) -> Any:
+def existing_study(
+    storage: optuna.storages.BaseStorage, name: str, settings: dict[str, str]
+) -> optuna.Study | None:
     """The study ``name`` when the storage has it (None otherwise); a ConfigError when it was
     made with other ``settings`` (its fingerprint)."""
 
@@ -117,7 +124,7 @@ def existing_study(storage: Any, name: str, settings: dict[str, str]) -> Any:
 
 
 def _diff(stored: dict[str, str], current: dict[str, str]) -> list[str]:
-    def flat(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
+    def flat(prefix: str, value: object, out: dict[str, object]) -> dict[str, object]:
         if isinstance(value, dict):
             for k, v in value.items():
                 flat(f"{prefix}.{k}", v, out)
@@ -125,7 +132,8 @@ def _diff(stored: dict[str, str], current: dict[str, str]) -> list[str]:
             out[prefix] = value
         return out
 
-    old, new = {}, {}
+    old: dict[str, object] = {}
+    new: dict[str, object] = {}
     for key in set(stored) | set(current):
         flat(key, json.loads(stored.get(key, "null")), old)
         flat(key, json.loads(current.get(key, "null")), new)
@@ -136,7 +144,7 @@ def _diff(stored: dict[str, str], current: dict[str, str]) -> list[str]:
     ]
 
 
-def identity(study: Any) -> dict[str, str]:
+def identity(study: optuna.Study) -> dict[str, str]:
     """The study's identity, as tags for its MLflow parent run: a uid stored with the study when
     it is first opened (under the study's lock: workers that open it together agree on one),
     its storage (password masked) and its id there."""

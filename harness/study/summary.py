@@ -6,11 +6,18 @@ import json
 import logging
 import statistics
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.base.secrets import mask
 from harness.records import final, schema, trials
 from harness.records.compute import study_compute
+
+if TYPE_CHECKING:
+    import optuna
+    from omegaconf import DictConfig
+
+    from harness.records.tracker import Tracker
+    from harness.study.retention import StudyCheckpoints
 
 log = logging.getLogger(__name__)
 
@@ -113,11 +120,11 @@ class SweepSummary:
         return "\n".join(lines)
 
 
-def show(value: Any) -> str:
+def show(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else json.dumps(value)
 
 
-def describe(study: Any, cfg: Any) -> str:
+def describe(study: optuna.Study, cfg: DictConfig) -> str:
     """The study in a few lines, for the parent run's description (MLflow shows it on top)."""
     counts = trials.count(study)
     names = list(cfg.method_space) if cfg.get("method_space") else [cfg.peft.get("method")]
@@ -146,16 +153,16 @@ def describe(study: Any, cfg: Any) -> str:
     return "\n\n".join(lines)
 
 
-def record_best(study: Any, tracker: Any, cfg: Any = None) -> None:
+def record_best(study: optuna.Study, tracker: Tracker, cfg: DictConfig | None = None) -> None:
     """The parent run's view of the study: counts, best trial and value (per method too), and
     (given the config) its description."""
     counts = trials.count(study)
-    metrics = {
+    metrics: dict[str, float] = {
         f"{schema.TRIALS_PREFIX}{k}": v
         for k, v in counts.items()
         if k not in ("finished", "running", "waiting")
     }
-    tags: dict[str, Any] = {schema.FINISHED_TAG: counts["finished"]}
+    tags: dict[str, object] = {schema.FINISHED_TAG: counts["finished"]}  # MLflow: as text
     if cfg is not None:
         tags[schema.DESCRIPTION_TAG] = describe(study, cfg)
     best = trials.best_trial(study)
@@ -182,7 +189,12 @@ def record_best(study: Any, tracker: Any, cfg: Any = None) -> None:
 
 
 def build_summary(
-    study: Any, cfg: Any, tracker: Any, store: Any, overheads: list[float], resume_command: str
+    study: optuna.Study,
+    cfg: DictConfig,
+    tracker: Tracker,
+    store: StudyCheckpoints,
+    overheads: list[float],
+    resume_command: str,
 ) -> SweepSummary:
     counts = trials.count(study)
     summary = SweepSummary(

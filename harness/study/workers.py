@@ -13,7 +13,8 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import optuna
 from omegaconf import DictConfig
@@ -22,6 +23,9 @@ from tqdm.auto import tqdm
 from harness.base.interrupts import SIGNALS, handle
 from harness.base.progress import is_terminal
 from harness.records import trials
+
+if TYPE_CHECKING:
+    from types import FrameType
 
 
 def threads_per_worker(study_cfg: DictConfig, worker: int | None = None) -> int | None:
@@ -54,9 +58,9 @@ def run_workers(cfg: DictConfig, overrides: list[str]) -> int:
     """Start ``study.workers`` copies of this sweep and wait for them; returns the exit status
     (0 when the study reached study.n_trials)."""
     workers = int(cfg.study.workers)
-    processes: list[subprocess.Popen] = []
+    processes: list[subprocess.Popen[str]] = []
 
-    def pass_on(signum: int, frame: Any) -> None:  # workers run in their own sessions
+    def pass_on(signum: int, frame: FrameType | None) -> None:  # workers run in their own sessions
         for process in processes:  # a hang-up (the terminal closed) stops them as SIGTERM does
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM if signum == signal.SIGHUP else signum)
@@ -123,7 +127,7 @@ def run_workers(cfg: DictConfig, overrides: list[str]) -> int:
     return max((c for c in codes if c > 0), default=0)
 
 
-def _stop_with(launcher: int) -> Any:
+def _stop_with(launcher: int) -> Callable[[], None]:
     """In a worker, before it runs: SIGHUP when the launcher dies, even by SIGKILL (Linux's
     parent-death signal), so that it records its running trial as interrupted and exits
     instead of running on headless. Elsewhere a no-op.
@@ -148,10 +152,10 @@ def _stop_with(launcher: int) -> Any:
     return arm
 
 
-def _forward(index: int, process: subprocess.Popen) -> None:
+def _forward(index: int, process: subprocess.Popen[str]) -> None:
     """A worker's stderr lines, prefixed, above the progress bar."""
 
-    for line in process.stderr:
+    for line in process.stderr or ():  # a pipe (stderr=PIPE)
         tqdm.write(f"[worker {index}] {line.rstrip()}", file=sys.stderr)
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import resource
+from collections.abc import Iterator
 
 
 def reset_peak_memory() -> None:
@@ -30,6 +32,20 @@ def memory_figures() -> dict[str, float]:
     if torch.cuda.is_available():
         out["gpu_peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return out
+
+
+@contextlib.contextmanager
+def study_objects_frozen() -> Iterator[None]:
+    """What exists when a study starts (the libraries, the base model, the data) lives as long
+    as the study: set apart from the garbage collector (``gc.freeze``) while it runs, so that
+    the collection between trials (:func:`release_memory`) scans only what the trials made.
+    With transformers imported, a full collection over everything took ~0.5 s a trial."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def release_memory() -> None:
