@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 ARGS ?=
 
-.PHONY: setup browser sweep test test-slow lint
+.PHONY: setup browser sweep test test-fast test-slow lint
 
 setup:
 	@bash scripts/setup.sh
@@ -19,6 +19,11 @@ sweep: setup
 ## each test file on one of them; most of a test's time is single-threaded (start-up, imports).
 test: setup browser lint
 	$(PY) -m pytest -m "not slow" -n 2 --dist loadfile $(ARGS)
+
+## The fast tier (about 2 minutes): unit tests and the study's logic on the scripted fake
+## fine-tune (tests/helpers/fake_finetune.py); no end-to-end sweep, no service (marked integration).
+test-fast: setup
+	$(PY) -m pytest -m "not slow and not integration" -n 2 --dist loadfile $(ARGS)
 
 ## Slow tests (the rest of the family x method grid, more samplers and pruners, a real sweep).
 test-slow: setup

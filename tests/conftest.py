@@ -8,6 +8,7 @@ tokenizer, and the small files are written by the fixtures themselves.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -56,10 +57,31 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory) -> Path:
+    """An empty MLflow SQLite store, its schema migrated once per test process (a new store's
+    migrations take seconds; a test's store starts as a copy)."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
 @pytest.fixture
-def sweep_overrides(tmp_path, tiny_model_dir, sentiment_files) -> list[str]:
-    """A quick LoRA sweep of the tiny model on the small files, with every store under tmp."""
+def bare_overrides(tmp_path, tiny_model_dir, sentiment_files) -> list[str]:
+    """A quick LoRA sweep of the tiny model on the small files, with every store under tmp and
+    none made yet (for the tests that check bad input creates nothing)."""
     return overrides_in(tmp_path, tiny_model_dir, sentiment_files)
+
+
+@pytest.fixture
+def sweep_overrides(bare_overrides, tmp_path, mlflow_template) -> list[str]:
+    """A quick LoRA sweep of the tiny model on the small files, with every store under tmp; its
+    MLflow store starts as a copy of the migrated template (what the harness would create)."""
+    (tmp_path / "mlruns").mkdir(exist_ok=True)
+    shutil.copy(mlflow_template, tmp_path / "mlruns" / "mlflow.db")
+    return bare_overrides
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.integration  # the wheel built, installed and run
+
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("harness", "conf", "pyproject.toml", "setup.py", "README.md")
 

@@ -9,7 +9,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from tests.helpers.processes import as_foreground_job
+
+pytestmark = pytest.mark.integration  # real signals to child processes
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -358,7 +358,7 @@ CASES = [
 
 @pytest.mark.parametrize(("overrides", "expected"), CASES, ids=[" ".join(c[0])[:60] for c in CASES])
 def test_bad_input_is_one_line_exit_2_and_nothing_created(
-    sweep_overrides, tmp_path, monkeypatch, capsys, overrides, expected
+    bare_overrides, tmp_path, monkeypatch, capsys, overrides, expected
 ):
     files = _files(tmp_path)
     places = {"{tmp}": tmp_path, "{bad}": files["dir"], "{file}": files["file"]}
@@ -370,7 +370,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_created(
 
     overrides = [fill(o) for o in overrides]
     keys = {o.split("=", 1)[0].lstrip("+") for o in overrides}
-    base = [o for o in sweep_overrides if o.split("=", 1)[0].lstrip("+") not in keys]
+    base = [o for o in bare_overrides if o.split("=", 1)[0].lstrip("+") not in keys]
     flags = [o for o in overrides if o.startswith("--")]  # before the overrides, as argparse wants
     overrides = [o for o in overrides if not o.startswith("--")]
     monkeypatch.setattr(sys, "argv", ["harness.sweep", *flags, *base, *overrides])
@@ -405,23 +405,24 @@ MISSING_EXTRAS = [
     ("module", "overrides", "expected"), MISSING_EXTRAS, ids=[c[0] for c in MISSING_EXTRAS]
 )
 def test_a_missing_extra_is_one_line_naming_it(
-    sweep_overrides, tmp_path, monkeypatch, capsys, module, overrides, expected
+    bare_overrides, tmp_path, monkeypatch, capsys, module, overrides, expected
 ):
     monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
     test_bad_input_is_one_line_exit_2_and_nothing_created(
-        sweep_overrides, tmp_path, monkeypatch, capsys, overrides, expected
+        bare_overrides, tmp_path, monkeypatch, capsys, overrides, expected
     )
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
         ("study.n_trail=5", "error: study.n_trail: no such setting"),
     ],
 )
-def test_bad_input_in_a_real_process(sweep_overrides, tmp_path, override, expected):
+def test_bad_input_in_a_real_process(bare_overrides, tmp_path, override, expected):
     key = override.split("=", 1)[0]
-    overrides = [o for o in sweep_overrides if not o.startswith(key + "=")] + [override]
+    overrides = [o for o in bare_overrides if not o.startswith(key + "=")] + [override]
     result = subprocess.run(
         [sys.executable, "-m", "harness.sweep", *overrides],
         cwd=ROOT,

@@ -12,6 +12,8 @@ from harness.base.errors import ConfigError
 from harness.study import run_sweep
 from tests.helpers.sweeps import nothing_created
 
+pytestmark = pytest.mark.integration  # the commands in subprocesses
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -47,8 +49,8 @@ def test_no_sweep_asks_for_one(tmp_path):
         (["sampler._target_=optuna.samplers.NoSuchSampler"], "sampler"),
     ],
 )
-def test_bad_input_in_process_names_the_field(sweep_overrides, tmp_path, overrides, field, compose):
+def test_bad_input_in_process_names_the_field(bare_overrides, tmp_path, overrides, field, compose):
     with pytest.raises(ConfigError) as err:
-        run_sweep(compose([*sweep_overrides, *overrides]))
+        run_sweep(compose([*bare_overrides, *overrides]))
     assert err.value.field == field
     nothing_created(tmp_path)

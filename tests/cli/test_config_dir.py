@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.integration  # a sweep from a user's config dir in a subprocess
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -13,6 +13,8 @@ import pytest
 
 from harness.data.sources import vader_tweets
 
+pytestmark = pytest.mark.integration  # worker processes on one cache
+
 ROOT = Path(__file__).resolve().parents[2]
 # each process waits for the same moment, then loads the data (so that they race for real)
 SCRIPT = """

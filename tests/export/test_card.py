@@ -25,6 +25,7 @@ def finished(tmp_path_factory, tiny_model_dir, sentiment_files):
     )
 
 
+@pytest.mark.integration
 def test_the_exported_card_parses_back_with_huggingface_hub(finished, tmp_path, compose):
     overrides, summary = finished
     out = tmp_path / "export"

@@ -17,6 +17,8 @@ from harness.export import export_model
 from harness.study import run_sweep
 from tests.helpers.sweeps import finished_sweep
 
+pytestmark = pytest.mark.integration  # a sweep, its export reloaded, mlflow models serve
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

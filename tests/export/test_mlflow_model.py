@@ -12,6 +12,8 @@ from harness.study import run_sweep
 from harness.train.checkpoints import load_checkpoint
 from tests.helpers.servers import mlflow_models_serve, post_json
 
+pytestmark = pytest.mark.integration  # a sweep, its MLflow model loaded back
+
 TEXTS = ["what a wonderful happy day", "the worst movie, so boring", "a blue table on tuesday"]
 
 

@@ -14,6 +14,8 @@ from harness.records import schema
 from harness.study import run_sweep
 from tests.helpers.browser import CHROMIUM, compare_runs
 
+pytestmark = pytest.mark.integration  # Chromium against a real mlflow server
+
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "screenshots"  # kept for a look (gitignored)
 
 

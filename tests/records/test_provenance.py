@@ -40,6 +40,7 @@ def project(tmp_path) -> Path:
     return folder
 
 
+@pytest.mark.integration
 def test_every_run_records_code_command_user_versions_and_its_data(
     sweep_overrides, project, monkeypatch, compose
 ):

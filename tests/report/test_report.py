@@ -40,6 +40,7 @@ def finished(tmp_path_factory, tiny_model_dir, sentiment_files, compose):
     return overrides, summary, compose(overrides)
 
 
+@pytest.mark.integration
 def test_every_sweep_ends_with_a_report_beside_the_study_and_in_mlflow(finished):
     overrides, summary, cfg = finished
     folder = Path(cfg.report.dir)
@@ -73,6 +74,7 @@ def csv_rows(path: Path):
         yield from csv.DictReader(handle)
 
 
+@pytest.mark.integration
 def test_the_report_command_reads_any_study_and_names_what_is_wrong(
     finished, tmp_path, capsys, monkeypatch
 ):
@@ -123,6 +125,7 @@ def test_the_report_command_reads_any_study_and_names_what_is_wrong(
     assert not missing.parent.exists() and not (tmp_path / "x").exists()
 
 
+@pytest.mark.integration
 def test_a_study_with_only_pruned_trials_gets_a_report_that_says_what_is_missing(
     sweep_overrides, tmp_path, compose
 ):
@@ -145,6 +148,7 @@ def test_a_study_with_only_pruned_trials_gets_a_report_that_says_what_is_missing
     assert "PRUNED" in (folder / "trials.txt").read_text()
 
 
+@pytest.mark.integration
 def test_a_study_with_one_completed_trial_gets_a_report(tmp_path, compose):
     study = optuna.create_study(
         study_name="one", storage=f"sqlite:///{tmp_path}/s.db", direction="maximize"
@@ -254,6 +258,7 @@ def test_a_two_objective_table_marks_the_pareto_front():
     assert "trainable_params" in lines[0] and "P on the Pareto front" in lines[-1]
 
 
+@pytest.mark.integration
 def test_optuna_dashboard_serves_the_study_and_its_trials(finished, tmp_path):
     _, summary, cfg = finished
     port = free_port()

@@ -22,6 +22,8 @@ from harness.train.ensemble import greedy_selection, is_ensemble, load_classifie
 from tests.helpers.configs import write_sentiment_csv
 from tests.helpers.servers import mlflow_models_serve, post_json
 
+pytestmark = pytest.mark.integration  # sweeps of the tiny BERT with ensembles and soups
+
 TEXTS = ["what a wonderful happy day", "the worst movie, so boring", "a blue table on tuesday"]
 
 

@@ -14,6 +14,8 @@ from harness.study import run_sweep
 from harness.train.arguments import cpu_has_bf16
 from tests.helpers.sweeps import stores
 
+pytestmark = pytest.mark.integration  # tiny-BERT sweeps (fast tier: test_fast_search)
+
 TrialState = optuna.trial.TrialState
 EVALS = 8  # the quick sweep: 4 epochs x 2 evaluations
 AUTO_PRECISION = "bf16" if cpu_has_bf16() else "fp32"  # train.mixed_precision=auto on a CPU
@@ -37,6 +39,7 @@ def sums_match(overrides: list[str]) -> dict[str, float]:
     return metrics
 
 
+@pytest.mark.slow  # its logic on the fake: test_totals_and_compute_saved
 def test_a_trial_reaching_its_last_evaluation_is_complete(sweep_overrides, compose):
     """ThresholdPruner(lower=2) would prune every evaluation; warmed up until the last one, it
     is only asked there, and then not at all: every trial completes, nothing was saved."""
@@ -68,6 +71,7 @@ def test_compute_saved_counts_what_pruning_spared(sweep_overrides, compose):
     assert metrics[schema.EARLY_STOPPING_SAVED_METRIC] == 0.0
 
 
+@pytest.mark.slow  # its logic on the fake: test_totals_and_compute_saved
 def test_without_pruning_nothing_is_saved(sweep_overrides, compose):
     overrides = [*sweep_overrides, "study.n_trials=2", "pruner=none"]
     summary = run_sweep(compose(overrides))
@@ -76,6 +80,7 @@ def test_without_pruning_nothing_is_saved(sweep_overrides, compose):
     assert "Compute: 120 of 120 planned training steps (0.0% saved by pruning)" in summary.format()
 
 
+@pytest.mark.slow  # on the fake: test_fast_search (pruning on the loss)
 def test_pruning_on_the_validation_loss_keeps_accuracy_as_the_value(sweep_overrides, compose):
     """study.prune_metric=loss: each evaluation reports the negated validation loss to the
     pruner (ThresholdPruner(lower=-0.5) prunes a loss above 0.5 at once); the trials' values,

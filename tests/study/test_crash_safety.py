@@ -14,6 +14,8 @@ import pytest
 from harness.records import schema
 from tests.helpers.sweeps import SweepProcess, assert_consistent, finished_trials, stores
 
+pytestmark = pytest.mark.integration  # sweeps in subprocesses, kill -9 and signals
+
 TrialState = optuna.trial.TrialState
 
 

@@ -11,6 +11,8 @@ from harness.records import schema
 from harness.study import run_sweep
 from tests.helpers.sweeps import stores
 
+pytestmark = pytest.mark.integration  # a sweep of the tiny BERT (fast tier: test_fast_search)
+
 TrialState = optuna.trial.TrialState
 Float, Cat = optuna.distributions.FloatDistribution, optuna.distributions.CategoricalDistribution
 DISTRIBUTIONS = {

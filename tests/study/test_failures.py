@@ -18,6 +18,7 @@ from tests.helpers.sweeps import assert_consistent, stores
 TrialState = optuna.trial.TrialState
 
 
+@pytest.mark.integration
 def test_nan_loss_and_out_of_memory_fail_their_trial_and_the_study_goes_on(
     sweep_overrides, monkeypatch, compose
 ):
@@ -51,6 +52,8 @@ def test_nan_loss_and_out_of_memory_fail_their_trial_and_the_study_goes_on(
         }
 
 
+@pytest.mark.integration
+@pytest.mark.slow  # the limit on the fake: test_fast_failures (broken study)
 def test_an_invalid_combination_fails_and_a_broken_study_stops_with_a_clear_message(
     sweep_overrides, compose
 ):
@@ -119,6 +122,7 @@ def test_the_failure_limit_counts_in_a_row_or_as_a_rate(limit, sequence, stops_a
     assert stops_after is None and callback.reason is None
 
 
+@pytest.mark.integration
 def test_only_the_best_k_checkpoints_are_kept_locally_and_in_mlflow(
     sweep_overrides, tmp_path, compose
 ):
@@ -181,6 +185,7 @@ def test_keep_null_keeps_every_checkpoint_and_a_lower_keep_later_drops_them_in_m
         )
 
 
+@pytest.mark.integration
 def test_a_trial_failing_before_its_run_exists_records_why_on_both_sides(
     sweep_overrides, monkeypatch, compose
 ):
@@ -197,6 +202,7 @@ def test_a_trial_failing_before_its_run_exists_records_why_on_both_sides(
     assert run.data.tags[schema.ERROR_TAG] == failed.user_attrs[schema.ERROR_ATTR]
 
 
+@pytest.mark.integration
 def test_a_worker_whose_output_pipe_broke_records_the_same_outcome_on_both_sides(sweep_overrides):
     """Whoever read its output is gone: writing the trial's line fails (EPIPE). The trial's
     outcome does not depend on its log line: Optuna and MLflow agree that it completed."""

@@ -20,6 +20,8 @@ from harness.study import run_sweep
 from tests.helpers.configs import write_sentiment_csv
 from tests.helpers.sweeps import SweepProcess
 
+pytestmark = pytest.mark.integration  # sweeps of the tiny BERT with their final stage
+
 TrialState = optuna.trial.TrialState
 
 
@@ -270,3 +272,42 @@ def test_a_loss_study_scores_its_test_split_by_the_loss(final_overrides, compose
     assert record["test"]["values"] == {"1": pytest.approx(run.data.metrics["test_loss"])}
     assert 0 < record["test"]["mean"] < 5
     assert "Test loss" in summary.format()
+
+
+def test_ctrl_c_in_a_final_run_records_that_run_and_the_same_command_finishes(
+    fast_overrides, compose
+):
+    """Ctrl-C in the first final-stage run (the scripted fake fine-tune): that run, a trial of
+    the companion study that run_sweep learns from the final stage it runs, ends FAIL as
+    interrupted with its MLflow run KILLED, the search's trials untouched; the same command
+    trains it again and makes the choice. (The real fine-tune's final stage stopped by a
+    signal: test_kill_9_during_the_final_stage_then_resume.)"""
+    from tests.helpers.fake_finetune import FakeFineTune, raise_at
+
+    overrides = [
+        *[o for o in fast_overrides if o != "final.seeds=0"],
+        "study.n_trials=2",
+        "pruner=none",
+        "final.top_k=1",
+        "final.seeds=2",
+        "final.recipe=false",
+    ]
+    fake = FakeFineTune(on_step=raise_at(3, KeyboardInterrupt(), lambda cfg: len(calls) == 2))
+    calls = fake.calls
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(compose(overrides), finetune=fake)
+    _, study, companion, _, runs = records(overrides, compose)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    assert not [t for t in study.trials if schema.INTERRUPTED_ATTR in t.user_attrs]
+    interrupted, queued = companion.trials  # the second seed's run was queued, never started
+    assert (interrupted.state, queued.state) == (TrialState.FAIL, TrialState.WAITING)
+    assert interrupted.user_attrs[schema.INTERRUPTED_ATTR] == "interrupted by KeyboardInterrupt"
+    (run,) = final_runs(runs).values()
+    assert run.info.status == "KILLED"
+    assert schema.FINAL_ATTR not in study.user_attrs
+
+    run_sweep(compose(overrides), finetune=FakeFineTune())
+    _, study, companion, _, runs = records(overrides, compose)
+    assert len(companion.get_trials(states=(TrialState.COMPLETE,))) == 2
+    assert study.user_attrs[schema.FINAL_ATTR]["trial"] in {t.number for t in study.trials}
+    assert not [r for r in runs if r.info.status == "RUNNING"]

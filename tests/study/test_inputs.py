@@ -12,6 +12,8 @@ from harness.base.errors import ConfigError
 from harness.records import schema
 from harness.study import run_sweep
 
+pytestmark = pytest.mark.integration  # sweeps of the tiny BERT, resumed
+
 
 def test_a_data_file_edited_in_place_is_refused_on_resume(
     sweep_overrides, sentiment_files, tmp_path, compose

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import optuna
+import pytest
 
 from harness.base.progress import configure_logging
 from harness.study import run_sweep
@@ -19,6 +20,7 @@ EVAL_LINE = re.compile(r"trial (\d+) eval (\d+): accuracy \d\.\d{4}$")
 TRIAL_LINE = re.compile(r"trial (\d+) COMPLETE accuracy \d\.\d{4} in ")
 
 
+@pytest.mark.integration
 def test_a_sweep_without_a_terminal_writes_lines_and_a_log_file(sweep_overrides, compose):
     common = [
         *sweep_overrides,

@@ -15,6 +15,8 @@ from harness.records import schema
 from harness.study import run_sweep
 from harness.study.output_dir import OWNER_FILE
 
+pytestmark = pytest.mark.integration  # sweeps of the tiny BERT
+
 
 def runs_of(client, experiment_name):
     experiment = client.get_experiment_by_name(experiment_name)

@@ -279,6 +279,7 @@ def test_two_workers_racing_for_one_promotion_one_wins_the_other_takes_new_work(
         check_one_wins(race(f"sqlite:///{folder}/optuna.db", folder), runner.study)
 
 
+@pytest.mark.integration
 def test_two_workers_racing_on_postgresql(tmp_path, postgres_database):
     from tests.conftest import PG_URL
 

@@ -16,6 +16,8 @@ from harness.study import run_sweep
 from tests.helpers.configs import compose
 from tests.helpers.sweeps import RUN_STATUS, SweepProcess, stores
 
+pytestmark = pytest.mark.integration  # promotion sweeps of the tiny BERT, kill -9
+
 TrialState = optuna.trial.TrialState
 
 

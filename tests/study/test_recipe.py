@@ -1,6 +1,10 @@
-"""The recipe on real stores (tiny BERT): the study's first trial, trained again by the final
-stage with exactly the chosen configuration's seeds, and the paired gain over it recorded as
-the runs say; studies made without a recipe resume without one."""
+"""The recipe on real stores (real Optuna storage and MLflow store, the scripted fake fine-tune
+of tests/helpers/fake_finetune.py: the recipe is study logic): the study's first trial, trained
+again by the final stage with exactly the chosen configuration's seeds, and the paired gain over
+it recorded as the runs say; studies made without a recipe resume without one. The first test
+runs again on the real fine-tune (tiny BERT) in make test-slow; the final stage's runs on the
+real fine-tune in the default run: test_final.py's loss study and test_combine.py's ensemble
+(the same FinalObjective, with another configuration)."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from harness.base.errors import ConfigError
 from harness.records import schema, trials
 from harness.study import run_sweep
 from tests.helpers.configs import write_sentiment_csv
+from tests.helpers.fake_finetune import FakeFineTune
 
 TrialState = optuna.trial.TrialState
 RECIPE = (
@@ -31,10 +36,10 @@ RECIPE_PARAMS = {
 
 
 @pytest.fixture
-def recipe_overrides(sweep_overrides, tmp_path):
+def recipe_overrides(fast_overrides, tmp_path):
     test_file = write_sentiment_csv(tmp_path / "test.csv", 45, seed=3)
     return [
-        *[o for o in sweep_overrides if o not in ("final.seeds=0", "recipe=null")],
+        *[o for o in fast_overrides if o not in ("final.seeds=0", "recipe=null")],
         f"recipe={RECIPE}",
         "study.n_trials=3",
         "train.num_train_epochs=2",
@@ -54,8 +59,14 @@ def runs_by_name(cfg):
     }
 
 
-def test_the_recipe_is_trial_0_and_is_measured_with_the_chosen_seeds(recipe_overrides, compose):
-    summary = run_sweep(compose(recipe_overrides))
+@pytest.mark.parametrize(
+    "finetune",
+    [pytest.param(FakeFineTune, id="fake"), pytest.param(None, id="real", marks=pytest.mark.slow)],
+)
+def test_the_recipe_is_trial_0_and_is_measured_with_the_chosen_seeds(
+    recipe_overrides, compose, finetune
+):
+    summary = run_sweep(compose(recipe_overrides), finetune=finetune and finetune())
     cfg = compose(recipe_overrides)
     study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
     client, runs = runs_by_name(cfg)
@@ -128,10 +139,9 @@ def test_the_recipe_is_trial_0_and_is_measured_with_the_chosen_seeds(recipe_over
     assert words in text.splitlines()[-1]
 
 
-@pytest.mark.slow  # a 20-40 s sweep, kept out of the default run (under 10 minutes)
 def test_final_recipe_false_trains_no_recipe_runs(recipe_overrides, compose):
     overrides = [*recipe_overrides, "final.recipe=false", "study.n_trials=2", "final.seeds=1"]
-    run_sweep(compose(overrides))
+    run_sweep(compose(overrides), finetune=FakeFineTune())
     cfg = compose(overrides)
     study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
     assert study.trials[0].params == RECIPE_PARAMS  # still the search's first trial
@@ -142,7 +152,6 @@ def test_final_recipe_false_trains_no_recipe_runs(recipe_overrides, compose):
     assert sorted(n for n in runs if n.startswith("final-")) == [f"final-{chosen}-seed1"]
 
 
-@pytest.mark.slow  # two sweeps (~1 min on 2 cores)
 def test_a_study_made_without_a_recipe_resumes_without_one(recipe_overrides, compose):
     """As a study made before recipes existed: resumed with a recipe configured, nothing is
     queued or trained again and its final record stays as it was."""
@@ -152,7 +161,7 @@ def test_a_study_made_without_a_recipe_resumes_without_one(recipe_overrides, com
         "study.n_trials=2",
         "final.seeds=1",
     ]
-    run_sweep(compose(before))
+    run_sweep(compose(before), finetune=FakeFineTune())
     cfg = compose(before)
     study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
     snapshot = (
@@ -160,7 +169,7 @@ def test_a_study_made_without_a_recipe_resumes_without_one(recipe_overrides, com
         study.user_attrs[schema.FINAL_ATTR],
     )
     after = [*recipe_overrides, "study.n_trials=2", "final.seeds=1"]
-    summary = run_sweep(compose(after))
+    summary = run_sweep(compose(after), finetune=FakeFineTune())
     study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
     assert (
         [(t.number, t.state, t.params) for t in study.trials],
@@ -172,8 +181,8 @@ def test_a_study_made_without_a_recipe_resumes_without_one(recipe_overrides, com
 
 def test_a_changed_recipe_on_resume_is_refused(recipe_overrides, compose):
     first = [*recipe_overrides, "study.n_trials=1", "final.seeds=0"]
-    run_sweep(compose(first))
+    run_sweep(compose(first), finetune=FakeFineTune())
     changed = [*first, "recipe={train.learning_rate: 0.03}"]
     with pytest.raises(ConfigError, match="was made with the recipe") as error:
-        run_sweep(compose(changed))
+        run_sweep(compose(changed), finetune=FakeFineTune())
     assert error.value.field == "recipe"

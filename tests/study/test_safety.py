@@ -143,6 +143,7 @@ STORAGE_FORMS = {
 
 # the query-string form end to end in the slow run (~25 s); its masking is checked in the
 # default run by the unit, resume-line and provenance tests
+@pytest.mark.integration
 @pytest.mark.parametrize("form", ["userinfo", pytest.param("query", marks=pytest.mark.slow)])
 def test_a_storage_password_never_shows_anywhere(
     form, sweep_overrides, tmp_path, postgres_database, compose
@@ -200,6 +201,7 @@ def test_a_storage_password_never_shows_anywhere(
     assert shown.replace("5432", "1") in str(err.value)
 
 
+@pytest.mark.integration
 def test_the_command_line_masks_passwords_under_a_mistyped_key_and_in_tracebacks(
     monkeypatch, capsys
 ):
@@ -226,6 +228,7 @@ def test_the_command_line_masks_passwords_under_a_mistyped_key_and_in_tracebacks
     assert "http://u:***@mlflow.example:5000/api" in out.err and secret not in out.err
 
 
+@pytest.mark.integration
 def test_the_resume_line_masks_a_query_string_password(sweep_overrides, monkeypatch, capsys):
     """Ctrl-C prints the command that resumes the study: its password is masked, also where it
     is a query-string parameter (?password=…)."""
@@ -251,8 +254,9 @@ def test_the_resume_line_masks_a_query_string_password(sweep_overrides, monkeypa
     assert "?password=***" in resume and secret not in out.out + out.err
 
 
+@pytest.mark.integration
 def test_samplers_that_unpickle_storage_state_are_refused_on_request(
-    sweep_overrides, tmp_path, monkeypatch, capsys, compose
+    bare_overrides, tmp_path, monkeypatch, capsys, compose
 ):
     """Issue 27 item 15: CmaEsSampler unpickles its state from the study storage (whoever can
     write the storage runs code in every worker). study.trust_storage_pickles=false refuses it:
@@ -265,7 +269,7 @@ def test_samplers_that_unpickle_storage_state_are_refused_on_request(
     monkeypatch.setattr(
         sys,
         "argv",
-        ["harness.sweep", *sweep_overrides, "sampler=cmaes", "study.trust_storage_pickles=false"],
+        ["harness.sweep", *bare_overrides, "sampler=cmaes", "study.trust_storage_pickles=false"],
     )
     with pytest.raises(SystemExit) as exited:
         sweep.cli()
@@ -277,10 +281,10 @@ def test_samplers_that_unpickle_storage_state_are_refused_on_request(
     ), err
     nothing_created(tmp_path)
 
-    validate_config(compose([*sweep_overrides, "sampler=cmaes"]))  # trusted by default
+    validate_config(compose([*bare_overrides, "sampler=cmaes"]))  # trusted by default
     for sampler in ("tpe", "gp", "random", "qmc", "grid", "nsga2"):  # JSON in the storage only
         validate_config(
-            compose([*sweep_overrides, f"sampler={sampler}", "study.trust_storage_pickles=false"])
+            compose([*bare_overrides, f"sampler={sampler}", "study.trust_storage_pickles=false"])
         )
 
     class OwnSampler(optuna.samplers.RandomSampler):  # not Optuna's: cannot be vouched for
@@ -320,6 +324,7 @@ def _model_with_code(folder: Path, marker: Path, tiny_model_dir: Path) -> Path:
     return folder
 
 
+@pytest.mark.integration
 def test_model_code_runs_only_when_the_user_opts_in(
     sweep_overrides, tmp_path, tiny_model_dir, compose
 ):

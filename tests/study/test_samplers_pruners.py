@@ -1,4 +1,8 @@
-"""Every sampler and pruner option composes and runs a short real study (tiny model)."""
+"""Every sampler and pruner option composes and runs a short study on real Optuna and MLflow
+stores, with the scripted fake fine-tune (tests/helpers/fake_finetune.py): what is tested is the
+option's Optuna object in the harness's study loop, not the training. The real fine-tune under a
+sampler and pruner runs in tests/study/test_sweep_e2e.py (TPE, the forced pruner) and the
+promotion sweep (tests/study/test_promotion_sweep.py)."""
 
 from __future__ import annotations
 
@@ -8,19 +12,10 @@ import pytest
 from harness.records import schema
 from harness.study import run_sweep
 from tests.helpers.configs import CONF
+from tests.helpers.fake_finetune import FakeFineTune
 
-# The default run keeps the options no other default test runs; the others run in make
-# test-slow (tpe, random, median, threshold and none run in the sweep and method tests, and all
-# compose in the default run: tests/test_config.py).
-QUICK = {"grid", "hyperband"}
-SAMPLERS = [
-    pytest.param(p.stem, marks=() if p.stem in QUICK else pytest.mark.slow)
-    for p in sorted((CONF / "sampler").glob("*.yaml"))
-]
-PRUNERS = [
-    pytest.param(p.stem, marks=() if p.stem in QUICK else pytest.mark.slow)
-    for p in sorted((CONF / "pruner").glob("*.yaml"))
-]
+SAMPLERS = [p.stem for p in sorted((CONF / "sampler").glob("*.yaml"))]
+PRUNERS = [p.stem for p in sorted((CONF / "pruner").glob("*.yaml"))]
 NEEDS = {"threshold": ["pruner.lower=0.0"]}
 CLASSES = {
     "cmaes": "optuna.samplers.CmaEsSampler",
@@ -46,9 +41,9 @@ def parent_params(cfg) -> dict[str, str]:
     return parent.data.params
 
 
-def short(sweep_overrides: list[str]) -> list[str]:
+def short(fast_overrides: list[str]) -> list[str]:
     return [
-        *sweep_overrides,
+        *fast_overrides,
         "study.n_trials=2",
         "train.num_train_epochs=1",
         "data.max_train_samples=64",
@@ -56,9 +51,9 @@ def short(sweep_overrides: list[str]) -> list[str]:
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS)
-def test_every_sampler_runs_a_short_study(sampler, sweep_overrides, compose):
-    overrides = [*short(sweep_overrides), f"sampler={sampler}", "pruner=none"]
-    summary = run_sweep(compose(overrides))
+def test_every_sampler_runs_a_short_study(sampler, fast_overrides, compose):
+    overrides = [*short(fast_overrides), f"sampler={sampler}", "pruner=none"]
+    summary = run_sweep(compose(overrides), finetune=FakeFineTune())
     assert summary.complete == 2
     cfg = compose(overrides)
     study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
@@ -67,9 +62,9 @@ def test_every_sampler_runs_a_short_study(sampler, sweep_overrides, compose):
 
 
 @pytest.mark.parametrize("pruner", PRUNERS)
-def test_every_pruner_runs_a_short_study(pruner, sweep_overrides, compose):
-    overrides = [*short(sweep_overrides), f"pruner={pruner}", *NEEDS.get(pruner, [])]
-    summary = run_sweep(compose(overrides))
+def test_every_pruner_runs_a_short_study(pruner, fast_overrides, compose):
+    overrides = [*short(fast_overrides), f"pruner={pruner}", *NEEDS.get(pruner, [])]
+    summary = run_sweep(compose(overrides), finetune=FakeFineTune())
     assert summary.complete + summary.pruned == 2 and summary.failed == 0
 
 
@@ -82,8 +77,8 @@ def test_the_grid_covers_the_search_space(sweep_overrides, compose):
     assert lr[1] == pytest.approx((1e-2 * 5e-2) ** 0.5)  # log-spaced
 
 
-def test_sampler_seeds_are_recorded(sweep_overrides, compose):
-    overrides = [*short(sweep_overrides), "study.n_trials=1", "sampler.seed=7"]
+def test_sampler_seeds_are_recorded(fast_overrides, compose):
+    overrides = [*short(fast_overrides), "study.n_trials=1", "sampler.seed=7"]
     cfg = compose(overrides)
-    run_sweep(cfg)
+    run_sweep(cfg, finetune=FakeFineTune())
     assert parent_params(cfg)["sampler.seed"] == "7"

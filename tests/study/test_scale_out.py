@@ -19,6 +19,8 @@ from mlflow.tracking import MlflowClient
 from harness.records import schema
 from tests.helpers.sweeps import RUN_STATUS, SweepProcess
 
+pytestmark = pytest.mark.integration  # PostgreSQL, an mlflow server, worker processes, kill -9
+
 ROOT = Path(__file__).resolve().parents[2]
 TrialState = optuna.trial.TrialState
 

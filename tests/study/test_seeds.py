@@ -10,6 +10,8 @@ from harness.records import schema
 from tests.helpers.configs import compose
 from tests.helpers.sweeps import SweepProcess
 
+pytestmark = pytest.mark.integration  # sweeps started together in subprocesses
+
 
 @pytest.mark.slow  # two sweeps in subprocesses at once (~1 min on 2 cores)
 def test_identical_commands_started_together_sample_differently(sweep_overrides):

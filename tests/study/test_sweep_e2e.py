@@ -16,6 +16,8 @@ from harness.records import schema
 from harness.study import run_sweep
 from tests.helpers.sweeps import finished_sweep, stores
 
+pytestmark = pytest.mark.integration  # end-to-end sweeps of the tiny BERT
+
 TrialState = optuna.trial.TrialState
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = pytest.mark.embedded
+pytestmark = [pytest.mark.embedded, pytest.mark.integration]  # the real MiniLM trains
 
 
 def test_minilm_trains_a_step_on_real_tweets(monkeypatch, compose):

@@ -55,6 +55,7 @@ def _grid():
             )
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("family", "method"), _grid())
 def test_a_trial_of_every_method_on_every_family(
     family, method, tiny_family, sentiment_files, tmp_path, compose
@@ -112,6 +113,7 @@ def test_the_head_trains_and_the_base_is_frozen_for_peft_methods(tiny_family, co
         ), method
 
 
+@pytest.mark.integration
 def test_prompt_tuning_with_text_initialisation(tiny_family, sentiment_files, tmp_path, compose):
     overrides = overrides_for(tiny_family("bert"), sentiment_files, tmp_path, "prompt")
     summary = run_sweep(

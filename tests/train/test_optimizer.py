@@ -58,6 +58,7 @@ def test_layer_decay_scales_each_layer_below_the_top(compose, sweep_overrides):
             assert scale == 1.0, name
 
 
+@pytest.mark.integration  # trains the tiny model for real
 def test_the_trainer_gets_a_rate_per_layer_and_loraplus_rates_for_b(
     compose, sweep_overrides, tmp_path
 ):

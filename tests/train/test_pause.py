@@ -8,9 +8,12 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
+from harness.records.trials import pruning_signal
 from harness.study import prepare_study, validate_config
 from harness.train.callbacks import MetricsLogger, PruningCallback
 from harness.train.finetune import BEST_WEIGHTS, HARNESS_STATE, TRAINER_STATE, finetune
+
+pytestmark = pytest.mark.integration  # real runs paused and continued
 
 
 class PauseAt(optuna.pruners.BasePruner):
@@ -46,7 +49,7 @@ def run(prepared, pause_at, tmp_path, name, pause_to=None, resume_from=None):
         prepared.datasets,
         prepared.metrics,
         callbacks=[
-            PruningCallback.for_study(trial, cfg.study, pause=True),
+            PruningCallback(trial, *pruning_signal(cfg.study), pause=True),
             MetricsLogger(lambda metrics, step: logged.append((step, metrics))),
             last,
         ],

@@ -44,6 +44,7 @@ class FirstWeights(TrainerCallback):
         self.end = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
+@pytest.mark.integration  # trains the tiny model for real
 def test_data_order_seeds_start_from_the_same_weights(compose, sweep_overrides):
     """final.vary=data_order: other seeds (data order, dropout), the same starting adapter and
     head; without init_seed the adapter starts elsewhere."""
