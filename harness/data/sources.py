@@ -7,6 +7,7 @@ turns whatever they return into labelled, split, capped data.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import logging
@@ -138,28 +139,6 @@ def hub_dataset(
     return loaded
 
 
-def vader_tweets(
-    cache_dir: str,
-    version: str = "3.3.2",
-    negative_below: float = -0.5,
-    positive_above: float = 0.5,
-    validation_size: float = 0.15,
-    test_size: float = 0.15,
-    seed: int = 42,
-) -> DatasetDict:
-    """The VADER tweets (``vader_ground_truth`` with corpus ``tweets``: conf/data/vader.yaml)."""
-    return vader_ground_truth(
-        cache_dir,
-        "tweets",
-        version,
-        negative_below,
-        positive_above,
-        validation_size,
-        test_size,
-        seed,
-    )
-
-
 def vader_ground_truth(
     cache_dir: str,
     corpus: str = "tweets",
@@ -226,6 +205,10 @@ def vader_ground_truth(
             test_size,
             seed,
         )
+
+
+# The VADER tweets (conf/data/vader.yaml): vader_ground_truth with corpus ``tweets``
+vader_tweets = functools.partial(vader_ground_truth, corpus="tweets")
 
 
 def _prepare_vader(

@@ -60,16 +60,7 @@ class FinalObjective(Objective):
     """A final-stage run: the configuration of the trial it re-runs (enqueued as fixed params),
     another seed, no pruning, its checkpoint kept until the choice."""
 
-    def __init__(
-        self,
-        prepared: Prepared,
-        tracker: Tracker,
-        store: StudyCheckpoints,
-        progress: StudyProgress,
-        finetune: FineTune | None = None,
-    ) -> None:
-        super().__init__(prepared, tracker, store, progress, finetune=finetune)
-        self.prunes = False
+    prunes = False
 
     def _configure(self, trial: optuna.Trial) -> tuple[DictConfig, Params]:
         trial_cfg, values = super()._configure(trial)

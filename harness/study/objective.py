@@ -99,6 +99,8 @@ class Objective:
     (:func:`harness.train.finetune.finetune`, imported when the first trial starts).
     """
 
+    prunes = True  # the pruner may stop a trial; its checkpoint kept if among the best
+
     def __init__(
         self,
         prepared: Prepared,
@@ -120,7 +122,6 @@ class Objective:
         self.current: int | None = None  # the trial this process is running
         self.pending: tuple[TrialRun, dict[str, str]] | None = None  # a run to end in after_trial
         self.taken_over: int | None = None  # a trial another worker failed while this ran it
-        self.prunes = True  # the pruner may stop a trial; its checkpoint kept if among the best
         self.sampler_seed: int | None = None  # this process's (recorded on each trial)
 
     # (FinalObjective's: a re-run of a search trial's configuration, with its own seed)
