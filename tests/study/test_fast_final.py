@@ -10,18 +10,16 @@ and ``test_final.py`` (the same test on the tiny BERT, slow; kill -9 during the 
 from __future__ import annotations
 
 import json
-import os
-import statistics
 
 import optuna
 import pytest
 
 from harness.export import export_model
-from harness.records import schema, trials
+from harness.records import trials
 from harness.study import run_sweep
 from tests.helpers.configs import write_sentiment_csv
 from tests.helpers.fake_finetune import FakeFineTune
-from tests.study.test_final import final_runs, records
+from tests.study.test_final import check_final_choice, final_runs, records
 
 TrialState = optuna.trial.TrialState
 
@@ -59,43 +57,7 @@ def test_final_stage_reruns_the_best_configurations_and_chooses_by_mean(
         assert run.params == study.trials[number].params
     seeds = sorted(int(c.trial_cfg.train.seed) for c in fake.calls[3:])
     assert seeds == [43, 43, 44, 44]
-    record = study.user_attrs[schema.FINAL_ATTR]
-    means = {}
-    for source in top:
-        values = [trials.study_value(r) for r in done if trials.final_key(r)[0] == source.number]
-        config = record["configs"][str(source.number)]
-        assert config["mean"] == pytest.approx(statistics.fmean(values))
-        assert config["sd"] == pytest.approx(statistics.stdev(values))
-        means[source.number] = config["mean"]
-    assert record["trial"] == max(means, key=means.get)
-    chosen = [r for r in done if trials.final_key(r)[0] == record["trial"]]
-    best_seed = max(chosen, key=trials.study_value)
-    assert record["seed"] == trials.final_key(best_seed)[1]
-    output = cfg.study.output_dir
-    assert os.path.realpath(f"{output}/best") == os.path.realpath(
-        f"{output}/final/checkpoints/run-{best_seed.number}"
-    )
-    assert os.listdir(f"{output}/final/checkpoints") == [f"run-{best_seed.number}"]
-    parent = client.get_run(study.user_attrs[schema.PARENT_RUN_ATTR]).data.metrics
-    assert parent["final_val_accuracy_mean"] == pytest.approx(means[record["trial"]])
-    assert parent["final_trial"] == record["trial"]
-    # the test split: scored on the chosen configuration's seeds only, after every final run
-    tested = {name: r for name, r in finals.items() if "test_accuracy" in r.data.metrics}
-    assert sorted(tested) == sorted(f"final-{record['trial']}-seed{k}" for k in (1, 2))
-    assert not any(
-        "test_accuracy" in r.data.metrics
-        for r in runs
-        if r.info.run_name and r.info.run_name.startswith("trial-")
-    )
-    scored_at = min(
-        client.get_metric_history(r.info.run_id, "test_accuracy")[0].timestamp
-        for r in tested.values()
-    )
-    assert scored_at >= max(r.info.end_time for r in finals.values())
-    test_values = [r.data.metrics["test_accuracy"] for r in tested.values()]
-    assert parent["final_test_accuracy_mean"] == pytest.approx(statistics.fmean(test_values))
-    text = summary.format()
-    assert "Final stage:" in text and "<- chosen" in text and "Test accuracy" in text
+    record, means = check_final_choice(summary, cfg, study, client, runs, top, done)
     # a rerun of the finished study does nothing more
     idle = FakeFineTune()
     run_sweep(compose(overrides), finetune=idle)

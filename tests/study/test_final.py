@@ -59,22 +59,12 @@ def final_runs(runs):
     }
 
 
-# ~60 s (top_k=2, two seeds); the recipe test keeps a final stage in the default run
-@pytest.mark.slow
-def test_final_stage_reruns_the_best_configurations_and_chooses_by_mean(final_overrides, compose):
-    summary = run_sweep(compose(final_overrides))
-    cfg, study, companion, client, runs = records(final_overrides, compose)
-    top = trials.ranked(study)[:2]
+def check_final_choice(summary, cfg, study, client, runs, top, done) -> tuple[dict, dict]:
+    """The final stage's record, kept checkpoint, parent-run figures and test scores agree with
+    its runs (``done``: the complete final runs of the ``top`` configurations); the test split is
+    scored on the chosen configuration's seeds only, after every final run. Returns the record
+    and each configuration's mean."""
     finals = final_runs(runs)
-    assert sorted(finals) == sorted(f"final-{t.number}-seed{k}" for t in top for k in (1, 2))
-    assert all(r.info.status == "FINISHED" for r in finals.values())
-    done = companion.get_trials(states=(TrialState.COMPLETE,))
-    assert len(done) == 4
-    for run in done:  # identical params to the trial it re-runs, distinct seeds
-        number, seed = trials.final_key(run)
-        assert run.params == study.trials[number].params
-        config = client.download_artifacts(run.user_attrs[schema.RUN_ID_ATTR], "config.yaml")
-        assert f"seed: {42 + seed}\n" in Path(config).read_text()
     record = study.user_attrs[schema.FINAL_ATTR]
     means = {}
     for source in top:
@@ -112,6 +102,26 @@ def test_final_stage_reruns_the_best_configurations_and_chooses_by_mean(final_ov
     assert parent["final_test_accuracy_mean"] == pytest.approx(statistics.fmean(test_values))
     text = summary.format()
     assert "Final stage:" in text and "<- chosen" in text and "Test accuracy" in text
+    return record, means
+
+
+# ~60 s (top_k=2, two seeds); the recipe test keeps a final stage in the default run
+@pytest.mark.slow
+def test_final_stage_reruns_the_best_configurations_and_chooses_by_mean(final_overrides, compose):
+    summary = run_sweep(compose(final_overrides))
+    cfg, study, companion, client, runs = records(final_overrides, compose)
+    top = trials.ranked(study)[:2]
+    finals = final_runs(runs)
+    assert sorted(finals) == sorted(f"final-{t.number}-seed{k}" for t in top for k in (1, 2))
+    assert all(r.info.status == "FINISHED" for r in finals.values())
+    done = companion.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) == 4
+    for run in done:  # identical params to the trial it re-runs, distinct seeds
+        number, seed = trials.final_key(run)
+        assert run.params == study.trials[number].params
+        config = client.download_artifacts(run.user_attrs[schema.RUN_ID_ATTR], "config.yaml")
+        assert f"seed: {42 + seed}\n" in Path(config).read_text()
+    record, means = check_final_choice(summary, cfg, study, client, runs, top, done)
     # a rerun of the finished study does nothing more
     run_sweep(compose(final_overrides))
     assert len(final_runs(records(final_overrides, compose)[4])) == 4
