@@ -13,7 +13,6 @@ import sys
 import warnings
 from typing import TYPE_CHECKING, Protocol, TextIO
 
-import optuna
 from tqdm.auto import tqdm
 
 if TYPE_CHECKING:
@@ -156,7 +155,10 @@ def configure_logging(level: int | str = logging.INFO) -> None:
     for name in ("alembic", "mlflow", "datasets", "transformers", "peft", "evaluate"):
         logging.getLogger(name).setLevel(logging.ERROR)
     # Optuna's own lines (trial finished / failed with its traceback) repeat the harness's
-    # trial lines; a failed trial's traceback is in its MLflow run (traceback.txt).
+    # trial lines; a failed trial's traceback is in its MLflow run (traceback.txt). (Imported
+    # here: a config error is reported before Optuna is needed, and faster without it.)
+    import optuna
+
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", module="sqlalchemy")
     warnings.filterwarnings("ignore", category=FutureWarning)

@@ -21,10 +21,9 @@ from harness.base.errors import ConfigError, StudyStopped
 from harness.base.interrupts import raise_on_signals
 from harness.base.progress import configure_logging, log_level
 from harness.base.secrets import config_urls, mask, masked_output, register
+from harness.config import check_sections
 from harness.config.command import CONF, run_hydra
 from harness.config.space_overrides import replace_entries
-from harness.data import load_labelled_data
-from harness.study import init_stores, run_sweep, run_workers, study_summary, validate_config
 
 
 def command_args() -> list[str]:
@@ -48,6 +47,14 @@ def resume_command() -> str:
 
 @hydra.main(version_base="1.3", config_path=CONF, config_name="config")
 def main(cfg: DictConfig) -> None:
+    try:  # a bad value is reported before the study's imports (half a second, not one)
+        check_sections(cfg)
+    except ConfigError as exc:
+        print(f"error: {mask(str(exc))}", file=sys.stderr)
+        sys.exit(2)
+    # imported here, not above: `--help` and a config error need neither
+    from harness.study import run_sweep
+
     configure_logging(log_level(cfg))
     replace_entries(cfg, HydraConfig.get().overrides.task)
     command = resume_command()
@@ -103,6 +110,8 @@ def _launches_workers(cfg: DictConfig) -> bool:
 
 def _run_workers(cfg: DictConfig, command: str) -> int:
     """``study.workers`` > 1: check the config once, start the workers, print the summary."""
+    from harness.data import load_labelled_data
+    from harness.study import init_stores, run_workers, study_summary, validate_config
 
     try:
         validate_config(cfg)

@@ -5,9 +5,9 @@ Importing this package registers the schemas and the resolvers (before any compo
 """
 
 from harness.config import resolvers as _resolvers  # noqa: F401  (registers the resolvers)
-from harness.config.access import settings, train_options
+from harness.config.access import check_sections, settings, train_options
 from harness.config.schema import register as _register_schemas
 
 _register_schemas()
 
-__all__ = ["settings", "train_options"]
+__all__ = ["check_sections", "settings", "train_options"]

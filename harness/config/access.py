@@ -4,13 +4,45 @@ errors into the harness's one-line form ("FIELD: must be …, got VALUE")."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import (
+    InterpolationResolutionError,
+    InterpolationToMissingValueError,
+    MissingMandatoryValue,
+    OmegaConfBaseException,
+)
 
-from harness.base.errors import ConfigError
+from harness.base.errors import ConfigError, first_line
 from harness.config.schema import PLOTS, SECTIONS, TrainOptions
+
+# TrainingArguments the harness sets itself (evaluation cadence, no checkpoints of its own,
+# no reporting integrations: tracking is the harness's job).
+OWNED_ARGS = (
+    "output_dir",
+    "eval_strategy",
+    "eval_steps",
+    "logging_strategy",
+    "logging_steps",
+    "save_strategy",
+    "report_to",
+    "disable_tqdm",
+    "load_best_model_at_end",
+)
+# the sections every study's config has (conf/config.yaml's defaults list)
+REQUIRED_SECTIONS = (
+    "study",
+    "model",
+    "data",
+    "peft",
+    "train",
+    "sampler",
+    "pruner",
+    "tracking",
+    "checkpoints",
+)
 
 
 def settings(cfg: DictConfig, section: str) -> Any:  # Any: the section's own dataclass
@@ -20,6 +52,55 @@ def settings(cfg: DictConfig, section: str) -> Any:  # Any: the section's own da
         return OmegaConf.to_object(node)
     except OmegaConfBaseException as exc:
         raise as_config_error(exc, f"{section}.") from None
+
+
+def check_sections(cfg: DictConfig) -> None:
+    """The checks that need the config alone: every section a mapping, nothing required left
+    unset, every interpolation resolvable, the harness's own sections against their schemas
+    (ranges, choices) and ``train``'s options; a ConfigError naming the field. The command line
+    runs them before it imports the study (a bad value is reported in half a second);
+    :func:`harness.study.validate_config` starts with them."""
+    for section in REQUIRED_SECTIONS:
+        if not isinstance(cfg.get(section), DictConfig):
+            raise ConfigError(section, f"must be a mapping of settings, got {cfg.get(section)!r}")
+    try:
+        missing = sorted(OmegaConf.missing_keys(cfg))
+    except InterpolationToMissingValueError as exc:  # data.source.x: ${data.train_file}, unset
+        found = re.search(r"Missing mandatory value: ([\w.\-]+)", str(exc))
+        missing = [found.group(1) if found else str(exc.full_key)]
+    if missing:
+        raise ConfigError(missing[0], f"is required: set it on the command line ({missing[0]}=…)")
+    try:
+        OmegaConf.resolve(cfg.copy())
+    except (InterpolationResolutionError, MissingMandatoryValue) as exc:
+        key = getattr(exc, "full_key", None) or "config"
+        raise ConfigError(str(key), first_line(exc)) from exc
+    for section in SECTIONS:
+        if cfg.get(section) is not None:
+            settings(cfg, section)
+    train_options(cfg.train)
+    check_training_fields(cfg.train)
+
+
+def check_training_fields(train_cfg: DictConfig) -> None:
+    """The TrainingArguments fields of ``train`` that can be checked without building them: none
+    the harness sets itself, positive batch sizes, a positive learning rate and epoch count
+    (a ConfigError naming the field; TrainingArguments checks the rest when a trial builds it)."""
+    for key in OWNED_ARGS:
+        if key in train_cfg:
+            raise ConfigError(f"train.{key}", "is set by the harness; remove it from train")
+    for key in ("per_device_train_batch_size", "per_device_eval_batch_size"):
+        value = train_cfg.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"train.{key}", f"must be a positive integer, got {value!r}")
+    for key in ("learning_rate", "num_train_epochs"):
+        value = train_cfg.get(key)
+        if (
+            key in train_cfg
+            and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0)
+            and not (key == "num_train_epochs" and (train_cfg.get("max_steps") or 0) > 0)
+        ):
+            raise ConfigError(f"train.{key}", f"must be a positive number, got {value!r}")
 
 
 def train_options(train_cfg: DictConfig) -> TrainOptions:

@@ -8,13 +8,14 @@ yourself for the traceback.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import yaml
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
@@ -54,7 +55,8 @@ def run_hydra(main: Callable[[], None]) -> None:
     register(sys.argv[1:])  # passwords typed on the command line, even under a mistyped key
     sys.argv[1:] = prepare(sys.argv[1:])  # search-space entries replaced, not refused
     try:
-        main()
+        with faster_hydra():
+            main()
     except Exception as exc:
         line = composition_error(exc)
         if line is None:  # not bad input: the traceback, with every password masked
@@ -64,6 +66,81 @@ def run_hydra(main: Callable[[], None]) -> None:
         sys.exit(2)
     finally:
         os.environ.pop("HYDRA_FULL_ERROR", None)
+
+
+@contextlib.contextmanager
+def faster_hydra() -> Iterator[None]:
+    """Two costs of Hydra's own command-line flow, cut for one call without changing what it
+    composes or prints (restored on the way out):
+
+    - A config that does not compose is composed twice: ``Hydra.get_mode`` swallows the error
+      and the run composes again to raise it. Here the first compose raises it (the mode is
+      read from a MULTIRUN compose, the more permissive one, so a config that fails it fails
+      the run's too). About a third of a config error's time.
+    - ``--help`` lists the config groups with one deep copy of the config repository per group
+      and option kind (about 90 copies, most of `--help`'s time). Here the listing makes that
+      copy once per config loader (the listing passes no config name and no overrides, so every
+      copy is the same).
+
+    Both replace a method of Hydra's internals; where a Hydra release renames one, that part of
+    Hydra's flow runs as it is (tests/config/test_command.py checks that both are found).
+    """
+    patches = _hydra_patches()
+    originals = [(owner, name, owner.__dict__[name]) for owner, name, _ in patches]
+    try:
+        for owner, name, replacement in patches:
+            setattr(owner, name, replacement)
+        yield
+    finally:
+        for owner, name, original in originals:
+            setattr(owner, name, original)
+
+
+def _hydra_patches() -> list[tuple[type, str, Callable[..., Any]]]:
+    """(class, method name, replacement) for each of :func:`faster_hydra`'s cuts that this
+    Hydra release has the method for."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.hydra import Hydra
+    from hydra.core.object_type import ObjectType
+    from hydra.types import RunMode
+
+    patches: list[tuple[type, str, Callable[..., Any]]] = []
+    if "get_mode" in Hydra.__dict__ and hasattr(Hydra, "compose_config"):
+
+        def get_mode(self: Hydra, config_name: str | None, overrides: list[str]) -> Any:
+            cfg = self.compose_config(
+                config_name=config_name,
+                overrides=overrides,
+                with_log_configuration=False,
+                run_mode=RunMode.MULTIRUN,
+                validate_sweep_overrides=False,
+            )
+            return cfg.hydra.mode
+
+        patches.append((Hydra, "get_mode", get_mode))
+    original_options = ConfigLoaderImpl.__dict__.get("get_group_options")
+    if original_options is not None and hasattr(
+        ConfigLoaderImpl, "_parse_overrides_and_create_caching_repo"
+    ):
+
+        def get_group_options(
+            self: ConfigLoaderImpl,
+            group_name: str,
+            results_filter: ObjectType | None = ObjectType.CONFIG,
+            config_name: str | None = None,
+            overrides: list[str] | None = None,
+        ) -> list[str]:
+            if config_name is not None or overrides:
+                options = original_options(self, group_name, results_filter, config_name, overrides)
+                return list(options)
+            repo = self.__dict__.get("_harness_listing_repo")
+            if repo is None:
+                _, repo = self._parse_overrides_and_create_caching_repo(None, [])
+                self.__dict__["_harness_listing_repo"] = repo
+            return repo.get_group_options(group_name, results_filter)
+
+        patches.append((ConfigLoaderImpl, "get_group_options", get_group_options))
+    return patches
 
 
 class Formatted(Protocol):

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from harness.base.errors import ConfigError, first_line
 from harness.base.extras import check_target
@@ -22,7 +21,7 @@ from harness.base.files import check_sqlite_writable, check_writable, sqlite_pat
 from harness.base.objects import build
 from harness.base.output_folders import check_replaceable
 from harness.base.secrets import mask
-from harness.config import settings, train_options
+from harness.config import check_sections, settings
 from harness.data import load_labelled_data, tokenize
 from harness.metrics import load_metrics
 from harness.records import schema
@@ -50,27 +49,7 @@ def validate_config(cfg: DictConfig) -> SearchSpace | MethodSpace:
     here the checks that span sections. Returns the study's search space (a SearchSpace, or a
     MethodSpace for a methods study).
     """
-    for section in (
-        "study",
-        "model",
-        "data",
-        "peft",
-        "train",
-        "sampler",
-        "pruner",
-        "tracking",
-        "checkpoints",
-    ):
-        if not isinstance(cfg.get(section), DictConfig):
-            raise ConfigError(section, f"must be a mapping of settings, got {cfg.get(section)!r}")
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        raise ConfigError(missing[0], f"is required: set it on the command line ({missing[0]}=…)")
-    try:
-        OmegaConf.resolve(cfg.copy())
-    except (InterpolationResolutionError, MissingMandatoryValue) as exc:
-        key = getattr(exc, "full_key", None) or "config"
-        raise ConfigError(str(key), first_line(exc)) from exc
+    check_sections(cfg)
     space = (
         MethodSpace.from_config(cfg)
         if cfg.get("method_space")
@@ -86,10 +65,6 @@ def validate_config(cfg: DictConfig) -> SearchSpace | MethodSpace:
             "runs of study '<name>' (a resume would take this "
             "study for one): choose another name",
         )
-    for section in ("checkpoints", "report", "display", "final"):
-        if cfg.get(section) is not None:
-            settings(cfg, section)
-    train_options(cfg.train)
     if study.second_objective is not None and cfg.pruner.get("_target_") != (
         "optuna.pruners.NopPruner"
     ):

@@ -10,25 +10,12 @@ from typing import TYPE_CHECKING, Any, cast
 from omegaconf import DictConfig, OmegaConf
 
 from harness.base.errors import ConfigError, first_line
-from harness.config.access import train_options
+from harness.config.access import check_training_fields, train_options
 from harness.config.schema import TrainOptions
 
 if TYPE_CHECKING:
     from transformers import TrainingArguments
 
-# TrainingArguments the harness sets itself (evaluation cadence, no checkpoints of its own,
-# no reporting integrations: tracking is the harness's job).
-OWNED_ARGS = (
-    "output_dir",
-    "eval_strategy",
-    "eval_steps",
-    "logging_strategy",
-    "logging_steps",
-    "save_strategy",
-    "report_to",
-    "disable_tqdm",
-    "load_best_model_at_end",
-)
 # Keys of `train` that are the harness's, not TrainingArguments'.
 HARNESS_KEYS = tuple(f.name for f in dataclasses.fields(TrainOptions))
 
@@ -108,21 +95,7 @@ def training_arguments(
     for key in HARNESS_KEYS:
         kwargs.pop(key, None)
     evals_per_epoch = own.evals_per_epoch
-    for key in OWNED_ARGS:
-        if key in kwargs:
-            raise ConfigError(f"train.{key}", "is set by the harness; remove it from train")
-    for key in ("per_device_train_batch_size", "per_device_eval_batch_size"):
-        value = kwargs.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"train.{key}", f"must be a positive integer, got {value!r}")
-    for key in ("learning_rate", "num_train_epochs"):
-        value = kwargs.get(key)
-        if (
-            key in kwargs
-            and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0)
-            and not (key == "num_train_epochs" and (kwargs.get("max_steps") or 0) > 0)
-        ):
-            raise ConfigError(f"train.{key}", f"must be a positive number, got {value!r}")
+    check_training_fields(train_cfg)
     # Rounded up: the last evaluation of an epoch falls on (or just after) its last step.
     eval_steps = max(1, math.ceil(steps_per_epoch(train_cfg, train_size) / evals_per_epoch))
     try:
