@@ -130,35 +130,8 @@ def _body(info: CardInfo, library: str) -> str:
         "",
         f"- `{data['name']}`: {data['source']}",
     ]
-    soup = info.get("soup")
-    if soup:
-        test = (soup.get("test") or {}).get("value")
-        lines[4:4] = [
-            f"Shipped as a soup: the weight average of {', '.join(soup['members'])} "
-            f"(the chosen configuration's seeds; greedy soup on validation): "
-            f"validation {info['metric']} {soup['val']:.4f}"
-            + (f", test {test:.4f}" if test is not None else "")
-            + ".",
-            "",
-        ]
+    lines[4:4] = _shipped_as(info)
     ensemble = info.get("ensemble")
-    if ensemble:
-        test = (ensemble.get("test") or {}).get("value")
-        lines[4:4] = [
-            f"Shipped as an ensemble of {len(ensemble['members'])} models the study trained "
-            f"(greedy ensemble selection on validation; the prediction is the weighted mean of "
-            f"their label probabilities): validation {info['metric']} {ensemble['val']:.4f}"
-            + (f", test {test:.4f}" if test is not None else "")
-            + ".",
-            "",
-            "| member | weight | its validation |",
-            "|---|---|---|",
-            *[
-                f"| `{m['name']}` (folder `member-{i}`) | {m['weight']:.3f} | {m['val']:.4f} |"
-                for i, m in enumerate(ensemble["members"])
-            ],
-            "",
-        ]
     lines += [f"- {split}: {size:,} examples" for split, size in data.get("sizes", {}).items()]
     lines += [
         f"- labels: {', '.join(f'{i} = {n}' for i, n in enumerate(info['labels']))}",
@@ -246,3 +219,40 @@ def _body(info: CardInfo, library: str) -> str:
 
 def _show(value: object) -> str:
     return f"{value:.6g}" if isinstance(value, float) else f"`{value}`"
+
+
+def _shipped_as(info: CardInfo) -> list[str]:
+    """The paragraph on what ships when it is not one trial's checkpoint: an ensemble of the
+    study's models, or a soup of the chosen configuration's seeds (none: no lines)."""
+    metric, ensemble, soup = info["metric"], info.get("ensemble"), info.get("soup")
+    lines: list[str] = []
+    if ensemble:
+        members = ensemble["members"]
+        lines += [
+            f"Shipped as an ensemble of {len(members)} models the study trained (greedy ensemble "
+            "selection on validation; the prediction is the weighted mean of their label "
+            f"probabilities): {_scores(metric, ensemble)}.",
+            "",
+            "| member | weight | its validation |",
+            "|---|---|---|",
+            *[
+                f"| `{m['name']}` (folder `member-{i}`) | {m['weight']:.3f} | {m['val']:.4f} |"
+                for i, m in enumerate(members)
+            ],
+            "",
+        ]
+    if soup:
+        lines += [
+            f"Shipped as a soup: the weight average of {', '.join(soup['members'])} (the chosen "
+            f"configuration's seeds; greedy soup on validation): {_scores(metric, soup)}.",
+            "",
+        ]
+    return lines
+
+
+def _scores(metric: str, shipped: dict[str, Any]) -> str:
+    """A shipped soup's or ensemble's scores: "validation <metric> x, test y" (test when scored)."""
+    test = (shipped.get("test") or {}).get("value")
+    return f"validation {metric} {shipped['val']:.4f}" + (
+        f", test {test:.4f}" if test is not None else ""
+    )

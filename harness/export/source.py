@@ -73,24 +73,16 @@ def chosen_export(study: optuna.Study, number: int | None) -> Choice:
     record = final.record(study) or {}
     if number is None and record.get("run_id"):
         trial = study.trials[int(record["trial"])]
-        soup = record.get("soup")
-        if soup:  # a local checkpoint only: no run holds it (its ingredients' runs do)
-            return Choice(
-                trial,
-                record["run_id"],
-                float(soup["val"]),
-                int(record["seed"]),
-                Path(soup["checkpoint"]),
-                record,
-                soup=True,
-            )
+        # a soup is a local checkpoint only: no run holds it (its ingredients' runs do)
+        shipped = record.get("soup") or {"val": record["seed_value"], **record}
         return Choice(
             trial,
             record["run_id"],
-            float(record["seed_value"]),
+            float(shipped["val"]),
             int(record["seed"]),
-            Path(record["checkpoint"]),
+            Path(shipped["checkpoint"]),
             record,
+            soup=bool(record.get("soup")),
         )
     trial = _chosen_trial(study, number)
     return Choice(trial, trial.user_attrs.get(schema.RUN_ID_ATTR), trials.study_value(trial))

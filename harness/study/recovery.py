@@ -25,6 +25,7 @@ import logging
 import os
 import socket
 import warnings
+from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -79,24 +80,16 @@ def process_is_gone(worker: object) -> bool:
     return False
 
 
+@dataclass
 class Recovery:
     """Fails, closes and retries trials whose process stopped (see the module docstring)."""
 
-    def __init__(
-        self,
-        tracker: Tracker,
-        store: StudyCheckpoints,
-        max_retry: int | None,
-        grace_period: int,
-        final_store: StudyCheckpoints | None = None,
-        paused: PausedStates | None = None,
-    ) -> None:
-        self.tracker = tracker
-        self.store = store
-        self.final_store = final_store  # the final stage's runs' checkpoints
-        self.paused = paused  # paused trials' training states (the promotion scheduler)
-        self.max_retry = max_retry
-        self.grace_period = grace_period
+    tracker: Tracker
+    store: StudyCheckpoints
+    max_retry: int | None
+    grace_period: int
+    final_store: StudyCheckpoints | None = None  # the final stage's runs' checkpoints
+    paused: PausedStates | None = None  # paused trials' training states (promotion scheduler)
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Optuna's stale-trial callback: ``trial`` is already FAIL in the storage."""

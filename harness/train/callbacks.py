@@ -11,7 +11,7 @@ state has ``state()`` and ``load_state(state)``, saved beside the Trainer's chec
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 from transformers import TrainerCallback
 
@@ -23,7 +23,13 @@ if TYPE_CHECKING:
     import numpy.typing as npt
     import optuna
     import torch
-    from transformers import EvalPrediction, TrainerControl, TrainerState, TrainingArguments
+    from transformers import EvalPrediction
+    from transformers import TrainerControl as Control
+    from transformers import TrainerState as RunState
+    from transformers import TrainingArguments as Args
+
+    Metrics: TypeAlias = dict[str, float]  # an evaluation's, by the Trainer's names (eval_loss…)
+    Model: TypeAlias = "torch.nn.Module | None"
 
 # A callback's own state (saved as JSON beside a paused run's Trainer checkpoint): Any, since
 # each callback keeps values of its own kinds there.
@@ -41,7 +47,43 @@ def _study_value(metrics: dict[str, float], metric: str) -> float:
     return float(metrics[key])
 
 
-class PruningCallback(TrainerCallback):  # type: ignore[misc]  # transformers: untyped for mypy
+class HarnessCallback(TrainerCallback):  # type: ignore[misc]  # transformers: untyped for mypy
+    """A Trainer callback of the harness's: the Trainer's evaluation hook is typed once here, and
+    a callback that acts on an evaluation overrides :meth:`evaluated`."""
+
+    def on_evaluate(
+        self,
+        args: Args,
+        state: RunState,
+        control: Control,
+        model: torch.nn.Module | None = None,
+        metrics: dict[str, float] | None = None,
+        **kwargs: object,
+    ) -> None:
+        self.evaluated(dict(metrics or {}), state, control, model)
+
+    def evaluated(self, metrics: Metrics, state: RunState, control: Control, model: Model) -> None:
+        """After each evaluation: its metrics (``eval_*`` keys); the Trainer's state and control;
+        the model being trained."""
+
+
+class EvaluationCounter(HarnessCallback):
+    """Counts the evaluations (1, 2, …) in :attr:`count`, part of a paused run's saved state
+    (under ``state_key``, as each callback has always saved it)."""
+
+    state_key: ClassVar[str] = "count"
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def state(self) -> State:
+        return {self.state_key: self.count}
+
+    def load_state(self, state: State) -> None:
+        self.count = int(state[self.state_key])
+
+
+class PruningCallback(EvaluationCounter):
     """Reports a validation metric to an Optuna trial at every evaluation; stops when pruned.
 
     ``metric`` is the study metric, or ``study.prune_metric``'s (e.g. the loss), reported as
@@ -54,6 +96,8 @@ class PruningCallback(TrainerCallback):  # type: ignore[misc]  # transformers: u
     training state at that evaluation (``control.should_save``), for a later continuation.
     """
 
+    state_key = "step"  # the evaluation index is the pruning step
+
     def __init__(
         self, trial: optuna.Trial, metric: str, sign: float = 1.0, pause: bool = False
     ) -> None:
@@ -61,25 +105,12 @@ class PruningCallback(TrainerCallback):  # type: ignore[misc]  # transformers: u
         self.metric = metric
         self.sign = sign
         self.pause = pause
-        self.step = 0
         self.pruned = False
+        super().__init__()
 
-    def state(self) -> State:
-        return {"step": self.step}
-
-    def load_state(self, state: State) -> None:
-        self.step = int(state["step"])
-
-    def on_evaluate(
-        self,
-        args: TrainingArguments,
-        state: TrainerState,
-        control: TrainerControl,
-        metrics: dict[str, float] | None = None,
-        **kwargs: object,
-    ) -> None:
-        self.step += 1
-        self.trial.report(self.sign * _study_value(metrics or {}, self.metric), self.step)
+    def evaluated(self, metrics: Metrics, state: RunState, control: Control, _: Model) -> None:
+        self.count += 1
+        self.trial.report(self.sign * _study_value(metrics, self.metric), self.count)
         # The last evaluation (the budget's end, or early stopping's): the trial has spent its
         # budget, so stopping it now saves nothing. It ends COMPLETE, never PRUNED.
         if state.global_step >= state.max_steps or control.should_training_stop:
@@ -106,7 +137,7 @@ class LogitsKeeper:
         return self.compute_metrics(eval_prediction)
 
 
-class BestSnapshot(TrainerCallback):  # type: ignore[misc]  # transformers: untyped for mypy
+class BestSnapshot(HarnessCallback):
     """Keeps the trainable weights of the best evaluation in memory (not on disk), and its
     validation logits (``logits``: the :class:`LogitsKeeper` of the Trainer's metrics).
 
@@ -155,9 +186,9 @@ class BestSnapshot(TrainerCallback):  # type: ignore[misc]  # transformers: unty
 
     def on_train_begin(
         self,
-        args: TrainingArguments,
-        state: TrainerState,
-        control: TrainerControl,
+        args: Args,
+        state: RunState,
+        control: Control,
         model: torch.nn.Module | None = None,
         **kwargs: object,
     ) -> None:
@@ -170,23 +201,15 @@ class BestSnapshot(TrainerCallback):  # type: ignore[misc]  # transformers: unty
             name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad
         }
 
-    def on_evaluate(
-        self,
-        args: TrainingArguments,
-        state: TrainerState,
-        control: TrainerControl,
-        model: torch.nn.Module | None = None,
-        metrics: dict[str, float] | None = None,
-        **kwargs: object,
-    ) -> None:
+    def evaluated(self, metrics: Metrics, state: RunState, control: Control, model: Model) -> None:
         self.evaluations += 1
-        value = _study_value(metrics or {}, self.metric)
+        value = _study_value(metrics, self.metric)
         if not is_better(value, self.value, self.direction):
             return
         self.value, self.step = value, state.global_step
         self.metrics = {
             k.removeprefix("eval_"): float(v)
-            for k, v in (metrics or {}).items()
+            for k, v in metrics.items()
             if k.startswith("eval_") and k not in _SKIP and isinstance(v, int | float)
         }
         if model is not None:
@@ -203,7 +226,7 @@ class BestSnapshot(TrainerCallback):  # type: ignore[misc]  # transformers: unty
                 params[name].copy_(saved)
 
 
-class MetricsLogger(TrainerCallback):  # type: ignore[misc]  # transformers: untyped for mypy
+class MetricsLogger(HarnessCallback):
     """Forwards Trainer logs as metric histories: ``val_*``, ``train_loss``, ``learning_rate``."""
 
     def __init__(self, log: Callable[[dict[str, float], int], None]) -> None:
@@ -211,9 +234,9 @@ class MetricsLogger(TrainerCallback):  # type: ignore[misc]  # transformers: unt
 
     def on_log(
         self,
-        args: TrainingArguments,
-        state: TrainerState,
-        control: TrainerControl,
+        args: Args,
+        state: RunState,
+        control: Control,
         logs: dict[str, float] | None = None,
         **kwargs: object,
     ) -> None:
@@ -234,7 +257,7 @@ class MetricsLogger(TrainerCallback):  # type: ignore[misc]  # transformers: unt
             self.log(out, state.global_step)
 
 
-class EarlyStopping(TrainerCallback):  # type: ignore[misc]  # transformers: untyped for mypy
+class EarlyStopping(HarnessCallback):
     """Stops a trial after ``patience`` evaluations without improving the study metric by more
     than ``threshold`` (the classic BERT recipe), independent of the study's pruner."""
 
@@ -251,15 +274,8 @@ class EarlyStopping(TrainerCallback):  # type: ignore[misc]  # transformers: unt
     def load_state(self, state: State) -> None:
         self.best, self.bad_evaluations = state["best"], int(state["bad_evaluations"])
 
-    def on_evaluate(
-        self,
-        args: TrainingArguments,
-        state: TrainerState,
-        control: TrainerControl,
-        metrics: dict[str, float] | None = None,
-        **kwargs: object,
-    ) -> None:
-        value = _study_value(metrics or {}, self.metric)
+    def evaluated(self, metrics: Metrics, state: RunState, control: Control, _: Model) -> None:
+        value = _study_value(metrics, self.metric)
         margin = self.threshold if self.direction == "maximize" else -self.threshold
         if self.best is None or is_better(value - margin, self.best, self.direction):
             self.best, self.bad_evaluations = value, 0
@@ -270,57 +286,32 @@ class EarlyStopping(TrainerCallback):  # type: ignore[misc]  # transformers: unt
             self.stopped_epoch = float(state.epoch or 0.0)
 
 
-class EvaluateAtEnd(TrainerCallback):  # type: ignore[misc]  # transformers: untyped for mypy
+class EvaluateAtEnd(HarnessCallback):
     """Evaluates after the last step when it does not fall on an evaluation step."""
 
-    def on_step_end(
-        self,
-        args: TrainingArguments,
-        state: TrainerState,
-        control: TrainerControl,
-        **kwargs: object,
-    ) -> None:
+    def on_step_end(self, args: Args, state: RunState, control: Control, **_: object) -> None:
         if state.global_step >= state.max_steps and state.global_step % args.eval_steps != 0:
             control.should_evaluate = True
 
 
-class StopWhen(TrainerCallback):  # type: ignore[misc]  # transformers: untyped for mypy
+class StopWhen(HarnessCallback):
     """Stops training at the next step once ``stop()`` is true (e.g. the trial was taken over)."""
 
     def __init__(self, stop: Callable[[], bool]) -> None:
         self.stop = stop
 
-    def on_step_end(
-        self,
-        args: TrainingArguments,
-        state: TrainerState,
-        control: TrainerControl,
-        **kwargs: object,
-    ) -> None:
+    def on_step_end(self, args: Args, state: RunState, control: Control, **_: object) -> None:
         if self.stop():
             control.should_training_stop = True
 
 
-class OnEvaluate(TrainerCallback):  # type: ignore[misc]  # transformers: untyped for mypy
+class OnEvaluate(EvaluationCounter):
     """Calls ``fn(evaluation_index, metrics)`` after every evaluation (progress display)."""
 
     def __init__(self, fn: Callable[[int, dict[str, float]], None]) -> None:
         self.fn = fn
-        self.count = 0
+        super().__init__()
 
-    def state(self) -> State:
-        return {"count": self.count}
-
-    def load_state(self, state: State) -> None:
-        self.count = int(state["count"])
-
-    def on_evaluate(
-        self,
-        args: TrainingArguments,
-        state: TrainerState,
-        control: TrainerControl,
-        metrics: dict[str, float] | None = None,
-        **kwargs: object,
-    ) -> None:
+    def evaluated(self, metrics: Metrics, state: RunState, control: Control, _: Model) -> None:
         self.count += 1
-        self.fn(self.count, dict(metrics or {}))
+        self.fn(self.count, metrics)

@@ -13,14 +13,16 @@ import math
 import time
 from typing import TYPE_CHECKING
 
-from transformers import TrainerCallback
+from harness.train.callbacks import HarnessCallback
 
 if TYPE_CHECKING:
     import torch
-    from transformers import TrainerControl, TrainerState, TrainingArguments
+    from transformers import TrainerControl as Control
+    from transformers import TrainerState as RunState
+    from transformers import TrainingArguments as Args
 
 
-class ComputeMeter(TrainerCallback):  # type: ignore[misc]  # transformers: untyped for mypy
+class ComputeMeter(HarnessCallback):
     """Counts a fine-tune's compute while it trains (create one per trial)."""
 
     def __init__(self, train_size: int) -> None:
@@ -39,13 +41,7 @@ class ComputeMeter(TrainerCallback):  # type: ignore[misc]  # transformers: unty
 
     # ------------------------------------------------------------------ Trainer events
 
-    def on_train_begin(
-        self,
-        args: TrainingArguments,
-        state: TrainerState,
-        control: TrainerControl,
-        **kwargs: object,
-    ) -> None:
+    def on_train_begin(self, args: Args, state: RunState, control: Control, **_: object) -> None:
         self.start = int(state.global_step)
         self.planned = int(state.max_steps) - self.start
         self.samples_per_step = (
@@ -56,32 +52,14 @@ class ComputeMeter(TrainerCallback):  # type: ignore[misc]  # transformers: unty
         self.steps_per_epoch = max(1, math.ceil(self.train_size / self.samples_per_step))
         self.precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
 
-    def on_step_begin(
-        self,
-        args: TrainingArguments,
-        state: TrainerState,
-        control: TrainerControl,
-        **kwargs: object,
-    ) -> None:
+    def on_step_begin(self, args: Args, state: RunState, control: Control, **_: object) -> None:
         self._begin_span()
 
-    def on_step_end(
-        self,
-        args: TrainingArguments,
-        state: TrainerState,
-        control: TrainerControl,
-        **kwargs: object,
-    ) -> None:
+    def on_step_end(self, args: Args, state: RunState, control: Control, **_: object) -> None:
         self._end_span()
         self.steps = int(state.global_step) - self.start
 
-    def on_train_end(
-        self,
-        args: TrainingArguments,
-        state: TrainerState,
-        control: TrainerControl,
-        **kwargs: object,
-    ) -> None:
+    def on_train_end(self, args: Args, state: RunState, control: Control, **_: object) -> None:
         self.steps = int(state.global_step) - self.start
         self.flos = float(state.total_flos)
 
