@@ -7,6 +7,7 @@ that module's code: only with ``metrics_trust_remote_code=true``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -85,13 +86,10 @@ def load_metrics(
         if not isinstance(given, Mapping):
             raise ConfigError(f"metric_args.{name}", "must be a mapping of keyword arguments")
         args[name] = given
-    import evaluate
-
     modules: dict[str, EvaluationModule] = {}
     for name in names:
-        source = str(_HERE / name) if name in BUNDLED else name
         try:
-            modules[name] = evaluate.load(source, keep_in_memory=True)
+            modules[name] = _bundled(name) if name in BUNDLED else _load(name)
         except Exception as exc:  # evaluate raises many kinds: FileNotFoundError, ConnectionError…
             raise ConfigError(
                 "metrics",
@@ -99,3 +97,17 @@ def load_metrics(
                 f"names need the Hugging Face hub or a local module path): {exc}",
             ) from exc
     return MetricSuite(modules, args)
+
+
+@functools.cache
+def _bundled(name: str) -> EvaluationModule:
+    """A bundled metric, loaded once per process (evaluate builds a module from the script on
+    every load: 0.7 s each; a module computes from scratch on every call, so sharing one
+    between studies is as safe as sharing it between a study's trials, as every study does)."""
+    return _load(str(_HERE / name))
+
+
+def _load(source: str) -> EvaluationModule:
+    import evaluate
+
+    return evaluate.load(source, keep_in_memory=True)

@@ -5,7 +5,9 @@ Nothing here downloads: the small files are written by the helpers themselves.
 
 from __future__ import annotations
 
+import copy
 import csv
+import functools
 import random
 from pathlib import Path
 
@@ -22,14 +24,21 @@ FILLER = ["the", "this", "my", "day", "was", "is", "so", "really", "today", "mov
 
 def compose(overrides: list[str]):
     """The config ``python -m harness.sweep OVERRIDES`` would run with (search-space entries
-    given with a type replaced, as the command line does)."""
+    given with a type replaced, as the command line does). A fresh copy each call; the same
+    overrides are composed once per process (a test often composes its config twice: to run
+    the study and to read it back)."""
+    return copy.deepcopy(_composed(tuple(overrides)))
+
+
+@functools.lru_cache(maxsize=64)
+def _composed(overrides: tuple[str, ...]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    overrides = prepare(overrides)
+    prepared = prepare(list(overrides))
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = hydra_compose(config_name="config", overrides=overrides)
-    replace_entries(cfg, overrides)
+        cfg = hydra_compose(config_name="config", overrides=prepared)
+    replace_entries(cfg, prepared)
     return cfg
 
 
