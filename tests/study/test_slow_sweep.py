@@ -1,4 +1,4 @@
-"""Slow: the README's main command and every default sweep on the embedded model and data,
+"""Slow: the main command (`make sweep`) and every default sweep on the embedded model and data,
 shortened to two trials each (make test-slow). Each must learn: beat the majority class."""
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ MAJORITY = 0.548
 def test_default_sweep_on_minilm_learns(tmp_path, sweep):
     """Two trials of the sweep's own budget and ranges (no pruning, the sampler's first random
     picks): the better one beats the majority class by 5 points. The full-budget figures (every
-    sweep at least 15 points above it) come from scripts/bench_methods.py, in the README."""
+    sweep at least 15 points above it) come from benchmarks/bench_methods.py, in
+    docs/benchmarks.md ("Which method wins here")."""
     storage = f"sqlite:///{tmp_path}/optuna.db"
     result = subprocess.run(
         [

@@ -1,7 +1,7 @@
 """Benchmark: the promotion scheduler against the sweeps' own pruner and no pruning, each study
 measured against its recipe (issue 15).
 
-    .venv/bin/python scripts/bench_promotion.py [--sweeps lora,full] [--data vader,amazon]
+    .venv/bin/python benchmarks/bench_promotion.py [--sweeps lora,full] [--data vader,amazon]
         [--seeds 1,2,3] [--arms promotion,pruned,unpruned] [--out rows.jsonl] [--set k=v ...]
 
 Per sweep, data set and sampler seed, each arm runs the default study in stores of its own:
@@ -14,7 +14,7 @@ and of the final stage, configurations complete, the chosen configuration (is it
 the first to reach the full budget?), its seed-mean
 validation and test accuracy, the recipe's, and the paired test gain (chosen minus recipe,
 seed by seed). Rows are appended to ``--out`` with each trial's validation curves
-(``scripts/replay_pruners.py --jsonl`` replays the unpruned ones); a row already in the file
+(``benchmarks/replay_pruners.py --jsonl`` replays the unpruned ones); a row already in the file
 is not run again, so a long benchmark can be stopped and resumed. At the end: the table of
 every row, then the means per arm (over sweeps, data sets and seeds).
 """
@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from bench_peer import compose, val_curve
+from provenance import provenance
 
 # per sweep: the promotion scheduler with the reduction factor of the sweep's successive halving,
 # and that successive halving (Optuna's, the pruner each sweep had before the promotion scheduler)
@@ -163,6 +164,9 @@ def main() -> None:
                         continue
                     with tempfile.TemporaryDirectory(prefix="bench-promotion-") as scratch:
                         row = run_arm(sweep, data, seed, arm, Path(scratch), args.set)
+                    # where and how it was measured (its "machine" key: CPU count and AVX-512
+                    # BF16, since bf16 autocast changes the trajectories; see provenance.py)
+                    row.update(provenance())
                     with args.out.open("a") as out:
                         out.write(json.dumps(row) + "\n")
                     done[(sweep, data, seed, arm)] = row

@@ -1,11 +1,12 @@
 """Benchmark: memory over the trials of one study (is anything leaking from trial to trial?).
 
-    .venv/bin/python scripts/bench_memory.py [--trials 6] [key=value ...]
+    .venv/bin/python benchmarks/bench_memory.py [--trials 6] [--out rows.jsonl] [key=value ...]
 
 Runs a study on the embedded model and data in temporary stores (default: LoRA, 300 training
 tweets, 1 epoch, every trial to the end) and prints, per trial, what its MLflow run logged: the
 process's resident memory at the trial's end, the process's peak so far and, on a GPU, the GPU's
-peak during the trial.
+peak during the trial (``--out``: one row per trial, with its provenance, appended to a
+JSON-lines file).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from provenance import append_row
+
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("process_rss_mb", "process_peak_rss_mb", "gpu_peak_memory_mb")
 
@@ -23,6 +26,7 @@ METRICS = ("process_rss_mb", "process_peak_rss_mb", "gpu_peak_memory_mb")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=6)
+    parser.add_argument("--out", type=Path, help="append every row (with provenance) to this JSONL")
     parser.add_argument(
         "overrides",
         nargs="*",
@@ -69,6 +73,15 @@ def main() -> None:
                 f"{run.data.metrics[m]:,.0f}" if m in run.data.metrics else "-" for m in shown
             ]
             print(f"| {run.data.tags['optuna.trial_number']} | " + " | ".join(values) + " |")
+            if args.out:
+                append_row(
+                    args.out,
+                    {
+                        "trial": int(run.data.tags["optuna.trial_number"]),
+                        "overrides": args.overrides,
+                        **{m: run.data.metrics.get(m) for m in shown},
+                    },
+                )
 
 
 if __name__ == "__main__":

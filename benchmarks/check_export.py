@@ -1,14 +1,14 @@
 """Reload an exported model with plain transformers and score it on the study's validation split.
 
-    .venv/bin/python scripts/check_export.py +sweep=lora        # the sweep's own overrides
+    .venv/bin/python benchmarks/check_export.py +sweep=lora        # the sweep's own overrides
 
 Prints the accuracy next to the value the exported trial recorded (metrics.json).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -42,4 +42,6 @@ def main(overrides: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides (the sweep's own)")
+    main(parser.parse_args().overrides)

@@ -1,12 +1,12 @@
 """Replay Optuna's pruners over the validation curves of unpruned sweeps: what each would have
 saved, and what it would have cost in best validation accuracy, without training again.
 
-    .venv/bin/python scripts/replay_pruners.py --jsonl results.jsonl   # bench_peer.py --out rows
-    .venv/bin/python scripts/replay_pruners.py --jsonl rows.jsonl --sweep lora  # bench_promotion
-    .venv/bin/python scripts/replay_pruners.py --storage sqlite:///sweeps/x.db --study NAME
+    .venv/bin/python benchmarks/replay_pruners.py --jsonl results.jsonl   # bench_peer.py --out rows
+    .venv/bin/python benchmarks/replay_pruners.py --jsonl rows.jsonl --sweep lora  # bench_promotion
+    .venv/bin/python benchmarks/replay_pruners.py --storage sqlite:///sweeps/x.db --study NAME
 
 Input: sweeps run with ``pruner=none`` (every trial trains its whole budget), from the rows
-``scripts/bench_peer.py --mode pruning --arms unpruned --out FILE`` writes, or from a study.
+``benchmarks/bench_peer.py --mode pruning --arms unpruned --out FILE`` writes, or from a study.
 Each pruner sees the trials in their order, each evaluation reported as the harness reports it
 (step = evaluation number) and never asked at the last one; a pruned trial counts the
 evaluations it ran. Prints per pruner: the steps trained as a share of the unpruned sweep's

@@ -2,19 +2,23 @@
 MiniLM-L6 (the embedded model) and BERT-base, random weights (the speed does not depend on
 them), AdamW, the HF Trainer's own step (autocast for bf16/fp16 as the Trainer applies it).
 
-    python3 scripts/bench_gpu_precision.py      # on a machine with a GPU, torch + transformers
+    python3 benchmarks/bench_gpu_precision.py [--out rows.jsonl]   # a GPU, torch + transformers
 
 Prints milliseconds per step (median of 30 after 10 warm-up steps) for fp32, fp32 with TF32
-matmuls, bf16 and fp16 autocast.
+matmuls, bf16 and fp16 autocast; ``--out`` appends one row per model and batch shape (with its
+provenance: the GPU's name, the versions) to a JSON-lines file.
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
+from provenance import append_row
 from transformers import BertConfig, BertForSequenceClassification
 
 SHAPES = {
@@ -55,6 +59,9 @@ def step_ms(shape: dict, batch: int, tokens: int, precision: str) -> float:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, help="append every row (with provenance) to this JSONL")
+    args = parser.parse_args()
     if not torch.cuda.is_available():
         print("no GPU: nothing to measure")
         return 1
@@ -63,10 +70,12 @@ def main() -> int:
     print("|---|---|---|---|---|---|")
     for name, shape in SHAPES.items():
         for batch, tokens in BATCHES:
-            cells = [
-                f"{step_ms(shape, batch, tokens, p):.1f} ms"
-                for p in ("fp32", "tf32", "bf16", "fp16")
-            ]
+            ms = {p: step_ms(shape, batch, tokens, p) for p in ("fp32", "tf32", "bf16", "fp16")}
+            cells = [f"{value:.1f} ms" for value in ms.values()]
+            if args.out:
+                append_row(
+                    args.out, {"model": name, "batch": batch, "tokens": tokens, "step_ms": ms}
+                )
             print(f"| {name} | {batch} x {tokens} | " + " | ".join(cells) + " |", flush=True)
     return 0
 

@@ -1,7 +1,7 @@
 """Benchmark: which training options move the recipe's test score (issue 16's search-space
 question), before any of them goes into a default search space.
 
-    .venv/bin/python scripts/bench_options.py --sweep lora --data vader --seeds 1,2,3 \
+    .venv/bin/python benchmarks/bench_options.py --sweep lora --data vader --seeds 1,2,3 \
         --options "recipe:;llrd:train.layer_lr_decay=0.8;loraplus:train.loraplus_lr_ratio=16" \
         [--out rows.jsonl] [--set k=v ...]
 
@@ -20,6 +20,7 @@ import statistics
 from pathlib import Path
 
 from bench_recipe import train_runs
+from provenance import provenance
 
 
 def parse_options(text: str) -> dict[str, list[str]]:
@@ -65,6 +66,7 @@ def main() -> None:
                 "option": name,
                 "overrides": overrides,
                 **run,
+                **provenance(),
             }
             with args.out.open("a") as out:
                 out.write(json.dumps(row) + "\n")

@@ -3,7 +3,7 @@ Trainer on CUDA, with harness.train.compute.ComputeMeter among its callbacks; pr
 figures (device-busy seconds from CUDA events) beside the wall time, in fp32 and bf16, then
 harness.train.memory's figures (the GPU's peak) and what releasing the trial's memory freed.
 
-    python3 scripts/check_gpu_compute.py      # on a machine with a GPU, torch + transformers
+    python3 benchmarks/check_gpu_compute.py      # on a machine with a GPU, torch + transformers
 
 Loads the meter's module by its path, so that it runs where only torch and transformers are
 installed (the harness's other dependencies need not be).
@@ -11,6 +11,7 @@ installed (the harness's other dependencies need not be).
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import sys
 import time
@@ -53,6 +54,7 @@ def meter_of(trainer: Trainer) -> object:
 
 
 def main() -> int:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     if not torch.cuda.is_available():
         print("no GPU: nothing to check")
         return 1

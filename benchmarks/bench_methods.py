@@ -1,13 +1,15 @@
 """Benchmark: every default sweep on the embedded model and data (or data=…), at its own budget.
 
-    .venv/bin/python scripts/bench_methods.py [--trials N] [--methods full,lora,...] [key=value ...]
-    .venv/bin/python scripts/bench_methods.py data=amazon      # the second data set
+    .venv/bin/python benchmarks/bench_methods.py [--trials N] [--methods full,lora,...]
+        [--out rows.jsonl] [key=value ...]
+    .venv/bin/python benchmarks/bench_methods.py data=amazon      # the second data set
 
 Runs one study per sweep (studies `bench-<sweep>-<data>` in sweeps/bench.db, MLflow as
 configured; --trials overrides every sweep's own study.n_trials), then scores the best trial's
 checkpoint on the held-out test split, and prints a Markdown table: best validation accuracy
 against the majority class of the validation split, test accuracy of the best trial, trainable
-parameters, training steps and what pruning saved, wall time.
+parameters, training steps and what pruning saved, wall time. ``--out`` appends each sweep's row
+(with its provenance) to a JSON-lines file.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import argparse
 import time
 from collections import Counter
 from pathlib import Path
+
+from provenance import append_row
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,6 +45,7 @@ def main() -> None:
         default="full,lora,prefix,prompt,ia3,methods",
         help="comma-separated sweeps to compare (conf/sweep/NAME.yaml)",
     )
+    parser.add_argument("--out", type=Path, help="append every row (with provenance) to this JSONL")
     parser.add_argument("overrides", nargs="*", help="extra key=value overrides for every sweep")
     args = parser.parse_args()
 
@@ -90,6 +95,26 @@ def main() -> None:
             )
             picked = best.params.get("method")
         rows.append((method, summary, test_acc, trainable, ratio, wall, picked, majority, compute))
+        if args.out:
+            append_row(
+                args.out,
+                {
+                    "sweep": method,
+                    "data": data,
+                    "overrides": args.overrides,
+                    "complete": summary.complete,
+                    "pruned": summary.pruned,
+                    "best_val": summary.best_value,
+                    "majority": majority,
+                    "test": test_acc,
+                    "trainable": trainable,
+                    "trainable_ratio": ratio,
+                    "picked": picked,
+                    "steps": compute.totals.get("steps_trained", 0),
+                    "saved": compute.saved_by_pruning,
+                    "wall": wall,
+                },
+            )
         print_table(rows)
 
 

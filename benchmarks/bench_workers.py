@@ -1,6 +1,7 @@
 """Benchmark: trials per hour with 1 vs 2 workers, and the storage's overhead per trial.
 
-    .venv/bin/python scripts/bench_workers.py [--trials 4] [--storage-trials 50] [--skip-sweeps]
+    .venv/bin/python benchmarks/bench_workers.py [--trials 4] [--storage-trials 50] [--skip-sweeps]
+        [--out rows.jsonl]
 
 1. The default sweep (LoRA on the embedded MiniLM + VADER tweets) in fresh temporary stores,
    run with `python -m harness.sweep`: 1 worker with 1 thread, 2 workers with 1 thread each
@@ -9,6 +10,8 @@
 2. Optuna storage cost of one trial as the harness uses it (RDBStorage with the heartbeat; ask,
    3 reported evaluations, 6 user attrs, tell) with a trivial objective, on SQLite and on
    PostgreSQL (a temporary database on 127.0.0.1:5432, dropped after).
+
+``--out`` appends every row (with its provenance) to a JSON-lines file.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+
+from provenance import append_row
 
 ROOT = Path(__file__).resolve().parents[1]
 PG = os.environ.get("HARNESS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -88,6 +93,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=4, help="trials per sweep (default 4)")
     parser.add_argument("--storage-trials", type=int, default=50)
     parser.add_argument("--skip-sweeps", action="store_true")
+    parser.add_argument("--out", type=Path, help="append every row (with provenance) to this JSONL")
     args = parser.parse_args()
 
     if not args.skip_sweeps:
@@ -99,6 +105,8 @@ def main() -> None:
         ]:
             finished, wall = sweep(args.trials, extra)
             rows.append((label, finished, wall))
+            if args.out:
+                append_row(args.out, {"workers": label, "trials": finished, "wall": wall})
             print(f"{label}: {finished} trials in {wall:.0f} s", flush=True)
         print("\n| workers | trials | wall | trials per hour |\n|---|---|---|---|")
         for label, finished, wall in rows:
@@ -116,6 +124,12 @@ def main() -> None:
             postgres = storage_cost(f"{base}/{name}", args.storage_trials)
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    if args.out:
+        for storage, seconds in (("SQLite", sqlite), ("PostgreSQL", postgres)):
+            append_row(
+                args.out,
+                {"storage": storage, "trials": args.storage_trials, "per_trial_s": seconds},
+            )
     print(f"\n| storage | per trial ({args.storage_trials} trials) |\n|---|---|")
     print(f"| SQLite | {sqlite * 1000:.1f} ms |\n| PostgreSQL | {postgres * 1000:.1f} ms |")
 

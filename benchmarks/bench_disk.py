@@ -1,11 +1,13 @@
 """Benchmark: disk used by a study's checkpoints, bounded (checkpoints.keep) vs unbounded.
 
-    .venv/bin/python scripts/bench_disk.py [--trials 10] [--methods full,lora] [key=value ...]
+    .venv/bin/python benchmarks/bench_disk.py [--trials 10] [--methods full,lora] [--out rows.jsonl]
+        [key=value ...]
 
 For each method, runs the same study twice on the embedded model and data, every trial to the
 end (pruner=none, the worst case for disk): once keeping every checkpoint (checkpoints.keep=null,
 checkpoints.mlflow=all), once with the defaults (the best 2 locally and in MLflow). Each run gets
-its own temporary stores; prints a Markdown table of the bytes left on disk.
+its own temporary stores; prints a Markdown table of the bytes left on disk (``--out``: the rows,
+with their provenance, appended to a JSON-lines file).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+
+from provenance import append_row
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {
@@ -42,6 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10, help="trials per study (default 10)")
     parser.add_argument("--methods", default="full,lora", help="sweeps (conf/sweep/NAME.yaml)")
+    parser.add_argument("--out", type=Path, help="append every row (with provenance) to this JSONL")
     parser.add_argument(
         "overrides",
         nargs="*",
@@ -84,6 +89,19 @@ def main() -> None:
                 wall = time.perf_counter() - start
                 local, mlflow = size(tmp / "study"), size(tmp / "art")
                 rows.append((method, label, summary.complete, local, mlflow, wall))
+                if args.out:
+                    append_row(
+                        args.out,
+                        {
+                            "sweep": method,
+                            "checkpoints": label,
+                            "overrides": overrides,
+                            "trials": summary.complete,
+                            "local_bytes": local,
+                            "mlflow_bytes": mlflow,
+                            "wall": wall,
+                        },
+                    )
                 print(
                     f"{method} / {label}: local {mb(local)}, MLflow artifacts {mb(mlflow)}, "
                     f"{wall:.0f} s",

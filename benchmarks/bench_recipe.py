@@ -1,7 +1,7 @@
 """Benchmark: what the harness ships against the recipe it replaces, at the recipe's cost and at
 the harness's (issue 16).
 
-    .venv/bin/python scripts/bench_recipe.py [--sweeps lora,full] [--data vader,amazon]
+    .venv/bin/python benchmarks/bench_recipe.py [--sweeps lora,full] [--data vader,amazon]
         [--seeds 1,2,3] [--out rows.jsonl] [--cache .bench-cache] [--no-rival] [--set k=v ...]
 
 Per sweep, data set and sampler seed:
@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 from bench_peer import compose
+from provenance import provenance
 
 
 def harness_study(sweep: str, data: str, seed: int, folder: Path, extra: list[str]) -> dict:
@@ -262,6 +263,7 @@ def main() -> None:
                             "data": data,
                             "seed": seed,
                             **harness_study(sweep, data, seed, Path(scratch), args.set),
+                            **provenance(),
                         }
                     _append(args.out, row)
                     rows.append(row)
@@ -271,6 +273,8 @@ def main() -> None:
                 count = max(1, math.ceil(row["steps"] / one))
                 runs = recipe_runs(sweep, data, count, args.cache, args.set)
                 row.update(recipe_figures(sweep, data, runs, args.cache))
+                # the rival's runs may come from a later process (or machine) than the study's
+                row["rival_provenance"] = provenance()
                 _append(args.out, row)  # the completed row: the last one of its key counts
     wanted = {
         (r["sweep"], r["data"], r["seed"]): r

@@ -1,9 +1,9 @@
 """Benchmark: the harness's default sweeps against HF ``Trainer.hyperparameter_search``, or
 against themselves without pruning, on the same data and embedded model, in one process.
 
-    .venv/bin/python scripts/bench_peer.py [--trials 8] [--seeds 1,2,3] [--sweeps lora,full]
-    .venv/bin/python scripts/bench_peer.py --mode pruning [--trials 12] [--seeds 1,2,3]
-    .venv/bin/python scripts/bench_peer.py ... [--out results.jsonl] [--set key=value ...]
+    .venv/bin/python benchmarks/bench_peer.py [--trials 8] [--seeds 1,2,3] [--sweeps lora,full]
+    .venv/bin/python benchmarks/bench_peer.py --mode pruning [--trials 12] [--seeds 1,2,3]
+    .venv/bin/python benchmarks/bench_peer.py ... [--out results.jsonl] [--set key=value ...]
 
 ``--mode peer`` (default): per seed, the harness's ``lora`` and ``full`` sweeps, then HF's search
 (optuna backend, TPE with the same seed, MedianPruner, LoRA built in ``model_init``: r 8, alpha 16,
@@ -31,6 +31,8 @@ import tempfile
 import time
 from functools import partial
 from pathlib import Path
+
+from provenance import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -292,7 +294,7 @@ def main() -> None:
                 rows.append({**result, "seed": seed})
                 if args.out:
                     with args.out.open("a") as out:
-                        out.write(json.dumps(rows[-1]) + "\n")
+                        out.write(json.dumps({**rows[-1], **provenance()}) + "\n")
         print_table(rows)
     print("\nMeans over seeds:")
     means = []

@@ -1,8 +1,9 @@
 """Learning-rate calibration: validation curves of each method at several learning rates, at a
 sweep's per-trial budget, on the embedded model and data (or any data=… overrides).
 
-    .venv/bin/python scripts/bench_lr.py --method lora --lrs 3e-3,1e-2 [key=value ...]
-    .venv/bin/python scripts/bench_lr.py --method lora --lrs 6e-3 --precisions no,bf16
+    .venv/bin/python benchmarks/bench_lr.py --method lora --lrs 3e-3,1e-2 [key=value ...]
+    .venv/bin/python benchmarks/bench_lr.py --method lora --lrs 6e-3 --precisions no,bf16
+    .venv/bin/python benchmarks/bench_lr.py ... --out rows.jsonl   # rows with their provenance
 
 One plain fine-tune per learning rate (no study, no MLflow), the other settings as the sweep
 composes them. Prints one Markdown row per run: the accuracy after each evaluation (the curve
@@ -17,6 +18,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from provenance import append_row
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -27,6 +30,7 @@ def main() -> None:
     parser.add_argument(
         "--precisions", default="no", help="train.mixed_precision values to compare (e.g. no,bf16)"
     )
+    parser.add_argument("--out", type=Path, help="append every row (with provenance) to this JSONL")
     parser.add_argument("overrides", nargs="*", help="extra key=value overrides")
     args = parser.parse_args()
 
@@ -70,6 +74,22 @@ def main() -> None:
             f"{majority:.4f} | {wall:.0f} | {speed:.1f} |",
             flush=True,
         )
+        if args.out:
+            append_row(
+                args.out,
+                {
+                    "method": args.method,
+                    "lr": lr,
+                    "precision": precision,
+                    "overrides": args.overrides,
+                    "curve": curve,
+                    "best": result.value,
+                    "majority": majority,
+                    "steps": result.steps,
+                    "wall": wall,
+                    "samples_per_s": speed,
+                },
+            )
 
 
 if __name__ == "__main__":

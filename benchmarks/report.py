@@ -1,0 +1,347 @@
+"""The Markdown tables of docs/benchmarks.md, generated from the committed result rows.
+
+    .venv/bin/python benchmarks/report.py                 # print every table
+    .venv/bin/python benchmarks/report.py --write         # replace them in docs/benchmarks.md
+    .venv/bin/python benchmarks/report.py --check         # exit 1 if the page is out of date
+
+Reads ``benchmarks/results/*.jsonl`` (a row already in a file and written again later, as
+bench_promotion.py and bench_recipe.py do on a resume, counts once: the last one of its key).
+Each table sits in docs/benchmarks.md between ``<!-- report:NAME -->`` and
+``<!-- /report:NAME -->``; ``--write`` replaces what is between the markers and leaves the rest
+of the page (the prose) as it is. Under each table: the machine, dates and commands the rows
+record (their provenance, see provenance.py), or a pointer to benchmarks/results/README.md for
+rows written before rows carried it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+PAGE = HERE.parent / "docs" / "benchmarks.md"
+Row = dict[str, Any]
+
+
+def rows(pattern: str, key: Callable[[Row], tuple]) -> list[Row]:
+    """The rows of every results file matching ``pattern``; the last row of each key counts."""
+    found: dict[tuple, Row] = {}
+    for path in sorted(RESULTS.glob(pattern)):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                row["_file"] = path.name
+                found[key(row)] = row
+    return list(found.values())
+
+
+def _data_rank(data: str) -> tuple[int, str]:
+    """The embedded tweets first (the data the ranges were calibrated on), then the others."""
+    return (0 if data == "vader" else 1, data)
+
+
+def _f(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _points(value: float | None, sd: float | None = None) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:+.2f}" + ("" if sd is None else f" ± {100 * sd:.2f}")
+
+
+def _ms(values: list[float], digits: int = 4) -> str:
+    if not values:
+        return "-"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.{digits}f} ± {sd:.{digits}f}"
+
+
+def provenance_note(found: Iterable[Row]) -> str:
+    """One line: the machines, dates and commands the rows record, and the files they are in."""
+    found = list(found)
+    files = sorted({r["_file"] for r in found})
+    machines = sorted({r["machine"] for r in found if r.get("machine")})
+    dates = sorted(r["date"][:10] for r in found if r.get("date"))
+    lacking = sum(1 for r in found if not r.get("date"))
+    parts = [f"Rows: {', '.join(f'`results/{f}`' for f in files)}."]
+    if machines:
+        parts.append(f"Machine: {'; '.join(machines)}.")
+    if dates:
+        parts.append(
+            f"Measured {dates[0]}" + (f" to {dates[-1]}." if dates[-1] != dates[0] else ".")
+        )
+    versions = sorted(
+        {json.dumps(r["versions"], sort_keys=True) for r in found if r.get("versions")}
+    )
+    for text in versions:
+        shown = ", ".join(f"{k} {v}" for k, v in json.loads(text).items() if v)
+        parts.append(f"Versions: {shown}.")
+    if lacking:
+        parts.append(
+            f"{lacking} of {len(found)} row(s) predate recorded provenance: see "
+            "`benchmarks/results/README.md`."
+        )
+    return "*" + " ".join(parts) + "*"
+
+
+def table(header: list[str], body: list[list[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(cells) + " |" for cells in body),
+    ]
+
+
+def promotion(sweep: str) -> str:
+    """bench_promotion.py: the promotion scheduler against successive halving, per study."""
+    found = rows(
+        f"bench_promotion.{sweep}.*jsonl", lambda r: (r["sweep"], r["data"], r["seed"], r["arm"])
+    )
+    found = [r for r in found if r["sweep"] == sweep]
+    by = {(r["data"], r["seed"], r["arm"]): r for r in found}
+    pairs = sorted(
+        {(d, s) for d, s, a in by if (d, s, "promotion") in by and (d, s, "pruned") in by},
+        key=lambda p: (_data_rank(p[0]), p[1]),
+    )
+
+    def cells(r: Row) -> list[str]:
+        steps = f"{r['steps']:,}"
+        chosen = f"{r['chosen_trial']} ({r['chosen_config']})"
+        return [
+            steps,
+            chosen,
+            str(r["complete_configs"]),
+            _f(r["val"]),
+            _f(r["test"]),
+            _points(r["gain_test"], r["gain_test_sd"]),
+        ]
+
+    header = [
+        "data",
+        "sampler seed",
+        "promotion: search steps",
+        "chosen trial (config)",
+        "complete configs",
+        "val (2 seeds)",
+        "test",
+        "gain over recipe (points)",
+        "successive halving: search steps",
+        "chosen",
+        "complete",
+        "val",
+        "test",
+        "gain",
+    ]
+    body = [
+        [d, str(s), *cells(by[(d, s, "promotion")]), *cells(by[(d, s, "pruned")])] for d, s in pairs
+    ]
+    lines = table(header, body)
+    recipes = {r["data"]: r["recipe_test"] for r in found if r.get("recipe_test") is not None}
+    lines.append("")
+    lines.append(
+        "The recipe's test accuracy (the same 2 seeds in every study): "
+        + ", ".join(
+            f"{d} {_f(v)}" for d, v in sorted(recipes.items(), key=lambda i: _data_rank(i[0]))
+        )
+        + "."
+    )
+    if pairs:
+        promoted = [by[(d, s, "promotion")] for d, s in pairs]
+        halved = [by[(d, s, "pruned")] for d, s in pairs]
+        ratios = [p["steps"] / h["steps"] for p, h in zip(promoted, halved, strict=True)]
+        lines.append("")
+        lines.append(f"Over the {len(pairs)} pairs (promotion against successive halving):")
+        lines.append("")
+        lines.append(
+            f"- search steps: {statistics.fmean(ratios):.2f}x (mean of the ratios; "
+            f"{min(ratios):.2f}x to {max(ratios):.2f}x)"
+        )
+        for key, what in (
+            ("search_best", "the search's best single trial"),
+            ("val", "the chosen configuration's seed-mean validation"),
+            ("test", "its test"),
+        ):
+            diffs = [
+                100 * (p[key] - h[key])
+                for p, h in zip(promoted, halved, strict=True)
+                if p[key] is not None and h[key] is not None
+            ]
+            sd = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+            lines.append(
+                f"- {what}: {statistics.fmean(diffs):+.2f} points (sd {sd:.2f} over the pairs)"
+            )
+        for arm, mine in (("successive halving", halved), ("promotion", promoted)):
+            early = sum(r["chosen_trial"] is not None and r["chosen_config"] <= 1 for r in mine)
+            recipe = sum(bool(r["chosen_is_recipe"]) for r in mine)
+            lines.append(
+                f"- {arm}: chosen configuration 0 or 1 (the recipe or the first after it) in "
+                f"{early} of {len(mine)}; the recipe chosen in {recipe} of {len(mine)}"
+            )
+    lines += ["", provenance_note(found)]
+    return "\n".join(lines)
+
+
+def options() -> str:
+    """bench_options.py: the recipe with one training option at a time, per data set."""
+    found = rows(
+        "bench_options*.jsonl",
+        lambda r: (r["sweep"], r["data"], r["option"], tuple(r["overrides"]), r["seed"]),
+    )
+    lines: list[str] = []
+    groups: dict[tuple[str, str], list[Row]] = {}
+    for r in found:
+        groups.setdefault((r["sweep"], r["data"]), []).append(r)
+    body = []
+    for (sweep, data), mine in sorted(groups.items(), key=lambda g: (g[0][0], _data_rank(g[0][1]))):
+        names = list(dict.fromkeys((r["option"], tuple(r["overrides"])) for r in mine))
+        base = {r["seed"]: r for r in mine if (r["option"], tuple(r["overrides"])) == names[0]}
+        for name, overrides in names:
+            of = {
+                r["seed"]: r
+                for r in mine
+                if (r["option"], tuple(r["overrides"])) == (name, overrides)
+            }
+            diffs = [100 * (of[k]["test"] - base[k]["test"]) for k in of if k in base]
+            paired = (
+                "-"
+                if (name, overrides) == names[0]
+                else f"{statistics.fmean(diffs):+.2f} ± "
+                f"{statistics.stdev(diffs) if len(diffs) > 1 else 0.0:.2f}"
+            )
+            body.append(
+                [
+                    sweep,
+                    data,
+                    name,
+                    " ".join(f"`{o}`" for o in overrides) or "(the recipe)",
+                    ", ".join(str(k) for k in sorted(of)),
+                    _ms([r["val"] for r in of.values()]),
+                    _ms([r["test"] for r in of.values()]),
+                    paired,
+                ]
+            )
+    header = [
+        "sweep",
+        "data",
+        "option",
+        "overrides",
+        "seeds",
+        "validation",
+        "test",
+        "test − recipe, seed by seed (points)",
+    ]
+    lines += table(header, body)
+    lines += ["", provenance_note(found)]
+    return "\n".join(lines)
+
+
+def recipe() -> str:
+    """bench_recipe.py: what each final.combine ships, against the recipe at equal compute."""
+    found = rows("bench_recipe*.jsonl", lambda r: (r["sweep"], r["data"], r["seed"]))
+    lines: list[str] = []
+    for r in found:
+        members = " + ".join(f"{name} × {weight:.2f}" for name, weight in r["ensemble_members"])
+        body = [
+            [
+                "`best`",
+                "the chosen configuration's best seed",
+                _f(r["chosen_val"]),
+                _f(r["best_test"]),
+            ],
+            [
+                "`soup`",
+                f"greedy soup of {len(r['soup_members'])} seed(s)"
+                if r["soup_members"]
+                else "none (averaging the seeds lowered validation)",
+                _f(r["soup_val"]),
+                _f(r["soup_test"]),
+            ],
+            ["`ensemble`", members or "none", _f(r["ensemble_val"]), _f(r["ensemble_test"])],
+            ["`auto`", f"ships the {r['auto_ships']}", "", _f(r["auto_test"])],
+            [
+                "the recipe, the study's 2 seeds",
+                "",
+                "",
+                _f(r.get("study_recipe_test_mean")),
+            ],
+        ]
+        if "recipe_test_mean" in r:
+            body += [
+                [
+                    f"the recipe, {r['recipe_seeds']} seeds ({r['recipe_steps']:,} steps)",
+                    "mean ± sd",
+                    "",
+                    f"{_f(r['recipe_test_mean'])} ± {_f(r['recipe_test_sd'])}",
+                ],
+                [
+                    "the equal-compute rival",
+                    f"those {r['recipe_seeds']} recipe runs ensembled",
+                    "",
+                    _f(r["recipe_ensemble_test"]),
+                ],
+            ]
+        lines.append(
+            f"{r['sweep']} on {r['data']}, sampler seed {r['seed']}: {r['steps']:,} steps "
+            f"(search {r['steps'] - r['final_steps']:,}, final stage {r['final_steps']:,}), "
+            f"chosen trial {r['chosen_trial']}, {len(r['candidates'])} kept models."
+        )
+        lines.append("")
+        lines += table(["`final.combine`", "what", "validation", "test"], body)
+        lines.append("")
+    lines.append(provenance_note(found))
+    return "\n".join(lines)
+
+
+TABLES: dict[str, Callable[[], str]] = {
+    "promotion-lora": lambda: promotion("lora"),
+    "promotion-full": lambda: promotion("full"),
+    "options": options,
+    "recipe": recipe,
+}
+
+
+def render(page: str) -> str:
+    """The page with every marked table replaced by its table generated now."""
+    for name, make in TABLES.items():
+        pattern = re.compile(
+            rf"(<!-- report:{re.escape(name)} -->\n).*?(<!-- /report:{re.escape(name)} -->)",
+            re.DOTALL,
+        )
+        if not pattern.search(page):
+            raise SystemExit(f"{PAGE}: no <!-- report:{name} --> … <!-- /report:{name} --> markers")
+        body = make()
+        page = pattern.sub(lambda m, body=body: f"{m.group(1)}{body}\n{m.group(2)}", page)
+    return page
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--write", action="store_true", help=f"replace the tables in {PAGE.name}")
+    what.add_argument("--check", action="store_true", help="exit 1 if the page is out of date")
+    args = parser.parse_args()
+    if not (args.write or args.check):
+        for name, make in TABLES.items():
+            print(f"<!-- report:{name} -->\n{make()}\n")
+        return 0
+    page = PAGE.read_text()
+    fresh = render(page)
+    if args.check:
+        if fresh != page:
+            print(f"{PAGE} is out of date: run benchmarks/report.py --write", file=sys.stderr)
+            return 1
+        return 0
+    PAGE.write_text(fresh)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
