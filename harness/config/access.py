@@ -7,7 +7,7 @@ import dataclasses
 import re
 from typing import Any, cast
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import (
     InterpolationResolutionError,
     InterpolationToMissingValueError,
@@ -18,8 +18,8 @@ from omegaconf.errors import (
 from harness.base.errors import ConfigError, first_line
 from harness.config.schema import PLOTS, SECTIONS, TrainOptions
 
-# TrainingArguments the harness sets itself (evaluation cadence, no checkpoints of its own,
-# no reporting integrations: tracking is the harness's job).
+# TrainingArguments the harness sets itself (evaluation cadence, no checkpoints of its own).
+# report_to is the user's (loggers beside MLflow), checked by check_report_to.
 OWNED_ARGS = (
     "output_dir",
     "eval_strategy",
@@ -27,7 +27,6 @@ OWNED_ARGS = (
     "logging_strategy",
     "logging_steps",
     "save_strategy",
-    "report_to",
     "disable_tqdm",
     "load_best_model_at_end",
 )
@@ -89,6 +88,7 @@ def check_training_fields(train_cfg: DictConfig) -> None:
     for key in OWNED_ARGS:
         if key in train_cfg:
             raise ConfigError(f"train.{key}", "is set by the harness; remove it from train")
+    report_to(train_cfg)
     for key in ("per_device_train_batch_size", "per_device_eval_batch_size"):
         value = train_cfg.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -101,6 +101,37 @@ def check_training_fields(train_cfg: DictConfig) -> None:
             and not (key == "num_train_epochs" and (train_cfg.get("max_steps") or 0) > 0)
         ):
             raise ConfigError(f"train.{key}", f"must be a positive number, got {value!r}")
+
+
+def report_to(train_cfg: DictConfig) -> list[str]:
+    """``train.report_to``: the Hugging Face integrations (tensorboard, wandb, …) that log each
+    trial beside the harness's own MLflow records, as a list (null, none or []: none; all: every
+    one installed but mlflow). mlflow is refused: the harness records every trial in MLflow
+    itself, and HF's MLflowCallback would log each one a second time, as a separate run."""
+    value = train_cfg.get("report_to")
+    if value is None:
+        return []
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list | tuple | ListConfig) or not all(
+        isinstance(name, str) and name for name in names
+    ):
+        raise ConfigError(
+            "train.report_to",
+            f"must be an integration name or a list of them (e.g. [tensorboard]), got {value!r}",
+        )
+    names = [str(name) for name in names]
+    if "mlflow" in names:
+        raise ConfigError(
+            "train.report_to",
+            "mlflow is the harness's own tracking (tracking.*: every trial is an MLflow run): "
+            "the Trainer's MLflow integration would log each trial again as a separate run; "
+            "remove mlflow from train.report_to",
+        )
+    if "none" in names:
+        if len(names) > 1:
+            raise ConfigError("train.report_to", f"none cannot be listed with others: {names}")
+        return []
+    return names
 
 
 def train_options(train_cfg: DictConfig) -> TrainOptions:

@@ -10,7 +10,7 @@ import hashlib
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from harness.base.errors import ConfigError
@@ -32,6 +32,9 @@ class LabelledData:
 
     splits: DatasetDict  # train, validation and optionally test
     label_names: list[str]
+    # rows per split before data.max_train_samples / data.max_eval_samples cut them (a split
+    # that was not cut has its own size here)
+    available: dict[str, int] = field(default_factory=dict)
 
     @property
     def num_labels(self) -> int:
@@ -39,6 +42,19 @@ class LabelledData:
 
     def sizes(self) -> dict[str, int]:
         return {name: len(split) for name, split in self.splits.items()}
+
+    def describe_sizes(self) -> str:
+        """The splits' rows, a cut one with what it was cut from and by which setting:
+        "train 1,500 of 4,000 rows (data.max_train_samples), validation 630"."""
+        parts = []
+        for name, rows in self.sizes().items():
+            whole = self.available.get(name, rows)
+            parts.append(
+                f"{name} {rows:,} of {whole:,} rows ({cap_field(name)})"
+                if whole > rows
+                else f"{name} {rows:,}"
+            )
+        return ", ".join(parts)
 
 
 def label_and_split(raw: DatasetDict, data_cfg: DictConfig) -> LabelledData:
@@ -58,10 +74,10 @@ def label_and_split(raw: DatasetDict, data_cfg: DictConfig) -> LabelledData:
         where = where_is(data_cfg, name)
         if len(split) == 0:
             raise ConfigError(where, f"the {name} split is empty")
-        for field, column in (("data.text_column", text_col), ("data.label_column", label_col)):
+        for setting, column in (("data.text_column", text_col), ("data.label_column", label_col)):
             if column not in split.column_names:
                 raise ConfigError(
-                    field,
+                    setting,
                     f"column '{column}' is not in {where} "
                     f"(columns: {', '.join(split.column_names)})",
                 )
@@ -79,6 +95,7 @@ def label_and_split(raw: DatasetDict, data_cfg: DictConfig) -> LabelledData:
         prepared["train"], prepared["validation"] = _carve_validation(
             prepared["train"], data_cfg.validation_size, data_cfg.split_seed
         )
+    available = {name: len(split) for name, split in prepared.items()}
     prepared = {
         name: _cap(
             split,
@@ -88,11 +105,11 @@ def label_and_split(raw: DatasetDict, data_cfg: DictConfig) -> LabelledData:
         )
         for name, split in prepared.items()
     }
-    data = LabelledData(DatasetDict(prepared), names)
+    data = LabelledData(DatasetDict(prepared), names, available)
     log.info(
         "data '%s': %s; labels: %s",
         data_cfg.name,
-        ", ".join(f"{k} {v}" for k, v in data.sizes().items()),
+        data.describe_sizes(),
         ", ".join(f"{i}={n}" for i, n in enumerate(names)),
     )
     return data
@@ -221,12 +238,17 @@ def _carve_validation(train: Dataset, size: float, seed: int) -> tuple[Dataset, 
     return parts["train"], parts["test"]
 
 
+def cap_field(split: str) -> str:
+    """The setting that caps ``split``'s rows."""
+    return "data.max_train_samples" if split == "train" else "data.max_eval_samples"
+
+
 def _cap(split: Dataset, limit: int | None, seed: int, name: str) -> Dataset:
+    """The first ``limit`` rows of ``split`` shuffled with ``seed`` (null: every row)."""
     if limit is None:
         return split
-    field = "data.max_train_samples" if name == "train" else "data.max_eval_samples"
     if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
-        raise ConfigError(field, f"must be a positive integer or null, got {limit!r}")
+        raise ConfigError(cap_field(name), f"must be a positive integer or null, got {limit!r}")
     if limit >= len(split):
         return split
     return split.shuffle(seed=seed).select(range(limit))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import statistics
@@ -53,6 +54,7 @@ class SweepSummary:
     final: list[str] = field(default_factory=list)  # the final stage: seeds' mean ± sd, test
     recipe: list[str] = field(default_factory=list)  # the recipe against the chosen config
     paused: str = ""  # the promotion scheduler: configurations paused, continued, dropped
+    dashboard: bool = False  # optuna-dashboard is installed (the `dashboard` extra)
 
     def format(self) -> str:
         finished = self.complete + self.pruned
@@ -114,6 +116,8 @@ class SweepSummary:
             f"MLflow UI: mlflow ui --backend-store-uri {mask(self.tracking_uri)}   "
             f"(experiment '{self.experiment}')"
         )
+        if self.dashboard:
+            lines.append(f"Optuna dashboard: optuna-dashboard {mask(self.storage)}")
         if self.resume_command:
             lines.append(f"Resume or extend: {mask(self.resume_command)} [study.n_trials=N]")
         lines += self.recipe  # last: what the search gained over the recipe
@@ -211,6 +215,7 @@ def build_summary(
         overheads=overheads,
         resume_command=resume_command,
         compute=study_compute(study, final.companion(study)).format(),
+        dashboard=importlib.util.find_spec("optuna_dashboard") is not None,
     )
     summary.final = final.lines(
         final.record(study), str(cfg.study.metric), trials.best_trial(study)

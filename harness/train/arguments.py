@@ -1,5 +1,6 @@
 """``TrainingArguments`` of a trial: the ``train`` section (open to any TrainingArguments field)
-plus the fields the harness owns (evaluation cadence, no checkpoints or reporting of HF's own)."""
+plus the fields the harness owns (evaluation cadence, no checkpoints of HF's own); HF's reporting
+integrations only where ``train.report_to`` names them (MLflow is the harness's own)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 from omegaconf import DictConfig, OmegaConf
 
 from harness.base.errors import ConfigError, first_line
-from harness.config.access import check_training_fields, train_options
+from harness.config.access import check_training_fields, report_to, train_options
 from harness.config.schema import TrainOptions
 
 if TYPE_CHECKING:
@@ -94,8 +95,10 @@ def training_arguments(
     own = harness_options(train_cfg)
     for key in HARNESS_KEYS:
         kwargs.pop(key, None)
+    kwargs.pop("report_to", None)
     evals_per_epoch = own.evals_per_epoch
     check_training_fields(train_cfg)
+    integrations = reporting_integrations(train_cfg)
     # Rounded up: the last evaluation of an epoch falls on (or just after) its last step.
     eval_steps = max(1, math.ceil(steps_per_epoch(train_cfg, train_size) / evals_per_epoch))
     try:
@@ -106,7 +109,7 @@ def training_arguments(
             logging_strategy="steps",
             logging_steps=eval_steps,
             save_strategy="no",
-            report_to="none",
+            report_to=integrations or "none",
             disable_tqdm=not trainer_bars,
             **{**kwargs, **precision_args(own.mixed_precision, train_cfg)},
         )
@@ -120,3 +123,31 @@ def training_arguments(
         ) from exc
     except ValueError as exc:
         raise ConfigError("train", first_line(exc)) from exc
+
+
+def reporting_integrations(train_cfg: DictConfig) -> list[str]:
+    """The Hugging Face integrations of ``train.report_to`` (:func:`report_to`: a list, mlflow
+    refused), each one the Trainer knows and, for tensorboard, installed; ``all`` is every
+    installed one but mlflow (the harness's own). A ConfigError names ``train.report_to``."""
+    from transformers.integrations import INTEGRATION_TO_CALLBACK
+    from transformers.integrations.integration_utils import (
+        get_available_reporting_integrations,
+        is_tensorboard_available,
+    )
+
+    names = report_to(train_cfg)
+    if "all" in names:
+        names = [n for n in get_available_reporting_integrations() if n != "mlflow"]
+    known = sorted(n for n in INTEGRATION_TO_CALLBACK if n != "mlflow")
+    for name in names:
+        if name not in known:
+            raise ConfigError(
+                "train.report_to",
+                f"'{name}' is not an integration of the Trainer (choose from {', '.join(known)}, "
+                "or all)",
+            )
+    if "tensorboard" in names and not is_tensorboard_available():
+        raise ConfigError(
+            "train.report_to", "tensorboard needs the tensorboard package: pip install tensorboard"
+        )
+    return names

@@ -136,6 +136,7 @@ def finetune(
             callbacks=[snapshot, EvaluateAtEnd(), *([stopper] if stopper else []), *callbacks],
         )
         trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
+        _point_loggers(trainer, report_dir(trial_cfg, checkpoint_dir))
         if own.layer_lr_decay is not None or own.loraplus_lr_ratio is not None:
             trainer.lr_scales = lr_scales(model, own.layer_lr_decay, own.loraplus_lr_ratio)
         output = trainer.train(
@@ -174,6 +175,30 @@ def finetune(
         result.checkpoint = checkpoint_dir
     del trainer, model
     return result
+
+
+def report_dir(trial_cfg: DictConfig, checkpoint_dir: Path | None) -> Path:
+    """Where a fine-tune's ``train.report_to`` loggers that write files (TensorBoard) write: a
+    folder per trial beside the study's checkpoints, named as its checkpoint folder:
+    ``<study.output_dir>/tensorboard/trial-N`` (the final stage's runs:
+    ``<study.output_dir>/final/tensorboard/run-N``). ``checkpoint_dir`` is where the caller
+    has the trial's checkpoint written (``<root>/.partial/<label>-<number>``); without one,
+    ``<study.output_dir>/tensorboard/run``."""
+    if checkpoint_dir is None:
+        return Path(str(trial_cfg.study.output_dir)) / "tensorboard" / "run"
+    checkpoint_dir = Path(checkpoint_dir)
+    return checkpoint_dir.parent.parent / "tensorboard" / checkpoint_dir.name
+
+
+def _point_loggers(trainer: Trainer, folder: Path) -> None:
+    """The Trainer's TensorBoard logger (``train.report_to``) writes into ``folder``: by default
+    it writes under the Trainer's output_dir, a scratch folder removed when the trial ends
+    (transformers 5 has no ``logging_dir``; the callback reads TENSORBOARD_LOGGING_DIR once)."""
+    from transformers.integrations import TensorBoardCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback):
+            callback.logging_dir = str(folder)
 
 
 TRAINER_STATE = "trainer"  # a paused state's Trainer checkpoint (see the module)
