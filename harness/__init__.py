@@ -2,6 +2,10 @@
 
 Public API (everything else is private to its package; see the README's "Architecture"):
 
+- ``harness.run(sweep, overrides=(), config_dir=None)``: run or resume a study from Python (a
+  notebook), composed as ``python -m harness.sweep`` composes it, and get a
+  ``harness.SweepResult`` back (best trial and params, the final stage's choice, the best
+  checkpoint, the MLflow parent run, the summary) (``harness.api``; docs/python-api.md).
 - ``harness.study.run_sweep(cfg)``: run or resume the study a composed config describes (one
   worker); ``harness.study.study_summary(cfg)``: the summary of a study in its storage.
 - ``harness.space.SearchSpace``: a search space as data (parse, validate, suggest, apply);
@@ -22,6 +26,23 @@ Public API (everything else is private to its package; see the README's "Archite
   ``harness-export``, ``harness-predict`` (``harness.cli``).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from harness import config as _config  # noqa: F401  (registers the config schemas and resolvers)
 
+if TYPE_CHECKING:
+    from harness.api import SweepResult, run
+
 __version__ = "0.1.0"
+__all__ = ["SweepResult", "run"]
+
+
+def __getattr__(name: str) -> Any:  # Any: the attribute asked for (a function, a class)
+    """``harness.run`` and ``harness.SweepResult``, imported on first use: :mod:`harness.api`
+    imports the study (Optuna, MLflow), which ``import harness`` (the command line's fast path:
+    ``--help``, a config error) never pays for."""
+    if name in ("run", "SweepResult"):
+        from harness import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'harness' has no attribute {name!r}")

@@ -2,4 +2,5 @@
 
 from harness.cli.report import cli
 
-cli()
+if __name__ == "__main__":  # imported (a console script, a test): runs nothing
+    cli()

@@ -232,6 +232,7 @@ def test_the_command_line_masks_passwords_under_a_mistyped_key_and_in_tracebacks
 def test_the_resume_line_masks_a_query_string_password(sweep_overrides, monkeypatch, capsys):
     """Ctrl-C prints the command that resumes the study: its password is masked, also where it
     is a query-string parameter (?password=…)."""
+    import harness.study
     from harness import sweep
     from harness.cli import sweep as sweep_cli
 
@@ -241,7 +242,8 @@ def test_the_resume_line_masks_a_query_string_password(sweep_overrides, monkeypa
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sweep_cli, "run_sweep", interrupted)  # Ctrl-C before the first trial
+    # Ctrl-C before the first trial (the command imports run_sweep once the config passed)
+    monkeypatch.setattr(harness.study, "run_sweep", interrupted)
     monkeypatch.setattr(sweep_cli, "configure_logging", lambda *args, **kwargs: None)
     overrides = [o for o in sweep_overrides if not o.startswith("study.storage=")]
     # Hydra reads an unquoted '=' in a value as a syntax error: the value is quoted
