@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 ARGS ?=
 
-.PHONY: setup browser sweep test test-fast test-slow lint
+.PHONY: setup browser sweep test test-fast test-slow lint docs
 
 setup:
 	@bash scripts/setup.sh
@@ -30,9 +30,14 @@ test-slow: setup
 	$(PY) -m pytest -m slow -n 2 --dist loadfile $(ARGS)
 
 ## The toolchain (also run by `make test` before the tests, and by pre-commit): ruff's linter and
-## formatter, mypy (strict, over harness/), yamllint over conf/.
+## formatter, mypy (strict, over harness/), yamllint over conf/, the docs site built with --strict.
 lint: setup
-	$(PY) -m ruff check harness tests scripts
-	$(PY) -m ruff format --check harness tests scripts
+	$(PY) -m ruff check harness tests scripts benchmarks
+	$(PY) -m ruff format --check harness tests scripts benchmarks
 	$(PY) -m mypy
 	$(PY) -m yamllint --strict conf/
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
+## The docs site (mkdocs.yml, pages in docs/), built with --strict into site/ (also run by lint).
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
