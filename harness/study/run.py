@@ -44,6 +44,7 @@ from harness.train.memory import study_objects_frozen
 
 if TYPE_CHECKING:
     from harness.records.tracker import Tracker
+    from harness.space import MethodSpace, SearchSpace
     from harness.study.setup import Prepared
 
 log = logging.getLogger(__name__)
@@ -163,6 +164,23 @@ class Sweep:
             str(study_cfg.storage),
         )
         self.log = open_log(cfg)
+        try:
+            self._open_run(study, ident, existing is not None, space)
+        except BaseException:  # the log (its file, its handler) lives and dies with this run
+            if self.log is not None:
+                self.log.close()
+            raise
+
+    def _open_run(
+        self,
+        study: optuna.Study,
+        ident: dict[str, str],
+        resumed: bool,
+        space: SearchSpace | MethodSpace,
+    ) -> None:
+        """The parent run opened (or resumed), stopped trials recovered, queued trials
+        enqueued, the display, the objective and the failure limit made."""
+        cfg, study_cfg = self.cfg, self.cfg.study
         parent = self.tracker.open_study(
             study.user_attrs.get(schema.PARENT_RUN_ATTR), self.prepared.study_params(), ident
         )
@@ -170,7 +188,7 @@ class Sweep:
         self.recovery.recover(study)
         enqueued.enqueue(study, cfg, enqueued.planned(cfg, space))  # once, resumes included
         finished = trials.count(study)["finished"]
-        if study_cfg.worker is not None or existing is not None:
+        if study_cfg.worker is not None or resumed:
             who = f"worker {study_cfg.worker} on" if study_cfg.worker is not None else "resuming"
             log.info(
                 "%s study '%s': %d trials finished, %d to go",
