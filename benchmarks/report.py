@@ -73,7 +73,10 @@ def provenance_note(found: Iterable[Row]) -> str:
     lacking = sum(1 for r in found if not r.get("date"))
     parts = [f"Rows: {', '.join(f'`results/{f}`' for f in files)}."]
     if machines:
-        parts.append(f"Machine: {'; '.join(machines)}.")
+        recorded = sum(1 for r in found if r.get("machine"))
+        parts.append(
+            f"Machine ({recorded} of {len(found)} row(s) record one): {'; '.join(machines)}."
+        )
     if dates:
         parts.append(
             f"Measured {dates[0]}" + (f" to {dates[-1]}." if dates[-1] != dates[0] else ".")
