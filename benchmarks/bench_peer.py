@@ -37,6 +37,19 @@ from provenance import provenance
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def scratch_stores(name: str, folder: Path) -> list[str]:
+    """Overrides that put a benchmark study's every store under ``folder`` (no report, no
+    progress bar): each study measured in stores of its own."""
+    return [
+        f"study.storage=sqlite:///{folder}/optuna.db",
+        f"study.output_dir={folder}/{name}",
+        f"tracking.uri=sqlite:///{folder}/ml.db",
+        f"tracking.artifact_location={folder}/mlruns",
+        "report.enabled=false",
+        "display.progress=false",
+    ]
+
+
 def compose(overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -61,12 +74,7 @@ def harness_sweep(sweep: str, seed: int, trials: int, folder: Path, extra: list[
             f"study.name={name}",
             f"study.n_trials={trials}",
             f"sampler.seed={seed}",
-            f"study.storage=sqlite:///{folder}/optuna.db",
-            f"study.output_dir={folder}/{name}",
-            f"tracking.uri=sqlite:///{folder}/ml.db",
-            f"tracking.artifact_location={folder}/mlruns",
-            "report.enabled=false",
-            "display.progress=false",
+            *scratch_stores(name, folder),
             *extra,
         ]
     )

@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_peer import compose, val_curve
+from bench_peer import compose, scratch_stores, val_curve
 from provenance import provenance
 
 # per sweep: the promotion scheduler with the reduction factor of the sweep's successive halving,
@@ -63,12 +63,7 @@ def run_arm(sweep: str, data: str, seed: int, arm: str, folder: Path, extra: lis
             f"data={data}",
             f"study.name={name}",
             f"sampler.seed={seed}",
-            f"study.storage=sqlite:///{folder}/optuna.db",
-            f"study.output_dir={folder}/{name}",
-            f"tracking.uri=sqlite:///{folder}/ml.db",
-            f"tracking.artifact_location={folder}/mlruns",
-            "report.enabled=false",
-            "display.progress=false",
+            *scratch_stores(name, folder),
             *arm_overrides(sweep, arm),
             *extra,
         ]

@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from bench_peer import compose
+from bench_peer import compose, scratch_stores
 from provenance import provenance
 
 
@@ -63,12 +63,7 @@ def harness_study(sweep: str, data: str, seed: int, folder: Path, extra: list[st
             f"data={data}",
             f"study.name={name}",
             f"sampler.seed={seed}",
-            f"study.storage=sqlite:///{folder}/optuna.db",
-            f"study.output_dir={folder}/{name}",
-            f"tracking.uri=sqlite:///{folder}/ml.db",
-            f"tracking.artifact_location={folder}/mlruns",
-            "report.enabled=false",
-            "display.progress=false",
+            *scratch_stores(name, folder),
             "final.combine=best",
             *extra,
         ]
