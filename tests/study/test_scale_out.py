@@ -89,26 +89,25 @@ def assert_secret_kept(secret: str, text: str, client: MlflowClient, runs: list)
 
 def test_three_workers_share_one_study_then_one_is_killed(shared_stores):
     overrides, storage, tracking, secret, name = shared_stores
-    run = [*overrides, "study.workers=3", "study.n_trials=6"]
+    run = [*overrides, "study.workers=3", "study.n_trials=12"]
     sweep = SweepProcess(run)
     assert sweep.wait(timeout=600) == 0, sweep.err
-    study, client, _, runs = check_shared_study(storage, tracking, name, 6, 3)
-    assert re.search(r"\): [678] of 6 trials finished", sweep.stdout), sweep.stdout
+    study, client, _, runs = check_shared_study(storage, tracking, name, 12, 3)
+    assert re.search(r"\): 1[234] of 12 trials finished", sweep.stdout), sweep.stdout
     assert {f"[worker {i}]" for i in range(3)} <= set(re.findall(r"\[worker \d\]", sweep.err))
     assert_secret_kept(secret, sweep.stdout + sweep.err, client, runs)
     # the launcher wrote the study report once the workers were done, and logged it to MLflow
     output_dir = next(o for o in overrides if o.startswith("study.output_dir=")).split("=", 1)[1]
     page = (Path(output_dir) / "report" / "report.html").read_text()
-    assert "6 complete" in page or "finished of 6" in page
+    assert "12 complete" in page or "finished of 12" in page
     assert secret not in page and "postgresql://postgres:***@" in page
     parent = next(r for r in runs if r.data.tags.get(schema.ROLE_TAG) == schema.ROLE_STUDY)
     assert "report/report.html" in {
         a.path for a in client.list_artifacts(parent.info.run_id, "report")
     }
 
-    # the same study extended to 10 trials; the worker that runs its third new trial is killed
-    # mid-trial
-    extended = [*overrides, "study.workers=3", "study.n_trials=10"]
+    # the same study extended to 20 trials; the worker that runs trial 14 is killed mid-trial
+    extended = [*overrides, "study.workers=3", "study.n_trials=20"]
     before = len(study.trials)
     target = before + 2
     sweep = SweepProcess(extended, faults=f"train_step:{target}:3=pause")
@@ -118,7 +117,7 @@ def test_three_workers_share_one_study_then_one_is_killed(shared_stores):
     os.kill(pid, signal.SIGKILL)
     assert sweep.wait(timeout=600) == 0, sweep.err
     assert "was killed (SIGKILL)" in sweep.err
-    study, client, by_number, runs = check_shared_study(storage, tracking, name, 10, 3)
+    study, client, by_number, runs = check_shared_study(storage, tracking, name, 20, 3)
     killed = study.trials[target]
     assert killed.state == TrialState.FAIL
     assert by_number[target].info.status == "FAILED"
