@@ -44,6 +44,7 @@ def config_dir() -> str:
 
 
 CONF = config_dir()
+RUN_MODE = "hydra.mode=RUN"  # what Hydra adds to a command line that runs one job
 
 
 def run_hydra(main: Callable[[], None]) -> None:
@@ -73,10 +74,12 @@ def faster_hydra() -> Iterator[None]:
     """Two costs of Hydra's own command-line flow, cut for one call without changing what it
     composes or prints (restored on the way out):
 
-    - A config that does not compose is composed twice: ``Hydra.get_mode`` swallows the error
-      and the run composes again to raise it. Here the first compose raises it (the mode is
-      read from a MULTIRUN compose, the more permissive one, so a config that fails it fails
-      the run's too). About a third of a config error's time.
+    - Every config is composed twice: ``Hydra.get_mode`` composes it to read ``hydra.mode``
+      (swallowing any error) and the run composes it again. Here the first compose raises the
+      error, and a command line with no sweep value (``a=1,2``) is composed once: for the run,
+      the mode read from that config, which the run then takes (a MULTIRUN compose differs from
+      a RUN one only where a value sweeps or a default is missing: such a command line is
+      composed twice, as Hydra does). About a third of a config error's or a start's time.
     - ``--help`` lists the config groups with one deep copy of the config repository per group
       and option kind (about 90 copies, most of `--help`'s time). Here the listing makes that
       copy once per config loader (the listing passes no config name and no overrides, so every
@@ -106,18 +109,48 @@ def _hydra_patches() -> list[tuple[type, str, Callable[..., Any]]]:
 
     patches: list[tuple[type, str, Callable[..., Any]]] = []
     if "get_mode" in Hydra.__dict__ and hasattr(Hydra, "compose_config"):
+        composed: dict[tuple[str | None, tuple[str, ...]], DictConfig] = {}
 
         def get_mode(self: Hydra, config_name: str | None, overrides: list[str]) -> Any:
+            once = not _sweeps(overrides)
             cfg = self.compose_config(
                 config_name=config_name,
                 overrides=overrides,
                 with_log_configuration=False,
-                run_mode=RunMode.MULTIRUN,
+                run_mode=RunMode.RUN if once else RunMode.MULTIRUN,
                 validate_sweep_overrides=False,
             )
+            if once and cfg.hydra.mode in (None, RunMode.RUN):
+                composed[(config_name, tuple(overrides))] = cfg  # the run's, composed
             return cfg.hydra.mode
 
+        def load_configuration(
+            self: ConfigLoaderImpl,
+            config_name: str | None,
+            overrides: list[str],
+            run_mode: RunMode,
+            from_shell: bool = True,
+            validate_sweep_overrides: bool = True,
+        ) -> DictConfig:
+            # the run composes the same command line, plus hydra.mode=RUN where the config
+            # left the mode unset (Hydra's _run_app adds it)
+            plain, added = list(overrides), []
+            if plain[-1:] == [RUN_MODE]:
+                plain, added = plain[:-1], [RUN_MODE]
+            cfg = composed.pop((config_name, tuple(plain)), None)
+            if cfg is not None and run_mode == RunMode.RUN:
+                if added:
+                    cfg.hydra.mode = RunMode.RUN
+                    cfg.hydra.overrides.hydra.append(RUN_MODE)
+                return cfg
+            loaded: DictConfig = original_load(
+                self, config_name, overrides, run_mode, from_shell, validate_sweep_overrides
+            )
+            return loaded
+
+        original_load = ConfigLoaderImpl.__dict__["load_configuration"]
         patches.append((Hydra, "get_mode", get_mode))
+        patches.append((ConfigLoaderImpl, "load_configuration", load_configuration))
     original_options = ConfigLoaderImpl.__dict__.get("get_group_options")
     if original_options is not None and hasattr(
         ConfigLoaderImpl, "_parse_overrides_and_create_caching_repo"
@@ -141,6 +174,18 @@ def _hydra_patches() -> list[tuple[type, str, Callable[..., Any]]]:
 
         patches.append((ConfigLoaderImpl, "get_group_options", get_group_options))
     return patches
+
+
+def _sweeps(overrides: list[str]) -> bool:
+    """Whether a command line sweeps a value (``a=1,2``, ``a=range(3)``): unparsable counts as
+    sweeping (its error is Hydra's to word)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:
+        return True
+    return any(override.is_sweep_override() for override in parsed)
 
 
 class Formatted(Protocol):

@@ -3,11 +3,13 @@ Hydra's own flow (harness.config.command.faster_hydra) that change nothing it pr
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 
 import pytest
 from hydra import initialize_config_dir
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.hydra import Hydra
 from hydra.core.global_hydra import GlobalHydra
 
@@ -19,7 +21,11 @@ HEAVY = ("optuna", "sqlalchemy", "torch", "transformers", "datasets", "mlflow", 
 
 def test_both_cuts_find_the_hydra_methods_they_replace():
     # a Hydra release that renames one runs its own (slower) flow: this test says so
-    assert {name for _, name, _ in _hydra_patches()} == {"get_mode", "get_group_options"}
+    assert {name for _, name, _ in _hydra_patches()} == {
+        "get_mode",
+        "load_configuration",
+        "get_group_options",
+    }
 
 
 def test_the_cuts_are_undone_after_the_call():
@@ -91,3 +97,55 @@ def test_help_and_a_config_error_import_nothing_heavy(tmp_path):
             timeout=120,
         )
         assert "HEAVY []" in done.stderr, (args, done.stderr[-2000:])
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [["+sweep=lora"], ["+sweep=full", "study.n_trials=3", "data=amazon", "hydra.verbose=true"]],
+)
+def test_a_config_composed_once_is_the_one_hydra_composes_for_the_run(overrides):
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    def composed(fast: bool) -> dict:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(CONF, version_base="1.3"):
+            hydra = GlobalHydra.instance().hydra
+            assert hydra is not None
+            with faster_hydra() if fast else contextlib.nullcontext():
+                line = list(overrides)
+                assert hydra.get_mode(config_name="config", overrides=line) is None
+                cfg = hydra.compose_config(
+                    "config", [*line, "hydra.mode=RUN"], run_mode=RunMode.RUN
+                )
+        return OmegaConf.to_container(cfg, resolve=False)
+
+    calls: list[str] = []
+    original = ConfigLoaderImpl.load_configuration
+
+    def counting(self, *args, **kwargs):
+        calls.append("composed")
+        return original(self, *args, **kwargs)
+
+    plain = composed(fast=False)
+    ConfigLoaderImpl.load_configuration = counting
+    try:
+        fast = composed(fast=True)
+    finally:
+        ConfigLoaderImpl.load_configuration = original
+    assert fast == plain
+    assert fast["hydra"]["mode"] == RunMode.RUN
+    assert len(calls) == 1  # composed once (the cut calls the original once)
+
+
+def test_a_sweeping_command_line_is_composed_as_hydra_does():
+    from hydra.types import RunMode
+
+    with initialize_config_dir(CONF, version_base="1.3"):
+        hydra = GlobalHydra.instance().hydra
+        assert hydra is not None
+        with faster_hydra():
+            line = ["+sweep=lora", "study.worker=0,1"]
+            assert hydra.get_mode(config_name="config", overrides=line) is None
+            with pytest.raises(Exception, match="requires --multirun|Ambiguous"):
+                hydra.compose_config("config", [*line, "hydra.mode=RUN"], run_mode=RunMode.RUN)
