@@ -49,10 +49,9 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="extra key=value overrides for every sweep")
     args = parser.parse_args()
 
-    import optuna
-
     import harness  # noqa: F401
     from harness.base.progress import configure_logging
+    from harness.base.storages import load_study  # journal:// and grpc:// too
     from harness.data import load_labelled_data
     from harness.export.predict import accuracy_on
     from harness.records.compute import study_compute
@@ -78,7 +77,7 @@ def main() -> None:
         summary = run_sweep(cfg)
         wall = time.perf_counter() - start
         print(summary.format(), flush=True)
-        study = optuna.load_study(study_name=name, storage=cfg.study.storage)
+        study = load_study(str(cfg.study.storage), name)
         compute = study_compute(study)
         labels = load_labelled_data(cfg.data).splits["validation"]["label"]
         majority = Counter(labels).most_common(1)[0][1] / len(labels)

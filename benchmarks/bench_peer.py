@@ -60,8 +60,7 @@ def compose(overrides: list[str]):
 
 def harness_sweep(sweep: str, seed: int, trials: int, folder: Path, extra: list[str]) -> dict:
     """One harness sweep in its own stores: wall, best validation, test accuracy, steps."""
-    import optuna
-
+    from harness.base.storages import load_study  # journal:// and grpc:// too
     from harness.export.predict import accuracy_on
     from harness.records.compute import study_compute
     from harness.study import run_sweep
@@ -81,7 +80,7 @@ def harness_sweep(sweep: str, seed: int, trials: int, folder: Path, extra: list[
     start = time.perf_counter()
     summary = run_sweep(cfg)
     wall = time.perf_counter() - start
-    study = optuna.load_study(study_name=name, storage=cfg.study.storage)
+    study = load_study(str(cfg.study.storage), name)
     compute = study_compute(study)
     curves = [
         {

@@ -49,8 +49,7 @@ def arm_overrides(sweep: str, arm: str) -> list[str]:
 
 def run_arm(sweep: str, data: str, seed: int, arm: str, folder: Path, extra: list[str]) -> dict:
     """One study in its own stores; what it trained and what it chose."""
-    import optuna
-
+    from harness.base.storages import load_study  # journal:// and grpc:// too
     from harness.records import final as final_record
     from harness.records import schema, trials
     from harness.records.compute import study_compute
@@ -71,7 +70,7 @@ def run_arm(sweep: str, data: str, seed: int, arm: str, folder: Path, extra: lis
     start = time.perf_counter()
     run_sweep(cfg)
     wall = time.perf_counter() - start
-    study = optuna.load_study(study_name=name, storage=str(cfg.study.storage))
+    study = load_study(str(cfg.study.storage), name)
     compute = study_compute(study, final_record.companion(study))
     every = study.get_trials(deepcopy=False)
     complete = sorted(

@@ -48,8 +48,7 @@ def harness_study(sweep: str, data: str, seed: int, folder: Path, extra: list[st
     back here, so every final run's checkpoint stays), what each ``final.combine`` would ship
     and its test score: the chosen seed (best), the greedy soup of its seeds, the greedy
     ensemble, and auto's pick among them."""
-    import optuna
-
+    from harness.base.storages import load_study  # journal:// and grpc:// too
     from harness.records import final as final_record
     from harness.records.compute import study_compute
     from harness.study import combine, run_sweep
@@ -76,7 +75,7 @@ def harness_study(sweep: str, data: str, seed: int, folder: Path, extra: list[st
         wall = time.perf_counter() - start
     finally:
         FinalStage._keep_only = keep_only
-    study = optuna.load_study(study_name=name, storage=str(cfg.study.storage))
+    study = load_study(str(cfg.study.storage), name)
     compute = study_compute(study, final_record.companion(study))
     record = final_record.record(study) or {}
     test = record.get("test") or {}

@@ -246,7 +246,7 @@ def replay_order(
 
 def sweeps_from(args: argparse.Namespace) -> list[list[tuple[list[float], list | None]]]:
     """Each unpruned sweep as its trials' (curve, pruning signal or None), in trial order."""
-    import optuna
+    from harness.base.storages import load_study  # journal:// and grpc:// too
 
     if args.jsonl:
         rows = [json.loads(line) for line in args.jsonl.read_text().splitlines() if line]
@@ -267,7 +267,7 @@ def sweeps_from(args: argparse.Namespace) -> list[list[tuple[list[float], list |
         return sweeps
     out = []
     for name in args.study:
-        study = optuna.load_study(study_name=name, storage=args.storage)
+        study = load_study(args.storage, name)
         out.append(
             [
                 ([t.intermediate_values[k] for k in sorted(t.intermediate_values)], None)

@@ -38,9 +38,12 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.version import VersionBase
 from omegaconf import DictConfig
 
+from harness.base import distributed
+from harness.base.devices import narrow_devices
 from harness.base.errors import ConfigError
 from harness.base.progress import configure_logging, log_level
 from harness.base.secrets import config_urls, mask, masked_output, register
+from harness.base.storages import load_study
 from harness.config import check_sections
 from harness.config.command import CONF, composition_error
 from harness.config.space_overrides import prepare, replace_entries
@@ -128,9 +131,16 @@ def run(
             "command line (python -m harness.sweep … study.workers=N) or call harness.run in "
             "each process with study.worker=I",
         )
+    if distributed.launched():
+        raise ConfigError(
+            "study.gpus_per_worker",
+            "one trial across torchrun's ranks runs from the command line (torchrun "
+            "--nproc_per_node=K -m harness.sweep …): harness.run runs the study in this process",
+        )
     command = resume_command(sweep, overrides, config_dir)
     with _process_kept(cfg), masked_output(config_urls(cfg)):
         try:
+            narrow_devices(cfg.study)  # this process's GPUs (a warning once CUDA has started)
             summary = run_sweep(cfg, resume_command=command, finetune=finetune)
         except ConfigError as exc:
             masked = _masked(exc)
@@ -187,7 +197,7 @@ def resume_command(
 def _result(cfg: DictConfig, summary: SweepSummary) -> SweepResult:
     """The result of a run: the summary's figures, and from the storage what it does not hold
     as data (the final stage's record, the parent run)."""
-    study = optuna.load_study(study_name=summary.study_name, storage=str(cfg.study.storage))
+    study = load_study(str(cfg.study.storage), summary.study_name)
     best = StudyCheckpoints.from_config(cfg).best_path() if summary.best_checkpoint else None
     best = best.absolute() if best is not None else None  # study.output_dir: from the cwd
     parent = study.user_attrs.get(schema.PARENT_RUN_ATTR)

@@ -205,3 +205,12 @@ def test_import_harness_stays_light_until_harness_run_is_used():
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert done.stdout.splitlines() == ["[]", "True True"], done.stdout + done.stderr
+
+
+def test_under_torchrun_the_api_refuses_and_creates_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2"}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match="torchrun"):
+        harness.run("lora", ["study.n_trials=1"])
+    assert list(tmp_path.iterdir()) == []

@@ -31,6 +31,8 @@ LAZY = {
     ("study/objective.py", "harness.train.callbacks"): "imports transformers (6 s)",
     ("study/objective.py", "harness.train.finetune"): "imports transformers (6 s)",
     ("study/objective.py", "harness.train.compute"): "imports transformers (6 s)",
+    ("study/ranks.py", "harness.train.callbacks"): "imports transformers (6 s)",
+    ("study/ranks.py", "harness.train.finetune"): "imports transformers (6 s)",
     ("cli/sweep.py", "harness.study"): "keeps --help and a config error under 0.6 s",
     ("__init__.py", "harness.api"): "import harness stays light: harness.run loads the study",
     ("cli/sweep.py", "harness.data"): "keeps --help and a config error under 0.6 s",

@@ -181,6 +181,7 @@ HELP = {
     "report": "harness.report: the report of a study",
     "export": "harness.export: the best trial's model",
     "predict": "Classify texts with an exported model",
+    "storage-proxy": "Serve an Optuna RDB storage over gRPC",
 }
 
 
@@ -190,7 +191,7 @@ def test_every_command_answers_help_once_from_the_wheel(installed, tmp_path, com
     args = (
         [str(installed / "bin" / f"harness-{command}")]
         if form == "script"
-        else ["-m", f"harness.{command}"]
+        else ["-m", f"harness.{command.replace('-', '_')}"]
     )
     result = _run([sys.executable, *args, "--help"], tmp_path, _env(installed), timeout=120)
     assert result.stdout.count(HELP[command]) == 1, result.stdout

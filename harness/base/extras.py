@@ -13,6 +13,7 @@ EXTRAS = {
     "psycopg": ("the PostgreSQL driver", "postgres"),
     "cmaes": ("the cmaes package", "samplers"),
     "optuna_dashboard": ("optuna-dashboard", "dashboard"),
+    "grpc": ("the gRPC client (grpcio)", "grpc"),
 }
 # a config's _target_ -> the optional module it needs
 TARGETS = {"optuna.samplers.CmaEsSampler": "cmaes"}

@@ -31,6 +31,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
+from harness.base import interrupts
+
 ENV = "HARNESS_FAULTS"
 POINTS: tuple[str, ...] = (
     "sample",
@@ -90,8 +92,9 @@ def _act(rule: Rule) -> str | None:
     where = f"{rule.point} reached (trial {_trial}, pid {os.getpid()})"
     if rule.action == "pause":
         print(f"harness fault: {where}", file=sys.stderr, flush=True)
-        while True:  # until a signal ends it
-            time.sleep(0.05)
+        while not interrupts.pending():  # until a signal ends it (or, where the first
+            time.sleep(0.05)  # signal waits for a save, asks for one: the run goes on to it)
+        return None
     if rule.action == "wait":  # time for a test to act (suspend the process, say), then on
         print(f"harness fault: {where}", file=sys.stderr, flush=True)
         time.sleep(3.0)

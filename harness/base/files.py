@@ -1,5 +1,5 @@
 """Files and folders: written whole or not at all, checked writable before anything is made,
-and the local path behind a ``sqlite:///`` URL."""
+and the local file behind a ``sqlite:///`` or ``journal:///`` URL."""
 
 from __future__ import annotations
 
@@ -42,9 +42,10 @@ def check_writable(field: str, folder: str | Path) -> None:
 
 
 def check_sqlite_writable(field: str, url: str) -> None:
-    """An existing SQLite database file behind ``url`` can be written (a read-only file fails
-    only once a study writes to it, after the data and model were prepared)."""
-    path = sqlite_path(url)
+    """An existing SQLite database file (or Optuna journal file) behind ``url`` can be written
+    (a read-only file fails only once a study writes to it, after the data and model were
+    prepared)."""
+    path = storage_file(url)
     if path is None or not path.is_file():
         return
     mode = path.stat().st_mode
@@ -70,3 +71,23 @@ def sqlite_path(url: str) -> Path | None:
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     return Path(parsed.database).expanduser()
+
+
+JOURNAL_PREFIX = "journal:///"
+
+
+def journal_path(url: str) -> Path | None:
+    """The journal file of a ``journal:///PATH`` URL (Optuna's ``JournalFileBackend``), read as
+    SQLite's: ``journal:///sweeps/optuna.log`` is relative to the working directory,
+    ``journal:////shared/optuna.log`` absolute; None for other URLs (and for a journal URL
+    with a host or without a path, which :func:`harness.base.storages.check_url` refuses)."""
+    url = str(url)
+    if not url.startswith(JOURNAL_PREFIX) or url == JOURNAL_PREFIX:
+        return None
+    return Path(url[len(JOURNAL_PREFIX) :]).expanduser()
+
+
+def storage_file(url: str) -> Path | None:
+    """The local file a storage URL keeps its study in: the SQLite database or the journal
+    file; None for a server (PostgreSQL, MySQL, a gRPC proxy) and an in-memory database."""
+    return journal_path(url) or sqlite_path(url)

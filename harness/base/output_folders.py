@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.base.errors import ConfigError
-from harness.base.files import sqlite_path
+from harness.base.files import sqlite_path, storage_file
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -29,7 +29,7 @@ _LEGACY = {"report": {"report.html", "trials.txt"}, "export": {"metrics.json", "
 def protected(cfg: DictConfig) -> dict[str, Path]:
     """What a replaced folder must never be or hold: {what it is: its path}."""
     places: dict[str, object] = {
-        "the study storage (study.storage)": sqlite_path(str(cfg.study.storage)),
+        "the study storage (study.storage)": storage_file(str(cfg.study.storage)),
         "the MLflow store (tracking.uri)": sqlite_path(str(cfg.tracking.uri)),
         "the MLflow artifacts (tracking.artifact_location)": cfg.tracking.get("artifact_location"),
         "the data cache (data.source.cache_dir)": (cfg.data.get("source") or {}).get("cache_dir"),

@@ -8,6 +8,7 @@ status 2, with nothing created. Ctrl-C / SIGTERM / SIGHUP stop within seconds (e
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -17,6 +18,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from harness.base import distributed
+from harness.base.devices import narrow_devices, plan_workers
 from harness.base.errors import ConfigError, StudyStopped
 from harness.base.interrupts import raise_on_signals
 from harness.base.progress import configure_logging, log_level
@@ -41,30 +44,47 @@ def command_args() -> list[str]:
 
 
 def resume_command() -> str:
-    """The command line that reruns (and so resumes) this study."""
-    return " ".join(["python -m harness.sweep", *map(shlex.quote, command_args())])
+    """The command line that reruns (and so resumes) this study (under torchrun: torchrun's)."""
+    launcher = "python -m harness.sweep"
+    if distributed.launched():
+        ranks = os.environ.get("LOCAL_WORLD_SIZE") or distributed.world().size
+        launcher = f"torchrun --nproc_per_node={ranks} -m harness.sweep"
+    return " ".join([launcher, *map(shlex.quote, command_args())])
 
 
 @hydra.main(version_base="1.3", config_path=CONF, config_name="config")
 def main(cfg: DictConfig) -> None:
     try:  # a bad value is reported before the study's imports (half a second, not one)
         check_sections(cfg)
+        distributed.check_workers(cfg.study)  # torchrun's ranks or study.workers, not both
+    except ConfigError as exc:
+        print(f"error: {mask(str(exc))}", file=sys.stderr)
+        sys.exit(2)
+    configure_logging(log_level(cfg))
+    try:  # first, before anything starts CUDA here: this worker's GPUs (or its workers')
+        if _launches_workers(cfg):
+            plan_workers(cfg.study)
+        else:
+            narrow_devices(cfg.study)
     except ConfigError as exc:
         print(f"error: {mask(str(exc))}", file=sys.stderr)
         sys.exit(2)
     # imported here, not above: `--help` and a config error need neither
-    from harness.study import run_sweep
+    from harness.study import ranks, run_sweep
 
-    configure_logging(log_level(cfg))
     replace_entries(cfg, HydraConfig.get().overrides.task)
     command = resume_command()
     _mask_multirun_file(config_urls(cfg))
     if _launches_workers(cfg):
         with masked_output(config_urls(cfg)):
             sys.exit(_run_workers(cfg, command))
+    if not distributed.start().leader:  # torchrun's rank > 0: trains what rank 0 hands on
+        with masked_output(config_urls(cfg)), raise_on_signals():
+            sys.exit(_follow(cfg))
     with masked_output(config_urls(cfg)), raise_on_signals():
         try:
-            summary = run_sweep(cfg, resume_command=command)
+            with ranks.leading():  # under torchrun: the other ranks told when the study ends
+                summary = run_sweep(cfg, resume_command=command)
         except ConfigError as exc:
             print(f"error: {mask(str(exc))}", file=sys.stderr)
             sys.exit(2)
@@ -82,6 +102,19 @@ def main(cfg: DictConfig) -> None:
             )
             sys.exit(getattr(exc, "exit_code", 130))
         print(summary.format())
+
+
+def _follow(cfg: DictConfig) -> int:
+    """A torchrun rank > 0 (:mod:`harness.study.ranks`): its exit status."""
+    from harness.study import ranks
+
+    try:
+        return ranks.follow(cfg)
+    except ConfigError as exc:  # rank 0 says it too
+        print(f"error: {mask(str(exc))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:  # rank 0 records the trial
+        return int(getattr(exc, "exit_code", 130))
 
 
 def _mask_multirun_file(urls: list[object]) -> None:

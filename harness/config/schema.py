@@ -129,6 +129,12 @@ class StudyConfig(_Checked):
     workers: int = _integer(1)
     worker: int | None = _integer(None, minimum=0, nullable=True)
     threads: int | None = _integer(None, nullable=True)
+    # devices (harness.base.devices): GPUs one worker's trial uses, and workers sharing one GPU
+    gpus_per_worker: int = _integer(1)
+    workers_per_gpu: int = _integer(1)
+    # Ctrl-C / SIGTERM / a cluster's time limit save the running trial's training state; the
+    # next run continues it from there (harness.study.objective)
+    resume_trials: bool = False
     # false: refuse samplers that unpickle state read from the storage (harness.study.setup)
     trust_storage_pickles: bool = True
     failure_limit: FailureLimitConfig = field(default_factory=FailureLimitConfig)

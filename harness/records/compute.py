@@ -75,31 +75,38 @@ def study_compute(study: optuna.Study, final_study: optuna.Study | None = None) 
     """The compute of ``study``'s trials, from the record each trial keeps (COMPUTE_ATTR), and
     of its final stage's runs (``final_study``: in the totals, not in what pruning saved).
 
-    A configuration paused and continued (the promotion scheduler) plans its budget once, in
-    its first trial; its continuations add the steps they trained. What a configuration did not
-    train of its budget was saved by pruning, or by early stopping when it completed."""
+    A configuration paused and continued (the promotion scheduler), or interrupted with its
+    state saved and continued (``study.resume_trials``), plans its budget once, in its first
+    trial; its continuations add the steps they trained (an interrupted trial's steps count
+    with its configuration's, not as failed compute: they are not trained again). What a
+    configuration that ended did not train of its budget was saved by pruning, or by early
+    stopping when it completed."""
     out = StudyCompute()
-    budgets: dict[int, list[float]] = {}  # configuration -> [planned, trained, complete]
+    # configuration -> [planned, trained, complete, ended]
+    budgets: dict[int, list[float]] = {}
     for trial in study.get_trials(deepcopy=False):
         figures = trial.user_attrs.get(schema.COMPUTE_ATTR)
         if not isinstance(figures, dict):
             continue
-        if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
-            out.trials += 1
+        ended = trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        saved = trial.state == TrialState.FAIL and trials.interrupted_state(trial) is not None
+        if ended or saved:
+            out.trials += int(ended)
             later = trials.is_continuation(trial)
             _add(
                 out.totals,
                 {k: v for k, v in figures.items() if not (later and k == "steps_planned")},
             )
-            budget = budgets.setdefault(trials.config_of(trial), [0.0, 0.0, 0.0])
+            budget = budgets.setdefault(trials.config_of(trial), [0.0, 0.0, 0.0, 0.0])
             budget[0] += 0 if later else figures.get("steps_planned", 0)
             budget[1] += figures.get("steps_trained", 0)
             budget[2] = max(budget[2], float(trial.state == TrialState.COMPLETE))
+            budget[3] = max(budget[3], float(ended))
         elif trial.state == TrialState.FAIL:
             out.failed_trials += 1
             _add(out.failed, figures)
-    pruned_saved = sum(max(0.0, p - t) for p, t, complete in budgets.values() if not complete)
-    early_saved = sum(max(0.0, p - t) for p, t, complete in budgets.values() if complete)
+    pruned_saved = sum(max(0.0, p - t) for p, t, done, end in budgets.values() if end and not done)
+    early_saved = sum(max(0.0, p - t) for p, t, done, end in budgets.values() if done)
     planned = out.totals.get("steps_planned", 0)
     if planned:
         out.saved_by_pruning = pruned_saved / planned

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING
 import optuna
 
 from harness.base.errors import ConfigError, first_line
-from harness.base.files import sqlite_path
+from harness.base.files import sqlite_path, storage_file
 from harness.base.objects import build
 from harness.base.secrets import mask
+from harness.base.storages import open_url
 from harness.records import schema
 from harness.records.tracker import Tracker
 
@@ -31,7 +32,7 @@ def load_study(cfg: DictConfig) -> optuna.Study:
     storage or the study is not there (with the studies the storage does hold)."""
 
     url = str(cfg.study.storage)
-    path = sqlite_path(url)
+    path = storage_file(url)
     if path is not None and not path.is_file():
         raise ConfigError(
             "study.storage",
@@ -39,7 +40,7 @@ def load_study(cfg: DictConfig) -> optuna.Study:
             "(or set study.storage to where it ran)",
         )
     try:
-        storage = optuna.storages.RDBStorage(url) if "://" in url else url
+        storage = open_url(url, create=False)
         names = optuna.get_all_study_names(storage)
     except Exception as exc:
         raise ConfigError(

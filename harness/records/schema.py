@@ -29,6 +29,7 @@ DROPPED_ATTR_PREFIX = "harness.dropped."
 # ---------------------------------------------------------------- Optuna: trial user attributes
 WORKER_ATTR = "worker"  # a running trial's process: {host, boot, pid}
 SAMPLER_SEED_ATTR = "sampler_seed"  # the seed of the sampler of the process that ran the trial
+DEVICES_ATTR = "harness.devices"  # what trained it: {gpus, threads, world_size} (base.devices)
 ERROR_ATTR = "error"  # a failed trial: "ErrorClass: message"
 INTERRUPTED_ATTR = "interrupted"  # why a trial was stopped (signal, dead process)
 RUN_ID_ATTR = "mlflow_run_id"  # the trial's MLflow child run
@@ -48,6 +49,10 @@ PAUSED_ATTR = "harness.paused"  # {"evaluation": rung, "step": global step, "sta
 CONTINUES_ATTR = "harness.continues"  # the paused trial this one continues from its weights
 CONFIG_ATTR = "harness.config"  # the configuration's first trial (absent: the trial itself)
 TO_END_ATTR = "harness.to_end"  # a promotion that trains to the full budget, never paused again
+# study.resume_trials: a trial stopped by a signal with its training state saved (FAIL, with
+# INTERRUPTED_ATTR): {"evaluation": evaluations reported, "step": global step, "state": folder}.
+# Its configuration goes on in a new trial with CONTINUES_ATTR = its number.
+INTERRUPTED_STATE_ATTR = "harness.interrupted_state"
 
 # ---------------------------------------------------------------- Optuna: params
 METHOD_PARAM = "method"  # a methods study's fine-tuning method (its params are "<method>/<path>")
@@ -75,6 +80,7 @@ CHECKPOINT_TAG = "checkpoint"  # why a run's checkpoint artifact was removed
 PRECISION_TAG = "precision"  # what a trial trained in: fp32, bf16 or fp16
 ENQUEUED_TAG = ENQUEUED_ATTR  # a queued trial's run: where its params came from
 PAUSED_TAG = "harness.paused"  # a paused trial's run: where it paused, and whether it went on
+STATE_SAVED_TAG = "harness.state_saved"  # an interrupted trial's run: where its state was saved
 CONTINUES_TAG = "harness.continues"  # a continuation's run: the trial (and run) it continues
 CONTINUED_BY_TAG = "harness.continued_by"  # a paused trial's run, once continued
 FINISHED_TAG = "optuna.n_trials_finished"  # parent run: trials finished so far

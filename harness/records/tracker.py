@@ -21,7 +21,15 @@ from harness.records import schema
 from harness.records._parent import elected_parent, find_parent_run, open_experiment
 from harness.records.provenance import Provenance, record
 from harness.records.reach import connect, reach_server
-from harness.records.runs import RunView, TrialRun, as_params, now_ms
+from harness.records.runs import (
+    RunView,
+    TrialRun,
+    as_params,
+    monitored_runs,
+    now_ms,
+    start_system_metrics,
+    stop_system_metrics,
+)
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -32,8 +40,27 @@ log = logging.getLogger(__name__)
 class Tracker:
     """The MLflow side of one study (experiment ``experiment_name``)."""
 
-    def __init__(self, uri: str, artifact_location: str | None, experiment_name: str) -> None:
+    def __init__(
+        self,
+        uri: str,
+        artifact_location: str | None,
+        experiment_name: str,
+        system_metrics: bool = True,
+        system_metrics_interval: float = 10.0,
+    ) -> None:
         self.uri = str(uri)
+        self.system_metrics = bool(system_metrics)  # MLflow's monitor on every trial run
+        try:
+            self.system_metrics_interval = float(system_metrics_interval)
+        except (TypeError, ValueError):
+            self.system_metrics_interval = float("nan")
+        if not self.system_metrics_interval > 0:
+            raise ConfigError(
+                "tracking.system_metrics_interval",
+                f"seconds between system-metrics samples, more than 0 (not "
+                f"{system_metrics_interval!r})",
+            )
+        self._monitored: set[str] = set()  # trial runs whose system-metrics monitor this started
         self.experiment_name = str(experiment_name)
         try:
             self._client = connect(self.uri)
@@ -150,6 +177,7 @@ class Tracker:
         return self.artifact_uri(run_id, artifact_path)
 
     def close_study(self, status: str = "FINISHED") -> None:
+        self.stop_system_metrics()
         if self._parent_run_id:
             self._client.set_terminated(self._parent_run_id, status=status)
 
@@ -174,7 +202,19 @@ class Tracker:
         self._client.log_batch(trial_run.run_id, params=as_params(params))
         record(self._client, trial_run.run_id, self.provenance)
         self._client.log_text(trial_run.run_id, config_yaml, schema.CONFIG_ARTIFACT)
+        if self.system_metrics and start_system_metrics(
+            trial_run.run_id, self.uri, self.system_metrics_interval
+        ):
+            self._monitored = {*(self._monitored & set(monitored_runs())), trial_run.run_id}
         return trial_run
+
+    def stop_system_metrics(self) -> None:
+        """Stop the system-metrics monitors this tracker started and that are still running
+        (each stops with its run: this catches a run this process did not end, one another
+        worker took over)."""
+        for run_id in sorted(self._monitored):
+            stop_system_metrics(run_id)
+        self._monitored.clear()
 
     def continue_curves(
         self, source_run_id: str | None, run: TrialRun, source: int, number: int

@@ -16,24 +16,30 @@ if TYPE_CHECKING:
     from omegaconf import DictConfig
 
 
+_ENDED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
 def count(study: optuna.Study) -> dict[str, int]:
     """Configurations by state; ``finished`` = complete + pruned (what ``study.n_trials``
     counts).
 
-    Without the promotion scheduler a configuration is one trial. With it, a paused
-    configuration may go on in later trials (continuations): ``finished`` counts the
-    configurations whose first trial ended, ``complete`` those that reached the full budget,
-    ``pruned`` the others (``paused``: of these, those whose training state waits for a
-    promotion). ``running`` and ``waiting`` count new configurations; ``continuing`` the
-    continuations running or queued; ``continued`` the continuations that ended; ``failed``
-    every failed trial."""
+    Without the promotion scheduler or ``study.resume_trials`` a configuration is one trial.
+    With them, a configuration may go on in later trials (continuations): ``finished`` counts
+    the configurations one of whose trials ended (its first, or, when that one was interrupted
+    with its state saved, the continuation that ended first), ``complete`` those that reached
+    the full budget, ``pruned`` the others (``paused``: of these, those whose training state
+    waits for a promotion). ``running`` and ``waiting`` count configurations that have not
+    finished (:func:`stands_for_config`); ``continuing`` the continuations of finished ones
+    running or queued (promotions); ``continued`` those that ended; ``failed`` every failed
+    trial."""
 
     every = study.get_trials(deepcopy=False)
-    first = [t for t in every if not is_continuation(t)]
-    first_states = [t.state for t in first]
+    ended = first_ended(every)
+    stands = [stands_for_config(t, ended) for t in every]
+    first_states = [t.state for t, own in zip(every, stands, strict=True) if own]
     finished = first_states.count(TrialState.COMPLETE) + first_states.count(TrialState.PRUNED)
     complete = sum(1 for t in every if t.state == TrialState.COMPLETE)
-    later = [t.state for t in every if is_continuation(t)]
+    later = [t.state for t, own in zip(every, stands, strict=True) if not own]
     return {
         "complete": complete,
         "pruned": finished - complete,
@@ -48,8 +54,41 @@ def count(study: optuna.Study) -> dict[str, int]:
 
 
 def is_continuation(trial: optuna.Trial | FrozenTrial) -> bool:
-    """Does ``trial`` continue a paused trial from its saved training state?"""
+    """Does ``trial`` continue a paused (or interrupted) trial from its saved training state?"""
     return schema.CONTINUES_ATTR in trial.user_attrs
+
+
+def first_ended(every: Sequence[FrozenTrial]) -> dict[int, int]:
+    """Configuration -> the number of its first trial that ended (COMPLETE or PRUNED)."""
+    out: dict[int, int] = {}
+    for trial in every:
+        if trial.state in _ENDED:
+            config = config_of(trial)
+            out[config] = min(out.get(config, trial.number), trial.number)
+    return out
+
+
+def stands_for_config(trial: FrozenTrial, ended: dict[int, int]) -> bool:
+    """Is ``trial`` its configuration's trial in the study's counts (``ended``:
+    :func:`first_ended`)? A first trial is; a continuation is while no earlier trial of its
+    configuration has ended (it continues one interrupted with its state saved), not when it
+    continues a configuration that already counted (a promotion)."""
+    first = ended.get(config_of(trial))
+    return first is None or first >= trial.number
+
+
+def counted(study: optuna.Study, trial: FrozenTrial) -> bool:
+    """Did ``trial``, just ended, finish its configuration in ``study.n_trials``'s count?"""
+    return trial.state in _ENDED and stands_for_config(
+        trial, first_ended(study.get_trials(deepcopy=False))
+    )
+
+
+def interrupted_state(trial: FrozenTrial) -> dict[str, Any] | None:
+    """Where an interrupted trial's training state was saved (``study.resume_trials``):
+    {evaluation, step, state}; None for any other trial."""
+    mark = trial.user_attrs.get(schema.INTERRUPTED_STATE_ATTR)
+    return mark if isinstance(mark, dict) else None
 
 
 def config_of(trial: optuna.Trial | FrozenTrial) -> int:
@@ -75,14 +114,18 @@ def continuations(every: Sequence[FrozenTrial]) -> dict[int, list[FrozenTrial]]:
 
 
 def paused(study: optuna.Study, every: Sequence[FrozenTrial] | None = None) -> list[FrozenTrial]:
-    """Paused trials not continued (nor being continued): the configurations that wait."""
+    """Paused trials not continued (nor being continued): the configurations that wait. A
+    continuation interrupted with its own state saved has taken the configuration on."""
     every = study.get_trials(deepcopy=False) if every is None else every
     later = continuations(every)
     return [
         t
         for t in every
         if paused_at(t) is not None
-        and not any(c.state != TrialState.FAIL for c in later.get(t.number, []))
+        and not any(
+            c.state != TrialState.FAIL or interrupted_state(c) is not None
+            for c in later.get(t.number, [])
+        )
     ]
 
 

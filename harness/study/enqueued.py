@@ -27,8 +27,9 @@ import optuna
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from harness.base.errors import ConfigError
-from harness.base.files import sqlite_path
+from harness.base.files import storage_file
 from harness.base.secrets import mask
+from harness.base.storages import load_study
 from harness.records import schema
 from harness.space import MethodSpace, SearchSpace, fit_params
 
@@ -178,14 +179,14 @@ def _warm_start(cfg: DictConfig, space: Space) -> list[Planned]:
     name, url = str(warm.name), _source_url(cfg)
     if name == str(cfg.study.name) and url == str(cfg.study.storage):
         raise ConfigError("study.warm_start.name", f"'{name}' is this study: name another one")
-    path = sqlite_path(url)
+    path = storage_file(url)
     if path is not None and not path.is_file():
         raise ConfigError(
             "study.warm_start.storage" if warm.get("storage") else "study.warm_start.name",
             mask(f"no study '{name}': '{url}' does not exist"),
         )
     try:
-        source = optuna.load_study(study_name=name, storage=url)
+        source = load_study(url, name)
     except KeyError:
         raise ConfigError("study.warm_start.name", mask(f"no study '{name}' in '{url}'")) from None
     except Exception as exc:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import signal
 import time
 import traceback
 from collections.abc import Callable
@@ -25,12 +26,13 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial
 
-from harness.base import faults
+from harness.base import devices, distributed, faults, interrupts
 from harness.base.progress import StudyProgress
 from harness.base.secrets import mask
 from harness.records import schema, trials
 from harness.records.runs import TrialRun
 from harness.records.tracker import Tracker
+from harness.study import ranks
 from harness.study.heartbeat import TrialTakenOver, TrialWatch
 from harness.study.paused import PausedStates
 from harness.study.promotion import PromotionPruner
@@ -87,6 +89,7 @@ class _Attempt:
     values: dict[str, Any] = field(default_factory=dict)  # its sampled values (any param type)
     run: TrialRun | None = None
     meter: ComputeMeter | None = None
+    saved: str | None = None  # stopped by a signal: where its training state was saved
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
@@ -202,6 +205,7 @@ class Objective:
         trial = attempt.trial
         trial.set_user_attr(schema.WORKER_ATTR, this_worker())
         trial.set_user_attr(schema.SAMPLER_SEED_ATTR, self.sampler_seed)
+        trial.set_user_attr(schema.DEVICES_ATTR, devices.current())
         faults.set_trial(trial.number, final=self._seed(trial) is not None)
         faults.hit("sample")
         trial_cfg, attempt.values = self._configure(trial)
@@ -237,33 +241,105 @@ class Objective:
 
         trial, metric = attempt.trial, self.cfg.study.metric
         resume_from = self._continue(trial, run)
-        method = trial_cfg.peft.method if self.cfg.get("method_space") else None
         reset_peak_memory()
         meter = attempt.meter = ComputeMeter(len(self.prepared.datasets["train"]))
         attempt.watch.start()
-        result = self._finetune()(
+        order = ranks.Order(
+            trial.number,
+            self._seed(trial) is not None,
+            self._name(trial),
             trial_cfg,
-            self.prepared.base,
-            self.prepared.datasets,
-            self.prepared.metrics,
-            callbacks=self._callbacks(attempt, run, meter),
-            checkpoint_dir=self.store.partial(trial.number),
-            keep_checkpoint=(lambda value: self.store.wanted(trial.study, value, method))
-            if self.prunes
-            else None,  # a final-stage run keeps its own until the choice
-            trainer_bars=bool(self.cfg.display.trainer_bars),
-            pause_to=None if attempt.paused is None else attempt.paused.partial(trial.number),
+            attempt.values,
+            pruning=not self.multi and self.prunes,
+            pause=attempt.paused is not None,
             resume_from=resume_from,
             init_seed=self._init_seed(trial),
         )
+        # under torchrun, trained by every rank (harness.study.ranks); else by this process
+        # (study.resume_trials: a signal waits for the training state to be saved)
+        with interrupts.deferred() if self._saves(trial) else contextlib.nullcontext():
+            result = ranks.train(
+                order, lambda extra: self._fine_tune(attempt, run, meter, trial_cfg, order, extra)
+            )
         if attempt.watch.taken_over or attempt.watch.check():
             raise TrialTakenOver(
                 "failed by another worker while it ran (no heartbeat "
                 "for study.grace_period): stopped; its retry runs there"
             )
+        if result.interrupted:
+            self._save_interrupted(attempt, result)
         if result.value is None or math.isnan(result.value):
             raise ValueError(f"no evaluation gave a number for {metric} (NaN, or none ran)")
         return meter, result
+
+    def _fine_tune(
+        self,
+        attempt: _Attempt,
+        run: TrialRun,
+        meter: ComputeMeter,
+        trial_cfg: DictConfig,
+        order: ranks.Order,
+        extra: list[TrainerCallback],
+    ) -> FinetuneResult:
+        """The trial's fine-tune in this process, with the study's callbacks and ``extra``."""
+        trial, resume_from = attempt.trial, order.resume_from
+        method = trial_cfg.peft.method if self.cfg.get("method_space") else None
+        return self._finetune()(
+            trial_cfg,
+            self.prepared.base,
+            self.prepared.datasets,
+            self.prepared.metrics,
+            callbacks=[*self._callbacks(attempt, run, meter), *extra],
+            checkpoint_dir=self.store.partial(trial.number),
+            keep_checkpoint=(lambda value: self.store.wanted(trial.study, value, method))
+            if self.prunes
+            else None,  # a final-stage run keeps its own until the choice
+            trainer_bars=bool(self.cfg.display.trainer_bars),
+            pause_to=self._pause_to(attempt),
+            resume_from=resume_from,
+            init_seed=order.init_seed,
+        )
+
+    def _saves(self, trial: optuna.Trial) -> bool:
+        """``study.resume_trials``: does a signal save this trial's training state (a search
+        trial with one objective, in one process), for the next run to continue it?"""
+        return (
+            bool(self.cfg.study.get("resume_trials"))
+            and self.prunes
+            and not self.multi
+            and self.paused is not None
+            and not distributed.launched()
+        )
+
+    def _pause_to(self, attempt: _Attempt) -> Path | None:
+        """Where the fine-tune writes the trial's training state if it pauses at a rung or a
+        signal stops it (None: it writes none)."""
+        states = attempt.paused or (self.paused if self._saves(attempt.trial) else None)
+        return None if states is None else states.partial(attempt.trial.number)
+
+    def _save_interrupted(self, attempt: _Attempt, result: FinetuneResult) -> None:
+        """A signal stopped the trial with its training state written: the state committed
+        among the kept ones, then recorded on the trial (``harness.interrupted_state``), then
+        the interruption raised (the trial ends FAIL, interrupted; the next run continues it:
+        :func:`harness.study.recovery.queue_continuations`)."""
+        assert self.paused is not None  # _saves
+        trial = attempt.trial
+        self.paused.commit(trial.number)
+        step = result.resumed_step + result.steps
+        trial.set_user_attr(schema.STEPS_TRAINED_ATTR, result.steps)
+        trial.set_user_attr(
+            schema.INTERRUPTED_STATE_ATTR,
+            {
+                "evaluation": result.evaluations,
+                "step": step,
+                "state": self.paused.relative(trial.number),
+            },
+        )
+        attempt.saved = (
+            f"at step {step} (evaluation {result.evaluations}): training state saved in "
+            f"{self.paused.relative(trial.number)}, continued by the next run"
+        )
+        raise interrupts.Interrupted(interrupts.pending() or signal.SIGINT)
 
     def _finetune(self) -> FineTune:
         if self.finetune is None:
@@ -290,7 +366,13 @@ class Objective:
     ) -> list[TrainerCallback]:
         """The study's Trainer callbacks: pruning (not for two objectives or a final-stage
         run), metric curves, compute, progress, and a stop once another worker took over."""
-        from harness.train.callbacks import MetricsLogger, OnEvaluate, PruningCallback, StopWhen
+        from harness.train.callbacks import (
+            MetricsLogger,
+            OnEvaluate,
+            PruningCallback,
+            SaveOnSignal,
+            StopWhen,
+        )
 
         trial, watch, metric = attempt.trial, attempt.watch, self.cfg.study.metric
         pruning: list[TrainerCallback] = []
@@ -307,7 +389,11 @@ class Objective:
                     self._number(trial), i, m.get(f"eval_{metric}")
                 )
             ),
-            StopWhen(lambda: watch.taken_over),
+            # (under torchrun not mid-way: the other ranks would wait for this one forever;
+            # a trial taken over stops at its end)
+            *([] if distributed.launched() else [StopWhen(lambda: watch.taken_over)]),
+            # last: after the pruner's decision at an evaluation (study.resume_trials)
+            *([SaveOnSignal(interrupts.pending)] if self._saves(trial) else []),
         ]
 
     # ------------------------------------------------------------------ record
@@ -390,11 +476,15 @@ class Objective:
     # ------------------------------------------------------------------ failed, interrupted
 
     def _interrupted(self, attempt: _Attempt, exc: KeyboardInterrupt) -> None:
-        """Ctrl-C / SIGTERM: the trial recorded as interrupted (its run KILLED)."""
+        """Ctrl-C / SIGTERM: the trial recorded as interrupted (its run KILLED; tagged with
+        where its training state is when it was saved)."""
         self.pending = None
         reason = f"interrupted by {getattr(exc, 'name', 'KeyboardInterrupt')}"
         attempt.trial.set_user_attr(schema.INTERRUPTED_ATTR, reason)
-        self._end_failed(attempt, {schema.ERROR_TAG: reason}, "KILLED")
+        tags = {schema.ERROR_TAG: reason}
+        if attempt.saved is not None:
+            tags[schema.STATE_SAVED_TAG] = attempt.saved
+        self._end_failed(attempt, tags, "KILLED")
         self._report(attempt.trial, "FAIL", None, 0, attempt.elapsed(), attempt.values, reason)
 
     def _taken_over(self, attempt: _Attempt, exc: TrialTakenOver) -> None:
@@ -461,10 +551,7 @@ class Objective:
             and trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
         ):
             self.paused.remove(int(source))
-        counted = source is None and trial.state in (
-            optuna.trial.TrialState.COMPLETE,
-            optuna.trial.TrialState.PRUNED,
-        )
+        counted = trials.counted(study, trial)  # its configuration's first trial to end
         best = trials.best_trial(study)
         self.progress.trial_finished(
             counted, (best.number, trials.study_value(best)) if best else None

@@ -14,9 +14,12 @@ import json
 import os
 from pathlib import Path
 
+from optuna.storages import RDBStorage
+
 from harness.base.errors import ConfigError
-from harness.base.files import sqlite_path
+from harness.base.files import storage_file
 from harness.base.secrets import mask
+from harness.base.storages import kind, open_url
 from harness.records import schema
 
 OWNER_FILE = ".harness-study.json"
@@ -106,28 +109,29 @@ def _stored_uid(storage: str, study_name: str) -> tuple[bool, str | None]:
     """``(known, uid)`` of the study ``study_name`` in ``storage``, read without creating
     anything (uid None: no such study there yet, or one without a uid); known False where the
     storage cannot be read here (then checked once the study is open, :func:`claim`)."""
-    path = sqlite_path(storage)
+    path = storage_file(storage)
     if path is not None and not path.exists():
         return True, None
-    try:
-        import optuna
-
-        rdb = optuna.storages.RDBStorage(
-            storage, skip_compatibility_check=True, skip_table_creation=True
+    try:  # an RDB as it is (no table created, no schema check); a journal file or a proxy
+        opened = (
+            RDBStorage(storage, skip_compatibility_check=True, skip_table_creation=True)
+            if kind(storage) == "rdb"
+            else open_url(storage, create=False)
         )
     except Exception:
         return False, None
     try:
-        study_id = rdb.get_study_id_from_name(study_name)
-        uid = rdb.get_study_user_attrs(study_id).get(schema.STUDY_UID_ATTR)
+        study_id = opened.get_study_id_from_name(study_name)
+        uid = opened.get_study_user_attrs(study_id).get(schema.STUDY_UID_ATTR)
         return True, str(uid) if uid else None
     except KeyError:
         return True, None
     except Exception:
         return False, None
     finally:
-        rdb.remove_session()
-        rdb.engine.dispose()
+        if isinstance(opened, RDBStorage):
+            opened.remove_session()
+            opened.engine.dispose()
 
 
 def _mark(folder: Path) -> dict[str, object] | None:

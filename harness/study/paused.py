@@ -1,5 +1,9 @@
 """Paused trials' training states on disk, bounded: ``<study.output_dir>/paused/trial-N``.
 
+The same folder holds the states of trials a signal interrupted under ``study.resume_trials``
+(``harness.interrupted_state``): kept until a continuation of theirs has ended or saved a later
+state, never dropped for the budget (:mod:`harness.study.recovery`).
+
 A state is written to ``.partial/paused-N`` and renamed into ``paused/`` once complete, before
 Optuna records the trial as paused: a process killed while writing leaves only a partial folder,
 which the next run removes. A state is kept while its trial waits for a promotion or is being
@@ -25,6 +29,7 @@ from harness.records import schema, trials
 
 if TYPE_CHECKING:
     import optuna
+    from optuna.trial import FrozenTrial
 
 log = logging.getLogger(__name__)
 GB = 1024**3
@@ -91,13 +96,11 @@ class PausedStates:
             for number, runs in later.items()
             if any(r.state in (TrialState.RUNNING, TrialState.WAITING) for r in runs)
         }
+        live |= interrupted(every)  # never dropped for the budget: the next run continues them
         for number in self.numbers():
             if number not in waiting and number not in live:
                 self.remove(number)
-        for folder in self.partial_dir.glob("paused-*") if self.partial_dir.is_dir() else ():
-            trial = by_number.get(int(folder.name.rpartition("-")[2]))
-            if trial is None or trial.state != TrialState.RUNNING:
-                shutil.rmtree(folder, ignore_errors=True)  # its writer is gone
+        self.clear_partials(study, every)
         if self.max_bytes is None:
             return []
         sizes = {n: _size(self.path(n)) for n in self.numbers()}
@@ -126,6 +129,33 @@ class PausedStates:
                 ", ".join(map(str, dropped)),
             )
         return dropped
+
+    def clear_partials(self, study: optuna.Study, every: list[FrozenTrial] | None = None) -> None:
+        """Remove the half-written states whose trial is not running (its writer is gone)."""
+        if not self.partial_dir.is_dir():
+            return
+        every = study.get_trials(deepcopy=False) if every is None else every
+        by_number = {t.number: t for t in every}
+        for folder in self.partial_dir.glob("paused-*"):
+            trial = by_number.get(int(folder.name.rpartition("-")[2]))
+            if trial is None or trial.state != TrialState.RUNNING:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def interrupted(every: list[FrozenTrial]) -> set[int]:
+    """Trials interrupted with their training state saved whose configuration still needs it:
+    no continuation of theirs has ended (COMPLETE, PRUNED) or saved a later state."""
+    later = trials.continuations(every)
+    return {
+        t.number
+        for t in every
+        if trials.interrupted_state(t) is not None
+        and not any(
+            c.state in (TrialState.COMPLETE, TrialState.PRUNED)
+            or trials.interrupted_state(c) is not None
+            for c in later.get(t.number, [])
+        )
+    }
 
 
 def _size(folder: Path) -> int:

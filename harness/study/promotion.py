@@ -137,6 +137,8 @@ class PromotionPruner(optuna.pruners.BasePruner):
                 continue
             if attempts:  # promoted before; every attempt failed
                 last = attempts[-1]
+                if trials.interrupted_state(last) is not None:
+                    continue  # it saved a later state: continued from there (study.recovery)
                 interrupted = schema.INTERRUPTED_ATTR in last.user_attrs
                 if interrupted and (max_retries is None or len(attempts) <= max_retries):
                     out.append((trial, bool(last.user_attrs.get(schema.TO_END_ATTR))))

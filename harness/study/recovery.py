@@ -13,6 +13,16 @@ its stale-trial callback, then
   ``max_retry`` times per original trial). A promoted trial (one continuing a paused trial's
   state) is queued again by the promotion scheduler instead, from the same state.
 
+With ``study.resume_trials`` a signal saves the running trial's training state before it ends
+interrupted (``harness.interrupted_state``; :mod:`harness.study.objective`). Such a trial is
+not retried from step 0: :func:`queue_continuations` queues a *continuation*, a new trial with
+the same parameters and ``harness.continues`` = its number, which reports its evaluations,
+continues its MLflow curves and trains on from the state, the way a promoted trial continues a
+paused one (one mechanism). The continuation stands for the configuration in
+``study.n_trials``'s count (the interrupted trial did not count). One that stops again with a
+state of its own is continued from that state in turn; one that stops without saving (killed,
+or a signal outside training) is queued again from the same state, ``max_retry`` times.
+
 On one machine nobody needs to wait for the grace period: a running trial whose process (same
 host, same boot) no longer exists is failed at once when the next sweep starts.
 """
@@ -35,6 +45,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from harness.records import schema, trials
+from harness.study.lock import study_lock
 
 if TYPE_CHECKING:
     from harness.records.tracker import Tracker
@@ -42,6 +53,61 @@ if TYPE_CHECKING:
     from harness.study.retention import StudyCheckpoints
 
 log = logging.getLogger(__name__)
+# a continuation in these states has taken its source's configuration on
+_TAKEN = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def queue_continuations(study: optuna.Study, states: PausedStates, max_retry: int | None) -> int:
+    """Queue the continuation of each trial interrupted with its training state saved that has
+    none running, queued or ended (see the module); the state a continuation supersedes (the
+    one its interrupted trial continued) is removed. Under the study's promotion lock, so that
+    whichever workers look, each is queued once. Returns how many were queued."""
+    queued = 0
+    with study_lock(study._storage, study.study_name, "promotion"):
+        every = study.get_trials(deepcopy=False)
+        by_number = {t.number: t for t in every}
+        later = trials.continuations(every)
+        for trial in every:
+            mark = trials.interrupted_state(trial)
+            if mark is None or trial.state != TrialState.FAIL:
+                continue
+            attempts = later.get(trial.number, [])
+            if any(a.state in _TAKEN or trials.interrupted_state(a) for a in attempts):
+                continue  # taken on, or superseded by a later state
+            if attempts and (
+                schema.INTERRUPTED_ATTR not in attempts[-1].user_attrs  # it raised: no retry
+                or (max_retry is not None and len(attempts) > max_retry)
+            ):
+                continue
+            if not states.path(trial.number).is_dir():
+                log.warning(
+                    "trial %d's saved training state is not in %s: it cannot be continued "
+                    "(with several machines, study.output_dir must be a folder they share)",
+                    trial.number,
+                    states.path(trial.number),
+                )
+                continue
+            attrs: dict[str, object] = {
+                schema.CONTINUES_ATTR: trial.number,
+                schema.CONFIG_ATTR: trials.config_of(trial),
+            }
+            for key in (schema.TO_END_ATTR, schema.ENQUEUED_ATTR):
+                if key in trial.user_attrs:  # a promotion to the end, the recipe: stay so
+                    attrs[key] = trial.user_attrs[key]
+            study.enqueue_trial(dict(trial.params), user_attrs=attrs)
+            queued += 1
+            source = trial.user_attrs.get(schema.CONTINUES_ATTR)
+            if source is not None and int(source) in by_number:
+                states.remove(int(source))  # superseded by this trial's later state
+            log.info(
+                "trial %d (interrupted at step %s, evaluation %s) queued to continue from "
+                "its saved training state%s",
+                trial.number,
+                mark.get("step"),
+                mark.get("evaluation"),
+                f" (retry {len(attempts)})" if attempts else "",
+            )
+    return queued
 
 
 def this_worker() -> dict[str, str | int]:
@@ -120,6 +186,9 @@ class Recovery:
         self._close_orphan_runs(study)
         if not trials.is_final(study):  # the final stage removes its own when it chooses
             self.store.remove_unkept(study)
+            if self.paused is not None:  # interrupted trials with a saved state go on
+                self.paused.clear_partials(study)
+                queue_continuations(study, self.paused, self.max_retry)
 
     def check_stale(self, study: optuna.Study) -> None:
         """Fail (and so recover) the trials whose heartbeat is older than the grace period, and
@@ -177,10 +246,18 @@ class Recovery:
         self._close(study, storage.get_trial(trial._trial_id), reason, status)
 
     def _close(self, study: optuna.Study, trial: FrozenTrial, reason: str, status: str) -> None:
+        saved = (
+            trials.interrupted_state(trial) is not None
+            and self.paused is not None
+            and self.paused.path(trial.number).is_dir()
+        )
         log.warning(
-            "trial %d stopped (%s): recorded as failed, its parameters queued again",
+            "trial %d stopped (%s): recorded as failed, %s",
             trial.number,
             reason.removeprefix("interrupted by "),
+            "its training state saved: the next run continues it"
+            if saved
+            else "its parameters queued again",
         )
         # a final-stage run (the companion study's trial) is closed as itself, never as the
         # search's trial of the same number; the final stage queues it again itself
@@ -208,7 +285,14 @@ class Recovery:
             )
         except Exception as exc:  # Optuna's record is the one that counts: go on
             log.warning("could not close the MLflow run of trial %d: %s", trial.number, exc)
-        if final or trials.is_continuation(trial):  # queued again by their own stage
+        if final:  # queued again by the final stage
+            return
+        if saved or trials.is_continuation(trial):
+            # continued from its state (or, a continuation stopped without one, from the state
+            # it continued); a promoted trial's paused source is queued by the promotion
+            # scheduler
+            if self.paused is not None:
+                queue_continuations(study, self.paused, self.max_retry)
             return
         clean = copy.deepcopy(trial)
         # the retry is a new trial (no worker, no run id, no reason), queued as the trial was

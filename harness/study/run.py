@@ -21,6 +21,7 @@ from harness.base.errors import StudyStopped, first_line
 from harness.base.objects import build
 from harness.base.progress import StudyProgress
 from harness.base.secrets import mask
+from harness.base.storages import load_study
 from harness.base.study_log import StudyLog
 from harness.records import schema, trials
 from harness.records.lookup import build_tracker
@@ -378,7 +379,7 @@ def study_summary(cfg: DictConfig, resume_command: str = "") -> SweepSummary:
     """The summary of the study a config names, read from its storage and MLflow (used after
     ``study.workers`` processes have run it)."""
 
-    study = optuna.load_study(study_name=cfg.study.name, storage=str(cfg.study.storage))
+    study = load_study(str(cfg.study.storage), str(cfg.study.name))
     tracker = build_tracker(cfg)
     tracker.attach(study.user_attrs.get(schema.PARENT_RUN_ATTR))
     overheads = [

@@ -21,6 +21,7 @@ from harness.base.files import check_sqlite_writable, check_writable, sqlite_pat
 from harness.base.objects import build
 from harness.base.output_folders import check_replaceable
 from harness.base.secrets import mask
+from harness.base.storages import check_url
 from harness.config import check_sections, settings
 from harness.data import load_labelled_data, tokenize
 from harness.metrics import load_metrics
@@ -87,7 +88,7 @@ def validate_config(cfg: DictConfig) -> SearchSpace | MethodSpace:
             "per method): use sampler=tpe or sampler=random",
         )
     check_writable("study.output_dir", study.output_dir)
-    check_sqlite_writable("study.storage", str(study.storage))
+    check_url("study.storage", str(study.storage))  # and an SQLite / journal file writable
     if cfg.get("display") is not None and cfg.display.get("log_file"):
         check_writable("display.log_file", Path(str(cfg.display.log_file)).expanduser().parent)
     check_owner(str(study.output_dir), str(study.name), str(study.storage))

@@ -1,12 +1,12 @@
-"""The study's Optuna storage: opened with heartbeats, and the study's identity in it (the
-settings that define its trials, checked on resume)."""
+"""The study's Optuna storage: opened with heartbeats (an RDB, a journal file or a gRPC proxy,
+:mod:`harness.base.storages`), and the study's identity in it (the settings that define its
+trials, checked on resume)."""
 
 from __future__ import annotations
 
 import json
 import time
 import uuid
-import warnings
 from collections.abc import Callable
 
 import optuna
@@ -15,8 +15,9 @@ from optuna.trial import FrozenTrial
 
 from harness.base.errors import ConfigError, first_line
 from harness.base.extras import missing_extra, needs
-from harness.base.files import sqlite_path
+from harness.base.files import storage_file
 from harness.base.secrets import mask
+from harness.base.storages import open_url
 from harness.records import schema, trials
 from harness.records.lookup import build_tracker
 from harness.study.lock import study_lock
@@ -41,12 +42,13 @@ NOT_FINGERPRINTED = {"model": ("hub_id",)}  # settings no trial trains different
 
 def open_storage(
     study_cfg: DictConfig, recovery: Callable[[optuna.Study, FrozenTrial], None] | None
-) -> optuna.storages.RDBStorage:
-    """Optuna's storage for ``study.storage``, with a heartbeat per running trial (a trial whose
+) -> optuna.storages.BaseStorage:
+    """Optuna's storage for ``study.storage`` (an RDB, a journal file or a gRPC proxy:
+    :func:`harness.base.storages.open_url`), with a heartbeat per running trial (a trial whose
     heartbeat stops is failed and retried by ``recovery``)."""
 
     url = str(study_cfg.storage)
-    path = sqlite_path(url)
+    path = storage_file(url)
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,21 +58,19 @@ def open_storage(
             ) from None
     for attempt in (1, 2):  # two workers creating the tables at once: the second retries
         try:
-            with warnings.catch_warnings():  # the heartbeat is "experimental" since Optuna 2.8
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(
-                    url,
-                    heartbeat_interval=int(study_cfg.heartbeat_interval),
-                    grace_period=int(study_cfg.grace_period),
-                    heartbeat_stale_trial_callback=recovery,
-                    # SQLite: wait for a lock (the heartbeat thread and other workers write too)
-                    engine_kwargs={"connect_args": {"timeout": 60}} if path is not None else {},
-                )
+            return open_url(
+                url,
+                heartbeat_interval=int(study_cfg.heartbeat_interval),
+                grace_period=int(study_cfg.grace_period),
+                stale_callback=recovery,
+            )
+        except ConfigError:
+            raise
         except Exception as exc:
             extra = missing_extra(exc)
             if extra:
                 raise needs("study.storage", mask(f"'{url}'"), extra) from None
-            if attempt == 2 or isinstance(exc, ImportError):
+            if attempt == 2 or isinstance(exc, ImportError | ConnectionError):
                 raise ConfigError(
                     "study.storage", mask(f"cannot open '{url}': {first_line(exc)}")
                 ) from None
@@ -82,7 +82,9 @@ def init_stores(cfg: DictConfig) -> None:
     """Create the storage's and the tracking store's tables (before several workers start, so
     that they do not race to create them)."""
     build_tracker(cfg).check()
-    open_storage(cfg.study, None).remove_session()
+    storage = open_storage(cfg.study, None)
+    if isinstance(storage, optuna.storages.RDBStorage):
+        storage.remove_session()
 
 
 def fingerprint(cfg: DictConfig) -> dict[str, str]:

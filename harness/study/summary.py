@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from harness.base.secrets import mask
+from harness.base.storages import dashboard_command
 from harness.records import final, schema, trials
 from harness.records.compute import study_compute
 
@@ -116,8 +117,9 @@ class SweepSummary:
             f"MLflow UI: mlflow ui --backend-store-uri {mask(self.tracking_uri)}   "
             f"(experiment '{self.experiment}')"
         )
-        if self.dashboard:
-            lines.append(f"Optuna dashboard: optuna-dashboard {mask(self.storage)}")
+        dashboard = dashboard_command(self.storage) if self.dashboard else None
+        if dashboard:
+            lines.append(f"Optuna dashboard: {mask(dashboard)}")
         if self.resume_command:
             lines.append(f"Resume or extend: {mask(self.resume_command)} [study.n_trials=N]")
         lines += self.recipe  # last: what the search gained over the recipe

@@ -2,8 +2,9 @@
 
 There is no queue or scheduler here: the workers are N copies of the sweep (``study.worker=i``)
 that share the study through its storage, as workers on other machines do. This module only
-starts them (one GPU each, round-robin over the visible GPUs; on CPU the cores divided among
-them), prefixes their output, passes Ctrl-C / SIGTERM on, and prints the study's summary.
+starts them (each narrows its own GPUs from the same pool, as any worker does:
+harness.base.devices; on CPU the cores divided among them), prefixes their output, passes
+Ctrl-C / SIGTERM on, and prints the study's summary.
 """
 
 from __future__ import annotations
@@ -16,48 +17,31 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import optuna
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
+from harness.base.devices import VISIBLE, gpu_pool, plan_workers
+from harness.base.devices import threads_per_worker as threads_per_worker  # run.py's import
+from harness.base.errors import ConfigError
 from harness.base.interrupts import SIGNALS, handle
 from harness.base.progress import is_terminal
+from harness.base.storages import load_study
 from harness.records import trials
 
 if TYPE_CHECKING:
     from types import FrameType
 
 
-def threads_per_worker(study_cfg: DictConfig, worker: int | None = None) -> int | None:
-    """Torch threads for one worker: study.threads, or this machine's cores divided among its
-    ``study.workers`` (None: a lone process keeps torch's default)."""
-    if study_cfg.get("threads"):
-        return int(study_cfg.threads)
-    workers = int(study_cfg.get("workers") or 1)
-    if workers <= 1 or (worker if worker is not None else study_cfg.get("worker")) is None:
-        return None
-    return max(1, (os.cpu_count() or 1) // workers)
-
-
-def gpu_for(worker: int) -> str | None:
-    """The GPU a worker gets (CUDA_VISIBLE_DEVICES value), round-robin; None without GPUs."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        ids = [v.strip() for v in visible.split(",") if v.strip()]
-    else:
-        try:
-            import torch
-
-            ids = [str(i) for i in range(torch.cuda.device_count())]
-        except Exception:
-            ids = []
-    return ids[worker % len(ids)] if ids else None
-
-
 def run_workers(cfg: DictConfig, overrides: list[str]) -> int:
     """Start ``study.workers`` copies of this sweep and wait for them; returns the exit status
     (0 when the study reached study.n_trials)."""
     workers = int(cfg.study.workers)
+    try:  # each worker narrows its own devices (harness.base.devices): refused here first
+        plan = plan_workers(cfg.study)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    pool = ",".join(gpu_pool())  # counted once: every worker draws from the same pool
     processes: list[subprocess.Popen[str]] = []
 
     def pass_on(signum: int, frame: FrameType | None) -> None:  # workers run in their own sessions
@@ -69,9 +53,8 @@ def run_workers(cfg: DictConfig, overrides: list[str]) -> int:
     previous = handle(SIGNALS, pass_on)
     for index in range(workers):
         env = dict(os.environ)
-        gpu = gpu_for(index)
-        if gpu is not None:
-            env["CUDA_VISIBLE_DEVICES"] = gpu
+        if pool:
+            env[VISIBLE] = pool
         command = [
             sys.executable,
             "-m",
@@ -92,11 +75,7 @@ def run_workers(cfg: DictConfig, overrides: list[str]) -> int:
                 preexec_fn=_stop_with(os.getpid()),
             )
         )
-        where = (
-            f"GPU {gpu}"
-            if gpu is not None
-            else f"{threads_per_worker(cfg.study, index) or 'all'} CPU threads"
-        )
+        where = plan[index].where()
         print(f"worker {index}: pid {processes[-1].pid}, {where}", file=sys.stderr, flush=True)
     readers = [
         threading.Thread(target=_forward, args=(i, p), daemon=True) for i, p in enumerate(processes)
@@ -167,9 +146,7 @@ def _progress(cfg: DictConfig, done: threading.Event) -> None:
     study = None
     while not done.wait(2.0):
         try:
-            study = study or optuna.load_study(
-                study_name=cfg.study.name, storage=str(cfg.study.storage)
-            )
+            study = study or load_study(str(cfg.study.storage), str(cfg.study.name))
             counts = trials.count(study)
         except Exception:  # not created yet by the workers
             continue

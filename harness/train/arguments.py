@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
+from harness.base import devices, distributed
 from harness.base.errors import ConfigError, first_line
 from harness.config.access import check_training_fields, report_to, train_options
 from harness.config.schema import TrainOptions
@@ -21,9 +22,34 @@ if TYPE_CHECKING:
 HARNESS_KEYS = tuple(f.name for f in dataclasses.fields(TrainOptions))
 
 
-def steps_per_epoch(train_cfg: DictConfig, train_size: int) -> int:
-    batches = math.ceil(train_size / int(train_cfg.per_device_train_batch_size))
-    return max(1, batches // int(train_cfg.get("gradient_accumulation_steps", 1) or 1))
+def steps_per_epoch(train_cfg: DictConfig, train_size: int, world_size: int | None = None) -> int:
+    """Optimizer steps in one epoch, counted on the global batch (``world_size`` processes ×
+    per-device batch × accumulation; ``world_size``: torchrun's WORLD_SIZE, 1 otherwise), as the
+    Trainer counts them (each rank sees its share of the data in whole batches, the last one
+    partial, and a partial accumulation still steps): so the evaluations fall at the same share
+    of the budget on 1 GPU, 4 GPUs or a CPU."""
+    ranks = devices.world_size() if world_size is None else max(1, int(world_size))
+    batch = int(train_cfg.per_device_train_batch_size)
+    accumulation = max(1, int(train_cfg.get("gradient_accumulation_steps", 1) or 1))
+    batches = math.ceil(train_size / (ranks * batch))  # each rank's batches in one epoch
+    return max(1, math.ceil(batches / accumulation))
+
+
+def refuse_data_parallel(args: TrainingArguments) -> None:
+    """Raise where the Trainer would wrap the model in ``nn.DataParallel``: several GPUs visible
+    to one training process outside distributed training. The harness gives each worker its own
+    GPUs (harness.base.devices, when ``python -m harness.sweep`` starts); this means that did
+    not happen, and the trial would run slower on a schedule counted for one GPU."""
+    from transformers.training_args import ParallelMode
+
+    if args.n_gpu > 1 and args.parallel_mode != ParallelMode.DISTRIBUTED:
+        raise RuntimeError(
+            f"{args.n_gpu} GPUs are visible to this training process outside distributed "
+            "training, and the Trainer would fall into nn.DataParallel: narrow "
+            "CUDA_VISIBLE_DEVICES to one GPU (python -m harness.sweep does so for each worker; "
+            "in your own process call harness.base.devices.narrow_devices before CUDA starts), "
+            "or train one trial on several GPUs with torchrun --nproc_per_node=K -m harness.sweep"
+        )
 
 
 def harness_options(train_cfg: DictConfig) -> TrainOptions:
@@ -111,7 +137,12 @@ def training_arguments(
             save_strategy="no",
             report_to=integrations or "none",
             disable_tqdm=not trainer_bars,
-            **{**kwargs, **precision_args(own.mixed_precision, train_cfg)},
+            # under torchrun on CPUs: DDP over gloo (without it each rank would train alone)
+            **{
+                **distributed.training_args(),
+                **kwargs,
+                **precision_args(own.mixed_precision, train_cfg),
+            },
         )
     except TypeError as exc:
         known = {f.name for f in dataclasses.fields(TrainingArguments)}

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 from transformers import TrainerCallback
 
+from harness.base import distributed
 from harness.base.direction import is_better
 from harness.base.errors import ConfigError
 
@@ -94,12 +95,16 @@ class PruningCallback(EvaluationCounter):
 
     ``pause``: a stop is a pause (the promotion scheduler): the Trainer also saves its full
     training state at that evaluation (``control.should_save``), for a later continuation.
+
+    Ranks training one trial together (torchrun, :mod:`harness.base.distributed`): rank 0 holds
+    the trial, reports and asks the pruner; the other ranks get ``trial=None`` and take rank 0's
+    decision at each evaluation, so that every rank stops at the same one.
     """
 
     state_key = "step"  # the evaluation index is the pruning step
 
     def __init__(
-        self, trial: optuna.Trial, metric: str, sign: float = 1.0, pause: bool = False
+        self, trial: optuna.Trial | None, metric: str, sign: float = 1.0, pause: bool = False
     ) -> None:
         self.trial = trial
         self.metric = metric
@@ -110,12 +115,15 @@ class PruningCallback(EvaluationCounter):
 
     def evaluated(self, metrics: Metrics, state: RunState, control: Control, _: Model) -> None:
         self.count += 1
-        self.trial.report(self.sign * _study_value(metrics, self.metric), self.count)
+        if self.trial is not None:
+            self.trial.report(self.sign * _study_value(metrics, self.metric), self.count)
         # The last evaluation (the budget's end, or early stopping's): the trial has spent its
-        # budget, so stopping it now saves nothing. It ends COMPLETE, never PRUNED.
+        # budget, so stopping it now saves nothing. It ends COMPLETE, never PRUNED. (The same on
+        # every rank: the metrics are gathered from all of them.)
         if state.global_step >= state.max_steps or control.should_training_stop:
             return
-        if self.trial.should_prune():
+        prune = self.trial is not None and self.trial.should_prune()
+        if distributed.from_leader(prune, tag=("prune", self.count)):
             self.pruned = True
             control.should_training_stop = True
             control.should_save = self.pause  # saved by the Trainer right after this call
@@ -303,6 +311,37 @@ class StopWhen(HarnessCallback):
     def on_step_end(self, args: Args, state: RunState, control: Control, **_: object) -> None:
         if self.stop():
             control.should_training_stop = True
+
+
+class SaveOnSignal(HarnessCallback):
+    """``study.resume_trials``: once a signal has arrived (``pending()`` is not None: the
+    signals wait in :func:`harness.base.interrupts.deferred` meanwhile), training stops after
+    the current optimizer step with the Trainer's full state saved (``should_save``), for the
+    next run to continue from; :attr:`stopped` says it did.
+
+    At a step that evaluates, it waits for the evaluation and the pruner (its ``evaluated``
+    runs after theirs): a trial pruned, paused or stopped early there ends as such, and the
+    pending signal stops the sweep after its record. At the budget's last step it does
+    nothing: the trial completes.
+    """
+
+    def __init__(self, pending: Callable[[], object]) -> None:
+        self.pending = pending
+        self.stopped = False
+
+    def on_step_end(self, args: Args, state: RunState, control: Control, **_: object) -> None:
+        if not control.should_evaluate:  # else: after the evaluation (evaluated)
+            self._stop(control)
+
+    def evaluated(self, metrics: Metrics, state: RunState, control: Control, _: Model) -> None:
+        self._stop(control)
+
+    def _stop(self, control: Control) -> None:
+        if self.pending() is None or control.should_training_stop or self.stopped:
+            return
+        self.stopped = True
+        control.should_save = True  # the Trainer saves its state right after this call
+        control.should_training_stop = True
 
 
 class OnEvaluate(EvaluationCounter):

@@ -33,13 +33,14 @@ from omegaconf import DictConfig
 
 from harness.base import faults, interrupts
 from harness.base.errors import ConfigError
-from harness.train.arguments import harness_options, training_arguments
+from harness.train.arguments import harness_options, refuse_data_parallel, training_arguments
 from harness.train.callbacks import (
     BestSnapshot,
     EarlyStopping,
     EvaluateAtEnd,
     LogitsKeeper,
     PruningCallback,
+    SaveOnSignal,
 )
 from harness.train.checkpoints import load_logits, save_checkpoint, save_logits
 from harness.train.compute import ComputeMeter
@@ -68,6 +69,8 @@ class FinetuneResult:
     stopped_epoch: float | None = None  # where early stopping ended the trial (None: it did not)
     checkpoint: Path | None = None
     paused: bool = False  # stopped at a rung with its training state written to ``pause_to``
+    # stopped by a signal (SaveOnSignal) with its training state written to ``pause_to``
+    interrupted: bool = False
     resumed_step: int = 0  # the global step a continued run resumed at (0: a fresh run)
 
     @property
@@ -95,7 +98,8 @@ def finetune(
     ``checkpoint_dir`` given, the weights of the best evaluation are saved there (unless
     ``keep_checkpoint(best value)`` says they would not be kept). A pruned run with
     ``pause_to`` (its PruningCallback made with ``pause=True``) writes its training state there
-    (``result.paused``); ``resume_from`` continues such a state (see the module).
+    (``result.paused``), as does a run a :class:`~harness.train.callbacks.SaveOnSignal` stopped
+    (``result.interrupted``); ``resume_from`` continues such a state (see the module).
     ``init_seed``: the seed of the adapter's (or re-initialised layers') initialisation when
     it is not ``train.seed``, which then sets dropout and the data order only.
     """
@@ -125,6 +129,7 @@ def finetune(
         _load_callback_states(Path(resume_from), stateful)
     with tempfile.TemporaryDirectory(prefix="harness-trainer-") as scratch:
         args = training_arguments(trial_cfg.train, len(datasets["train"]), scratch, trainer_bars)
+        refuse_data_parallel(args)  # never nn.DataParallel by accident (harness.base.devices)
         trainer = _trainer_class()(
             model=model,
             args=args,
@@ -147,7 +152,9 @@ def finetune(
         pruned = any(isinstance(c, PruningCallback) and c.pruned for c in callbacks)
         saved = Path(scratch) / f"checkpoint-{trainer.state.global_step}"
         paused = pruned and pause_to is not None and saved.is_dir()
-        if paused and pause_to is not None:
+        stopped = any(isinstance(c, SaveOnSignal) and c.stopped for c in callbacks)
+        interrupted = stopped and not pruned and pause_to is not None and saved.is_dir()
+        if (paused or interrupted) and pause_to is not None:
             _save_pause(saved, Path(pause_to), stateful, snapshot, trainer.state.global_step)
     result = FinetuneResult(
         value=snapshot.value,
@@ -162,10 +169,12 @@ def finetune(
         steps=int(trainer.state.global_step) - _resumed_step(resume_from),
         stopped_epoch=stopper.stopped_epoch if stopper else None,
         paused=paused,
+        interrupted=interrupted,
         resumed_step=_resumed_step(resume_from),
     )
     if (
         not pruned
+        and not interrupted  # its state is saved: the continuation keeps its checkpoint
         and checkpoint_dir is not None
         and snapshot.value is not None
         and (keep_checkpoint is None or keep_checkpoint(snapshot.value))

@@ -15,11 +15,17 @@ tomllib = pytest.importorskip("tomllib")  # Python 3.11+ (the checkout's venv)
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
 MAIN_MODULES = ["harness.sweep", "harness.report.__main__", "harness.export.__main__"]
-MAIN_MODULES += ["harness.predict"]
+MAIN_MODULES += ["harness.predict", "harness.storage_proxy"]
 
 
-def test_the_four_console_scripts_are_declared():
-    assert set(SCRIPTS) == {"harness-sweep", "harness-report", "harness-export", "harness-predict"}
+def test_the_five_console_scripts_are_declared():
+    assert set(SCRIPTS) == {
+        "harness-sweep",
+        "harness-report",
+        "harness-export",
+        "harness-predict",
+        "harness-storage-proxy",
+    }
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))

@@ -27,6 +27,7 @@ SWEEP_FOR = {
 }
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
 OPTIONS = [(g, o.stem) for g in GROUPS for o in sorted((CONF / g).glob("*.yaml"))]
+ADDED = {"sizing"}  # groups outside the defaults list: appended (+sizing=gpu)
 
 
 def test_every_group_has_options():
@@ -38,7 +39,8 @@ def test_every_group_has_options():
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_option_composes_and_validates(group, option, compose):
     sweep = option if group == "sweep" else SWEEP_FOR.get((group, option), "lora")
-    overrides = [f"+sweep={sweep}"] + ([] if group == "sweep" else [f"{group}={option}"])
+    plus = "+" if group in ADDED else ""
+    overrides = [f"+sweep={sweep}"] + ([] if group == "sweep" else [f"{plus}{group}={option}"])
     overrides += REQUIRED.get((group, option), [])
     cfg = compose(overrides)
     OmegaConf.resolve(cfg)  # every interpolation resolves

@@ -122,6 +122,7 @@ class FakeFineTune:
             EvaluateAtEnd,
             LogitsKeeper,
             PruningCallback,
+            SaveOnSignal,
         )
         from harness.train.finetune import FinetuneResult, NonFiniteLoss
 
@@ -235,7 +236,11 @@ class FakeFineTune:
             control = handler.on_train_end(args, state, control)
         pruned = any(isinstance(c, PruningCallback) and c.pruned for c in callbacks)
         paused = pruned and pause_to is not None and saved_at == state.global_step
-        if paused:
+        stopped = any(isinstance(c, SaveOnSignal) and c.stopped for c in callbacks)
+        interrupted = (
+            stopped and not pruned and pause_to is not None and saved_at == state.global_step
+        )
+        if (paused or interrupted) and pause_to is not None:
             _save_pause(Path(pause_to), stateful, snapshot, state.global_step)
         result = FinetuneResult(
             value=snapshot.value,
@@ -250,10 +255,12 @@ class FakeFineTune:
             steps=state.global_step - resumed,
             stopped_epoch=stopper.stopped_epoch if stopper else None,
             paused=paused,
+            interrupted=interrupted,
             resumed_step=resumed,
         )
         if (
             not pruned
+            and not interrupted
             and checkpoint_dir is not None
             and snapshot.value is not None
             and (keep_checkpoint is None or keep_checkpoint(snapshot.value))

@@ -15,6 +15,7 @@ from pathlib import Path
 import optuna
 from mlflow.tracking import MlflowClient
 
+from harness.base.storages import load_study
 from harness.records import schema
 from harness.study import run_sweep
 from tests.helpers.configs import compose, overrides_in
@@ -100,7 +101,7 @@ def stores(overrides: list[str]):
     """(cfg, study, client, parent run, {trial number: child run}); asserts there is exactly one
     parent run, at most one child run per trial number and no stray run."""
     cfg = compose(overrides)
-    study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
+    study = load_study(str(cfg.study.storage), str(cfg.study.name))
     client = MlflowClient(tracking_uri=cfg.tracking.uri)
     experiment = client.get_experiment_by_name(cfg.study.name)
     runs = client.search_runs([experiment.experiment_id], max_results=1000)

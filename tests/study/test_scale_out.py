@@ -16,6 +16,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
+from harness.base.storages import load_study
 from harness.records import schema
 from tests.helpers.sweeps import RUN_STATUS, SweepProcess
 
@@ -53,7 +54,7 @@ def shared_stores(sweep_overrides, postgres_database, mlflow_server):
 def check_shared_study(storage: str, tracking: str, name: str, n_trials: int, workers: int):
     """Between n_trials and n_trials + workers - 1 finished trials, unique numbers, one parent
     run, exactly one child run per trial with Optuna's state, nothing left running."""
-    study = optuna.load_study(study_name=name, storage=storage)
+    study = load_study(storage, name)
     states = [t.state for t in study.trials]
     finished = states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED)
     assert n_trials <= finished <= n_trials + workers - 1, states
@@ -155,15 +156,12 @@ def test_a_hydra_launcher_starts_the_workers(shared_stores):
     assert result.stdout.count("trials finished") == 2  # each job's summary
 
 
-def test_workers_get_a_gpu_round_robin_and_a_share_of_the_cores(monkeypatch):
+def test_workers_get_a_share_of_the_cores(monkeypatch):
+    # (their GPUs: tests/base/test_devices.py)
     from omegaconf import OmegaConf
 
-    from harness.study.workers import gpu_for, threads_per_worker
+    from harness.study.workers import threads_per_worker
 
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
-    assert [gpu_for(i) for i in range(3)] == ["2", "5", "2"]
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    assert gpu_for(0) is None
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
     study = OmegaConf.create({"workers": 4, "worker": None, "threads": None})
     assert threads_per_worker(study) is None  # the launcher itself
@@ -199,7 +197,7 @@ def test_workers_stop_when_their_launcher_is_killed(shared_stores, how):
     while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
         time.sleep(0.5)
     assert not any(_alive(pid) for pid in pids), "a worker outlived its launcher"
-    study = optuna.load_study(study_name=name, storage=storage)
+    study = load_study(storage, name)
     stopped = [t for t in study.trials if t.state == TrialState.FAIL]
     states = [(t.number, t.state.name, t.user_attrs) for t in study.trials]
     assert len(stopped) == 2 and not study.get_trials(states=(TrialState.RUNNING,)), (
