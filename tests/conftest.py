@@ -19,6 +19,19 @@ from tests.helpers.models import build_tiny_model
 from tests.helpers.servers import free_port
 
 
+@pytest.fixture(autouse=True)
+def quick_slot_claims(monkeypatch):
+    """A study run in this test process claims its sampler slot without the 0.2 s wait that
+    lets workers writing the same slot at the same moment see who won (harness.study.seeds):
+    no other worker claims one in this process. Workers in their own processes (the
+    scale-out, crash and launcher tests) keep the wait."""
+    import functools
+
+    from harness.study import run, seeds
+
+    monkeypatch.setattr(run, "claim_slot", functools.partial(seeds.claim_slot, settle=0.01))
+
+
 @pytest.fixture(scope="package")
 def compose():
     """``compose(overrides)``: the config ``python -m harness.sweep OVERRIDES`` would run with."""
