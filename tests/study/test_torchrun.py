@@ -203,3 +203,50 @@ def test_torchrun_with_study_workers_is_refused(ddp_overrides, tmp_path):
     assert code != 0
     assert "error: study.workers" in err and "torchrun" in err
     assert not (tmp_path / "ranks").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_launch_stops_both_ranks_records_the_trial_and_the_next_run_retries_it(
+    ddp_overrides, tmp_path
+):
+    overrides = [*ddp_overrides, "study.n_trials=2", "pruner=none", "final.seeds=0"]
+    record = tmp_path / "ranks"
+    # both ranks stop 3 s at trial 0's third step: the launch is stopped there, as a cluster's
+    # scheduler or Ctrl-C in the terminal (torchrun passes the signal to every rank) would
+    proc = torchrun(overrides, record, faults="train_step:0:3=wait")
+    assert proc.stderr is not None
+    lines, pids = [], set()
+    for line in proc.stderr:
+        lines.append(line)
+        found = re.search(r"harness fault: train_step reached \(trial 0, pid (\d+)\)", line)
+        if found:
+            pids.add(int(found.group(1)))
+        if len(pids) == 2:  # both ranks are in the trial
+            os.kill(proc.pid, signal.SIGTERM)
+            break
+    started = time.monotonic()
+    code, _, err = finish(proc, timeout=120)
+    err = "".join(lines) + err
+    assert len(pids) == 2, err[-4000:]
+    assert code != 0 and time.monotonic() - started < 60, err[-4000:]
+    for pid in pids:  # no rank outlives the launch
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(
+            f"/proc/{pid}/status"
+        ).read_text(), pid
+    cfg = compose(overrides)
+    study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
+    stopped = study.trials[0]
+    assert stopped.state == TrialState.FAIL  # rank 0 recorded it
+    assert str(stopped.user_attrs[schema.INTERRUPTED_ATTR]) == "interrupted by SIGTERM"
+    client = MlflowClient(tracking_uri=cfg.tracking.uri)
+    run = client.get_run(stopped.user_attrs[schema.RUN_ID_ATTR])
+    assert run.info.status == "KILLED"
+
+    # the same command: the interrupted trial's parameters again, and the study reaches its total
+    code, out, err = finish(torchrun(overrides, record))
+    assert code == 0, err[-4000:]
+    study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.COMPLETE) == 2 and TrialState.RUNNING not in states
+    retry = [t for t in study.trials if t.number > 0 and t.params == stopped.params]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
