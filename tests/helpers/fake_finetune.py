@@ -288,8 +288,10 @@ class FakeFineTune:
 
 
 def _steps_per_epoch(args: Any, train_size: int) -> int:
+    # as the Trainer counts (harness.train.arguments.steps_per_epoch): a partial accumulation
+    # window at the epoch's end is a step
     batches = math.ceil(train_size / int(args.per_device_train_batch_size))
-    return max(1, batches // max(1, int(args.gradient_accumulation_steps)))
+    return max(1, math.ceil(batches / max(1, int(args.gradient_accumulation_steps))))
 
 
 def _logits(labels: np.ndarray, num_labels: int, accuracy: float) -> np.ndarray:
