@@ -230,9 +230,9 @@ def test_sigterm_to_the_launch_stops_both_ranks_records_the_trial_and_the_next_r
     assert len(pids) == 2, err[-4000:]
     assert code != 0 and time.monotonic() - started < 60, err[-4000:]
     for pid in pids:  # no rank outlives the launch
-        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(
-            f"/proc/{pid}/status"
-        ).read_text(), pid
+        assert (
+            not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+        ), pid
     cfg = compose(overrides)
     study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
     stopped = study.trials[0]
