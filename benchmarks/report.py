@@ -108,7 +108,8 @@ def promotion(sweep: str) -> str:
     found = rows(
         f"bench_promotion.{sweep}.*jsonl", lambda r: (r["sweep"], r["data"], r["seed"], r["arm"])
     )
-    found = [r for r in found if r["sweep"] == sweep]
+    # the unpruned arm has its own table (unpruned())
+    found = [r for r in found if r["sweep"] == sweep and r["arm"] in ("promotion", "pruned")]
     by = {(r["data"], r["seed"], r["arm"]): r for r in found}
     pairs = sorted(
         {(d, s) for d, s, a in by if (d, s, "promotion") in by and (d, s, "pruned") in by},
@@ -189,6 +190,86 @@ def promotion(sweep: str) -> str:
                 f"{early} of {len(mine)}; the recipe chosen in {recipe} of {len(mine)}"
             )
     lines += ["", provenance_note(found)]
+    return "\n".join(lines)
+
+
+def unpruned() -> str:
+    """bench_promotion.py's third arm: every trial its full budget, against the two pruned arms."""
+    found = rows("bench_promotion.*jsonl", lambda r: (r["sweep"], r["data"], r["seed"], r["arm"]))
+    by = {(r["sweep"], r["data"], r["seed"], r["arm"]): r for r in found}
+    studies = sorted(
+        {(w, d, s) for w, d, s, a in by if a == "unpruned"},
+        key=lambda k: (k[0] != "lora", _data_rank(k[1]), k[2]),
+    )
+    arms = (("promotion", "promotion"), ("pruned", "successive halving"))
+
+    def versus(key: tuple, arm: str) -> list[str]:
+        mine, alone = by.get((*key, arm)), by[(*key, "unpruned")]
+        if mine is None:
+            return ["-", "-", "-"]
+        return [
+            f"{mine['steps']:,} ({mine['steps'] / alone['steps']:.0%})",
+            _f(mine["test"]),
+            _points(mine["gain_test"]),
+        ]
+
+    body = []
+    for key in studies:
+        alone = by[(*key, "unpruned")]
+        body.append(
+            [
+                *key[:2],
+                str(key[2]),
+                f"{alone['steps']:,}",
+                f"{alone['chosen_trial']} ({alone['chosen_config']})",
+                str(alone["complete_configs"]),
+                _f(alone["test"]),
+                _points(alone["gain_test"], alone["gain_test_sd"]),
+                *(cell for arm, _ in arms for cell in versus(key, arm)),
+            ]
+        )
+    header = [
+        "sweep",
+        "data",
+        "sampler seed",
+        "no pruning: search steps",
+        "chosen trial (config)",
+        "complete configs",
+        "test",
+        "gain over recipe (points)",
+        "promotion: search steps (share)",
+        "test",
+        "gain",
+        "successive halving: search steps (share)",
+        "test",
+        "gain",
+    ]
+    lines = table(header, body)
+    for sweep in dict.fromkeys(k[0] for k in studies):
+        mine = [k for k in studies if k[0] == sweep]
+        lines += [
+            "",
+            f"`{sweep}`: each pruned arm against no pruning with the same data and sampler seed",
+            "",
+        ]
+        for arm, name in arms:
+            paired = [(by[(*k, arm)], by[(*k, "unpruned")]) for k in mine if (*k, arm) in by]
+            if not paired:
+                continue
+            share = [p["steps"] / u["steps"] for p, u in paired]
+            diffs = [
+                100 * (p["test"] - u["test"])
+                for p, u in paired
+                if p["test"] is not None and u["test"] is not None
+            ]
+            spread = f"sd {statistics.stdev(diffs):.2f}" if len(diffs) > 1 else "one study"
+            same = sum(p["chosen_config"] == u["chosen_config"] for p, u in paired)
+            lines.append(
+                f"- {name}, {len(paired)} pair(s): {statistics.fmean(share):.0%} of the unpruned "
+                f"search steps; test {statistics.fmean(diffs):+.2f} points against no pruning "
+                f"({spread}); the same configuration chosen in {same} of {len(paired)}"
+            )
+    lines += ["", provenance_note(by[(*k, "unpruned")] for k in studies)]
     return "\n".join(lines)
 
 
@@ -306,6 +387,7 @@ def recipe() -> str:
 TABLES: dict[str, Callable[[], str]] = {
     "promotion-lora": lambda: promotion("lora"),
     "promotion-full": lambda: promotion("full"),
+    "unpruned": unpruned,
     "options": options,
     "recipe": recipe,
 }
