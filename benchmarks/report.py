@@ -327,60 +327,103 @@ def options() -> str:
     return "\n".join(lines)
 
 
+def _gain_line(label: str, gains: list[float], target: float | None = None) -> str:
+    """One summary line: the mean gain in points with its sd, worded as no gain when the mean
+    is within one sd of zero, and against the target where there is one."""
+    mean = statistics.fmean(gains)
+    sd = statistics.stdev(gains) if len(gains) > 1 else None
+    studies = f"{len(gains)} stud{'y' if len(gains) == 1 else 'ies'}"
+    line = f"{label}: {_points(mean, sd)} points over {studies}"
+    if sd is None:
+        line += " (one study: no spread)"
+    elif abs(mean) <= sd:
+        line += " (within one sd of 0: no clear gain)"
+    if target is not None:
+        line += f"; target {100 * target:+.1f}: {'met' if mean >= target else 'not met'}"
+    return line
+
+
 def recipe() -> str:
-    """bench_recipe.py: what each final.combine ships, against the recipe at equal compute."""
-    found = rows("bench_recipe*.jsonl", lambda r: (r["sweep"], r["data"], r["seed"]))
-    lines: list[str] = []
+    """bench_recipe.py: what each final.combine ships, against the recipe alone (its seed mean)
+    and the recipe ensembled at the study's compute (the equal-compute rival)."""
+    found = sorted(
+        rows("bench_recipe*.jsonl", lambda r: (r["sweep"], r["data"], r["seed"])),
+        key=lambda r: (r["sweep"] != "lora", _data_rank(r["data"]), r["seed"]),
+    )
+    body = []
     for r in found:
-        members = " + ".join(f"{name} × {weight:.2f}" for name, weight in r["ensemble_members"])
-        body = [
+        rival = "recipe_ensemble_test" in r
+        recipe_mean = r["recipe_test_mean"] if rival else r.get("study_recipe_test_mean")
+        body.append(
             [
-                "`best`",
-                "the chosen configuration's best seed",
-                _f(r["chosen_val"]),
+                r["sweep"],
+                r["data"],
+                str(r["seed"]),
+                f"{r['steps'] - r['final_steps']:,} + {r['final_steps']:,}",
                 _f(r["best_test"]),
-            ],
-            [
-                "`soup`",
-                f"greedy soup of {len(r['soup_members'])} seed(s)"
-                if r["soup_members"]
-                else "none (averaging the seeds lowered validation)",
-                _f(r["soup_val"]),
                 _f(r["soup_test"]),
-            ],
-            ["`ensemble`", members or "none", _f(r["ensemble_val"]), _f(r["ensemble_test"])],
-            ["`auto`", f"ships the {r['auto_ships']}", "", _f(r["auto_test"])],
-            [
-                "the recipe, the study's 2 seeds",
-                "",
-                "",
-                _f(r.get("study_recipe_test_mean")),
-            ],
-        ]
-        if "recipe_test_mean" in r:
-            body += [
-                [
-                    f"the recipe, {r['recipe_seeds']} seeds ({r['recipe_steps']:,} steps)",
-                    "mean ± sd",
-                    "",
-                    f"{_f(r['recipe_test_mean'])} ± {_f(r['recipe_test_sd'])}",
-                ],
-                [
-                    "the equal-compute rival",
-                    f"those {r['recipe_seeds']} recipe runs ensembled",
-                    "",
-                    _f(r["recipe_ensemble_test"]),
-                ],
+                _f(r["ensemble_test"]),
+                f"{r['auto_ships']}: **{_f(r['auto_test'])}**",
+                f"{_f(r['recipe_test_mean'])} ± {_f(r['recipe_test_sd'])} ({r['recipe_seeds']})"
+                if rival
+                else f"{_f(recipe_mean)} (the study's 2)",
+                f"{_f(r['recipe_ensemble_test'])} ({r['recipe_steps']:,} steps)" if rival else "-",
+                _points(r["auto_test"] - recipe_mean if recipe_mean is not None else None),
+                _points(r["auto_test"] - r["recipe_ensemble_test"] if rival else None),
             ]
-        lines.append(
-            f"{r['sweep']} on {r['data']}, sampler seed {r['seed']}: {r['steps']:,} steps "
-            f"(search {r['steps'] - r['final_steps']:,}, final stage {r['final_steps']:,}), "
-            f"chosen trial {r['chosen_trial']}, {len(r['candidates'])} kept models."
         )
-        lines.append("")
-        lines += table(["`final.combine`", "what", "validation", "test"], body)
-        lines.append("")
-    lines.append(provenance_note(found))
+    lines = table(
+        [
+            "sweep",
+            "data",
+            "sampler seed",
+            "steps: search + final",
+            "test: best seed",
+            "soup",
+            "ensemble",
+            "`auto` ships: test",
+            "recipe alone: test mean ± sd (seeds)",
+            "equal-compute rival: test",
+            "shipped − recipe (points)",
+            "shipped − rival (points)",
+        ],
+        body,
+    )
+    for sweep in sorted({r["sweep"] for r in found}, key=lambda s: s != "lora"):
+        done = [r for r in found if r["sweep"] == sweep and "recipe_ensemble_test" in r]
+        if not done:
+            continue
+        datas = ", ".join(sorted({r["data"] for r in done}, key=_data_rank))
+        lines += [
+            "",
+            f"`{sweep}`, the studies with their rival ({datas}):",
+            "",
+        ]
+        lines.append(
+            "- "
+            + _gain_line(
+                "shipped (`auto`) − recipe mean",
+                [r["auto_test"] - r["recipe_test_mean"] for r in done],
+                0.015,
+            )
+        )
+        lines.append(
+            "- "
+            + _gain_line(
+                "shipped (`auto`) − equal-compute rival",
+                [r["auto_test"] - r["recipe_ensemble_test"] for r in done],
+                0.0,
+            )
+        )
+        for kind, label in (
+            ("best_test", "`best`"),
+            ("soup_test", "`soup`"),
+            ("ensemble_test", "`ensemble`"),
+        ):
+            gains = [r[kind] - r["recipe_test_mean"] for r in done if r.get(kind) is not None]
+            if gains:
+                lines.append("- " + _gain_line(f"{label} − recipe mean", gains))
+    lines += ["", provenance_note(found)]
     return "\n".join(lines)
 
 
