@@ -245,11 +245,14 @@ def unpruned() -> str:
         "gain",
     ]
     lines = table(header, body)
-    for sweep in dict.fromkeys(k[0] for k in studies):
-        mine = [k for k in studies if k[0] == sweep]
+    sweeps = list(dict.fromkeys(k[0] for k in studies))
+    groups = [(f"`{sweep}`", [k for k in studies if k[0] == sweep]) for sweep in sweeps]
+    if len(sweeps) > 1:
+        groups.append(("Both sweeps together", studies))
+    for label, mine in groups:
         lines += [
             "",
-            f"`{sweep}`: each pruned arm against no pruning with the same data and sampler seed",
+            f"{label}: each pruned arm against no pruning with the same data and sampler seed",
             "",
         ]
         for arm, name in arms:
