@@ -362,7 +362,7 @@ def recipe() -> str:
                 r["sweep"],
                 r["data"],
                 str(r["seed"]),
-                f"{r['steps'] - r['final_steps']:,} + {r['final_steps']:,}",
+                f"{r['steps'] - r['final_steps']:,} + {r['final_steps']:,} ({r['wall']:,.0f} s)",
                 _f(r["best_test"]),
                 _f(r["soup_test"]),
                 _f(r["ensemble_test"]),
@@ -370,7 +370,10 @@ def recipe() -> str:
                 f"{_f(r['recipe_test_mean'])} ± {_f(r['recipe_test_sd'])} ({r['recipe_seeds']})"
                 if rival
                 else f"{_f(recipe_mean)} (the study's 2)",
-                f"{_f(r['recipe_ensemble_test'])} ({r['recipe_steps']:,} steps)" if rival else "-",
+                f"{_f(r['recipe_ensemble_test'])} ({r['recipe_steps']:,} steps, "
+                f"{r['recipe_wall']:,.0f} s)"
+                if rival
+                else "-",
                 _points(r["auto_test"] - recipe_mean if recipe_mean is not None else None),
                 _points(r["auto_test"] - r["recipe_ensemble_test"] if rival else None),
             ]
@@ -380,7 +383,7 @@ def recipe() -> str:
             "sweep",
             "data",
             "sampler seed",
-            "steps: search + final",
+            "steps: search + final (wall)",
             "test: best seed",
             "soup",
             "ensemble",
