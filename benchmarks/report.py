@@ -405,30 +405,17 @@ def recipe() -> str:
             f"`{sweep}`, the studies with their rival ({datas}):",
             "",
         ]
-        lines.append(
-            "- "
-            + _gain_line(
-                "shipped (`auto`) − recipe mean",
-                [r["auto_test"] - r["recipe_test_mean"] for r in done],
-                0.015,
-            )
+        summaries = (
+            ("auto_test", "recipe_test_mean", "shipped (`auto`) − recipe mean", 0.015),
+            ("auto_test", "recipe_ensemble_test", "shipped (`auto`) − equal-compute rival", 0.0),
+            ("best_test", "recipe_test_mean", "`best` − recipe mean", None),
+            ("soup_test", "recipe_test_mean", "`soup` − recipe mean", None),
+            ("ensemble_test", "recipe_test_mean", "`ensemble` − recipe mean", None),
         )
-        lines.append(
-            "- "
-            + _gain_line(
-                "shipped (`auto`) − equal-compute rival",
-                [r["auto_test"] - r["recipe_ensemble_test"] for r in done],
-                0.0,
-            )
-        )
-        for kind, label in (
-            ("best_test", "`best`"),
-            ("soup_test", "`soup`"),
-            ("ensemble_test", "`ensemble`"),
-        ):
-            gains = [r[kind] - r["recipe_test_mean"] for r in done if r.get(kind) is not None]
+        for kind, baseline, label, target in summaries:
+            gains = [r[kind] - r[baseline] for r in done if r.get(kind) is not None]
             if gains:
-                lines.append("- " + _gain_line(f"{label} − recipe mean", gains))
+                lines.append("- " + _gain_line(label, gains, target))
     lines += ["", provenance_note(found)]
     return "\n".join(lines)
 
