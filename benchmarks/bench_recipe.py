@@ -144,6 +144,10 @@ def train_runs(
 
     cfg = compose([f"+sweep={sweep}", f"data={data}", "display.progress=false", *extra])
     space = validate_config(cfg)
+    if cfg.study.get("threads"):  # as a sweep's worker sets them (two benchmarks side by side)
+        import torch
+
+        torch.set_num_threads(int(cfg.study.threads))
     prepared = prepare_study(cfg, space)
     test = prepared.datasets["test"]
     metric = str(cfg.study.metric)
