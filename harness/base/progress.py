@@ -87,6 +87,11 @@ class StudyProgress:
             self.bar.update(1)
         self._refresh()
 
+    def set_finished(self, finished: int) -> None:
+        """Catch up with trials other processes finished (they do not update this bar)."""
+        if finished > self.bar.n:
+            self.bar.update(min(finished, self.bar.total or finished) - self.bar.n)
+
     def write(self, line: str) -> None:
         if self.log is not None:
             self.log.line(line)

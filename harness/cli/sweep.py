@@ -70,11 +70,14 @@ def main(cfg: DictConfig) -> None:
         print(f"error: {mask(str(exc))}", file=sys.stderr)
         sys.exit(2)
     # imported here, not above: `--help` and a config error need neither
-    from harness.study import ranks, run_sweep
+    from harness.study import HELPER_ENV, FinalHelpers, ranks, run_sweep
 
     replace_entries(cfg, HydraConfig.get().overrides.task)
     command = resume_command()
     _mask_multirun_file(config_urls(cfg))
+    if os.environ.get(HELPER_ENV):  # started by a lone sweep's final stage (final.workers)
+        with masked_output(config_urls(cfg)), raise_on_signals():
+            sys.exit(_help_final_stage(cfg))
     if _launches_workers(cfg):
         with masked_output(config_urls(cfg)):
             sys.exit(_run_workers(cfg, command))
@@ -84,7 +87,9 @@ def main(cfg: DictConfig) -> None:
     with masked_output(config_urls(cfg)), raise_on_signals():
         try:
             with ranks.leading():  # under torchrun: the other ranks told when the study ends
-                summary = run_sweep(cfg, resume_command=command)
+                summary = run_sweep(
+                    cfg, resume_command=command, final_helpers=FinalHelpers(command_args())
+                )
         except ConfigError as exc:
             print(f"error: {mask(str(exc))}", file=sys.stderr)
             sys.exit(2)
@@ -102,6 +107,20 @@ def main(cfg: DictConfig) -> None:
             )
             sys.exit(getattr(exc, "exit_code", 130))
         print(summary.format())
+
+
+def _help_final_stage(cfg: DictConfig) -> int:
+    """A final-stage helper (:class:`harness.study.workers.FinalHelpers`): its exit status."""
+    from harness.study import help_final_stage
+
+    try:
+        help_final_stage(cfg)
+    except ConfigError as exc:  # the sweep that started it has the same config: it says so
+        print(f"error: {mask(str(exc))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:  # its running run recorded as interrupted
+        return int(getattr(exc, "exit_code", 130))
+    return 0
 
 
 def _follow(cfg: DictConfig) -> int:

@@ -224,6 +224,7 @@ class FinalConfig(_Checked):
     combine: str = _rule("auto", f"one of {', '.join(COMBINE)}", one_of=COMBINE)
     ensemble_size: int = _integer(8)
     vary: str = _rule("all", f"one of {', '.join(VARY)}", one_of=VARY)
+    workers: int = _integer(2)
 
 
 @dataclass

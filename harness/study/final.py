@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from harness.records.tracker import Tracker
     from harness.study.recovery import Recovery
     from harness.study.setup import Prepared
+    from harness.study.workers import FinalHelpers
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,7 @@ class FinalInputs:
     recovery: Recovery  # fails and closes the companion study's stale runs too
     search_progress: StudyProgress  # the search's bar: ends where the final stage's begins
     finetune: FineTune | None = None  # what trains a run (None: the real fine-tune)
+    helpers: FinalHelpers | None = None  # final.workers: who starts them (a lone command line)
 
 
 @dataclass(frozen=True)
@@ -169,8 +171,9 @@ class FinalStage:
     :class:`FinalResult`. While its runs train, ``running`` is (the companion study, its
     objective): what Ctrl-C records as interrupted."""
 
-    def __init__(self, given: FinalInputs) -> None:
+    def __init__(self, given: FinalInputs, helper: bool = False) -> None:
         self.given, self.cfg, self.study = given, given.cfg, given.study
+        self.helper = helper  # a final.workers helper: trains queued runs, chooses nothing
         self.store = final_store(self.cfg)
         self.settings = settings(self.cfg, "final")
         self.max_retries = self.cfg.study.max_retries
@@ -228,6 +231,8 @@ class FinalStage:
                 " and the recipe" if len(candidates) > len(top) else ""
             )
             self._train(wanted, done, what)
+        if self.helper:
+            return
         if not self._runs(TrialState.RUNNING, TrialState.WAITING):
             # once per study at a time: two workers ending together choose one after the other
             # (the second finds the first's record and keeps its test scores and ensemble)
@@ -298,16 +303,23 @@ class FinalStage:
             given.prepared, given.tracker, self.store, progress, finetune=given.finetune
         )
         self.running = (self.companion, objective)  # what Ctrl-C records as interrupted
-        log.info(
-            "final stage: %d of %d runs to train (%s x %d seeds)",
-            len(wanted) - done,
-            len(wanted),
-            what,
-            self.settings.seeds,
-        )
+        if not self.helper:
+            log.info(
+                "final stage: %d of %d runs to train (%s x %d seeds)",
+                len(wanted) - done,
+                len(wanted),
+                what,
+                self.settings.seeds,
+            )
+        keys = {(number, k) for number, _, k in wanted}
+        helpers = None if self.helper else given.helpers
+        interrupted = True  # until the loop ends: the helpers are stopped, not waited for
         try:
+            if helpers is not None:
+                helpers.start(cfg, len(wanted) - done)
             while True:
                 interrupts.check()
+                progress.set_finished(len(keys & set(self._runs(TrialState.COMPLETE))))
                 counts = trials.count(self.companion)
                 if not counts["waiting"]:
                     if counts["running"]:  # another worker's: wait for it (or recover it)
@@ -328,7 +340,10 @@ class FinalStage:
                     if objective.taken_over is None:
                         raise
                     objective.taken_over = None
+            interrupted = False
         finally:
+            if helpers is not None:  # before the choice: every helper's run closed
+                helpers.stop(interrupted)
             progress.close()
         self.running = None
 

@@ -47,16 +47,21 @@ if TYPE_CHECKING:
     from harness.records.tracker import Tracker
     from harness.space import MethodSpace, SearchSpace
     from harness.study.setup import Prepared
+    from harness.study.workers import FinalHelpers
 
 log = logging.getLogger(__name__)
 
 
 def run_sweep(
-    cfg: DictConfig, resume_command: str = "", finetune: FineTune | None = None
+    cfg: DictConfig,
+    resume_command: str = "",
+    finetune: FineTune | None = None,
+    final_helpers: FinalHelpers | None = None,
 ) -> SweepSummary:
     """Run (or resume) the study described by a composed config and return its summary.
     ``finetune``: what trains each trial (None: the real fine-tune; the tests' fast tier
-    passes a scripted fake).
+    passes a scripted fake). ``final_helpers``: what starts ``final.workers`` helper processes
+    for the final stage (the command line's; None: this process trains every final run).
 
     Raises :class:`ConfigError` on bad input (nothing created), :class:`StudyStopped` when the
     failure limit stopped the study, ``KeyboardInterrupt`` when interrupted (the running trial
@@ -70,7 +75,7 @@ def run_sweep(
         with study_objects_frozen():
             sweep.search()
             if sweep.limit.reason is None:  # the failure limit stops the study: no final stage
-                final = FinalStage(sweep.final_inputs())
+                final = FinalStage(sweep.final_inputs(final_helpers))
                 final.run()
     except KeyboardInterrupt as exc:
         status = "KILLED"
@@ -85,6 +90,29 @@ def run_sweep(
     finally:
         sweep.close(status)
     return sweep.summary(resume_command)
+
+
+def help_final_stage(cfg: DictConfig) -> None:
+    """A ``final.workers`` helper (:class:`harness.study.workers.FinalHelpers`): the study
+    opened as a worker's, then its queued final runs trained until none is left. No search, no
+    choice, no summary, and the parent run left open: the process that started it does those.
+
+    Raises ``KeyboardInterrupt`` when stopped (its running run recorded as interrupted)."""
+    sweep = Sweep(cfg)
+    sweep.setup()
+    final = FinalStage(sweep.final_inputs(), helper=True)
+    try:
+        with study_objects_frozen():
+            final.run()
+    except KeyboardInterrupt as exc:
+        sweep.interrupted(
+            f"interrupted by {getattr(exc, 'name', 'KeyboardInterrupt')}", final.running
+        )
+        raise
+    finally:
+        sweep.progress.close()
+        if sweep.log is not None:
+            sweep.log.close()
 
 
 class Sweep:
@@ -290,7 +318,7 @@ class Sweep:
                 raise
             self.objective.taken_over = None
 
-    def final_inputs(self) -> FinalInputs:
+    def final_inputs(self, helpers: FinalHelpers | None = None) -> FinalInputs:
         """What the final stage takes from the search."""
         return FinalInputs(
             self.cfg,
@@ -301,6 +329,7 @@ class Sweep:
             self.recovery,
             self.progress,
             self.objective.finetune,
+            helpers,
         )
 
     def interrupted(

@@ -80,8 +80,10 @@ def overrides_in(tmp_path: Path, tiny_model_dir: Path, sentiment_files: dict) ->
         "++search_space={train.learning_rate: {low: 1.0e-2, high: 5.0e-2}, "
         "train.warmup_steps: {type: float, low: 0.0, high: 0.1}}",
         "display.progress=false",
-        # the final stage (re-runs of the best configurations) only where a test asks for it
+        # the final stage (re-runs of the best configurations) only where a test asks for it,
+        # trained in the sweep's own process (helpers: tests/study/test_final_helpers.py)
         "final.seeds=0",
+        "final.workers=1",
         # the sweep's recipe (trial 0, and the final stage's baseline) only where a test asks
         # for it: its learning rate is outside the tiny model's range above
         "recipe=null",
