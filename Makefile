@@ -12,7 +12,9 @@ browser:
 	@bash scripts/setup_browser.sh
 
 ## Run the default study (LoRA on the embedded MiniLM + VADER tweets); ARGS='...' adds overrides.
-sweep: setup
+## Its set-up installs what a sweep needs (the dev tools come with make setup / make test).
+sweep:
+	@bash scripts/setup.sh run
 	$(PY) -m harness.sweep +sweep=lora $(ARGS)
 
 ## The test suite CI runs (under 10 minutes on 2 CPU cores): two pytest workers (pytest-xdist),
