@@ -277,7 +277,9 @@ def unpruned() -> str:
 
 
 def options() -> str:
-    """bench_options.py: the recipe with one training option at a time, per data set."""
+    """bench_options.py: the recipe with one training option at a time, per data set; each
+    option against its baseline: the option of the same data set whose overrides are the
+    largest part of its own (the recipe, or e.g. the same learning rate without the option)."""
     found = rows(
         "bench_options*.jsonl",
         lambda r: (r["sweep"], r["data"], r["option"], tuple(r["overrides"]), r["seed"]),
@@ -289,20 +291,27 @@ def options() -> str:
     body = []
     for (sweep, data), mine in sorted(groups.items(), key=lambda g: (g[0][0], _data_rank(g[0][1]))):
         names = list(dict.fromkeys((r["option"], tuple(r["overrides"])) for r in mine))
-        base = {r["seed"]: r for r in mine if (r["option"], tuple(r["overrides"])) == names[0]}
-        for name, overrides in names:
-            of = {
+        seeds_of = {
+            (name, overrides): {
                 r["seed"]: r
                 for r in mine
                 if (r["option"], tuple(r["overrides"])) == (name, overrides)
             }
-            diffs = [100 * (of[k]["test"] - base[k]["test"]) for k in of if k in base]
-            paired = (
-                "-"
-                if (name, overrides) == names[0]
-                else f"{statistics.fmean(diffs):+.2f} ± "
-                f"{statistics.stdev(diffs) if len(diffs) > 1 else 0.0:.2f}"
-            )
+            for name, overrides in names
+        }
+        for name, overrides in names:
+            of = seeds_of[(name, overrides)]
+            below = [n for n in names if set(n[1]) < set(overrides)]
+            paired, against = "-", "-"
+            if below:
+                baseline = max(below, key=lambda n: len(n[1]))
+                base = seeds_of[baseline]
+                diffs = [100 * (of[k]["test"] - base[k]["test"]) for k in of if k in base]
+                against = baseline[0]
+                paired = (
+                    f"{statistics.fmean(diffs):+.2f} ± "
+                    f"{statistics.stdev(diffs) if len(diffs) > 1 else 0.0:.2f}"
+                )
             body.append(
                 [
                     sweep,
@@ -312,6 +321,7 @@ def options() -> str:
                     ", ".join(str(k) for k in sorted(of)),
                     _ms([r["val"] for r in of.values()]),
                     _ms([r["test"] for r in of.values()]),
+                    against,
                     paired,
                 ]
             )
@@ -323,7 +333,8 @@ def options() -> str:
         "seeds",
         "validation",
         "test",
-        "test − recipe, seed by seed (points)",
+        "against",
+        "test − against, seed by seed (points)",
     ]
     lines += table(header, body)
     lines += ["", provenance_note(found)]
