@@ -278,8 +278,9 @@ def unpruned() -> str:
 
 def options() -> str:
     """bench_options.py: the recipe with one training option at a time, per data set; each
-    option against its baseline: the option of the same data set whose overrides are the
-    largest part of its own (the recipe, or e.g. the same learning rate without the option)."""
+    option against its baseline: for ``<base>_<rest>`` the option ``<base>`` of the same data
+    set (``lr_reinit`` against ``lr``: the same learning rate without the option), else the
+    first option (the recipe)."""
     found = rows(
         "bench_options*.jsonl",
         lambda r: (r["sweep"], r["data"], r["option"], tuple(r["overrides"]), r["seed"]),
@@ -301,10 +302,10 @@ def options() -> str:
         }
         for name, overrides in names:
             of = seeds_of[(name, overrides)]
-            below = [n for n in names if set(n[1]) < set(overrides)]
             paired, against = "-", "-"
-            if below:
-                baseline = max(below, key=lambda n: len(n[1]))
+            if (name, overrides) != names[0]:
+                prefix = name.rsplit("_", 1)[0] if "_" in name else None
+                baseline = next((n for n in names if n[0] == prefix), names[0])
                 base = seeds_of[baseline]
                 diffs = [100 * (of[k]["test"] - base[k]["test"]) for k in of if k in base]
                 against = baseline[0]
