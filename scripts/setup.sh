@@ -3,7 +3,7 @@
 # torch==2.13.0 goes in first: without the pin pip resolves a multi-GB CUDA build.
 #   scripts/setup.sh [dev|run]   dev (the default): the project with its dev extra (tests, lint,
 #                                docs: make setup, make test); run: the project alone, what a
-#                                sweep needs (make sweep: a fresh clone's study starts ~20 s
+#                                sweep needs (make sweep: a fresh clone's study starts ~10 s
 #                                sooner). An install of dev serves run too.
 set -euo pipefail
 cd "$(dirname "$0")/.."

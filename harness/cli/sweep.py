@@ -70,14 +70,21 @@ def main(cfg: DictConfig) -> None:
         print(f"error: {mask(str(exc))}", file=sys.stderr)
         sys.exit(2)
     # imported here, not above: `--help` and a config error need neither
-    from harness.study import HELPER_ENV, FinalHelpers, ranks, run_sweep
+    from harness.study import HELPER_ENV, FinalHelpers, help_final_stage, ranks, run_sweep
 
     replace_entries(cfg, HydraConfig.get().overrides.task)
     command = resume_command()
     _mask_multirun_file(config_urls(cfg))
     if os.environ.get(HELPER_ENV):  # started by a lone sweep's final stage (final.workers)
         with masked_output(config_urls(cfg)), raise_on_signals():
-            sys.exit(_help_final_stage(cfg))
+            try:
+                help_final_stage(cfg)
+            except ConfigError as exc:  # the sweep that started it has the same config
+                print(f"error: {mask(str(exc))}", file=sys.stderr)
+                sys.exit(2)
+            except KeyboardInterrupt as exc:  # its running run recorded as interrupted
+                sys.exit(int(getattr(exc, "exit_code", 130)))
+        sys.exit(0)
     if _launches_workers(cfg):
         with masked_output(config_urls(cfg)):
             sys.exit(_run_workers(cfg, command))
@@ -107,20 +114,6 @@ def main(cfg: DictConfig) -> None:
             )
             sys.exit(getattr(exc, "exit_code", 130))
         print(summary.format())
-
-
-def _help_final_stage(cfg: DictConfig) -> int:
-    """A final-stage helper (:class:`harness.study.workers.FinalHelpers`): its exit status."""
-    from harness.study import help_final_stage
-
-    try:
-        help_final_stage(cfg)
-    except ConfigError as exc:  # the sweep that started it has the same config: it says so
-        print(f"error: {mask(str(exc))}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as exc:  # its running run recorded as interrupted
-        return int(getattr(exc, "exit_code", 130))
-    return 0
 
 
 def _follow(cfg: DictConfig) -> int:

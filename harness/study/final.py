@@ -312,7 +312,7 @@ class FinalStage:
                 self.settings.seeds,
             )
         keys = {(number, k) for number, _, k in wanted}
-        helpers = None if self.helper else given.helpers
+        helpers = given.helpers  # None in a helper
         interrupted = True  # until the loop ends: the helpers are stopped, not waited for
         try:
             if helpers is not None:

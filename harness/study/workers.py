@@ -61,26 +61,7 @@ def run_workers(cfg: DictConfig, overrides: list[str]) -> int:
         env = dict(os.environ)
         if pool:
             env[VISIBLE] = pool
-        command = [
-            sys.executable,
-            "-m",
-            "harness.sweep",
-            *overrides,
-            f"study.worker={index}",
-            "display.progress=false",
-            "report.enabled=false",
-        ]  # the launcher writes the report at the end
-        processes.append(
-            subprocess.Popen(
-                command,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-                start_new_session=True,
-                preexec_fn=_stop_with(os.getpid()),
-            )
-        )
+        processes.append(_start_copy([*overrides, f"study.worker={index}"], env))
         where = plan[index].where()
         print(f"worker {index}: pid {processes[-1].pid}, {where}", file=sys.stderr, flush=True)
     readers = [
@@ -110,6 +91,27 @@ def run_workers(cfg: DictConfig, overrides: list[str]) -> int:
         elif code > 0:
             print(f"worker {index} exited with status {code}", file=sys.stderr)
     return max((c for c in codes if c > 0), default=0)
+
+
+def _start_copy(overrides: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """This sweep again with ``overrides``, in its own session (signals reach it through its
+    launcher, which writes the report), stopped when the launcher dies; stderr piped."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness.sweep",
+            *overrides,
+            "display.progress=false",
+            "report.enabled=false",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_stop_with(os.getpid()),
+    )
 
 
 def _stop_with(launcher: int) -> Callable[[], None]:
@@ -216,24 +218,9 @@ class FinalHelpers:
         self.threads_before = torch.get_num_threads()
         torch.set_num_threads(threads)
         for index in range(1, count):
-            command = [
-                sys.executable,
-                "-m",
-                "harness.sweep",
-                *self.overrides,
-                f"study.worker={index}",
-                f"study.threads={threads}",
-                "display.progress=false",
-                "report.enabled=false",
-            ]
-            process = subprocess.Popen(
-                command,
-                env={**os.environ, HELPER_ENV: str(index)},
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-                start_new_session=True,  # signals reach it through stop(), not the terminal
-                preexec_fn=_stop_with(os.getpid()),
+            process = _start_copy(
+                [*self.overrides, f"study.worker={index}", f"study.threads={threads}"],
+                {**os.environ, HELPER_ENV: str(index)},
             )
             self.processes.append(process)
             reader = threading.Thread(target=_forward_as, args=(f"final {index}", process))
