@@ -13,6 +13,14 @@ from pathlib import Path
 
 import pytest
 
+# make test runs one pytest-xdist worker per core. Each worker, and every sweep it starts,
+# trains on one torch thread: with torch's default of a thread per core, the workers' and
+# their sweeps' OpenMP threads spun against each other (a test of three tiny in-process runs
+# took 10 s alone and 53 s beside another worker's sweeps). Set before torch is imported; an
+# OMP_NUM_THREADS of your own wins.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 from tests.helpers.configs import compose as compose_config
 from tests.helpers.configs import overrides_in, write_sentiment_csv
 from tests.helpers.models import build_tiny_model
@@ -180,6 +188,9 @@ def mlflow_server(tmp_path_factory):
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=folder,
+        # no job runner: its five processes (MLflow's GenAI jobs, which the harness never
+        # asks for) cost ~25 s of CPU while they start, against ~11 s for the server alone
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -203,3 +214,20 @@ def mlflow_server(tmp_path_factory):
     except subprocess.TimeoutExpired:
         server.kill()
     log.close()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist would hand out the files with the most tests first (--loadscope-reorder),
+    # not in the order pytest_collection_modifyitems below sets
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The files with integration tests run first. pytest-xdist (``--dist loadfile``) hands the
+    files out in collection order, so the long ones (sweeps in subprocesses, servers, kill -9)
+    start at once and the quick unit tests fill both workers' last minutes; in path order, the
+    three-worker scale-out test (tests/study/, late) ran alone at the end for over a minute.
+    The order within a file is kept (the sort is stable)."""
+    long_files = {item.path for item in items if item.get_closest_marker("integration")}
+    items.sort(key=lambda item: item.path not in long_files)
