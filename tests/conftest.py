@@ -189,7 +189,7 @@ def mlflow_server(tmp_path_factory):
         stderr=subprocess.STDOUT,
         cwd=folder,
         # no job runner: its five processes (MLflow's GenAI jobs, which the harness never
-        # asks for) cost ~25 s of CPU while they start, against ~11 s for the server alone
+        # asks for) took the server's CPU in its first half minute from ~11 s to ~45 s
         env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )
     url = f"http://127.0.0.1:{port}"
