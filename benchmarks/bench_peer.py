@@ -288,7 +288,8 @@ def main() -> None:
                             seed,
                             args.trials,
                             folder,
-                            [*args.set, "pruner=none"],
+                            # every evaluation: the replay needs the whole curves
+                            [*args.set, "pruner=none", "train.evaluate_from=0"],
                         )
                     )
             if args.mode == "peer":

@@ -8,7 +8,8 @@ Per sweep, data set and sampler seed, each arm runs the default study in stores 
 ``promotion`` (the promotion scheduler with the reduction factor of the sweep's own pruner:
 pruner=promotion for lora, promotion_third for the others), ``pruned`` (Optuna's successive
 halving as each sweep had it before: the better half for lora, the best third for the others)
-and ``unpruned`` (pruner=none), with the final stage as the sweep sets it and the recipe
+and ``unpruned`` (pruner=none, with every evaluation: ``train.evaluate_from=0``), with the
+final stage as the sweep sets it and the recipe
 trained with the chosen configuration's seeds. A row: wall time, training steps of the search
 and of the final stage, configurations complete, the chosen configuration (is it the recipe?
 the first to reach the full budget?), its seed-mean
@@ -43,7 +44,8 @@ def arm_overrides(sweep: str, arm: str) -> list[str]:
     return {
         "promotion": [f"pruner={promotion}"],
         "pruned": [f"pruner={todays}"],
-        "unpruned": ["pruner=none"],
+        # every evaluation: benchmarks/replay_pruners.py replays the whole curves
+        "unpruned": ["pruner=none", "train.evaluate_from=0"],
     }[arm]
 
 

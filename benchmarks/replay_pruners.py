@@ -268,6 +268,13 @@ def sweeps_from(args: argparse.Namespace) -> list[list[tuple[list[float], list |
     out = []
     for name in args.study:
         study = load_study(args.storage, name)
+        for trial in study.trials:
+            steps = sorted(trial.intermediate_values)
+            if trial.state.name == "COMPLETE" and steps != list(range(1, len(steps) + 1)):
+                raise SystemExit(
+                    f"{name}: trial {trial.number} skipped evaluations (steps {steps}): replay "
+                    "needs every one; run the unpruned sweep with train.evaluate_from=0"
+                )
         out.append(
             [
                 ([t.intermediate_values[k] for k in sorted(t.intermediate_values)], None)

@@ -276,6 +276,94 @@ def unpruned() -> str:
     return "\n".join(lines)
 
 
+def evaluations() -> str:
+    """Where a fine-tune's best evaluation falls (the unpruned arms of bench_promotion.py: every
+    trial its whole budget, every evaluation run), and bench_evaluations.py's timings of
+    ``train.evaluate_from``."""
+    found = rows("bench_promotion.*jsonl", lambda r: (r["sweep"], r["data"], r["seed"], r["arm"]))
+    unpruned = [r for r in found if r["arm"] == "unpruned"]
+    body = []
+    for sweep in sorted({r["sweep"] for r in unpruned}, key=lambda w: w != "lora"):
+        curves = [
+            t["curve"]
+            for r in unpruned
+            if r["sweep"] == sweep
+            for t in r["trials"]
+            if t["state"] == "COMPLETE" and t["curve"]
+        ]
+        total = len(curves[0])
+        at = [c.index(max(c)) + 1 for c in curves]  # the first best, as the snapshot keeps it
+        rungs = {2**k for k in range(8)}
+        late = [k for k in range(1, total + 1) if k >= 0.6 * total - 1e-9]
+        kept = [k for k in range(1, total + 1) if k in rungs or k in late]
+        lost = [100 * (max(c) - max(c[k - 1] for k in kept)) for c in curves]
+        lost_final = [100 * (max(c) - max(c[k - 1] for k in late)) for c in curves]
+        body.append(
+            [
+                f"`{sweep}`",
+                str(len(curves)),
+                ", ".join(f"{k}: {at.count(k)}" for k in sorted(set(at))),
+                f"{sum(k in late for k in at)} of {len(at)}",
+                f"{sum(x > 0 for x in lost)}; {statistics.fmean(lost):.3f}",
+                f"{sum(x > 0 for x in lost_final)}; {statistics.fmean(lost_final):.3f}",
+            ]
+        )
+    lines = table(
+        [
+            "sweep",
+            "trials (every evaluation of 12)",
+            "best at evaluation: trials",
+            "best in the last 40 % (8-12)",
+            "search schedule (rungs, 8-12): trials whose best is lost; mean loss (points)",
+            "final-stage schedule (8-12): trials; mean loss (points)",
+        ],
+        body,
+    )
+    lines += ["", provenance_note(unpruned), ""]
+    timed = rows(
+        "bench_evaluations*.jsonl",
+        lambda r: (r["sweep"], r["schedule"], r["date"], r["wall"]),
+    )
+    body = []
+    for sweep in sorted({r["sweep"] for r in timed}, key=lambda w: w != "lora"):
+        mine = [r for r in timed if r["sweep"] == sweep]
+        every = [r for r in mine if r["schedule"] == "all"]
+        for schedule in ("all", "search", "final"):
+            these = [r for r in mine if r["schedule"] == schedule]
+            if not these:
+                continue
+            same = all(
+                (r["best"], r["best_step"]) == (every[0]["best"], every[0]["best_step"])
+                for r in these
+            )
+            body.append(
+                [
+                    f"`{sweep}`",
+                    schedule,
+                    " ".join(map(str, these[0]["evaluations"])),
+                    str(len(these)),
+                    f"{_f(these[0]['best'])} at step {these[0]['best_step']}"
+                    + ("" if same else " (differs)"),
+                    f"{statistics.fmean(r['train_runtime'] for r in these):.1f}",
+                    f"{statistics.fmean(r['eval_s'] for r in these):.1f}",
+                ]
+            )
+    lines += table(
+        [
+            "sweep",
+            "schedule",
+            "evaluations run",
+            "runs",
+            "best validation accuracy",
+            "seconds in Trainer.train (mean)",
+            "of them evaluating",
+        ],
+        body,
+    )
+    lines += ["", provenance_note(timed)]
+    return "\n".join(lines)
+
+
 def options() -> str:
     """bench_options.py: the recipe with one training option at a time, per data set; each
     option against its baseline: for ``<base>_<rest>`` the option ``<base>`` of the same data
@@ -437,6 +525,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "promotion-full": lambda: promotion("full"),
     "unpruned": unpruned,
     "options": options,
+    "evaluations": evaluations,
     "recipe": recipe,
 }
 

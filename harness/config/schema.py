@@ -233,6 +233,7 @@ class TrainOptions(_Checked):
 
     SECTION: ClassVar[str] = "train"
     evals_per_epoch: int = _integer(4)
+    evaluate_from: float = _rule(0.6, "a number in [0, 1]", at_least=0)
     early_stopping_patience: int | None = _rule(
         None, "a positive integer (evaluations) or null", min=1, null=True
     )
@@ -251,6 +252,10 @@ class TrainOptions(_Checked):
     def __post_init__(self) -> None:
         self.mixed_precision = self.mixed_precision or "no"
         super().__post_init__()
+        if self.evaluate_from > 1:
+            raise ConfigError(
+                "train.evaluate_from", f"must be a number in [0, 1], got {self.evaluate_from!r}"
+            )
         if self.layer_lr_decay is not None and self.layer_lr_decay > 1:
             raise ConfigError(
                 "train.layer_lr_decay",

@@ -71,6 +71,7 @@ class FineTune(Protocol):
         pause_to: Path | None = ...,
         resume_from: Path | None = ...,
         init_seed: int | None = ...,
+        decisions: frozenset[int] | None = ...,
     ) -> FinetuneResult: ...
 
 
@@ -254,6 +255,7 @@ class Objective:
             pause=attempt.paused is not None,
             resume_from=resume_from,
             init_seed=self._init_seed(trial),
+            decisions=self._decisions(trial),
         )
         # under torchrun, trained by every rank (harness.study.ranks); else by this process
         # (study.resume_trials: a signal waits for the training state to be saved)
@@ -298,7 +300,20 @@ class Objective:
             pause_to=self._pause_to(attempt),
             resume_from=resume_from,
             init_seed=order.init_seed,
+            decisions=order.decisions,
         )
+
+    def _decisions(self, trial: optuna.Trial) -> frozenset[int] | None:
+        """The evaluations the study's pruner decides at (the fine-tune skips the others before
+        ``train.evaluate_from``): the promotion scheduler's rungs; none when nothing prunes the
+        trial (a final-stage run, two objectives, pruner=none); None (every evaluation) for
+        Optuna's other pruners, which may decide at any."""
+        pruner = trial.study.pruner
+        if self.multi or not self.prunes or isinstance(pruner, optuna.pruners.NopPruner):
+            return frozenset()
+        if isinstance(pruner, PromotionPruner):
+            return pruner.rungs()
+        return None
 
     def _saves(self, trial: optuna.Trial) -> bool:
         """``study.resume_trials``: does a signal save this trial's training state (a search

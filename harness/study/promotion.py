@@ -84,6 +84,15 @@ class PromotionPruner(optuna.pruners.BasePruner):
             rung *= self.reduction_factor
         return rung == step
 
+    def rungs(self, up_to: int = 1 << 16) -> frozenset[int]:
+        """The rungs (evaluation indexes) up to evaluation ``up_to``."""
+        rung: int = self.min_resource * self.reduction_factor**self.min_early_stopping_rate
+        found = set()
+        while rung <= up_to:
+            found.add(rung)
+            rung *= self.reduction_factor
+        return frozenset(found)
+
     def ranking(self, study: optuna.Study, every: list[FrozenTrial], step: int) -> list[int]:
         """The configurations that reached evaluation ``step``, best first. Ties (trials still
         at the majority class, say) are broken in a fixed pseudo-random order, not by age: the

@@ -70,6 +70,9 @@ class Order:
     pause: bool = False  # a stop pauses it: every rank's Trainer saves at that evaluation
     resume_from: Path | None = None  # the paused state it continues
     init_seed: int | None = None
+    # the evaluations the pruner decides at (None: any); the same on every rank, so that every
+    # rank skips the same ones (train.evaluate_from)
+    decisions: frozenset[int] | None = None
 
 
 class RanksOutOfStep(KeyboardInterrupt):
@@ -164,6 +167,7 @@ def follow(cfg: DictConfig, finetune: FineTune | None = None) -> int:
                 callbacks=[*pruning, *recorder.callbacks()],
                 resume_from=order.resume_from,
                 init_seed=order.init_seed,
+                decisions=order.decisions,
             )
         except Exception as exc:
             error = f"{type(exc).__name__}: {first_line(exc)}"

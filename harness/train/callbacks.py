@@ -1,7 +1,9 @@
 """Trainer callbacks of a trial: pruning, the best snapshot, metric logging, the final evaluation.
 
 Each evaluation is one pruning *step* (1, 2, …): with ``train.evals_per_epoch`` evaluations per
-epoch, step k means the same fraction of training in every trial, whatever its batch size.
+epoch, step k means the same fraction of training in every trial, whatever its batch size. The
+step is the evaluation's index in that schedule (:func:`evaluation_index`), also where
+:class:`EvaluationSchedule` skips evaluations (``train.evaluate_from``).
 
 A run paused at an evaluation and continued later (:func:`harness.train.finetune.finetune`'s
 ``pause_to`` / ``resume_from``) carries the callbacks' own state across: each callback with a
@@ -10,7 +12,8 @@ state has ``state()`` and ``load_state(state)``, saved beside the Trainer's chec
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 from transformers import TrainerCallback
@@ -48,9 +51,20 @@ def _study_value(metrics: dict[str, float], metric: str) -> float:
     return float(metrics[key])
 
 
+def evaluation_index(global_step: int, eval_steps: int) -> int:
+    """The index (1, 2, …) in the training's evaluation schedule of an evaluation at
+    ``global_step``: evaluation k falls on step k * eval_steps, the last one on the budget's last
+    step (:class:`EvaluateAtEnd`). Skipped evaluations keep their index, so step k means the same
+    in every trial whichever evaluations ran."""
+    return max(1, math.ceil(global_step / max(1, eval_steps)))
+
+
 class HarnessCallback(TrainerCallback):  # type: ignore[misc]  # transformers: untyped for mypy
     """A Trainer callback of the harness's: the Trainer's evaluation hook is typed once here, and
-    a callback that acts on an evaluation overrides :meth:`evaluated`."""
+    a callback that acts on an evaluation overrides :meth:`evaluated`, which gets the
+    evaluation's :func:`evaluation_index` as :attr:`index`."""
+
+    index = 0  # the index of the evaluation being handled (set before evaluated is called)
 
     def on_evaluate(
         self,
@@ -61,6 +75,7 @@ class HarnessCallback(TrainerCallback):  # type: ignore[misc]  # transformers: u
         metrics: dict[str, float] | None = None,
         **kwargs: object,
     ) -> None:
+        self.index = evaluation_index(int(state.global_step), int(args.eval_steps))
         self.evaluated(dict(metrics or {}), state, control, model)
 
     def evaluated(self, metrics: Metrics, state: RunState, control: Control, model: Model) -> None:
@@ -69,8 +84,9 @@ class HarnessCallback(TrainerCallback):  # type: ignore[misc]  # transformers: u
 
 
 class EvaluationCounter(HarnessCallback):
-    """Counts the evaluations (1, 2, …) in :attr:`count`, part of a paused run's saved state
-    (under ``state_key``, as each callback has always saved it)."""
+    """The index of the last evaluation (1, 2, …) in :attr:`count` (skipped evaluations count,
+    see :func:`evaluation_index`), part of a paused run's saved state (under ``state_key``, as
+    each callback has always saved it)."""
 
     state_key: ClassVar[str] = "count"
 
@@ -114,7 +130,7 @@ class PruningCallback(EvaluationCounter):
         super().__init__()
 
     def evaluated(self, metrics: Metrics, state: RunState, control: Control, _: Model) -> None:
-        self.count += 1
+        self.count = self.index
         if self.trial is not None:
             self.trial.report(self.sign * _study_value(metrics, self.metric), self.count)
         # The last evaluation (the budget's end, or early stopping's): the trial has spent its
@@ -160,7 +176,7 @@ class BestSnapshot(HarnessCallback):
         self.value: float | None = None
         self.metrics: dict[str, float] = {}
         self.step = 0  # the global step of the best evaluation
-        self.evaluations = 0
+        self.evaluations = 0  # the index of the last evaluation (evaluation_index)
         self.logits_keeper = logits
         self.logits: npt.NDArray[np.float32] | None = None  # the best evaluation's, if kept
         self._weights: dict[str, torch.Tensor] = {}
@@ -210,7 +226,7 @@ class BestSnapshot(HarnessCallback):
         }
 
     def evaluated(self, metrics: Metrics, state: RunState, control: Control, model: Model) -> None:
-        self.evaluations += 1
+        self.evaluations = self.index
         value = _study_value(metrics, self.metric)
         if not is_better(value, self.value, self.direction):
             return
@@ -302,6 +318,37 @@ class EvaluateAtEnd(HarnessCallback):
             control.should_evaluate = True
 
 
+class EvaluationSchedule(HarnessCallback):
+    """``train.evaluate_from``: skips the scheduled evaluations before that fraction of the
+    training (evaluation k of n when k / n < evaluate_from), except the ones a pruner decides
+    at (``decisions``, evaluation indexes; None: it may decide at any, so none is skipped). The
+    budget's last evaluation always runs.
+
+    A fine-tune's best evaluation comes late (in the last 40 % of the budget in 138 of 144
+    trials of the default sweeps, docs/benchmarks.md "Evaluations"), and on a CPU evaluations
+    are a third of a trial's time: skipping the early ones drops points of the curve, not the
+    trial's best evaluation (as a rule) or the pruner's decisions.
+    """
+
+    def __init__(self, evaluate_from: float, decisions: Collection[int] | None) -> None:
+        self.evaluate_from = evaluate_from
+        self.decisions = None if decisions is None else frozenset(decisions)
+
+    def skips(self, index: int, total: int) -> bool:
+        """Is evaluation ``index`` of ``total`` skipped?"""
+        if self.decisions is None or index >= total or index in self.decisions:
+            return False
+        return index < self.evaluate_from * total - 1e-9  # k / n < from, exact at k / n == from
+
+    def on_step_end(self, args: Args, state: RunState, control: Control, **_: object) -> None:
+        if not control.should_evaluate:
+            return
+        steps = int(args.eval_steps)
+        index = evaluation_index(int(state.global_step), steps)
+        if self.skips(index, evaluation_index(int(state.max_steps), steps)):
+            control.should_evaluate = False
+
+
 class StopWhen(HarnessCallback):
     """Stops training at the next step once ``stop()`` is true (e.g. the trial was taken over)."""
 
@@ -345,12 +392,13 @@ class SaveOnSignal(HarnessCallback):
 
 
 class OnEvaluate(EvaluationCounter):
-    """Calls ``fn(evaluation_index, metrics)`` after every evaluation (progress display)."""
+    """Calls ``fn(index, metrics)`` after every evaluation (progress display); ``index`` is the
+    evaluation's :func:`evaluation_index`."""
 
     def __init__(self, fn: Callable[[int, dict[str, float]], None]) -> None:
         self.fn = fn
         super().__init__()
 
     def evaluated(self, metrics: Metrics, state: RunState, control: Control, _: Model) -> None:
-        self.count += 1
+        self.count = self.index
         self.fn(self.count, metrics)

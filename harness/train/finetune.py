@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +38,7 @@ from harness.train.callbacks import (
     BestSnapshot,
     EarlyStopping,
     EvaluateAtEnd,
+    EvaluationSchedule,
     LogitsKeeper,
     PruningCallback,
     SaveOnSignal,
@@ -59,7 +60,7 @@ class FinetuneResult:
     value: float | None  # best validation value of the study metric (None: never evaluated)
     best_metrics: dict[str, float]  # all validation metrics of that evaluation
     best_step: int
-    evaluations: int
+    evaluations: int  # the index of the last evaluation reached (run, or skipped: evaluation_index)
     pruned: bool
     train_runtime: float  # seconds inside Trainer.train (training and evaluation)
     trainable_params: int
@@ -90,6 +91,7 @@ def finetune(
     pause_to: Path | None = None,
     resume_from: Path | None = None,
     init_seed: int | None = None,
+    decisions: Collection[int] | None = None,
 ) -> FinetuneResult:
     """Fine-tune a fresh copy of ``base`` on ``datasets`` (tokenized train / validation).
 
@@ -102,6 +104,10 @@ def finetune(
     (``result.interrupted``); ``resume_from`` continues such a state (see the module).
     ``init_seed``: the seed of the adapter's (or re-initialised layers') initialisation when
     it is not ``train.seed``, which then sets dropout and the data order only.
+    ``decisions``: the evaluations a pruner decides at (indexes 1, 2, …); the others before
+    ``train.evaluate_from`` of the training are skipped (:class:`EvaluationSchedule`). None
+    (the default): a pruner may decide at any, so every evaluation runs; so it does with early
+    stopping, which counts evaluations.
     """
     from transformers import DataCollatorWithPadding, PrinterCallback
 
@@ -138,7 +144,14 @@ def finetune(
             processing_class=base.tokenizer,
             data_collator=DataCollatorWithPadding(base.tokenizer),
             compute_metrics=metrics_and_logits,
-            callbacks=[snapshot, EvaluateAtEnd(), *([stopper] if stopper else []), *callbacks],
+            callbacks=[
+                # first: it may cancel an evaluation before the others see the step's end
+                EvaluationSchedule(own.evaluate_from, None if stopper else decisions),
+                snapshot,
+                EvaluateAtEnd(),
+                *([stopper] if stopper else []),
+                *callbacks,
+            ],
         )
         trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
         _point_loggers(trainer, report_dir(trial_cfg, checkpoint_dir))
@@ -160,7 +173,8 @@ def finetune(
         value=snapshot.value,
         best_metrics=snapshot.metrics,
         best_step=snapshot.step,
-        evaluations=snapshot.evaluations,
+        # the last evaluation the run reached, run or skipped (train.evaluate_from)
+        evaluations=max(snapshot.evaluations, trainer.state.global_step // int(args.eval_steps)),
         pruned=pruned,
         train_runtime=float(output.metrics.get("train_runtime", 0.0)),
         trainable_params=trainable,
@@ -293,7 +307,8 @@ def _trainer_class() -> type[Trainer]:
 
     class HarnessTrainer(Trainer):  # type: ignore[misc]
         """The HF Trainer, plus: a NaN or infinite training loss fails the trial at the step it
-        appears (HF would only filter it out of the logged average); validation splits are
+        appears (HF would only filter it out of the logged average); an evaluation draws
+        nothing from the global RNG (so it never changes what is trained); validation splits are
         evaluated in their own order: they come sorted by length, so batches pad to almost
         nothing (group_by_length would shuffle them again); the length-grouped training order
         depends on the seed and the epoch only, so that a paused run resumes exactly (HF's
@@ -356,13 +371,19 @@ def _trainer_class() -> type[Trainer]:
             return out
 
         def evaluate(self, *args: object, **kwargs: object) -> dict[str, float]:
+            """The Trainer's evaluation, leaving the global RNG as it found it: a DataLoader
+            draws its base seed from it, so each evaluation would shift the dropout masks of
+            every later training step, and which evaluations run (``train.evaluate_from``)
+            would change what is trained."""
             meters = [c for c in self.callback_handler.callbacks if isinstance(c, ComputeMeter)]
             for meter in meters:
                 meter.evaluation_started()
+            rng = torch.random.get_rng_state()
             try:
                 metrics: dict[str, float] = super().evaluate(*args, **kwargs)
                 return metrics
             finally:
+                torch.random.set_rng_state(rng)
                 for meter in meters:
                     meter.evaluation_ended()
 

@@ -111,6 +111,7 @@ class FakeFineTune:
         pause_to: Path | None = None,
         resume_from: Path | None = None,
         init_seed: int | None = None,
+        decisions: Any = None,
     ) -> Any:
         from transformers import EvalPrediction, TrainerControl, TrainerState
         from transformers.trainer_callback import CallbackHandler, DefaultFlowCallback
@@ -120,6 +121,7 @@ class FakeFineTune:
             BestSnapshot,
             EarlyStopping,
             EvaluateAtEnd,
+            EvaluationSchedule,
             LogitsKeeper,
             PruningCallback,
             SaveOnSignal,
@@ -157,6 +159,7 @@ class FakeFineTune:
             handler = CallbackHandler(
                 [
                     DefaultFlowCallback(),
+                    EvaluationSchedule(own.evaluate_from, None if stopper else decisions),
                     snapshot,
                     EvaluateAtEnd(),
                     *([stopper] if stopper else []),
@@ -246,7 +249,7 @@ class FakeFineTune:
             value=snapshot.value,
             best_metrics=snapshot.metrics,
             best_step=snapshot.step,
-            evaluations=snapshot.evaluations,
+            evaluations=max(snapshot.evaluations, state.global_step // int(args.eval_steps)),
             pruned=pruned,
             train_runtime=runtime,
             trainable_params=trainable,

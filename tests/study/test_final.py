@@ -98,6 +98,14 @@ def check_final_choice(summary, cfg, study, client, runs, top, done) -> tuple[di
         for r in tested.values()
     )
     assert scored_at >= max(r.info.end_time for r in finals.values())
+    # a final run evaluates from train.evaluate_from on only (no pruner decides earlier):
+    # of its epochs x evals_per_epoch evaluations, the last ones
+    total = int(cfg.train.num_train_epochs * cfg.train.evals_per_epoch)
+    late = [k for k in range(1, total + 1) if k >= cfg.train.evaluate_from * total - 1e-9]
+    assert 0 < len(late) < total
+    for run in finals.values():
+        curve = client.get_metric_history(run.info.run_id, "val_accuracy")
+        assert len(curve) == len(late), run.info.run_name
     test_values = [r.data.metrics["test_accuracy"] for r in tested.values()]
     assert parent["final_test_accuracy_mean"] == pytest.approx(statistics.fmean(test_values))
     text = summary.format()

@@ -28,6 +28,7 @@ def test_a_sweep_without_a_terminal_writes_lines_and_a_log_file(sweep_overrides,
         "report.enabled=false",
         "train.num_train_epochs=1",
         "display.progress=true",
+        "train.evaluate_from=0",  # both evaluations run (no pruner: the first would be skipped)
     ]
     overrides = [*common, "study.n_trials=1"]
     sweep = SweepProcess(overrides)  # stdout and stderr are pipes: no terminal
@@ -36,9 +37,7 @@ def test_a_sweep_without_a_terminal_writes_lines_and_a_log_file(sweep_overrides,
     assert "\r" not in output
     cfg = compose(overrides)
     study = optuna.load_study(study_name=cfg.study.name, storage=cfg.study.storage)
-    evaluations = {
-        (t.number, i + 1) for t in study.trials for i in range(len(t.intermediate_values))
-    }
+    evaluations = {(t.number, step) for t in study.trials for step in t.intermediate_values}
     assert len(evaluations) == 2  # 1 trial x 2 evaluations
     shown = [
         tuple(map(int, m.groups()))

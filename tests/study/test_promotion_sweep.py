@@ -9,6 +9,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from hydra.utils import instantiate
 
 from harness.records import schema, trials
 from harness.records.compute import study_compute
@@ -51,19 +52,28 @@ def check_records(overrides, n_configs: int):
     later = trials.continuations(every)
     for source, attempts in later.items():
         assert len([a for a in attempts if a.state != TrialState.FAIL]) <= 1, source
-    eval_steps = None
-    for trial in every:
-        if trial.state == TrialState.FAIL:
-            continue
-        steps = sorted(
+    curves = {
+        trial.number: sorted(
             m.step
             for m in client.get_metric_history(children[trial.number].info.run_id, "val_accuracy")
         )
-        assert len(steps) == len(set(steps)), f"trial {trial.number}: a step twice"
-        eval_steps = eval_steps or steps[0]
-        # every evaluation from the first to the last (the budget's end may be off the grid)
-        assert steps[:-1] == [eval_steps * k for k in range(1, len(steps))], trial.number
-        assert len(steps) == len(trial.intermediate_values)
+        for trial in every
+        if trial.state != TrialState.FAIL
+    }
+    eval_steps = min(steps[0] for steps in curves.values())  # evaluation 1: a rung, always run
+    index = {n: [-(-step // eval_steps) for step in steps] for n, steps in curves.items()}
+    total = max(ks[-1] for ks in index.values())  # the budget's last evaluation
+    rungs = instantiate(cfg.pruner).rungs(total)
+    for number, ks in index.items():
+        assert len(ks) == len(set(ks)), f"trial {number}: a step twice"
+        # the rungs and every evaluation from train.evaluate_from on, none twice, no gap
+        scheduled = [
+            k
+            for k in range(1, ks[-1] + 1)
+            if k in rungs or k >= cfg.train.evaluate_from * total - 1e-9
+        ]
+        assert ks == scheduled, number
+        assert ks == sorted(study.trials[number].intermediate_values), number
     complete = {trials.config_of(t) for t in every if t.state == TrialState.COMPLETE}
     assert len(complete) >= 2  # pruner.min_complete
     # steps: each configuration's furthest global step, counted once over its trials

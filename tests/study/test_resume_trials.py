@@ -54,7 +54,14 @@ def curve_steps(client, run) -> list[int]:
 
 @pytest.fixture
 def resume_overrides(fast_overrides):
-    return [*fast_overrides, "study.n_trials=3", "pruner=none", "study.resume_trials=true"]
+    # every evaluation (none skipped before train.evaluate_from): a signal may arrive at one
+    return [
+        *fast_overrides,
+        "study.n_trials=3",
+        "pruner=none",
+        "study.resume_trials=true",
+        "train.evaluate_from=0",
+    ]
 
 
 @pytest.mark.parametrize("where", ["between evaluations", "at an evaluation"])
@@ -138,7 +145,7 @@ def test_a_signal_saves_the_trial_and_the_next_run_continues_it(resume_overrides
 def test_without_resume_trials_an_interrupted_trial_starts_again_from_step_0(
     fast_overrides, compose
 ):
-    overrides = [*fast_overrides, "study.n_trials=3", "pruner=none"]
+    overrides = [*fast_overrides, "study.n_trials=3", "pruner=none", "train.evaluate_from=0"]
     fake = FakeFineTune()
     fake.on_step = signal_at(27, 2, fake)
     with pytest.raises(interrupts.Interrupted):
@@ -171,6 +178,7 @@ def test_a_continuation_interrupted_again_goes_on_from_its_own_state_under_promo
         "pruner=promotion",
         "study.n_trials=3",
         "study.resume_trials=true",
+        "train.evaluate_from=0",  # every evaluation: the curves checked below have no gap
     ]
     fake = FakeFineTune()
     fake.on_step = signal_at(5, 1, fake)  # trial 0, before its first rung (step 8)
@@ -266,6 +274,7 @@ def test_sigterm_mid_trial_then_the_same_command_continues_it(sweep_overrides):
         "train.num_train_epochs=2",
         "study.resume_trials=true",
         "report.enabled=false",
+        "train.evaluate_from=0",  # every evaluation: the curves checked below have no gap
     ]
     # trial 1 waits 3 s in its training step 20: the signal arrives inside that step
     first = SweepProcess(overrides, faults="train_step:1:20=wait")

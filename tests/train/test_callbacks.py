@@ -24,11 +24,14 @@ def hooks(tmp_path):
     args = TrainingArguments(
         output_dir=str(tmp_path), eval_strategy="steps", eval_steps=10, report_to="none"
     )
-    return args, TrainerState(global_step=10, max_steps=100), TrainerControl()
+    return args, TrainerState(global_step=0, max_steps=100), TrainerControl()
 
 
-def evaluate(callback, hooks, value, **kwargs):
+def evaluate(callback, hooks, value, at=None, **kwargs):
+    """The callback's next evaluation (eval_steps after its last one), or the one at step
+    ``at``, as the Trainer calls it."""
     args, state, control = hooks
+    state.global_step = at if at is not None else (callback.index + 1) * args.eval_steps
     callback.on_evaluate(
         args, state, control, metrics={"eval_accuracy": value, "eval_loss": 1 - value}, **kwargs
     )
@@ -68,15 +71,15 @@ def test_the_last_evaluation_is_never_pruned(hooks):
     )
     trial = study.ask()
     callback = PruningCallback(trial, "accuracy")
-    state.global_step = state.max_steps  # the last evaluation
-    assert not evaluate(callback, hooks, 0.3).should_training_stop
-    assert not callback.pruned
-    state.global_step = 50  # early stopping decided at this evaluation, before the pruner
+    # early stopping decided at this evaluation (the 5th), before the pruner
     control.should_training_stop = True
-    evaluate(callback, hooks, 0.3)
+    evaluate(callback, hooks, 0.3, at=50)
+    assert not callback.pruned
+    control.should_training_stop = False
+    assert not evaluate(callback, hooks, 0.3, at=state.max_steps).should_training_stop  # the last
     assert not callback.pruned
     assert trial.should_prune()  # the pruner would have pruned both
-    assert study.trials[0].intermediate_values == {1: 0.3, 2: 0.3}
+    assert study.trials[0].intermediate_values == {5: 0.3, 10: 0.3}
 
 
 def test_median_pruner_prunes_a_trial_behind_earlier_ones(hooks):
@@ -180,3 +183,58 @@ def test_the_pruner_sees_the_prune_metric_in_the_study_direction(hooks, study_cf
     for value in (0.7, 0.6):  # accuracy; the loss is 1 - accuracy
         evaluate(callback, hooks, value)
     assert list(study.trials[0].intermediate_values.values()) == pytest.approx(reported)
+
+
+def test_an_evaluation_index_counts_the_schedule_not_the_evaluations_that_ran():
+    from harness.train.callbacks import evaluation_index
+
+    assert [evaluation_index(s, 24) for s in (24, 48, 192, 264, 282)] == [1, 2, 8, 11, 12]
+
+
+def test_a_callback_reports_a_later_evaluation_at_its_index_after_skipped_ones(hooks):
+    """Evaluations 1, 2 and 4 ran, 3 was skipped: the pruner sees steps 1, 2, 4, as rungs do."""
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    trial = study.ask()
+    callback = PruningCallback(trial, "accuracy")
+    for at, value in ((10, 0.4), (20, 0.5), (40, 0.7)):
+        evaluate(callback, hooks, value, at=at)
+    assert callback.count == 4
+    assert study.trials[0].intermediate_values == {1: 0.4, 2: 0.5, 4: 0.7}
+
+
+@pytest.mark.parametrize(
+    ("evaluate_from", "decisions", "kept"),
+    [
+        # the default study: 12 evaluations, rungs 1, 2, 4, 8, the last 40 % (8 of 12 on)
+        (0.6, {1, 2, 4, 8}, [1, 2, 4, 8, 9, 10, 11, 12]),
+        (0.6, set(), [8, 9, 10, 11, 12]),  # nothing decides early: a final-stage run
+        (2 / 3, set(), [8, 9, 10, 11, 12]),  # 8 / 12 is exactly 2 / 3: kept
+        (0.6, None, list(range(1, 13))),  # a pruner that may decide at any evaluation
+        (0.0, set(), list(range(1, 13))),  # every evaluation
+        (1.0, set(), [12]),  # only the last
+    ],
+)
+def test_the_schedule_skips_early_evaluations_but_not_the_pruners_or_the_last(
+    hooks, evaluate_from, decisions, kept
+):
+    from transformers.trainer_callback import DefaultFlowCallback
+
+    from harness.train.callbacks import EvaluationSchedule
+
+    args, state, _ = hooks
+    args.eval_steps = state.eval_steps = 24  # as the Trainer sets them
+    state.max_steps = 282  # 3 epochs of 94 steps, 4 evaluations each: the last at 282
+    flow, schedule, at_end = (
+        DefaultFlowCallback(),
+        EvaluationSchedule(evaluate_from, decisions),
+        EvaluateAtEnd(),
+    )
+    ran = []
+    for step in range(1, state.max_steps + 1):
+        state.global_step = step
+        control = TrainerControl()
+        for callback in (flow, schedule, at_end):  # the Trainer's order: its own first
+            control = callback.on_step_end(args, state, control) or control
+        if control.should_evaluate:
+            ran.append(-(-step // 24))
+    assert ran == kept

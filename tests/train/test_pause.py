@@ -115,3 +115,35 @@ def test_a_pause_keeps_the_best_weights_when_the_best_evaluation_came_earlier(
     assert (state / BEST_WEIGHTS).is_file()
     rest, _, _ = run(prepared, None, tmp_path, "rest", resume_from=state)
     assert rest.value == pytest.approx(whole.value) and rest.best_step == whole.best_step
+
+
+def test_which_evaluations_run_changes_nothing_that_is_trained(compose, sweep_overrides):
+    """train.evaluate_from: a run that skips its early evaluations (a final-stage run's
+    schedule) trains the same weights as one that runs every evaluation: an evaluation draws
+    nothing from the RNG, and the evaluations that ran score the same."""
+    cfg = compose([*sweep_overrides, "train.learning_rate=0.02", "train.warmup_steps=0.1"])
+    prepared = prepare_study(cfg, validate_config(cfg))
+    runs = {}
+    for evaluate_from in (0.0, 0.6):
+        trial_cfg = prepared.space.apply(cfg, {"train.evaluate_from": evaluate_from})
+        last, logged = LastWeights(), []
+        result = finetune(
+            trial_cfg,
+            prepared.base,
+            prepared.datasets,
+            prepared.metrics,
+            callbacks=[
+                MetricsLogger(lambda metrics, step, logged=logged: logged.append((step, metrics))),
+                last,
+            ],
+            decisions=frozenset(),  # no pruner: the early evaluations are skipped
+        )
+        curve = {step: m["val_accuracy"] for step, m in logged if "val_accuracy" in m}
+        runs[evaluate_from] = (result, last.weights, curve)
+    (every, every_weights, every_curve), (late, late_weights, late_curve) = runs[0.0], runs[0.6]
+    assert every.evaluations == late.evaluations == len(every_curve) == 8  # 4 epochs x 2
+    assert sorted(late_curve) == sorted(every_curve)[-4:]  # evaluations 5-8 of 8 (0.6 x 8 = 4.8)
+    assert late_curve == {step: every_curve[step] for step in late_curve}
+    assert every_weights.keys() == late_weights.keys()
+    for name, weight in every_weights.items():
+        assert torch.equal(weight, late_weights[name]), name
