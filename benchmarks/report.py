@@ -148,13 +148,27 @@ def promotion(sweep: str) -> str:
         [d, str(s), *cells(by[(d, s, "promotion")]), *cells(by[(d, s, "pruned")])] for d, s in pairs
     ]
     lines = table(header, body)
-    recipes = {r["data"]: r["recipe_test"] for r in found if r.get("recipe_test") is not None}
+    recipes: dict[str, dict[str, list[int]]] = {}  # data -> its recipe test -> sampler seeds
+    for r in sorted(found, key=lambda r: r["seed"]):
+        if r.get("recipe_test") is not None:
+            seeds = recipes.setdefault(r["data"], {}).setdefault(_f(r["recipe_test"]), [])
+            if r["seed"] not in seeds:
+                seeds.append(r["seed"])
+
+    def recipe_line(data: str) -> str:
+        values = recipes[data]
+        if len(values) == 1:
+            return f"{data} {next(iter(values))}"
+        return f"{data} " + ", ".join(
+            f"{v} (sampler seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})"
+            for v, seeds in values.items()
+        )
+
     lines.append("")
     lines.append(
-        "The recipe's test accuracy (the same 2 seeds in every study): "
-        + ", ".join(
-            f"{d} {_f(v)}" for d, v in sorted(recipes.items(), key=lambda i: _data_rank(i[0]))
-        )
+        "The recipe's test accuracy (the same 2 training seeds in every study; where it "
+        "differs, those rows ran on another machine): "
+        + "; ".join(recipe_line(d) for d in sorted(recipes, key=_data_rank))
         + "."
     )
     if pairs:
