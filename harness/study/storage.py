@@ -37,7 +37,10 @@ FINGERPRINT_KEYS = (
     "metric_args",
 )
 FINGERPRINT_STUDY_KEYS = ("metric", "direction", "second_objective", "prune_metric")
-NOT_FINGERPRINTED = {"model": ("hub_id",)}  # settings no trial trains differently by (the card's)
+# settings no trial trains differently by: the card's hub id; which evaluations run
+# (train.evaluate_from: an evaluation changes nothing trained), so a study made before the
+# option existed resumes, and a study can be resumed with every evaluation or with fewer
+NOT_FINGERPRINTED = {"model": ("hub_id",), "train": ("evaluate_from",)}
 
 
 def open_storage(

@@ -126,6 +126,23 @@ def test_resume_runs_only_the_missing_trials_and_keeps_the_parent_run(fast_overr
     assert not idle.calls
 
 
+def test_a_study_resumes_whatever_evaluations_run(fast_overrides, compose):
+    """train.evaluate_from is not part of the study's settings: a study made before the option
+    existed (its stored settings lack it) resumes, and so does one resumed with every
+    evaluation."""
+    first = [*fast_overrides, "study.n_trials=1", "pruner=none"]
+    run_sweep(compose(first), finetune=FakeFineTune())
+    _, study, _, _, _ = stores(first)
+    assert "evaluate_from" not in study.user_attrs[schema.FINGERPRINT_ATTR]["train"]
+    again = [*fast_overrides, "study.n_trials=2", "pruner=none", "train.evaluate_from=0"]
+    fake = FakeFineTune()
+    assert run_sweep(compose(again), finetune=fake).complete == 2
+    assert len(fake.calls) == 1
+    _, study, _, _, _ = stores(again)
+    assert sorted(study.trials[0].intermediate_values) == [5, 6, 7, 8]  # k >= 0.6 x 8 = 4.8
+    assert sorted(study.trials[1].intermediate_values) == list(range(1, 9))
+
+
 def test_queued_trials_run_first_once_and_are_marked(
     fast_overrides,
     compose,
