@@ -79,10 +79,7 @@ class PromotionPruner(optuna.pruners.BasePruner):
 
     def is_rung(self, step: int) -> bool:
         """Is evaluation ``step`` a rung?"""
-        rung: int = self.min_resource * self.reduction_factor**self.min_early_stopping_rate
-        while rung < step:
-            rung *= self.reduction_factor
-        return rung == step
+        return step in self.rungs(step)
 
     def rungs(self, up_to: int = 1 << 16) -> frozenset[int]:
         """The rungs (evaluation indexes) up to evaluation ``up_to``."""

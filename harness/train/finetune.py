@@ -378,12 +378,11 @@ def _trainer_class() -> type[Trainer]:
             meters = [c for c in self.callback_handler.callbacks if isinstance(c, ComputeMeter)]
             for meter in meters:
                 meter.evaluation_started()
-            rng = torch.random.get_rng_state()
             try:
-                metrics: dict[str, float] = super().evaluate(*args, **kwargs)
+                with torch.random.fork_rng(devices=[]):  # the CPU generator, restored after
+                    metrics: dict[str, float] = super().evaluate(*args, **kwargs)
                 return metrics
             finally:
-                torch.random.set_rng_state(rng)
                 for meter in meters:
                     meter.evaluation_ended()
 
