@@ -29,6 +29,7 @@ SECOND_OBJECTIVES = ("trainable_params", "train_time")  # always minimized
 CHECKPOINTS_IN_MLFLOW = ("kept", "all")
 MERGE_ADAPTER = ("auto", "true", "false")
 MIXED_PRECISION = ("auto", "bf16", "fp16", "no")
+CPU_DROPOUT = ("fast", "torch")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 COMBINE = ("best", "ensemble", "soup", "auto")  # final.combine: what the study ships
 VARY = ("all", "data_order")  # final.vary: what the final stage's seeds change
@@ -241,6 +242,7 @@ class TrainOptions(_Checked):
     mixed_precision: str = _rule(
         "auto", f"one of {', '.join(MIXED_PRECISION)}", one_of=MIXED_PRECISION
     )
+    cpu_dropout: str = _rule("fast", f"one of {', '.join(CPU_DROPOUT)}", one_of=CPU_DROPOUT)
     layer_lr_decay: float | None = _rule(
         None, "a number in (0, 1] or null", positive=True, null=True
     )

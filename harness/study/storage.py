@@ -39,8 +39,10 @@ FINGERPRINT_KEYS = (
 FINGERPRINT_STUDY_KEYS = ("metric", "direction", "second_objective", "prune_metric")
 # settings no trial trains differently by: the card's hub id; which evaluations run
 # (train.evaluate_from: an evaluation changes nothing trained), so a study made before the
-# option existed resumes, and a study can be resumed with every evaluation or with fewer
-NOT_FINGERPRINTED = {"model": ("hub_id",), "train": ("evaluate_from",)}
+# option existed resumes, and a study can be resumed with every evaluation or with fewer; how
+# dropout draws its masks on a CPU (train.cpu_dropout: other masks of the same distribution, as
+# another seed's), so a study made with torch's resumes with the fast ones
+NOT_FINGERPRINTED = {"model": ("hub_id",), "train": ("evaluate_from", "cpu_dropout")}
 
 
 def open_storage(

@@ -45,6 +45,7 @@ from harness.train.callbacks import (
 )
 from harness.train.checkpoints import load_logits, save_checkpoint, save_logits
 from harness.train.compute import ComputeMeter
+from harness.train.dropout import use_fast_cpu_dropout
 from harness.train.model import BaseModel, build_trial_model, count_parameters
 from harness.train.optimizer import lr_scales, parameter_groups, reinit_top_layers
 
@@ -129,6 +130,8 @@ def finetune(
                 "is for full fine-tuning: with an adapter the re-initialised layers stay frozen",
             )
         reinit_top_layers(model, own.reinit_layers)
+    if own.cpu_dropout == "fast":
+        use_fast_cpu_dropout(model)  # on the CPU only: elsewhere it is nn.Dropout
     trainable, total = count_parameters(model)
     stateful = [snapshot, *([stopper] if stopper else []), *callbacks]
     if resume_from is not None:

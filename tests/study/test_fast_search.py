@@ -127,14 +127,21 @@ def test_resume_runs_only_the_missing_trials_and_keeps_the_parent_run(fast_overr
 
 
 def test_a_study_resumes_whatever_evaluations_run(fast_overrides, compose):
-    """train.evaluate_from is not part of the study's settings: a study made before the option
-    existed (its stored settings lack it) resumes, and so does one resumed with every
-    evaluation."""
+    """train.evaluate_from and train.cpu_dropout are not part of the study's settings: a study
+    made before the options existed (its stored settings lack them) resumes, and so does one
+    resumed with every evaluation and torch's dropout."""
     first = [*fast_overrides, "study.n_trials=1", "pruner=none"]
     run_sweep(compose(first), finetune=FakeFineTune())
     _, study, _, _, _ = stores(first)
-    assert "evaluate_from" not in study.user_attrs[schema.FINGERPRINT_ATTR]["train"]
-    again = [*fast_overrides, "study.n_trials=2", "pruner=none", "train.evaluate_from=0"]
+    stored = study.user_attrs[schema.FINGERPRINT_ATTR]["train"]
+    assert "evaluate_from" not in stored and "cpu_dropout" not in stored
+    again = [
+        *fast_overrides,
+        "study.n_trials=2",
+        "pruner=none",
+        "train.evaluate_from=0",
+        "train.cpu_dropout=torch",
+    ]
     fake = FakeFineTune()
     assert run_sweep(compose(again), finetune=fake).complete == 2
     assert len(fake.calls) == 1
