@@ -534,12 +534,77 @@ def recipe() -> str:
     return "\n".join(lines)
 
 
+def _gap(gaps: list[float]) -> str:
+    if len(gaps) < 2:
+        return "-"
+    sd = statistics.stdev(gaps)
+    return f"{statistics.fmean(gaps):+.2f} ± {sd:.2f} ({sd / len(gaps) ** 0.5:.2f})"
+
+
+def dropout() -> str:
+    """bench_dropout.py: a recipe's whole budget with torch's dropout and the fast CPU one,
+    per data set and precision: mean seconds in Trainer.train and mean best validation value
+    over the training seeds (a seed's two runs differ as two seeds' do: only means compare)."""
+    found = rows(
+        "bench_dropout*.jsonl",
+        lambda r: (r["sweep"], r["data"], r["precision"], r["seed"], r["cpu_dropout"], r["date"]),
+    )
+    groups: dict[tuple[str, str, str], list[Row]] = {}
+    for r in found:
+        groups.setdefault((r["sweep"], r["data"], r["precision"]), []).append(r)
+    body = []
+    for (sweep, data, precision), mine in sorted(
+        groups.items(), key=lambda g: (g[0][0] != "lora", _data_rank(g[0][1]), g[0][2])
+    ):
+        by = {s: [r for r in mine if r["cpu_dropout"] == s] for s in ("torch", "fast")}
+        if not by["torch"] or not by["fast"]:
+            continue
+        seconds = {s: statistics.fmean(r["train_runtime"] for r in by[s]) for s in by}
+        best = {s: statistics.fmean(r["best"] for r in by[s]) for s in by}
+        torch_of = {r["seed"]: r["best"] for r in by["torch"]}
+        gaps = [
+            100 * (r["best"] - torch_of[r["seed"]]) for r in by["fast"] if r["seed"] in torch_of
+        ]
+        body.append(
+            [
+                f"`{sweep}`",
+                data,
+                "fp32" if precision == "no" else "bf16 (auto)",
+                f"{len(gaps)} ({min(torch_of)}-{max(torch_of)})",
+                f"{seconds['torch']:.1f}",
+                f"{seconds['fast']:.1f}",
+                f"{seconds['fast'] / seconds['torch']:.2f}x",
+                _f(best["torch"]),
+                _f(best["fast"]),
+                _gap(gaps),
+            ]
+        )
+    lines = table(
+        [
+            "sweep",
+            "data",
+            "precision",
+            "seeds (training)",
+            "torch: s in Trainer.train",
+            "fast: s",
+            "fast / torch",
+            "torch: best validation (mean)",
+            "fast: best validation (mean)",
+            "fast − torch, seed by seed: mean ± sd (standard error), points",
+        ],
+        body,
+    )
+    lines += ["", provenance_note(found)]
+    return "\n".join(lines)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "promotion-lora": lambda: promotion("lora"),
     "promotion-full": lambda: promotion("full"),
     "unpruned": unpruned,
     "options": options,
     "evaluations": evaluations,
+    "dropout": dropout,
     "recipe": recipe,
 }
 

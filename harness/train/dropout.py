@@ -32,7 +32,7 @@ def keep_mask(shape: torch.Size, p: float, dtype: torch.dtype) -> torch.Tensor:
     return mask.div_(1 - p)
 
 
-class FastCpuDropout(nn.Dropout):
+class FastCpuDropout(nn.Dropout):  # type: ignore[misc]  # torch: not followed by mypy
     """``nn.Dropout`` whose mask on the CPU comes from :func:`keep_mask` (see the module)."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:

@@ -98,9 +98,7 @@ class DropoutKinds(TrainerCallback):
 
 @pytest.mark.integration
 @pytest.mark.parametrize(("setting", "kind"), [("fast", FastCpuDropout), ("torch", nn.Dropout)])
-def test_a_fine_tune_trains_with_the_configured_dropout(
-    setting, kind, compose, sweep_overrides
-):
+def test_a_fine_tune_trains_with_the_configured_dropout(setting, kind, compose, sweep_overrides):
     cfg = compose([*sweep_overrides, f"train.cpu_dropout={setting}", "train.num_train_epochs=1"])
     prepared = prepare_study(cfg, validate_config(cfg))
     seen = DropoutKinds()
