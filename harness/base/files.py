@@ -30,8 +30,16 @@ def check_writable(field: str, folder: str | Path) -> None:
     created = [p for p in (path, *path.parents) if not p.exists()]
     probe = path / f".harness-probe-{os.getpid()}"
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe.write_text("")
+        for attempt in range(3):
+            path.mkdir(parents=True, exist_ok=True)
+            try:
+                probe.write_text("")
+                break
+            except FileNotFoundError:
+                # another worker's check, started at the same moment, removed the folder it had
+                # made (below) between our mkdir and our probe: make it again
+                if attempt == 2:
+                    raise
         probe.unlink()
     except OSError as exc:
         raise ConfigError(field, f"cannot write to '{folder}': {exc.strerror or exc}") from None
