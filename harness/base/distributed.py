@@ -125,6 +125,26 @@ def from_leader(value: T, tag: object = None) -> T:
     return sent[1]
 
 
+def to_leader(value: T, tag: object = None) -> list[T] | None:
+    """Every rank's ``value`` (rank order) on rank 0, None on the others; ``[value]`` in a lone
+    process. Every rank calls it at the same point, with the same ``tag`` (a rank that sent
+    another raises :class:`OutOfStep` on rank 0 instead of being misread)."""
+    if not _groups:
+        return [value]
+    import torch.distributed as dist
+
+    here = world()
+    out: list[object] | None = [None] * here.size if here.leader else None
+    dist.gather_object((tag, value), out, dst=0, group=_groups["orders"])
+    if out is None:
+        return None
+    sent = cast("list[tuple[object, T]]", out)  # each rank's (tag, value) pair
+    for rank, (their_tag, _) in enumerate(sent):
+        if their_tag != tag:
+            raise OutOfStep(f"waited for {tag!r} from rank {rank}, got {their_tag!r}")
+    return [v for _, v in sent]
+
+
 def gather_status(status: T) -> list[T] | None:
     """Every rank's ``status`` (rank order), or None when some rank did not come within
     :data:`STATUS_TIMEOUT` or is gone: the ranks are out of step."""

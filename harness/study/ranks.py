@@ -227,6 +227,7 @@ class _Recorder:
             "number": order.number,
             "final": order.final,
             "values": {k: _plain(v) for k, v in order.values.items()},
+            "continued": order.resume_from is not None,  # from a paused state
             "learning_rate": float(order.cfg.train.learning_rate),
             "evaluations": self.evaluations,
             "error": error,

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
 
-from harness.base import faults, interrupts
+from harness.base import distributed, faults, interrupts
 from harness.base.errors import ConfigError
 from harness.train.arguments import harness_options, refuse_data_parallel, training_arguments
 from harness.train.callbacks import (
@@ -170,8 +170,13 @@ def finetune(
         paused = pruned and pause_to is not None and saved.is_dir()
         stopped = any(isinstance(c, SaveOnSignal) and c.stopped for c in callbacks)
         interrupted = stopped and not pruned and pause_to is not None and saved.is_dir()
+        # every rank takes the pause together (rank 0's decision): its RNG state goes to rank 0
+        pausing = pruned and any(isinstance(c, PruningCallback) and c.pause for c in callbacks)
+        rank_states = _rank_rng_states(saved) if pausing else {}
         if (paused or interrupted) and pause_to is not None:
-            _save_pause(saved, Path(pause_to), stateful, snapshot, trainer.state.global_step)
+            _save_pause(
+                saved, Path(pause_to), stateful, snapshot, trainer.state.global_step, rank_states
+            )
     result = FinetuneResult(
         value=snapshot.value,
         best_metrics=snapshot.metrics,
@@ -238,13 +243,17 @@ def _save_pause(
     stateful: list[TrainerCallback],
     snapshot: BestSnapshot,
     step: int,
+    rank_states: dict[int, bytes] | None = None,
 ) -> None:
     """A paused run's state into ``target`` (a fresh folder the caller commits once complete):
-    the Trainer's checkpoint of the evaluation it paused at, then the callbacks' state."""
+    the Trainer's checkpoint of the evaluation it paused at (with the other ranks' RNG states,
+    ``rank_states``, under torchrun), then the callbacks' state."""
     from safetensors.torch import save_file
 
     target.mkdir(parents=True, exist_ok=True)
     shutil.move(str(checkpoint), str(target / TRAINER_STATE))
+    for rank, state in sorted((rank_states or {}).items()):
+        (target / TRAINER_STATE / f"rng_state_{rank}.pth").write_bytes(state)
     faults.hit("pause_state")
     states = {type(c).__name__: c.state() for c in stateful if hasattr(c, "state")}
     if snapshot.value is not None and snapshot.step != step:  # else: the weights just saved
@@ -254,6 +263,23 @@ def _save_pause(
     if snapshot.logits is not None:
         save_logits(snapshot.logits, target)
     (target / HARNESS_STATE).write_text(json.dumps({"step": step, "callbacks": states}) + "\n")
+
+
+def _rank_rng_states(checkpoint: Path) -> dict[int, bytes]:
+    """Under torchrun, at a pause: the other ranks' RNG states, gathered on rank 0 as
+    ``{rank: rng_state_<rank>.pth's bytes}`` ({} on the other ranks, and in a lone process).
+    The Trainer writes each rank's file into that rank's own scratch checkpoint, and only rank
+    0's becomes the paused state; with the files there, a continuation's Trainer restores every
+    rank's dropout masks where they were. Every rank calls it at the same pause."""
+    if not distributed.started():
+        return {}
+    here = distributed.world()
+    file = checkpoint / f"rng_state_{here.rank}.pth"
+    mine = file.read_bytes() if not here.leader and file.is_file() else None
+    gathered = distributed.to_leader(mine, tag=("rng state", checkpoint.name))
+    if gathered is None:
+        return {}
+    return {rank: state for rank, state in enumerate(gathered) if state is not None}
 
 
 def _load_callback_states(state: Path, stateful: list[TrainerCallback]) -> None:

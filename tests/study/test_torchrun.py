@@ -137,6 +137,49 @@ def test_one_study_trial_per_trial_both_ranks_train_it_and_stop_together(ddp_ove
     assert len(runs) == 4
 
 
+@pytest.mark.slow  # two launches (~1 min on 2 cores)
+def test_a_paused_trial_continues_on_both_ranks_as_if_it_had_never_paused(ddp_overrides, tmp_path):
+    # Two configurations, queued. Under the promotion scheduler trial 0 is alone at rung 1 and
+    # is paused there; a configuration is continued from its saved state later. The same two,
+    # trained straight through (no pruner) in another study, must give the same evaluations
+    # after the pause: on rank 1 too, whose dropout masks come from its own RNG state (saved
+    # with the pause through rank 0; without it, rank 1 would draw other masks from there on).
+    configs = ", ".join(
+        f"{{train.learning_rate: {lr}, peft.config.r: 8, peft.config.lora_alpha: 16, "
+        f"peft.config.lora_dropout: 0.1, train.warmup_steps: 0.05}}"
+        for lr in (0.03, 0.02)
+    )
+    common = [*ddp_overrides, f"study.enqueue=[{configs}]", "study.n_trials=2"]
+
+    def launch(name: str, pruner: str) -> dict[int, list[dict]]:
+        overrides = [
+            *[o for o in common if not o.startswith(("study.output_dir=", "pruner="))],
+            f"pruner={pruner}",
+            f"study.name={name}",
+            f"study.output_dir={tmp_path / name}",
+        ]
+        record = tmp_path / f"{name}-ranks"
+        code, out, err = finish(torchrun(overrides, record))
+        assert code == 0, err[-4000:]
+        return ranks_record(record)
+
+    paused = launch("paused", "promotion")
+    straight = launch("straight", "none")
+    for rank in (0, 1):
+        by_values = {json.dumps(r["values"], sort_keys=True): r for r in straight[rank]}
+        later = [r for r in paused[rank] if r["continued"]]
+        assert later, [r["label"] for r in paused[rank]]
+        for trial in later:
+            alone = by_values[json.dumps(trial["values"], sort_keys=True)]
+            at = {e["epoch"]: e for e in alone["evaluations"]}
+            compared = [e for e in trial["evaluations"] if e["epoch"] in at]
+            assert compared, (trial["evaluations"], alone["evaluations"])
+            for evaluation in compared:
+                assert evaluation["eval_loss"] == pytest.approx(
+                    at[evaluation["epoch"]]["eval_loss"], rel=1e-6, abs=1e-7
+                ), (rank, trial["label"], evaluation["epoch"])
+
+
 @pytest.mark.slow
 def test_kill_9_of_rank_1_mid_trial_is_retried_and_the_final_stage_runs_on_both(
     ddp_overrides, tmp_path
