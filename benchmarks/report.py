@@ -103,6 +103,60 @@ def table(header: list[str], body: list[list[str]]) -> list[str]:
     ]
 
 
+# bench_promotion.py's two arms of a pair, and the first day its rows were measured with the
+# defaults of today (train.cpu_dropout=fast and train.evaluate_from=0.6: earlier rows trained
+# with torch's dropout masks and every evaluation)
+ARMS = ("promotion", "pruned")
+CURRENT_DEFAULTS_FROM = "2026-12-08"
+
+
+def _pair_summary(pairs: list[tuple[Row, Row]]) -> list[str]:
+    """Bullets over (promotion, successive halving) pairs: steps, the differences in the
+    search's best trial and in the chosen configuration's validation and test, and how often
+    each arm chose an early configuration or the first one to reach the full budget."""
+    promoted = [p for p, _ in pairs]
+    halved = [h for _, h in pairs]
+    ratios = [p["steps"] / h["steps"] for p, h in pairs]
+    lines = [
+        f"- search steps: {statistics.fmean(ratios):.2f}x (mean of the ratios; "
+        f"{min(ratios):.2f}x to {max(ratios):.2f}x)"
+    ]
+    for key, what in (
+        ("search_best", "the search's best single trial"),
+        ("val", "the chosen configuration's seed-mean validation"),
+        ("test", "its test"),
+    ):
+        diffs = [
+            100 * (p[key] - h[key]) for p, h in pairs if p[key] is not None and h[key] is not None
+        ]
+        sd = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+        se = sd / len(diffs) ** 0.5 if len(diffs) > 1 else 0.0
+        lines.append(
+            f"- {what}: {statistics.fmean(diffs):+.2f} points (sd {sd:.2f} over the pairs, "
+            f"standard error {se:.2f})"
+        )
+    for arm, mine in (("successive halving", halved), ("promotion", promoted)):
+        early = sum(r["chosen_trial"] is not None and r["chosen_config"] <= 1 for r in mine)
+        recipe = sum(bool(r["chosen_is_recipe"]) for r in mine)
+        known = [r for r in mine if r.get("chosen_is_first_complete") is not None]
+        first = sum(bool(r["chosen_is_first_complete"]) for r in known)
+        # by chance: one of the complete configurations, each as likely
+        chance = sum(1 / r["complete_configs"] for r in known if r["complete_configs"])
+        placed = [r for r in mine if r["chosen_trial"] is not None]
+        # the chosen configuration's place in the order the sampler drew them (0: the recipe);
+        # by chance, any of a study's configurations: (configs - 1) / 2 on average
+        place = statistics.fmean(r["chosen_config"] for r in placed)
+        uniform = statistics.fmean((r["configs"] - 1) / 2 for r in placed)
+        lines.append(
+            f"- {arm}: chosen configuration 0 or 1 (the recipe or the first after it) in "
+            f"{early} of {len(mine)}; the recipe chosen in {recipe} of {len(mine)}; the chosen "
+            f"configuration's place in the sampler's order {place:.1f} on average (by chance: "
+            f"{uniform:.1f}); the first configuration to reach the full budget chosen in "
+            f"{first} of {len(known)} (by chance: {chance:.1f})"
+        )
+    return lines
+
+
 def promotion(sweep: str) -> str:
     """bench_promotion.py: the promotion scheduler against successive halving, per study."""
     found = rows(
@@ -172,36 +226,23 @@ def promotion(sweep: str) -> str:
         + "."
     )
     if pairs:
-        promoted = [by[(d, s, "promotion")] for d, s in pairs]
-        halved = [by[(d, s, "pruned")] for d, s in pairs]
-        ratios = [p["steps"] / h["steps"] for p, h in zip(promoted, halved, strict=True)]
-        lines.append("")
-        lines.append(f"Over the {len(pairs)} pairs (promotion against successive halving):")
-        lines.append("")
-        lines.append(
-            f"- search steps: {statistics.fmean(ratios):.2f}x (mean of the ratios; "
-            f"{min(ratios):.2f}x to {max(ratios):.2f}x)"
-        )
-        for key, what in (
-            ("search_best", "the search's best single trial"),
-            ("val", "the chosen configuration's seed-mean validation"),
-            ("test", "its test"),
-        ):
-            diffs = [
-                100 * (p[key] - h[key])
-                for p, h in zip(promoted, halved, strict=True)
-                if p[key] is not None and h[key] is not None
+        lines += ["", f"Over the {len(pairs)} pairs (promotion against successive halving):", ""]
+        lines += _pair_summary([(by[(d, s, "promotion")], by[(d, s, "pruned")]) for d, s in pairs])
+        current = [
+            (d, s)
+            for d, s in pairs
+            if all(by[(d, s, a)].get("date", "") >= CURRENT_DEFAULTS_FROM for a in ARMS)
+        ]
+        if current and len(current) < len(pairs):
+            lines += [
+                "",
+                f"Of them, the {len(current)} pairs measured with today's defaults (the fast "
+                "CPU dropout and `train.evaluate_from`; measured from "
+                f"{CURRENT_DEFAULTS_FROM} on):",
+                "",
             ]
-            sd = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
-            lines.append(
-                f"- {what}: {statistics.fmean(diffs):+.2f} points (sd {sd:.2f} over the pairs)"
-            )
-        for arm, mine in (("successive halving", halved), ("promotion", promoted)):
-            early = sum(r["chosen_trial"] is not None and r["chosen_config"] <= 1 for r in mine)
-            recipe = sum(bool(r["chosen_is_recipe"]) for r in mine)
-            lines.append(
-                f"- {arm}: chosen configuration 0 or 1 (the recipe or the first after it) in "
-                f"{early} of {len(mine)}; the recipe chosen in {recipe} of {len(mine)}"
+            lines += _pair_summary(
+                [(by[(d, s, "promotion")], by[(d, s, "pruned")]) for d, s in current]
             )
     lines += ["", provenance_note(found)]
     return "\n".join(lines)
