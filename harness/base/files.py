@@ -31,13 +31,15 @@ def check_writable(field: str, folder: str | Path) -> None:
     probe = path / f".harness-probe-{os.getpid()}"
     try:
         for attempt in range(3):
-            path.mkdir(parents=True, exist_ok=True)
             try:
+                path.mkdir(parents=True, exist_ok=True)
                 probe.write_text("")
                 break
-            except FileNotFoundError:
+            except (FileNotFoundError, FileExistsError):
                 # another worker's check, started at the same moment, removed the folder it had
-                # made (below) between our mkdir and our probe: make it again
+                # made (below) between our mkdir and our probe (FileNotFoundError), or between
+                # its own mkdir and ours, which then finds a name but no folder (Path.mkdir's
+                # FileExistsError): make it again. A file of that name fails all three tries.
                 if attempt == 2:
                     raise
         probe.unlink()

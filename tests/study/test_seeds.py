@@ -23,7 +23,10 @@ def test_identical_commands_started_together_sample_differently(sweep_overrides)
         "report.enabled=false",
         "sampler.seed=7",
     ]
-    first, second = SweepProcess(overrides), SweepProcess(overrides)
+    # each trial waits 3 s at its first step, so that one process cannot run both trials
+    # before the other has started (a tiny trial takes a fraction of a second)
+    faults = "train_step:0:1=wait,train_step:1:1=wait"
+    first, second = SweepProcess(overrides, faults=faults), SweepProcess(overrides, faults=faults)
     assert first.wait() == 0, first.err
     assert second.wait() == 0, second.err
     cfg = compose(overrides)

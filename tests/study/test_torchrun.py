@@ -194,10 +194,12 @@ def test_kill_9_of_rank_1_mid_trial_is_retried_and_the_final_stage_runs_on_both(
     assert proc.stderr is not None
     for line in proc.stderr:
         lines.append(line)
-        found = re.search(r"harness fault: train_step reached \(trial 1, pid (\d+)\)", line)
-        if found and killed is None:
-            pid = int(found.group(1))
-            if b"RANK=1" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+        # (the two ranks write to one stderr: their lines may arrive joined on one line)
+        for found in re.findall(r"harness fault: train_step reached \(trial 1, pid (\d+)\)", line):
+            pid = int(found)
+            if killed is None and b"RANK=1" in Path(f"/proc/{pid}/environ").read_bytes().split(
+                b"\0"
+            ):
                 os.kill(pid, signal.SIGKILL)
                 killed = pid
         if time.monotonic() > deadline:
@@ -261,9 +263,9 @@ def test_sigterm_to_the_launch_stops_both_ranks_records_the_trial_and_the_next_r
     lines, pids = [], set()
     for line in proc.stderr:
         lines.append(line)
-        found = re.search(r"harness fault: train_step reached \(trial 0, pid (\d+)\)", line)
-        if found:
-            pids.add(int(found.group(1)))
+        # (the two ranks write to one stderr: their lines may arrive joined on one line)
+        found = re.findall(r"harness fault: train_step reached \(trial 0, pid (\d+)\)", line)
+        pids.update(int(pid) for pid in found)
         if len(pids) == 2:  # both ranks are in the trial
             os.kill(proc.pid, signal.SIGTERM)
             break
