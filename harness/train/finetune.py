@@ -243,7 +243,7 @@ def _save_pause(
     stateful: list[TrainerCallback],
     snapshot: BestSnapshot,
     step: int,
-    rank_states: dict[int, bytes] | None = None,
+    rank_states: dict[int, bytes],
 ) -> None:
     """A paused run's state into ``target`` (a fresh folder the caller commits once complete):
     the Trainer's checkpoint of the evaluation it paused at (with the other ranks' RNG states,
@@ -252,7 +252,7 @@ def _save_pause(
 
     target.mkdir(parents=True, exist_ok=True)
     shutil.move(str(checkpoint), str(target / TRAINER_STATE))
-    for rank, state in sorted((rank_states or {}).items()):
+    for rank, state in rank_states.items():
         (target / TRAINER_STATE / f"rng_state_{rank}.pth").write_bytes(state)
     faults.hit("pause_state")
     states = {type(c).__name__: c.state() for c in stateful if hasattr(c, "state")}
